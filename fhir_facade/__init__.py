@@ -1,0 +1,82 @@
+"""HTTP + FHIR layer: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from fhir_facade.auth import TokenService
+from fhir_facade.config import Settings
+from fhir_facade.http import check_accept, fhir_response
+from fhir_facade.outcomes import describe
+from store.db import Database, DatabaseSettings
+
+log = logging.getLogger("fhir_facade")
+
+_PUBLIC = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
+
+
+class FhirApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api whose HTTP errors answer with an OperationOutcome."""
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return _error_response(error)
+
+
+def _error_response(error: BaseException) -> Response:
+    status, outcome = describe(error)
+    if status == 500:
+        log.exception("unhandled error", exc_info=error)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="fhir-facade"'
+    return fhir_response(outcome, status, headers)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application. `test_config` overrides `Settings` fields (see config.py)."""
+    settings = Settings.from_env(test_config)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        API_TITLE="fhir-facade",
+        API_VERSION="0.1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        FHIR_BASE_URL=settings.base_url,
+        FHIR_FACADE_SETTINGS=settings,
+    )
+    database = Database(
+        DatabaseSettings(
+            url=settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        )
+    )
+    app.extensions["fhir_facade.db"] = database
+    app.extensions["fhir_facade.tokens"] = TokenService(settings)
+
+    api = FhirApi(app)
+    from fhir_facade.api import build_blueprint
+
+    api.register_blueprint(build_blueprint())
+    app.register_error_handler(Exception, _error_response)
+
+    @app.before_request
+    def _authenticate() -> None:
+        if not request.path.startswith("/fhir"):
+            return
+        check_accept()
+        if request.path in _PUBLIC:
+            return
+        g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
+
+    from fhir_facade.cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,62 @@
+"""The FHIR route table: one MethodView per URL, built for every resource type we serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from fhir_facade.capability import capability_statement, smart_configuration
+from fhir_facade.http import base_url, fhir_response
+from fhir_facade.reads import read, search
+from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.writes import WRITES
+
+
+def build_blueprint() -> Blueprint:
+    blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="FHIR R4 REST API")
+
+    @blp.route("/metadata")
+    class Metadata(MethodView):
+        def get(self) -> Response:
+            return fhir_response(capability_statement(base_url()))
+
+    @blp.route("/.well-known/smart-configuration")
+    class SmartConfiguration(MethodView):
+        def get(self) -> Response:
+            body = orjson.dumps(smart_configuration(base_url()))
+            return Response(body, content_type="application/json")
+
+    for name, spec in RESOURCE_TYPES.items():
+        _type_routes(blp, name, spec.interactions)
+    return blp
+
+
+def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> None:
+    type_methods: dict[str, Any] = {"get": lambda self: search(name, _query_pairs())}
+    if "create" in interactions:
+        type_methods["post"] = lambda self: WRITES[(name, "create")]()
+    instance_methods: dict[str, Any] = {"get": lambda self, ident: read(name, ident)}
+    if "update" in interactions:
+        instance_methods["put"] = lambda self, ident: WRITES[(name, "update")](ident)
+    search_methods: dict[str, Any] = {"post": lambda self: search(name, _form_pairs())}
+
+    blp.route(f"/{name}", endpoint=f"{name}-type")(type(f"{name}Type", (MethodView,), type_methods))
+    blp.route(f"/{name}/<string:ident>", endpoint=f"{name}-instance")(
+        type(f"{name}Instance", (MethodView,), instance_methods)
+    )
+    blp.route(f"/{name}/_search", endpoint=f"{name}-search")(
+        type(f"{name}Search", (MethodView,), search_methods)
+    )
+
+
+def _query_pairs() -> list[tuple[str, str]]:
+    return list(request.args.items(multi=True))
+
+
+def _form_pairs() -> list[tuple[str, str]]:
+    return list(request.args.items(multi=True)) + list(request.form.items(multi=True))

@@ -1,0 +1,157 @@
+"""Bearer JWTs, SMART App Launch v2 scopes and our permission scopes.
+
+Scopes understood:
+  user/<Type|*>.<cruds>   SMART v2 (letters: create, read, update, delete, search)
+  user/<Type|*>.read|write|*   SMART v1 equivalents
+  system/...             same as user/ for backend services
+  __schedule.manage      "Schedule Admin: Manage Appointments" (create/alter sessions)
+  __patient.blocked      "Privacy: Access Blocked Patients"
+`patient/` scopes need a launch context we do not provide, so they grant nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from fhir_facade.config import Settings
+from store.access import Access
+
+SCHEDULE_MANAGE = "__schedule.manage"
+PATIENT_BLOCKED = "__patient.blocked"
+
+PERMISSION_SCOPES = {
+    SCHEDULE_MANAGE: "Schedule Admin: Manage Appointments (create and alter group sessions)",
+    PATIENT_BLOCKED: "Privacy: Access Blocked Patients",
+}
+
+_SCOPE = re.compile(r"^(user|system|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)$")
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+
+
+class AuthError(Exception):
+    """401: no token, or one we cannot trust."""
+
+
+class Forbidden(Exception):
+    """403: a valid token without the scope or permission the request needs."""
+
+
+@dataclass(frozen=True)
+class Grants:
+    subject: str
+    letters: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> c r u d s
+    permissions: frozenset[str] = frozenset()
+
+    @property
+    def access(self) -> Access:
+        return Access(restricted_patients=PATIENT_BLOCKED in self.permissions)
+
+    def allows(self, resource_type: str, letter: str) -> bool:
+        for key in (resource_type, "*"):
+            if letter in self.letters.get(key, frozenset()):
+                return True
+        return False
+
+    def require(self, resource_type: str, letter: str) -> None:
+        if not self.allows(resource_type, letter):
+            words = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+            raise Forbidden(
+                f"the token's scopes do not allow {words[letter]} on {resource_type} "
+                f"(needs e.g. user/{resource_type}.{letter})"
+            )
+
+    def require_permission(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(
+                f"this needs the {PERMISSION_SCOPES[permission]!r} permission (scope {permission})"
+            )
+
+
+def grants_from_scopes(subject: str, scope: str) -> Grants:
+    letters: dict[str, set[str]] = {}
+    permissions: set[str] = set()
+    for item in scope.split():
+        if item in PERMISSION_SCOPES:
+            permissions.add(item)
+            continue
+        match = _SCOPE.match(item)
+        if match is None or match.group(1) == "patient":
+            continue
+        _, resource_type, rights = match.groups()
+        letters.setdefault(resource_type, set()).update(_V1.get(rights, rights))
+    return Grants(subject, {k: frozenset(v) for k, v in letters.items()}, frozenset(permissions))
+
+
+class TokenService:
+    """Verifies tokens: a local HS256 key (dev/demo) or an issuer's JWKS (production)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwks: Any = None
+        self._secret: str | None = None
+        if settings.jwks_url:
+            self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True)
+        else:
+            self._secret = settings.jwt_secret or _instance_secret(settings.instance_path)
+
+    def verify(self, header: str | None) -> Grants:
+        if not header or not header.startswith("Bearer "):
+            raise AuthError("a bearer token is required (Authorization: Bearer <token>)")
+        token = header.removeprefix("Bearer ").strip()
+        options: dict[str, Any] = {"require": ["exp", "sub"]}
+        try:
+            if self._jwks is not None:
+                key: Any = self._jwks.get_signing_key_from_jwt(token).key
+                algorithms = ["RS256", "ES256", "PS256"]
+            else:
+                key, algorithms = self._secret, ["HS256"]
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+                options=options,
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"the bearer token is not valid: {exc}") from None
+        return grants_from_scopes(str(claims["sub"]), str(claims.get("scope", "")))
+
+    def mint(self, subject: str, scope: str, lifetime: dt.timedelta) -> str:
+        """Sign a development token with the local key."""
+        if self._secret is None:
+            raise RuntimeError("tokens are issued by the configured identity provider (JWKS)")
+        now = dt.datetime.now(dt.UTC)
+        claims: dict[str, Any] = {
+            "iss": self.settings.jwt_issuer,
+            "sub": subject,
+            "scope": scope,
+            "iat": now,
+            "exp": now + lifetime,
+        }
+        if self.settings.jwt_audience:
+            claims["aud"] = self.settings.jwt_audience
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """The instance's signing key, created on first use (mode 600; first writer wins)."""
+    path = instance_path / "jwt-secret"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        tmp = instance_path / f".jwt-secret.{secrets.token_hex(8)}"
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+        tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,97 @@
+"""CapabilityStatement (R4 §2.12) and SMART configuration, generated from the route tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_facade.auth import PERMISSION_SCOPES
+from fhir_facade.registry import RESOURCE_TYPES
+from mappings.codes import CANONICAL
+from mappings.search import SEARCHES
+
+SOFTWARE_VERSION = "0.1.0"
+RELEASE_DATE = "2026-11-26"
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    resources = []
+    for name, spec in RESOURCE_TYPES.items():
+        search = SEARCHES[name]
+        entry: dict[str, Any] = {
+            "type": name,
+            "documentation": spec.documentation,
+            "interaction": [{"code": code} for code in spec.interactions],
+            "versioning": "versioned-update" if "update" in spec.interactions else "versioned",
+            "readHistory": False,
+            "updateCreate": False,
+            "conditionalCreate": spec.conditional_create,
+            "conditionalUpdate": False,
+            "conditionalDelete": "not-supported",
+        }
+        if search.includes:
+            entry["searchInclude"] = list(search.includes)
+        if search.revincludes:
+            entry["searchRevInclude"] = list(search.revincludes)
+        entry["searchParam"] = [
+            {"name": p.name, "type": p.type, "documentation": p.documentation}
+            for p in search.params.values()
+        ]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "fhir-facade",
+        "url": f"{CANONICAL}/CapabilityStatement/fhir-facade",
+        "version": SOFTWARE_VERSION,
+        "name": "FhirFacade",
+        "title": "fhir-facade group-session scheduling server",
+        "status": "active",
+        "experimental": False,
+        "date": RELEASE_DATE,
+        "publisher": "fhir-facade",
+        "description": "Books behavioral-health patients into group sessions over FHIR R4.",
+        "kind": "instance",
+        "software": {"name": "fhir-facade", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "fhir-facade", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Search result parameters: _count, _offset (paging), _sort, _include, "
+                    "_revinclude, _format=json. Unknown parameters are refused (400) unless "
+                    "the request carries Prefer: handling=lenient."
+                ),
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": (
+                        "Bearer JWT with SMART v2 scopes (user/<Type>.cruds); permissions as "
+                        "scopes: " + "; ".join(f"{k} ({v})" for k, v in PERMISSION_SCOPES.items())
+                    ),
+                },
+                "resource": resources,
+            }
+        ],
+    }
+
+
+def smart_configuration(base: str) -> dict[str, Any]:
+    return {
+        "capabilities": ["permission-v2"],
+        "scopes_supported": [
+            *(f"user/{name}.cruds" for name in RESOURCE_TYPES),
+            *(f"system/{name}.cruds" for name in RESOURCE_TYPES),
+            *PERMISSION_SCOPES,
+        ],
+        "permission_scopes": PERMISSION_SCOPES,
+    }

@@ -1,0 +1,56 @@
+"""Configuration from the environment (`FHIR_FACADE_*`); see the table in the README."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "FHIR_FACADE_"
+
+
+@dataclass
+class Settings:
+    instance_path: Path = field(default_factory=lambda: Path("instance").resolve())
+    database_url: str | None = None
+    base_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_issuer: str = "fhir-facade-dev"
+    jwt_audience: str | None = None
+    jwks_url: str | None = None
+    max_body_bytes: int = 1_000_000
+    db_pool_size: int = 10
+    statement_timeout_ms: int = 15_000
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.instance_path / 'fhir-facade.sqlite3'}"
+
+    @classmethod
+    def from_env(cls, overrides: dict[str, Any] | None = None) -> Settings:
+        values: dict[str, Any] = {}
+        env = os.environ
+        text = {
+            "database_url": "DATABASE_URL",
+            "base_url": "BASE_URL",
+            "jwt_secret": "JWT_SECRET",
+            "jwt_issuer": "JWT_ISSUER",
+            "jwt_audience": "JWT_AUDIENCE",
+            "jwks_url": "JWKS_URL",
+        }
+        for attr, name in text.items():
+            if env.get(PREFIX + name):
+                values[attr] = env[PREFIX + name]
+        numbers = {
+            "max_body_bytes": "MAX_BODY_BYTES",
+            "db_pool_size": "DB_POOL_SIZE",
+            "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
+        }
+        for attr, name in numbers.items():
+            if env.get(PREFIX + name):
+                values[attr] = int(env[PREFIX + name])
+        if env.get(PREFIX + "INSTANCE_PATH"):
+            values["instance_path"] = Path(env[PREFIX + "INSTANCE_PATH"]).resolve()
+        values.update(overrides or {})
+        return cls(**values)

@@ -1,0 +1,23 @@
+"""Per-application services and per-request caller, as the views see them."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+
+from fhir_facade.auth import Grants, TokenService
+from store.db import Database
+
+
+def database() -> Database:
+    db: Database = current_app.extensions["fhir_facade.db"]
+    return db
+
+
+def tokens() -> TokenService:
+    service: TokenService = current_app.extensions["fhir_facade.tokens"]
+    return service
+
+
+def caller() -> Grants:
+    grants: Grants = g.grants
+    return grants

@@ -1,0 +1,115 @@
+"""OperationOutcome builders and the one table that maps an error to its HTTP status.
+
+Views never build error JSON: they raise, and `error_response` answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+
+from fhir_facade.auth import AuthError, Forbidden
+from mappings.codes import CANONICAL
+from mappings.errors import InvalidResource, InvalidSearch, MappingError, Unprocessable
+from store import errors as store_errors
+
+CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
+
+
+class FhirError(Exception):
+    """An HTTP-level refusal raised by the FHIR layer itself."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, expression: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.expression = expression
+
+
+def issue(
+    severity: str,
+    code: str,
+    text: str,
+    *,
+    expression: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"severity": severity, "code": code}
+    details: dict[str, Any] = {"text": text}
+    if detail:
+        details["coding"] = [{"system": CS_OUTCOME, "code": detail}]
+    entry["details"] = details
+    if expression:
+        entry["expression"] = [expression]
+    return entry
+
+
+def operation_outcome(*issues: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": list(issues)}
+
+
+def warning(text: str, detail: str, expression: str | None = None) -> dict[str, Any]:
+    return issue("warning", "business-rule", text, expression=expression, detail=detail)
+
+
+def information(text: str) -> dict[str, Any]:
+    return issue("information", "informational", text)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    status: int
+    code: str
+    detail: str | None = None
+
+
+# Most specific first: the first class the error is an instance of wins.
+_TABLE: list[tuple[type[BaseException], Mapped]] = [
+    (store_errors.SessionFull, Mapped(409, "conflict", "session-full")),
+    (store_errors.SessionUnavailable, Mapped(409, "conflict", "session-unavailable")),
+    (store_errors.AlreadyBooked, Mapped(409, "duplicate", "already-booked")),
+    (store_errors.DuplicateIdentifier, Mapped(409, "duplicate", "duplicate-identifier")),
+    (store_errors.NotFound, Mapped(404, "not-found")),
+    (store_errors.VersionMismatch, Mapped(412, "conflict", "version-mismatch")),
+    (store_errors.CapacityBelowBooked, Mapped(422, "business-rule", "capacity-below-booked")),
+    (store_errors.RuleViolation, Mapped(422, "business-rule")),
+    (InvalidResource, Mapped(400, "structure")),
+    (InvalidSearch, Mapped(400, "invalid")),
+    (Unprocessable, Mapped(422, "processing")),
+    (AuthError, Mapped(401, "login")),
+    (Forbidden, Mapped(403, "forbidden")),
+]
+
+
+def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """Status and OperationOutcome for any error; unknown ones become a bland 500."""
+    if isinstance(exc, FhirError):
+        return exc.status, operation_outcome(
+            issue("error", exc.code, exc.message, expression=exc.expression)
+        )
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported"}
+        return status, operation_outcome(
+            issue("error", code.get(status, "processing"), exc.description or exc.name)
+        )
+    for cls, mapped in _TABLE:
+        if isinstance(exc, cls):
+            message = getattr(exc, "message", str(exc))
+            if isinstance(exc, MappingError):
+                expression = exc.expression
+            else:
+                expression = getattr(exc, "field", None)
+            if isinstance(exc, store_errors.NotFound):
+                message = f"{exc.kind}/{exc.ident} is not known"
+            return mapped.status, operation_outcome(
+                issue("error", mapped.code, message, expression=expression, detail=mapped.detail)
+            )
+    return 500, operation_outcome(
+        issue("fatal", "exception", "internal error; the request changed nothing")
+    )

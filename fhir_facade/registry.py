@@ -1,0 +1,85 @@
+"""The resource types we serve: their internal kind, how they render, what they allow.
+
+The CapabilityStatement is generated from this table and `mappings.search.SEARCHES`,
+so what we declare is what the routes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mappings.appointment import appointment_to_fhir
+from mappings.directory import (
+    location_to_fhir,
+    organization_to_fhir,
+    practitioner_to_fhir,
+    schedule_to_fhir,
+)
+from mappings.patient import patient_to_fhir
+from mappings.slot import slot_to_fhir
+from store.models import (
+    Base,
+    Booking,
+    Department,
+    GroupSession,
+    Patient,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+)
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    name: str
+    kind: type[Base]
+    to_fhir: Callable[[Any], dict[str, Any]]
+    interactions: tuple[str, ...]  # FHIR TypeRestfulInteraction codes
+    conditional_create: bool = False
+    documentation: str = ""
+
+
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    r.name: r
+    for r in (
+        ResourceType(
+            "Organization", ProviderGroup, organization_to_fhir, ("read", "search-type"),
+            documentation="Provider groups (read-only in bookings).",
+        ),
+        ResourceType(
+            "Location", Department, location_to_fhir, ("read", "search-type"),
+            documentation="Departments, each with its IANA time zone (timezone extension).",
+        ),
+        ResourceType(
+            "Practitioner", Provider, practitioner_to_fhir, ("read", "search-type"),
+            documentation="Providers who run group sessions.",
+        ),
+        ResourceType(
+            "Schedule", ProviderSchedule, schedule_to_fhir, ("read", "search-type"),
+            documentation="A provider's calendar in one department.",
+        ),
+        ResourceType(
+            "Slot", GroupSession, slot_to_fhir, ("read", "search-type", "create", "update"),
+            documentation=(
+                "Group sessions. Capacity and booked count in the group-capacity extension; "
+                "create and update need the __schedule.manage permission; capacity never "
+                "drops below the booked count."
+            ),
+        ),
+        ResourceType(
+            "Patient", Patient, patient_to_fhir, ("read", "search-type"),
+            documentation="Patients; restricted ones only with __patient.blocked.",
+        ),
+        ResourceType(
+            "Appointment", Booking, appointment_to_fhir,
+            ("read", "search-type", "create", "update"), conditional_create=True,
+            documentation=(
+                "Bookings into group sessions. Create = book (409 when the session is full "
+                "or the patient already holds a place); update = cancel, reschedule or edit "
+                "(If-Match honoured). Booking into a closed session succeeds with a warning."
+            ),
+        ),
+    )
+}

@@ -1,0 +1,117 @@
+"""Helpers shared by the resource mappings: parsing input, formatting output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mappings.errors import InvalidResource, Unprocessable
+
+JSON = dict[str, Any]
+
+_MODEL_MODULES = {
+    "Appointment": "appointment",
+    "Slot": "slot",
+    "Schedule": "schedule",
+    "Patient": "patient",
+    "Practitioner": "practitioner",
+    "Location": "location",
+    "Organization": "organization",
+    "OperationOutcome": "operationoutcome",
+    "Bundle": "bundle",
+    "CapabilityStatement": "capabilitystatement",
+}
+
+
+def r4b_model(resource_type: str) -> type[BaseModel]:
+    """The fhir.resources R4B model class (R4B equals R4 for the resources we serve)."""
+    module = importlib.import_module(f"fhir.resources.R4B.{_MODEL_MODULES[resource_type]}")
+    model: type[BaseModel] = getattr(module, resource_type)
+    return model
+
+
+def parse_resource(body: Any, resource_type: str) -> BaseModel:
+    """Validate a JSON body as an R4 resource of `resource_type`.
+
+    Raises InvalidResource naming the offending element (FHIRPath) on any
+    structural error: wrong resourceType, unknown element, bad primitive.
+    """
+    if not isinstance(body, dict):
+        raise InvalidResource("the body must be a JSON object", expression=resource_type)
+    found = body.get("resourceType")
+    if found != resource_type:
+        raise InvalidResource(
+            f"expected resourceType {resource_type!r}, got {found!r}", expression="resourceType"
+        )
+    try:
+        return r4b_model(resource_type).model_validate(body)
+    except ValidationError as exc:
+        # Unknown elements first: they are the likeliest cause of everything else.
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+        paths = [_fhirpath(resource_type, e.get("loc", ())) for e in errors]
+        message = "; ".join(
+            f"{path}: {'unknown element' if e.get('type') == 'extra_forbidden' else e.get('msg')}"
+            for path, e in zip(paths[:5], errors[:5], strict=True)
+        )
+        raise InvalidResource(message, expression=paths[0]) from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidResource(str(exc), expression=resource_type) from None
+
+
+def _fhirpath(resource_type: str, loc: tuple[Any, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in ("__root__",) and not str(part).startswith("function-"):
+            path += f".{str(part).removesuffix('__ext')}"
+    return path
+
+
+def instant(value: dt.datetime) -> str:
+    """FHIR instant in UTC, second precision: 2027-01-04T15:00:00Z."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def meta(version: int, last_updated: dt.datetime) -> JSON:
+    return {"versionId": str(version), "lastUpdated": instant(last_updated)}
+
+
+def reference(resource_type: str, ident: str, display: str | None = None) -> JSON:
+    ref: JSON = {"reference": f"{resource_type}/{ident}"}
+    if display:
+        ref["display"] = display
+    return ref
+
+
+_REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/\d+)?$")
+
+
+def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) -> tuple[str, str]:
+    """Split 'Type/id' (relative or absolute) into (type, id); the type must be allowed."""
+    match = _REFERENCE.match(ref or "")
+    if match is None or match.group(1) not in allowed:
+        raise Unprocessable(
+            f"expected a reference to {' or '.join(allowed)}, got {ref!r}", expression=expression
+        )
+    return match.group(1), match.group(2)
+
+
+def aware(value: Any, expression: str) -> dt.datetime:
+    """An input instant/dateTime as an aware datetime; FHIR instants carry a zone."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise InvalidResource("a time zone is required", expression=expression)
+        return value.astimezone(dt.UTC)
+    parsed = dt.datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise InvalidResource("a time zone is required", expression=expression)
+    return parsed.astimezone(dt.UTC)
+
+
+def codeable(coding: dict[str, str]) -> JSON:
+    return {"coding": [coding], "text": coding["display"]}

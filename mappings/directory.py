@@ -1,0 +1,103 @@
+"""Organization (provider group), Location (department), Practitioner (provider), Schedule.
+
+FHIR R4: Organization §8.1, Location §8.10, Practitioner §8.4, Schedule §11.4.
+"""
+
+from __future__ import annotations
+
+from mappings.codes import CS_ORGANIZATION_TYPE, EXT_TIMEZONE
+from mappings.common import JSON, instant, meta, reference
+from store.models import Department, Provider, ProviderGroup, ProviderSchedule
+
+
+def _identifiers(system: str | None, value: str | None) -> list[JSON]:
+    if value is None:
+        return []
+    ident: JSON = {"value": value}
+    if system:
+        ident["system"] = system
+    return [ident]
+
+
+def organization_to_fhir(group: ProviderGroup) -> JSON:
+    resource: JSON = {
+        "resourceType": "Organization",
+        "id": group.id,
+        "meta": meta(group.version, group.last_updated),
+        "active": True,
+        "type": [
+            {
+                "coding": [
+                    {
+                        "system": CS_ORGANIZATION_TYPE,
+                        "code": "prov",
+                        "display": "Healthcare Provider",
+                    }
+                ],
+                "text": "Provider Group",
+            }
+        ],
+        "name": group.name,
+    }
+    if identifiers := _identifiers(group.identifier_system, group.identifier_value):
+        resource["identifier"] = identifiers
+    return resource
+
+
+def location_to_fhir(department: Department) -> JSON:
+    resource: JSON = {
+        "resourceType": "Location",
+        "id": department.id,
+        "meta": meta(department.version, department.last_updated),
+        "extension": [{"url": EXT_TIMEZONE, "valueCode": department.timezone}],
+        "status": "active",
+        "name": department.name,
+        "mode": "instance",
+        "managingOrganization": reference("Organization", department.provider_group_id),
+    }
+    if identifiers := _identifiers(department.identifier_system, department.identifier_value):
+        resource["identifier"] = identifiers
+    return resource
+
+
+def practitioner_to_fhir(provider: Provider) -> JSON:
+    name: JSON = {"text": provider.display, "family": provider.family}
+    if provider.given:
+        name["given"] = provider.given.split()
+    if provider.prefix:
+        name["prefix"] = [provider.prefix]
+    resource: JSON = {
+        "resourceType": "Practitioner",
+        "id": provider.id,
+        "meta": meta(provider.version, provider.last_updated),
+        "active": True,
+        "name": [name],
+    }
+    if identifiers := _identifiers(provider.identifier_system, provider.identifier_value):
+        resource["identifier"] = identifiers
+    return resource
+
+
+def schedule_to_fhir(schedule: ProviderSchedule) -> JSON:
+    resource: JSON = {
+        "resourceType": "Schedule",
+        "id": schedule.id,
+        "meta": meta(schedule.version, schedule.last_updated),
+        "active": schedule.active,
+        "actor": [
+            reference("Practitioner", schedule.provider_id, schedule.provider.display),
+            reference("Location", schedule.department_id, schedule.department.name),
+        ],
+    }
+    if identifiers := _identifiers(schedule.identifier_system, schedule.identifier_value):
+        resource["identifier"] = identifiers
+    if schedule.horizon_start or schedule.horizon_end:
+        horizon: JSON = {}
+        if schedule.horizon_start:
+            horizon["start"] = instant(schedule.horizon_start)
+        if schedule.horizon_end:
+            horizon["end"] = instant(schedule.horizon_end)
+        resource["planningHorizon"] = horizon
+    if schedule.name:
+        resource["comment"] = schedule.name
+    return resource

@@ -1,0 +1,644 @@
+"""FHIR search (R4 §3.1.1.5 / search.html) -> store queries.
+
+A query string becomes `store.search.Query`: each parameter occurrence is one
+`AnyOf` (its comma-separated values are alternatives), occurrences are ANDed.
+Two tables drive the translation: the parameters each resource type supports,
+and the prefixes/modifiers each parameter type understands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
+from mappings.errors import InvalidSearch
+from store.access import Access
+from store.models import (
+    Base,
+    Booking,
+    BookingStatus,
+    Department,
+    GroupSession,
+    Patient,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+)
+from store.search import AnyOf, Condition, Query
+from store.text import fold, phone_digits
+
+DEFAULT_COUNT = 50
+MAX_COUNT = 1000
+
+Translate = Callable[[str | None, str], list[Condition]]
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str  # FHIR search parameter type: token, reference, date, string
+    documentation: str
+    translate: Translate
+    modifiers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Include:
+    """`_include=Source:param`: follow a reference from the matches to `target`."""
+
+    target: str
+    ids: Callable[[Any], list[str]]
+
+
+@dataclass(frozen=True)
+class RevInclude:
+    """`_revinclude=Source:param`: bring resources of `source` pointing at the matches."""
+
+    source: str
+    field: str
+
+
+@dataclass(frozen=True)
+class ResourceSearch:
+    kind: type[Base]
+    params: Mapping[str, SearchParam]
+    sorts: Mapping[str, str]
+    default_sort: tuple[tuple[str, bool], ...]
+    includes: Mapping[str, Include] = field(default_factory=dict)
+    revincludes: Mapping[str, RevInclude] = field(default_factory=dict)
+
+
+@dataclass
+class SearchRequest:
+    resource_type: str
+    query: Query
+    includes: list[Include]
+    revincludes: list[RevInclude]
+    canonical: list[tuple[str, str]]  # the parameters honoured, for self/next links
+
+
+# -- value parsers -------------------------------------------------------------------
+
+_DATE = re.compile(
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+_DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+def date_range(text: str, name: str) -> tuple[dt.datetime, dt.datetime]:
+    """The half-open UTC range [lo, hi) a FHIR date/dateTime value stands for."""
+    match = _DATE.match(text)
+    if match is None:
+        raise InvalidSearch(f"{name}: {text!r} is not a FHIR date or dateTime", expression=name)
+    year, month, day, hour, minute, second, zone = match.groups()
+    try:
+        if month is None:
+            lo = dt.datetime(int(year), 1, 1, tzinfo=dt.UTC)
+            return lo, lo.replace(year=lo.year + 1)
+        if day is None:
+            lo = dt.datetime(int(year), int(month), 1, tzinfo=dt.UTC)
+            hi = (
+                lo.replace(year=lo.year + 1, month=1)
+                if lo.month == 12
+                else lo.replace(month=lo.month + 1)
+            )
+            return lo, hi
+        if hour is None:
+            lo = dt.datetime(int(year), int(month), int(day), tzinfo=dt.UTC)
+            return lo, lo + dt.timedelta(days=1)
+        tz = dt.UTC if zone in (None, "Z") else dt.datetime.strptime(zone, "%z").tzinfo
+        lo = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz
+        ).astimezone(dt.UTC)
+        return lo, lo + (dt.timedelta(seconds=1) if second else dt.timedelta(minutes=1))
+    except ValueError as exc:
+        raise InvalidSearch(
+            f"{name}: {text!r} is not a valid date ({exc})", expression=name
+        ) from None
+
+
+def _split_prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in _DATE_PREFIXES and not value[:2].isdigit():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _date(field_name: str, param: str, as_date: bool = False) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        prefix, text = _split_prefix(value)
+        lo, hi = date_range(text, param)
+        lo_v: Any = lo.date() if as_date else lo
+        hi_v: Any = hi.date() if as_date else hi
+        if as_date and hi.time() != dt.time(0):
+            hi_v = hi.date() + dt.timedelta(days=1)
+        op_value: dict[str, tuple[str, Any]] = {
+            "eq": ("within", (lo_v, hi_v)),
+            "ap": ("within", (lo_v, hi_v)),
+            "ne": ("outside", (lo_v, hi_v)),
+            "lt": ("lt", lo_v),
+            "eb": ("lt", lo_v),
+            "le": ("lt", hi_v),
+            "gt": ("ge", hi_v),
+            "sa": ("ge", hi_v),
+            "ge": ("ge", lo_v),
+        }
+        op, bound = op_value[prefix]
+        return [Condition(field_name, op, bound)]
+
+    return translate
+
+
+def _period_overlap(field_name: str, param: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        prefix, text = _split_prefix(value)
+        lo, hi = date_range(text, param)
+        ranges: dict[str, tuple[Any, Any]] = {
+            "eq": (lo, hi),
+            "ap": (lo, hi),
+            "ge": (lo, None),
+            "gt": (hi, None),
+            "sa": (hi, None),
+            "le": (None, hi),
+            "lt": (None, lo),
+            "eb": (None, lo),
+        }
+        if prefix not in ranges:
+            raise InvalidSearch(f"{param}: prefix {prefix!r} is not supported", expression=param)
+        return [Condition(field_name, "eq", ranges[prefix])]
+
+    return translate
+
+
+def _string(field_name: str, folded: bool = False) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        text = fold(value) if folded and modifier != "exact" else value
+        op = {"exact": "eq", "contains": "contains"}.get(modifier or "", "startswith")
+        return [Condition(field_name, op, text)]
+
+    return translate
+
+
+def _token_code(field_name: str, allowed: Mapping[str, Any], param: str) -> Translate:
+    """A token over a fixed set of codes (status): unknown codes are a client error."""
+
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        code = value.split("|", 1)[-1]
+        if code not in allowed:
+            raise InvalidSearch(
+                f"{param}: unknown code {code!r}; known: {', '.join(allowed)}", expression=param
+            )
+        return [Condition(field_name, "ne" if modifier == "not" else "eq", allowed[code])]
+
+    return translate
+
+
+def _coded(field_name: str, table: Mapping[str, Coding]) -> Translate:
+    """A token over a coded concept: an unknown code simply matches nothing."""
+
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        system, _, code = value.rpartition("|")
+        coding = table.get(code)
+        if coding is None or (system and system != coding.system):
+            return [Condition("id", "eq", None)]
+        return [Condition(field_name, "eq", coding.code)]
+
+    return translate
+
+
+def _identifier(field_name: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        if "|" in value:
+            system, ident = value.split("|", 1)
+            return [Condition(field_name, "eq", (system, ident or None))]
+        return [Condition(field_name, "eq", (None, value))]
+
+    return translate
+
+
+def _boolean(field_name: str, param: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        if value not in ("true", "false"):
+            raise InvalidSearch(f"{param}: expected true or false", expression=param)
+        return [Condition(field_name, "eq", value == "true")]
+
+    return translate
+
+
+def _plain(field_name: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        return [Condition(field_name, "eq", value)]
+
+    return translate
+
+
+_REF = re.compile(r"^(?:.*/)?(?:([A-Z][A-Za-z]+)/)?([A-Za-z0-9\-.]{1,64})$")
+
+
+def _reference(targets: Mapping[str, str], param: str) -> Translate:
+    """targets: FHIR type -> internal field. A bare id searches every target type."""
+
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        match = _REF.match(value)
+        kind = modifier or (match.group(1) if match else None)
+        if match is None or (kind is not None and kind not in targets):
+            raise InvalidSearch(
+                f"{param}: expected a reference to {' or '.join(targets)}, got {value!r}",
+                expression=param,
+            )
+        ident = match.group(2)
+        if kind is None:
+            return [Condition(f, "eq", ident) for f in targets.values()]
+        return [Condition(targets[kind], "eq", ident)]
+
+    return translate
+
+
+def _phone(field_name: str, param: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        number = phone_digits(value.split("|", 1)[-1])
+        return [Condition(field_name, "eq", number or None)]
+
+    return translate
+
+
+# -- the tables ----------------------------------------------------------------------
+
+_STRING = frozenset({"exact", "contains"})
+_TOKEN = frozenset({"not"})
+
+
+def _p(
+    name: str, kind: str, doc: str, translate: Translate, modifiers: frozenset[str] = frozenset()
+) -> SearchParam:
+    return SearchParam(name, kind, doc, translate, modifiers)
+
+
+def _id(kind: str) -> SearchParam:
+    return _p("_id", "token", f"Logical id of the {kind}", _plain("id"))
+
+
+_SLOT_STATUS = {
+    "free": "open",
+    "busy": "full",
+    "busy-unavailable": "blocked",
+    "busy-tentative": "none",
+    "entered-in-error": "none",
+}
+
+SEARCHES: dict[str, ResourceSearch] = {
+    "Organization": ResourceSearch(
+        ProviderGroup,
+        {
+            "_id": _id("Organization"),
+            "name": _p(
+                "name",
+                "string",
+                "Name of the provider group (starts with, any case)",
+                _string("name"),
+                _STRING,
+            ),
+            "identifier": _p(
+                "identifier", "token", "Identifier (system|value)", _identifier("identifier")
+            ),
+        },
+        {"name": "name"},
+        (("name", False),),
+    ),
+    "Location": ResourceSearch(
+        Department,
+        {
+            "_id": _id("Location"),
+            "name": _p("name", "string", "Name of the department", _string("name"), _STRING),
+            "identifier": _p(
+                "identifier", "token", "Identifier (system|value)", _identifier("identifier")
+            ),
+            "organization": _p(
+                "organization",
+                "reference",
+                "The provider group managing it",
+                _reference({"Organization": "provider_group"}, "organization"),
+            ),
+        },
+        {"name": "name"},
+        (("name", False),),
+    ),
+    "Practitioner": ResourceSearch(
+        Provider,
+        {
+            "_id": _id("Practitioner"),
+            "name": _p(
+                "name", "string", "Any part of the provider's name", _string("name"), _STRING
+            ),
+            "family": _p("family", "string", "Family name", _string("family"), _STRING),
+            "given": _p("given", "string", "Given name", _string("given"), _STRING),
+            "identifier": _p(
+                "identifier", "token", "Identifier, e.g. NPI", _identifier("identifier")
+            ),
+        },
+        {"family": "family", "given": "given"},
+        (("family", False), ("given", False)),
+    ),
+    "Schedule": ResourceSearch(
+        ProviderSchedule,
+        {
+            "_id": _id("Schedule"),
+            "actor": _p(
+                "actor",
+                "reference",
+                "The provider (Practitioner) or department (Location)",
+                _reference({"Practitioner": "provider", "Location": "department"}, "actor"),
+            ),
+            "active": _p(
+                "active", "token", "Whether the schedule is in use", _boolean("active", "active")
+            ),
+            "date": _p(
+                "date",
+                "date",
+                "Planning horizon overlaps the date",
+                _period_overlap("horizon", "date"),
+            ),
+            "identifier": _p(
+                "identifier", "token", "Identifier (system|value)", _identifier("identifier")
+            ),
+        },
+        {},
+        (),
+        revincludes={"Slot:schedule": RevInclude("Slot", "schedule")},
+    ),
+    "Slot": ResourceSearch(
+        GroupSession,
+        {
+            "_id": _id("Slot"),
+            "schedule": _p(
+                "schedule",
+                "reference",
+                "The provider schedule",
+                _reference({"Schedule": "schedule"}, "schedule"),
+            ),
+            "start": _p(
+                "start",
+                "date",
+                "Session start (eq, ne, gt, ge, lt, le, sa, eb)",
+                _date("start", "start"),
+            ),
+            "status": _p(
+                "status",
+                "token",
+                "free | busy | busy-unavailable",
+                _token_code("availability", _SLOT_STATUS, "status"),
+                _TOKEN,
+            ),
+            "appointment-type": _p(
+                "appointment-type",
+                "token",
+                "Appointment type of the session",
+                _coded("appointment_type", APPOINTMENT_TYPES),
+            ),
+            "service-type": _p(
+                "service-type",
+                "token",
+                "Service type of the session",
+                _coded("service_type", SERVICE_TYPES),
+            ),
+        },
+        {"start": "start"},
+        (("start", False),),
+        includes={"Slot:schedule": Include("Schedule", lambda s: [s.schedule_id])},
+        revincludes={"Appointment:slot": RevInclude("Appointment", "session")},
+    ),
+    "Patient": ResourceSearch(
+        Patient,
+        {
+            "_id": _id("Patient"),
+            "identifier": _p(
+                "identifier",
+                "token",
+                "MRN or any identifier (system|value)",
+                _identifier("identifier"),
+            ),
+            "family": _p(
+                "family",
+                "string",
+                "Family name (starts with; case and accents ignored)",
+                _string("family", folded=True),
+                _STRING,
+            ),
+            "given": _p(
+                "given",
+                "string",
+                "Given name (starts with; case and accents ignored)",
+                _string("given", folded=True),
+                _STRING,
+            ),
+            "name": _p(
+                "name", "string", "Family or given name", _string("name", folded=True), _STRING
+            ),
+            "birthdate": _p(
+                "birthdate", "date", "Date of birth", _date("birth_date", "birthdate", as_date=True)
+            ),
+            "gender": _p(
+                "gender",
+                "token",
+                "male | female | other | unknown",
+                _token_code(
+                    "gender", {g: g for g in ("male", "female", "other", "unknown")}, "gender"
+                ),
+            ),
+            "phone": _p(
+                "phone", "token", "Phone number, any formatting", _phone("phone_digits", "phone")
+            ),
+        },
+        {"family": "family", "given": "given", "birthdate": "birth_date"},
+        (("family", False), ("given", False)),
+    ),
+    "Appointment": ResourceSearch(
+        Booking,
+        {
+            "_id": _id("Appointment"),
+            "patient": _p(
+                "patient",
+                "reference",
+                "The patient booked",
+                _reference({"Patient": "patient"}, "patient"),
+            ),
+            "actor": _p(
+                "actor",
+                "reference",
+                "Any participant: Patient, Practitioner or Location",
+                _reference(
+                    {"Patient": "patient", "Practitioner": "provider", "Location": "department"},
+                    "actor",
+                ),
+            ),
+            "practitioner": _p(
+                "practitioner",
+                "reference",
+                "A provider taking part",
+                _reference({"Practitioner": "provider"}, "practitioner"),
+            ),
+            "location": _p(
+                "location",
+                "reference",
+                "The department",
+                _reference({"Location": "department"}, "location"),
+            ),
+            "date": _p("date", "date", "Appointment start", _date("start", "date")),
+            "status": _p(
+                "status",
+                "token",
+                "Appointment status",
+                _token_code(
+                    "status",
+                    {s.value: s.value for s in BookingStatus}
+                    | {"pending": "pending", "waitlist": "waitlist"},
+                    "status",
+                ),
+                _TOKEN,
+            ),
+            "slot": _p(
+                "slot", "reference", "The group session", _reference({"Slot": "session"}, "slot")
+            ),
+            "appointment-type": _p(
+                "appointment-type",
+                "token",
+                "Appointment type",
+                _coded("appointment_type", APPOINTMENT_TYPES),
+            ),
+            "identifier": _p(
+                "identifier",
+                "token",
+                "Business identifier (system|value)",
+                _identifier("identifier"),
+            ),
+        },
+        {"date": "start", "_lastUpdated": "last_updated"},
+        (("start", False),),
+        includes={
+            "Appointment:patient": Include("Patient", lambda b: [b.patient_id]),
+            "Appointment:slot": Include("Slot", lambda b: [b.session_id] if b.session_id else []),
+            "Appointment:practitioner": Include(
+                "Practitioner", lambda b: [p.provider_id for p in b.providers]
+            ),
+            "Appointment:location": Include(
+                "Location", lambda b: [b.department_id] if b.department_id else []
+            ),
+        },
+    ),
+}
+
+#: Result parameters understood everywhere (besides the resource's own parameters).
+RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_sort", "_format"})
+
+
+def parse_search(
+    resource_type: str,
+    params: list[tuple[str, str]],
+    access: Access,
+    *,
+    lenient: bool = False,
+) -> SearchRequest:
+    """Turn query-string pairs into a store query plus includes.
+
+    Unknown parameters raise InvalidSearch unless `lenient` (Prefer: handling=lenient),
+    in which case they are ignored and left out of the canonical parameters.
+    """
+    spec = SEARCHES[resource_type]
+    query = Query(kind=spec.kind, access=access, limit=DEFAULT_COUNT)
+    includes: list[Include] = []
+    revincludes: list[RevInclude] = []
+    canonical: list[tuple[str, str]] = []
+    sort: list[tuple[str, bool]] = []
+    for raw_name, value in params:
+        name, _, modifier = raw_name.partition(":")
+        if name in RESULT_PARAMS:
+            _result_param(spec, name, raw_name, value, query, includes, revincludes, sort, lenient)
+            if name != "_offset":
+                canonical.append((raw_name, value))
+            continue
+        param = spec.params.get(name)
+        if param is None:
+            if lenient:
+                continue
+            known = ", ".join(sorted(spec.params))
+            raise InvalidSearch(
+                f"unknown search parameter {name!r} for {resource_type}; supported: {known}",
+                expression=name,
+            )
+        if modifier and modifier not in param.modifiers and param.type != "reference":
+            raise InvalidSearch(
+                f"{name}: modifier {modifier!r} is not supported", expression=raw_name
+            )
+        if value == "":
+            raise InvalidSearch(f"{name}: empty value", expression=name)
+        conditions: list[Condition] = []
+        for alternative in _split_values(value):
+            conditions.extend(param.translate(modifier or None, alternative))
+        query.where.append(AnyOf(tuple(conditions)))
+        canonical.append((raw_name, value))
+    query.sort = sort or list(spec.default_sort)
+    return SearchRequest(resource_type, query, includes, revincludes, canonical)
+
+
+def _split_values(value: str) -> list[str]:
+    """Comma separates alternatives; backslash escapes a literal comma."""
+    parts = re.split(r"(?<!\\),", value)
+    return [p.replace("\\,", ",") for p in parts]
+
+
+def _result_param(
+    spec: ResourceSearch,
+    name: str,
+    raw_name: str,
+    value: str,
+    query: Query,
+    includes: list[Include],
+    revincludes: list[RevInclude],
+    sort: list[tuple[str, bool]],
+    lenient: bool,
+) -> None:
+    if name in ("_count", "_offset"):
+        if not value.isdigit():
+            raise InvalidSearch(f"{name} must be a non-negative integer", expression=name)
+        if name == "_count":
+            query.limit = min(int(value), MAX_COUNT)
+            query.count_total = True
+        else:
+            query.offset = int(value)
+    elif name == "_include":
+        include = spec.includes.get(value)
+        if include is None:
+            if lenient:
+                return
+            raise InvalidSearch(
+                f"_include={value} is not supported; supported: {', '.join(spec.includes) or 'none'}",
+                expression="_include",
+            )
+        includes.append(include)
+    elif name == "_revinclude":
+        revinclude = spec.revincludes.get(value)
+        if revinclude is None:
+            if lenient:
+                return
+            raise InvalidSearch(
+                f"_revinclude={value} is not supported; supported: "
+                f"{', '.join(spec.revincludes) or 'none'}",
+                expression="_revinclude",
+            )
+        revincludes.append(revinclude)
+    elif name == "_sort":
+        for key in value.split(","):
+            descending = key.startswith("-")
+            field_name = spec.sorts.get(key.lstrip("-"))
+            if field_name is None:
+                raise InvalidSearch(
+                    f"_sort by {key!r} is not supported; supported: {', '.join(spec.sorts) or 'none'}",
+                    expression="_sort",
+                )
+            sort.append((field_name, descending))
+    elif name == "_format" and value not in ("json", "application/json", "application/fhir+json"):
+        raise InvalidSearch("only JSON is served (_format=json)", expression="_format")

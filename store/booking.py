@@ -1,0 +1,292 @@
+"""Booking rules: places in group sessions, taken and given back inside one transaction.
+
+The only statements that change `group_session.booked` are `_take_place` and
+`_give_back_place` below. Taking a place is one conditional UPDATE
+(`booked < capacity`), so two concurrent bookings can never both take the last
+place; the check constraint on the table is a second, independent guard, and the
+partial unique index on `booking` refuses a patient's second active booking in
+the same session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.access import Access
+from store.errors import (
+    AlreadyBooked,
+    DuplicateIdentifier,
+    NotFound,
+    RuleViolation,
+    SessionFull,
+    SessionUnavailable,
+    VersionMismatch,
+)
+from store.models import (
+    HOLDS_PLACE,
+    Booking,
+    BookingIdentifier,
+    BookingProvider,
+    BookingStatus,
+    Department,
+    GroupSession,
+    Patient,
+    Provider,
+    utcnow,
+)
+
+ENDED_STATUSES = frozenset({BookingStatus.CANCELLED, BookingStatus.ENTERED_IN_ERROR})
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """What staff chose in "Book Appointment" (and, on update, the whole new state)."""
+
+    patient_id: str
+    session_id: str | None
+    status: BookingStatus = BookingStatus.BOOKED
+    provider_ids: tuple[str, ...] = ()
+    department_id: str | None = None
+    appointment_type: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    comment: str | None = None
+    cancellation_reason: str | None = None
+    identifiers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning that does not stop the booking; `code` is stable, `text` is for people."""
+
+    code: str
+    text: str
+
+
+@dataclass
+class BookingResult:
+    booking: Booking
+    warnings: list[Notice] = field(default_factory=list)
+
+
+def book_patient(
+    db: Session, request: BookingRequest, access: Access, *, booking_id: str | None = None
+) -> BookingResult:
+    """Book a patient into a group session: the session's booked count rises by one.
+
+    Raises NotFound (session, patient, provider, department), SessionFull,
+    SessionUnavailable, AlreadyBooked, DuplicateIdentifier, RuleViolation.
+    """
+    if request.status not in HOLDS_PLACE or request.session_id is None:
+        raise RuleViolation(
+            "a new booking needs status 'booked' and a slot", field="Appointment.status"
+        )
+    _visible_patient(db, request.patient_id, access)
+    _check_references(db, request)
+    session = _take_place(db, request.session_id)
+    _check_times(request, session)
+    booking = Booking(id=booking_id or new_id(), patient_id=request.patient_id, created=utcnow())
+    _apply(booking, request, session)
+    db.add(booking)
+    _flush_booking(db, booking, request)
+    return BookingResult(booking, _session_warnings(session))
+
+
+def update_booking(
+    db: Session,
+    booking_id: str,
+    request: BookingRequest,
+    access: Access,
+    *,
+    expected_version: int | None = None,
+) -> BookingResult:
+    """Replace a booking's state: cancel, reschedule (move the place), or edit details.
+
+    A place moves atomically: the new session's place is taken before the old one
+    is given back, in the same transaction, so a full target leaves everything as it was.
+    """
+    booking = db.get(Booking, booking_id, with_for_update=True, populate_existing=True)
+    if booking is None or not _patient_visible(db, booking.patient_id, access):
+        raise NotFound("Appointment", booking_id)
+    if expected_version is not None and booking.version != expected_version:
+        raise VersionMismatch("Appointment", booking_id, expected_version, booking.version)
+    if request.patient_id != booking.patient_id:
+        raise RuleViolation(
+            "an appointment cannot be moved to another patient; cancel it and book anew",
+            field="Appointment.participant",
+        )
+    if booking.status in ENDED_STATUSES and request.status != booking.status:
+        raise RuleViolation(
+            f"a {booking.status} appointment cannot be reopened; book a new one",
+            field="Appointment.status",
+        )
+    if request.status in HOLDS_PLACE and request.session_id is None:
+        raise RuleViolation(f"status '{request.status}' needs a slot", field="Appointment.slot")
+    _check_references(db, request)
+
+    old_place = booking.session_id if booking.holds_place else None
+    new_place = request.session_id if request.status in HOLDS_PLACE else None
+    warnings: list[Notice] = []
+    session: GroupSession | None = None
+    if new_place is not None and new_place != old_place:
+        session = _take_place(db, new_place)
+        warnings = _session_warnings(session)
+    elif request.session_id is not None:
+        session = _get_session(db, request.session_id)
+    if old_place is not None and old_place != new_place:
+        _give_back_place(db, old_place)
+    if request.status in HOLDS_PLACE and session is not None:
+        _check_times(request, session)
+    _apply(booking, request, session)
+    booking.touch()
+    _flush_booking(db, booking, request)
+    return BookingResult(booking, warnings)
+
+
+def _take_place(db: Session, session_id: str) -> GroupSession:
+    taken = db.execute(
+        update(GroupSession)
+        .where(
+            GroupSession.id == session_id,
+            GroupSession.booked < GroupSession.capacity,
+            GroupSession.blocked.is_(False),
+        )
+        .values(
+            booked=GroupSession.booked + 1,
+            version=GroupSession.version + 1,
+            last_updated=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session = _get_session(db, session_id)
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return session
+    if session.blocked:
+        raise SessionUnavailable(session_id, field="Appointment.slot")
+    raise SessionFull(session_id, field="Appointment.slot")
+
+
+def _give_back_place(db: Session, session_id: str) -> None:
+    db.execute(
+        update(GroupSession)
+        .where(GroupSession.id == session_id, GroupSession.booked > 0)
+        .values(
+            booked=GroupSession.booked - 1,
+            version=GroupSession.version + 1,
+            last_updated=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _get_session(db: Session, session_id: str) -> GroupSession:
+    session = db.get(GroupSession, session_id, populate_existing=True)
+    if session is None:
+        raise NotFound("Slot", session_id, field="Appointment.slot")
+    return session
+
+
+def _patient_visible(db: Session, patient_id: str, access: Access) -> bool:
+    restricted = db.scalar(select(Patient.restricted).where(Patient.id == patient_id))
+    if restricted is None:
+        return False
+    return access.restricted_patients or not restricted
+
+
+def _visible_patient(db: Session, patient_id: str, access: Access) -> None:
+    if not _patient_visible(db, patient_id, access):
+        raise NotFound("Patient", patient_id, field="Appointment.participant")
+
+
+def _check_references(db: Session, request: BookingRequest) -> None:
+    for provider_id in request.provider_ids:
+        if db.get(Provider, provider_id) is None:
+            raise NotFound("Practitioner", provider_id, field="Appointment.participant")
+    if request.department_id is not None and db.get(Department, request.department_id) is None:
+        raise NotFound("Location", request.department_id, field="Appointment.participant")
+    if len(set(request.provider_ids)) != len(request.provider_ids):
+        raise RuleViolation("a provider is listed twice", field="Appointment.participant")
+
+
+def _check_times(request: BookingRequest, session: GroupSession) -> None:
+    if request.start is not None and request.end is not None and request.end < request.start:
+        raise RuleViolation("end is before start", field="Appointment.end")
+    if request.start is not None and request.start != session.start:
+        raise RuleViolation(
+            f"start {request.start.isoformat()} differs from the slot's start "
+            f"{session.start.isoformat()}; leave start out or copy it from the slot",
+            field="Appointment.start",
+        )
+    if request.end is not None and request.end != session.end:
+        raise RuleViolation(
+            f"end {request.end.isoformat()} differs from the slot's end "
+            f"{session.end.isoformat()}; leave end out or copy it from the slot",
+            field="Appointment.end",
+        )
+
+
+def _apply(booking: Booking, request: BookingRequest, session: GroupSession | None) -> None:
+    booking.status = request.status
+    booking.session_id = session.id if session is not None else None
+    booking.start = session.start if session is not None else request.start
+    booking.end = session.end if session is not None else request.end
+    booking.appointment_type = request.appointment_type or (
+        session.appointment_type if session is not None else None
+    )
+    booking.department_id = request.department_id or (
+        session.schedule.department_id if session is not None else None
+    )
+    booking.comment = request.comment
+    booking.cancellation_reason = request.cancellation_reason
+    provider_ids = request.provider_ids or (
+        (session.schedule.provider_id,) if session is not None else ()
+    )
+    current = [p.provider_id for p in booking.providers]
+    if current != list(provider_ids):
+        booking.providers.clear()
+        booking.providers.extend(
+            BookingProvider(provider_id=pid, position=i) for i, pid in enumerate(provider_ids)
+        )
+
+
+def _flush_booking(db: Session, booking: Booking, request: BookingRequest) -> None:
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise AlreadyBooked(booking.session_id or "?", field="Appointment.slot") from exc
+    wanted = set(request.identifiers)
+    have = {(i.system, i.value) for i in booking.identifiers}
+    if wanted == have:
+        return
+    booking.identifiers[:] = [i for i in booking.identifiers if (i.system, i.value) in wanted]
+    booking.identifiers.extend(
+        BookingIdentifier(system=s, value=v) for s, v in request.identifiers if (s, v) not in have
+    )
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise DuplicateIdentifier(
+            "another appointment already carries this identifier", field="Appointment.identifier"
+        ) from exc
+
+
+def _session_warnings(session: GroupSession) -> list[Notice]:
+    if session.closed:
+        return [
+            Notice(
+                "session-closed",
+                f"group session {session.id!r} is closed: the provider prefers no new patients "
+                "once the session has started; the booking was made anyway",
+            )
+        ]
+    return []

@@ -1,0 +1,201 @@
+"""The demo clinic: one provider group, two departments in different time zones,
+five providers with weekly group sessions for the next 12 weeks, 60 patients.
+
+Bookings are made through `store.booking.book_patient`, so booked counts are real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store.access import PRIVACY_OFFICER
+from store.booking import BookingRequest, book_patient
+from store.models import (
+    Department,
+    GroupSession,
+    Patient,
+    PatientIdentifier,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+)
+from store.text import fold, phone_digits
+
+MRN_SYSTEM = "http://fhir-facade.org/fhir/sid/mrn"
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+WEEKS = 12
+
+DEPARTMENTS = [
+    ("dept-brooklyn", "Brooklyn Behavioral Health", "America/New_York"),
+    ("dept-denver", "Denver Behavioral Health", "America/Denver"),
+]
+
+# id, prefix, given, family, NPI
+PROVIDERS = [
+    ("prac-rivera", "Dr.", "Ana", "Rivera", "1487654321"),
+    ("prac-chen", "Dr.", "Wei", "Chen", "1598765432"),
+    ("prac-okafor", None, "Chidi", "Okafor", "1609876543"),
+    ("prac-lindqvist", "Dr.", "Maja", "Lindqvist", "1710987654"),
+    ("prac-haddad", None, "Rami", "Haddad", "1821098765"),
+]
+
+# schedule id, provider, department, weekday (0=Mon), local start, minutes, capacity, type
+SESSIONS = [
+    ("sched-rivera-bk", "prac-rivera", "dept-brooklyn", 0, "10:00", 90, 10, "group-therapy"),
+    ("sched-rivera-bk", "prac-rivera", "dept-brooklyn", 2, "10:00", 90, 10, "group-therapy"),
+    ("sched-rivera-bk", "prac-rivera", "dept-brooklyn", 4, "10:00", 90, 10, "group-therapy"),
+    ("sched-chen-bk", "prac-chen", "dept-brooklyn", 1, "14:00", 60, 8, "anxiety-cbt"),
+    ("sched-chen-bk", "prac-chen", "dept-brooklyn", 3, "14:00", 60, 8, "anxiety-cbt"),
+    ("sched-okafor-bk", "prac-okafor", "dept-brooklyn", 2, "18:00", 90, 12, "substance-use-recovery"),
+    ("sched-lindqvist-dn", "prac-lindqvist", "dept-denver", 0, "09:00", 120, 6, "dbt-skills"),
+    ("sched-lindqvist-dn", "prac-lindqvist", "dept-denver", 3, "09:00", 120, 6, "dbt-skills"),
+    ("sched-haddad-dn", "prac-haddad", "dept-denver", 1, "17:30", 60, 12, "grief-support"),
+]
+
+FAMILIES = [
+    "Smith", "Johnson", "García", "Nguyen", "Müller", "O'Brien", "Kowalski", "Haddad",
+    "Patel", "Kim", "Rossi", "Novák", "Jensen", "Dubois", "Silva", "Ibrahim", "Cohen",
+    "Yamamoto", "Andersson", "López",
+]
+GIVENS = [
+    "Maria", "James", "Zoë", "Liam", "Aisha", "Noah", "Sofía", "Ethan", "Chloé", "Mateo",
+    "Olivia", "Lucas", "Amara", "Jonas", "Elif", "Daniel", "Hana", "Samuel",
+]
+
+
+def monday_of(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> bool:
+    """Load the demo clinic unless data is already present. Returns True when loaded."""
+    if db.scalar(select(func.count()).select_from(ProviderGroup)):
+        return False
+    rng = random.Random(seed)
+    db.add(
+        ProviderGroup(
+            id="org-harbor",
+            name="Harbor Behavioral Health Group",
+            identifier_system="http://hl7.org/fhir/sid/us-npi",
+            identifier_value="1912345678",
+        )
+    )
+    db.flush()
+    for ident, name, zone in DEPARTMENTS:
+        db.add(Department(id=ident, name=name, timezone=zone, provider_group_id="org-harbor"))
+    for ident, prefix, given, family, npi in PROVIDERS:
+        db.add(
+            Provider(
+                id=ident,
+                prefix=prefix,
+                given=given,
+                family=family,
+                identifier_system=NPI_SYSTEM,
+                identifier_value=npi,
+            )
+        )
+    db.flush()
+    start_week = monday_of(today or dt.date.today())
+    horizon_start = dt.datetime.combine(start_week, dt.time(0), tzinfo=dt.UTC)
+    for schedule_id, provider_id, department_id, *_ in SESSIONS:
+        if db.get(ProviderSchedule, schedule_id) is None:
+            provider = db.get(Provider, provider_id)
+            assert provider is not None
+            db.add(
+                ProviderSchedule(
+                    id=schedule_id,
+                    provider_id=provider_id,
+                    department_id=department_id,
+                    name=f"{provider.display} group sessions",
+                    active=True,
+                    horizon_start=horizon_start,
+                    horizon_end=horizon_start + dt.timedelta(weeks=WEEKS),
+                )
+            )
+            db.flush()
+    sessions = _add_sessions(db, start_week)
+    patients = _add_patients(db, rng)
+    _book_some(db, rng, sessions, patients)
+    return True
+
+
+def _add_sessions(db: Session, start_week: dt.date) -> list[GroupSession]:
+    sessions: list[GroupSession] = []
+    zones = {ident: ZoneInfo(zone) for ident, _, zone in DEPARTMENTS}
+    for week in range(WEEKS):
+        for schedule_id, _, dept, weekday, at, minutes, capacity, kind in SESSIONS:
+            day = start_week + dt.timedelta(weeks=week, days=weekday)
+            hour, minute = map(int, at.split(":"))
+            local = dt.datetime.combine(day, dt.time(hour, minute), tzinfo=zones[dept])
+            start = local.astimezone(dt.UTC)
+            session = GroupSession(
+                id=f"{schedule_id.removeprefix('sched-')}-{day:%Y%m%d}-{hour:02d}{minute:02d}",
+                schedule_id=schedule_id,
+                start=start,
+                end=start + dt.timedelta(minutes=minutes),
+                capacity=capacity,
+                booked=0,
+                appointment_type=kind,
+                service_type="behavioral-health-group",
+                closed=False,
+            )
+            db.add(session)
+            sessions.append(session)
+    db.flush()
+    return sessions
+
+
+def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
+    patients: list[Patient] = []
+    for n in range(1, 61):
+        family = FAMILIES[(n - 1) % len(FAMILIES)]
+        given = GIVENS[(n * 7) % len(GIVENS)]
+        phone = f"(555) 010-{2200 + n:04d}"
+        patient = Patient(
+            id=f"pat-{n:03d}",
+            family=family,
+            given=given,
+            family_folded=fold(family),
+            given_folded=fold(given),
+            birth_date=dt.date(1950 + rng.randrange(55), rng.randrange(1, 13), rng.randrange(1, 29)),
+            gender=rng.choice(["female", "male", "female", "male", "other"]),
+            phone=phone,
+            phone_digits=phone_digits(phone),
+            restricted=n in (13, 42),
+        )
+        patient.identifiers.append(
+            PatientIdentifier(system=MRN_SYSTEM, value=f"MRN{100000 + n}", kind="MR", position=0)
+        )
+        db.add(patient)
+        patients.append(patient)
+    db.flush()
+    return patients
+
+
+def _book_some(
+    db: Session, rng: random.Random, sessions: list[GroupSession], patients: list[Patient]
+) -> None:
+    """First two weeks partly booked; the first Monday DBT group full; the first
+    Monday therapy group closed (it has started, the provider wants no newcomers)."""
+    first_weeks = [s for s in sessions if s.start < sessions[0].start + dt.timedelta(weeks=2)]
+    first_of = {}
+    for session in sorted(first_weeks, key=lambda s: s.start):
+        first_of.setdefault(session.schedule_id, session)
+    for session in first_weeks:
+        wanted = rng.randrange(1, session.capacity // 2 + 1)
+        if session is first_of["sched-lindqvist-dn"]:
+            wanted = session.capacity
+        if session is first_of["sched-rivera-bk"]:
+            session.closed = True
+        for patient in rng.sample(patients, wanted):
+            book_patient(
+                db,
+                BookingRequest(patient_id=patient.id, session_id=session.id),
+                PRIVACY_OFFICER,
+            )
+    db.flush()

@@ -1,0 +1,79 @@
+"""Typed exceptions raised by the store. Only the HTTP layer turns them into statuses.
+
+StoreError
+ ├── NotFound                 a record does not exist (or is invisible to the caller)
+ ├── Conflict                 the request collides with the current state
+ │    ├── SessionFull         no place left in the group session
+ │    ├── AlreadyBooked       the patient already holds a place in that session
+ │    └── DuplicateIdentifier another record already carries that identifier
+ ├── VersionMismatch          optimistic-locking check failed (If-Match)
+ └── RuleViolation            a business rule refuses the change
+      └── CapacityBelowBooked
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(StoreError):
+    def __init__(self, kind: str, ident: str, *, field: str | None = None) -> None:
+        super().__init__(f"{kind} {ident!r} not found", field=field)
+        self.kind = kind
+        self.ident = ident
+
+
+class Conflict(StoreError):
+    pass
+
+
+class SessionFull(Conflict):
+    def __init__(self, session_id: str, *, field: str | None = None) -> None:
+        super().__init__(f"group session {session_id!r} is full: no place left", field=field)
+        self.session_id = session_id
+
+
+class SessionUnavailable(Conflict):
+    def __init__(self, session_id: str, *, field: str | None = None) -> None:
+        super().__init__(
+            f"group session {session_id!r} is blocked by a schedule admin and takes no bookings",
+            field=field,
+        )
+        self.session_id = session_id
+
+
+class AlreadyBooked(Conflict):
+    def __init__(self, session_id: str, *, field: str | None = None) -> None:
+        super().__init__(
+            f"the patient already holds a place in group session {session_id!r}", field=field
+        )
+        self.session_id = session_id
+
+
+class DuplicateIdentifier(Conflict):
+    pass
+
+
+class VersionMismatch(StoreError):
+    def __init__(self, kind: str, ident: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{kind} {ident!r} is at version {actual}, not {expected}: reload it and retry"
+        )
+
+
+class RuleViolation(StoreError):
+    pass
+
+
+class CapacityBelowBooked(RuleViolation):
+    def __init__(self, capacity: int, booked: int, *, field: str | None = None) -> None:
+        super().__init__(
+            f"capacity {capacity} is below the {booked} places already booked", field=field
+        )

@@ -1,0 +1,294 @@
+"""SQLAlchemy 2 typed models of the group-session world.
+
+Times are naive UTC instants in the database (see `UTCDateTime`); the store hands
+out timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware datetimes as naive UTC; returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware one")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Versioned:
+    """Every record the API exposes carries a version and a last-updated instant."""
+
+    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+    last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    def touch(self) -> None:
+        self.version = (self.version or 0) + 1
+        self.last_updated = utcnow()
+
+
+class ProviderGroup(Versioned, Base):
+    __tablename__ = "provider_group"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
+
+
+class Department(Versioned, Base):
+    __tablename__ = "department"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    provider_group_id: Mapped[str] = mapped_column(ForeignKey("provider_group.id"))
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
+
+
+class Provider(Versioned, Base):
+    __tablename__ = "provider"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(100))
+    given: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str | None] = mapped_column(String(20))
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
+
+    @property
+    def display(self) -> str:
+        return " ".join(p for p in (self.prefix, self.given, self.family) if p)
+
+
+class ProviderSchedule(Versioned, Base):
+    """A provider's calendar tab in one department."""
+
+    __tablename__ = "provider_schedule"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("provider.id"), index=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("department.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    horizon_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    horizon_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
+
+    provider: Mapped[Provider] = relationship(lazy="joined", innerjoin=True)
+    department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
+
+
+class Availability(enum.StrEnum):
+    OPEN = "open"
+    FULL = "full"
+    BLOCKED = "blocked"
+
+
+class GroupSession(Versioned, Base):
+    """A group session: `booked` of `capacity` places taken.
+
+    The database itself refuses `booked > capacity` (check constraint), and the
+    only code that changes `booked` is the conditional UPDATE in `store.booking`.
+    """
+
+    __tablename__ = "group_session"
+    __table_args__ = (
+        CheckConstraint("booked >= 0 AND booked <= capacity", name="ck_session_booked_in_range"),
+        CheckConstraint("capacity >= 0", name="ck_session_capacity_nonneg"),
+        CheckConstraint("end_at > start_at", name="ck_session_end_after_start"),
+        Index("ix_session_schedule_start", "schedule_id", "start_at"),
+        Index("ix_session_start", "start_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("provider_schedule.id"))
+    start: Mapped[dt.datetime] = mapped_column("start_at", UTCDateTime)
+    end: Mapped[dt.datetime] = mapped_column("end_at", UTCDateTime)
+    capacity: Mapped[int] = mapped_column(Integer)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    appointment_type: Mapped[str | None] = mapped_column(String(64))
+    service_type: Mapped[str | None] = mapped_column(String(64))
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    schedule: Mapped[ProviderSchedule] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def availability(self) -> Availability:
+        if self.blocked:
+            return Availability.BLOCKED
+        if self.booked >= self.capacity:
+            return Availability.FULL
+        return Availability.OPEN
+
+    @property
+    def places_left(self) -> int:
+        return max(self.capacity - self.booked, 0)
+
+
+class Patient(Versioned, Base):
+    __tablename__ = "patient"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(100))
+    given: Mapped[str] = mapped_column(String(100), default="")
+    family_folded: Mapped[str] = mapped_column(String(100), index=True)
+    given_folded: Mapped[str] = mapped_column(String(100), default="")
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(16))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    phone_digits: Mapped[str | None] = mapped_column(String(20), index=True)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    identifiers: Mapped[list[PatientIdentifier]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="PatientIdentifier.position"
+    )
+
+
+class PatientIdentifier(Base):
+    __tablename__ = "patient_identifier"
+    __table_args__ = (Index("ix_patient_identifier_value", "system", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    system: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str | None] = mapped_column(String(16))
+
+
+class BookingStatus(enum.StrEnum):
+    """Lifecycle of a booking; values double as the FHIR Appointment.status codes."""
+
+    PROPOSED = "proposed"
+    BOOKED = "booked"
+    ARRIVED = "arrived"
+    CHECKED_IN = "checked-in"
+    FULFILLED = "fulfilled"
+    NOSHOW = "noshow"
+    CANCELLED = "cancelled"
+    ENTERED_IN_ERROR = "entered-in-error"
+
+
+#: Statuses in which a booking holds a place in its session.
+HOLDS_PLACE = frozenset(
+    {
+        BookingStatus.BOOKED,
+        BookingStatus.ARRIVED,
+        BookingStatus.CHECKED_IN,
+        BookingStatus.FULFILLED,
+        BookingStatus.NOSHOW,
+    }
+)
+
+_HOLDS_PLACE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(HOLDS_PLACE)))
+
+
+class Booking(Versioned, Base):
+    """A patient's place in a group session (or, when proposed, a draft without one)."""
+
+    __tablename__ = "booking"
+    __table_args__ = (
+        # One active booking per patient per session: the database refuses the second.
+        Index(
+            "uq_booking_patient_session_active",
+            "session_id",
+            "patient_id",
+            unique=True,
+            sqlite_where=text(_HOLDS_PLACE_SQL),
+            postgresql_where=text(_HOLDS_PLACE_SQL),
+        ),
+        Index("ix_booking_patient", "patient_id"),
+        Index("ix_booking_start", "start_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("group_session.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    start: Mapped[dt.datetime | None] = mapped_column("start_at", UTCDateTime)
+    end: Mapped[dt.datetime | None] = mapped_column("end_at", UTCDateTime)
+    appointment_type: Mapped[str | None] = mapped_column(String(64))
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("department.id"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    cancellation_reason: Mapped[str | None] = mapped_column(String(200))
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    providers: Mapped[list[BookingProvider]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="BookingProvider.position"
+    )
+    identifiers: Mapped[list[BookingIdentifier]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    @property
+    def holds_place(self) -> bool:
+        return self.session_id is not None and self.status in HOLDS_PLACE
+
+
+class BookingProvider(Base):
+    __tablename__ = "booking_provider"
+    __table_args__ = (UniqueConstraint("booking_id", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("booking.id", ondelete="CASCADE"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("provider.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BookingIdentifier(Base):
+    """Business identifiers of bookings are unique: a retried create cannot book twice."""
+
+    __tablename__ = "booking_identifier"
+    __table_args__ = (UniqueConstraint("system", "value", name="uq_booking_identifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("booking.id", ondelete="CASCADE"), index=True
+    )
+    system: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(100))

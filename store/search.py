@@ -1,0 +1,320 @@
+"""Generic, typed queries over the store: conditions ANDed, alternatives ORed, paged.
+
+Callers name fields, never columns; each record kind lists its searchable
+fields below. Values are always bound parameters (LIKE wildcards escaped), so
+any string a client sends is treated as data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from store.access import Access
+from store.models import (
+    Base,
+    Booking,
+    BookingIdentifier,
+    BookingProvider,
+    Department,
+    GroupSession,
+    Patient,
+    PatientIdentifier,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+)
+
+M = TypeVar("M", bound=Base)
+
+#: Operators: eq/ne (equality), lt/le/gt/ge (ordering), startswith/contains
+#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range).
+OPERATORS = frozenset(
+    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside"}
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Alternatives for one search parameter: at least one must hold."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass
+class Query:
+    kind: type[Base]
+    where: list[AnyOf] = field(default_factory=list)
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (field, descending)
+    offset: int = 0
+    limit: int = 50
+    access: Access = field(default_factory=Access)
+    count_total: bool = True
+
+
+@dataclass
+class Page:
+    rows: Sequence[Any]
+    total: int | None
+
+
+Builder = Callable[[str, Any], ColumnElement[bool]]
+
+
+def _column(attr: InstrumentedAttribute[Any]) -> Builder:
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        return _compare(attr, op, value)
+
+    return build
+
+
+def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "eq":
+        return col == value  # type: ignore[no-any-return]
+    if op == "ne":
+        return or_(col != value, col.is_(None))
+    if op == "lt":
+        return col < value  # type: ignore[no-any-return]
+    if op == "le":
+        return col <= value  # type: ignore[no-any-return]
+    if op == "gt":
+        return col > value  # type: ignore[no-any-return]
+    if op == "ge":
+        return col >= value  # type: ignore[no-any-return]
+    if op == "startswith":
+        return func.lower(col).startswith(str(value).lower(), autoescape=True)
+    if op == "contains":
+        return func.lower(col).contains(str(value).lower(), autoescape=True)
+    if op == "within":
+        lo, hi = value
+        return and_(col >= lo, col < hi)
+    if op == "outside":
+        lo, hi = value
+        return or_(col < lo, col >= hi)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _single_identifier(system_col: Any, value_col: Any) -> Builder:
+    """Value is (system or None, value or None)."""
+
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        system, ident = value
+        parts = []
+        if system is not None:
+            parts.append(system_col == system if system else system_col.is_(None))
+        if ident is not None:
+            parts.append(value_col == ident)
+        return and_(true(), *parts)
+
+    return build
+
+
+def _patient_identifier(op: str, value: Any) -> ColumnElement[bool]:
+    system, ident = value
+    parts = [PatientIdentifier.patient_id == Patient.id]
+    if system is not None:
+        parts.append(PatientIdentifier.system == system)
+    if ident is not None:
+        parts.append(PatientIdentifier.value == ident)
+    return exists().where(*parts)
+
+
+def _booking_identifier(op: str, value: Any) -> ColumnElement[bool]:
+    system, ident = value
+    parts = [BookingIdentifier.booking_id == Booking.id]
+    if system is not None:
+        parts.append(BookingIdentifier.system == (system or ""))
+    if ident is not None:
+        parts.append(BookingIdentifier.value == ident)
+    return exists().where(*parts)
+
+
+def _booking_provider(op: str, value: Any) -> ColumnElement[bool]:
+    return exists().where(
+        BookingProvider.booking_id == Booking.id, BookingProvider.provider_id == value
+    )
+
+
+def _session_availability(op: str, value: Any) -> ColumnElement[bool]:
+    """Value is an `Availability` name: open, full or blocked."""
+    s = GroupSession
+    conditions: dict[str, ColumnElement[bool]] = {
+        "open": and_(s.blocked.is_(False), s.booked < s.capacity),
+        "full": and_(s.blocked.is_(False), s.booked >= s.capacity),
+        "blocked": s.blocked.is_(True),
+    }
+    return conditions.get(str(value), false())
+
+
+def _overlaps(start: Any, end: Any) -> Builder:
+    """Value is a half-open range (lo, hi); matches records whose [start, end] meets it."""
+
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        lo, hi = value
+        parts = []
+        if hi is not None:
+            parts.append(or_(start.is_(None), start < hi))
+        if lo is not None:
+            parts.append(or_(end.is_(None), end >= lo))
+        return and_(true(), *parts)
+
+    return build
+
+
+def _name_parts(*cols: Any) -> Builder:
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        return or_(*(_compare(c, op, value) for c in cols))
+
+    return build
+
+
+FIELDS: dict[type[Base], dict[str, Builder]] = {
+    ProviderGroup: {
+        "id": _column(ProviderGroup.id),
+        "name": _column(ProviderGroup.name),
+        "identifier": _single_identifier(
+            ProviderGroup.identifier_system, ProviderGroup.identifier_value
+        ),
+    },
+    Department: {
+        "id": _column(Department.id),
+        "name": _column(Department.name),
+        "identifier": _single_identifier(Department.identifier_system, Department.identifier_value),
+        "provider_group": _column(Department.provider_group_id),
+    },
+    Provider: {
+        "id": _column(Provider.id),
+        "name": _name_parts(Provider.family, Provider.given, Provider.prefix),
+        "family": _column(Provider.family),
+        "given": _column(Provider.given),
+        "identifier": _single_identifier(Provider.identifier_system, Provider.identifier_value),
+    },
+    ProviderSchedule: {
+        "id": _column(ProviderSchedule.id),
+        "provider": _column(ProviderSchedule.provider_id),
+        "department": _column(ProviderSchedule.department_id),
+        "active": _column(ProviderSchedule.active),
+        "horizon": _overlaps(ProviderSchedule.horizon_start, ProviderSchedule.horizon_end),
+        "identifier": _single_identifier(
+            ProviderSchedule.identifier_system, ProviderSchedule.identifier_value
+        ),
+    },
+    GroupSession: {
+        "id": _column(GroupSession.id),
+        "schedule": _column(GroupSession.schedule_id),
+        "start": _column(GroupSession.start),
+        "availability": _session_availability,
+        "appointment_type": _column(GroupSession.appointment_type),
+        "service_type": _column(GroupSession.service_type),
+    },
+    Patient: {
+        "id": _column(Patient.id),
+        "family": _column(Patient.family_folded),
+        "given": _column(Patient.given_folded),
+        "name": _name_parts(Patient.family_folded, Patient.given_folded),
+        "birth_date": _column(Patient.birth_date),
+        "gender": _column(Patient.gender),
+        "phone_digits": _column(Patient.phone_digits),
+        "identifier": _patient_identifier,
+    },
+    Booking: {
+        "id": _column(Booking.id),
+        "patient": _column(Booking.patient_id),
+        "provider": _booking_provider,
+        "department": _column(Booking.department_id),
+        "session": _column(Booking.session_id),
+        "start": _column(Booking.start),
+        "status": _column(Booking.status),
+        "appointment_type": _column(Booking.appointment_type),
+        "identifier": _booking_identifier,
+    },
+}
+
+_SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
+    ProviderGroup: {"name": ProviderGroup.name, "id": ProviderGroup.id},
+    Department: {"name": Department.name, "id": Department.id},
+    Provider: {"family": Provider.family, "given": Provider.given, "id": Provider.id},
+    ProviderSchedule: {"id": ProviderSchedule.id},
+    GroupSession: {"start": GroupSession.start, "id": GroupSession.id},
+    Patient: {
+        "family": Patient.family_folded,
+        "given": Patient.given_folded,
+        "birth_date": Patient.birth_date,
+        "id": Patient.id,
+    },
+    Booking: {"start": Booking.start, "id": Booking.id, "last_updated": Booking.last_updated},
+}
+
+
+def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
+    """Restricted patients and everything in their compartment vanish without the permission."""
+    if access.restricted_patients:
+        return true()
+    if kind is Patient:
+        return Patient.restricted.is_(False)
+    if kind is Booking:
+        return not_(exists().where(Patient.id == Booking.patient_id, Patient.restricted.is_(True)))
+    return true()
+
+
+def where_clause(query: Query) -> ColumnElement[bool]:
+    fields = FIELDS[query.kind]
+    clauses = [visibility(query.kind, query.access)]
+    for alternatives in query.where:
+        clauses.append(or_(*(fields[c.field](c.op, c.value) for c in alternatives.conditions)))
+    return and_(*clauses)
+
+
+def run(db: Session, query: Query) -> Page:
+    """Execute a query: one SELECT for the page, one COUNT for the total."""
+    condition = where_clause(query)
+    statement: Select[Any] = select(query.kind).where(condition)
+    sort_columns = _SORT_COLUMNS[query.kind]
+    order = [
+        sort_columns[name].desc() if descending else sort_columns[name].asc()
+        for name, descending in query.sort
+    ]
+    order.append(sort_columns["id"].asc())
+    statement = statement.order_by(*order).offset(query.offset).limit(query.limit)
+    rows = db.scalars(statement).unique().all()
+    total = None
+    if query.count_total:
+        total = db.scalar(select(func.count()).select_from(query.kind).where(condition))
+    return Page(rows, total)
+
+
+def get_many(db: Session, kind: type[M], ids: Sequence[str], access: Access) -> list[M]:
+    """Fetch records by id in one query, honouring visibility; order not guaranteed."""
+    if not ids:
+        return []
+    id_col: Any = kind.id  # type: ignore[attr-defined]
+    statement = select(kind).where(id_col.in_(set(ids)), visibility(kind, access))
+    return list(db.scalars(statement).unique().all())
+
+
+def get_one(db: Session, kind: type[M], ident: str, access: Access) -> M | None:
+    found = get_many(db, kind, [ident], access)
+    return found[0] if found else None
+
+
+def bookings_for_sessions(db: Session, session_ids: Sequence[str], access: Access) -> list[Booking]:
+    """Bookings pointing at the given sessions (for `_revinclude=Appointment:slot`)."""
+    if not session_ids:
+        return []
+    statement = (
+        select(Booking)
+        .where(Booking.session_id.in_(set(session_ids)), visibility(Booking, access))
+        .order_by(Booking.session_id, Booking.id)
+    )
+    return list(db.scalars(statement).unique().all())

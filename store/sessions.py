@@ -1,0 +1,91 @@
+"""Creating and altering group sessions (the schedule admin's work)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from store.booking import new_id
+from store.errors import CapacityBelowBooked, NotFound, RuleViolation, VersionMismatch
+from store.models import GroupSession, ProviderSchedule
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    schedule_id: str
+    start: dt.datetime
+    end: dt.datetime
+    capacity: int
+    appointment_type: str | None = None
+    service_type: str | None = None
+    closed: bool = False
+    blocked: bool = False
+    comment: str | None = None
+
+
+def create_session(
+    db: Session, spec: SessionSpec, *, session_id: str | None = None
+) -> GroupSession:
+    """Add a group session to a provider's schedule ("Create New Slot")."""
+    _check_spec(db, spec)
+    session = GroupSession(id=session_id or new_id(), booked=0, version=1)
+    _apply(session, spec)
+    db.add(session)
+    db.flush()
+    return session
+
+
+def update_session(
+    db: Session, session_id: str, spec: SessionSpec, *, expected_version: int | None = None
+) -> GroupSession:
+    """Alter a session. Capacity never drops below the places already booked.
+
+    The row is locked first, so a booking running at the same time either lands
+    before (and is counted here) or waits and sees the new capacity.
+    """
+    session = db.get(GroupSession, session_id, with_for_update=True, populate_existing=True)
+    if session is None:
+        raise NotFound("Slot", session_id)
+    if expected_version is not None and session.version != expected_version:
+        raise VersionMismatch("Slot", session_id, expected_version, session.version)
+    _check_spec(db, spec)
+    if spec.capacity < session.booked:
+        raise CapacityBelowBooked(spec.capacity, session.booked, field="Slot.extension")
+    moved = (spec.start, spec.end, spec.schedule_id) != (
+        session.start,
+        session.end,
+        session.schedule_id,
+    )
+    if moved and session.booked > 0:
+        raise RuleViolation(
+            f"the session has {session.booked} booked patients; move or cancel their "
+            "appointments before changing its time or schedule",
+            field="Slot.start",
+        )
+    _apply(session, spec)
+    session.touch()
+    db.flush()
+    return session
+
+
+def _check_spec(db: Session, spec: SessionSpec) -> None:
+    if spec.end <= spec.start:
+        raise RuleViolation("end must be after start", field="Slot.end")
+    if spec.capacity < 1:
+        raise RuleViolation("capacity must be at least 1", field="Slot.extension")
+    if db.get(ProviderSchedule, spec.schedule_id) is None:
+        raise NotFound("Schedule", spec.schedule_id, field="Slot.schedule")
+
+
+def _apply(session: GroupSession, spec: SessionSpec) -> None:
+    session.schedule_id = spec.schedule_id
+    session.start = spec.start
+    session.end = spec.end
+    session.capacity = spec.capacity
+    session.appointment_type = spec.appointment_type
+    session.service_type = spec.service_type
+    session.closed = spec.closed
+    session.blocked = spec.blocked
+    session.comment = spec.comment

@@ -1,0 +1,124 @@
+"""Fixtures shared by the integration and end-to-end tests.
+
+Tests that use `database_url` run twice: on SQLite (a fresh file per test) and on
+PostgreSQL (one database per test run, migrated once, emptied between tests).
+PostgreSQL comes from FHIR_FACADE_TEST_POSTGRES_URL; without it those runs are
+skipped, unless FHIR_FACADE_REQUIRE_POSTGRES=1 (as in CI), which makes them fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from fhir_facade import create_app
+from store.db import Database, DatabaseSettings
+from store.migrate import upgrade
+from store.models import Base
+
+PG_URL = os.environ.get("FHIR_FACADE_TEST_POSTGRES_URL")
+REQUIRE_PG = os.environ.get("FHIR_FACADE_REQUIRE_POSTGRES") == "1"
+TEST_SECRET = "test-signing-key-not-for-production-0123456789"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    database = Database(DatabaseSettings(f"sqlite:///{path}"))
+    upgrade(database.engine)
+    database.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("FHIR_FACADE_REQUIRE_POSTGRES=1 but FHIR_FACADE_TEST_POSTGRES_URL is unset")
+        pytest.skip("PostgreSQL not configured (set FHIR_FACADE_TEST_POSTGRES_URL)")
+    admin_url = make_url(PG_URL)
+    name = f"fhir_facade_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if REQUIRE_PG:
+            raise
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    database = Database(DatabaseSettings(url))
+    upgrade(database.engine)
+    database.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "facade.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(DatabaseSettings(database_url))
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    application = create_app(
+        {
+            "database_url": database_url,
+            "instance_path": tmp_path / "instance",
+            "jwt_secret": TEST_SECRET,
+            "base_url": "http://testserver/fhir",
+        }
+    )
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["fhir_facade.db"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+STAFF_SCOPE = "user/*.cruds"
+ADMIN_SCOPE = "user/*.cruds __schedule.manage"
+
+
+@pytest.fixture
+def mint(app: Flask) -> Callable[[str], dict[str, str]]:
+    """Authorization headers for a token with the given scopes."""
+
+    def headers(scope: str = STAFF_SCOPE) -> dict[str, str]:
+        token = app.extensions["fhir_facade.tokens"].mint("tester", scope, dt.timedelta(hours=1))
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
