@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint

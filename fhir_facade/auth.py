@@ -56,10 +56,7 @@ class Grants:
         return Access(restricted_patients=PATIENT_BLOCKED in self.permissions)
 
     def allows(self, resource_type: str, letter: str) -> bool:
-        for key in (resource_type, "*"):
-            if letter in self.letters.get(key, frozenset()):
-                return True
-        return False
+        return any(letter in self.letters.get(key, frozenset()) for key in (resource_type, "*"))
 
     def require(self, resource_type: str, letter: str) -> None:
         if not self.allows(resource_type, letter):
@@ -107,7 +104,7 @@ class TokenService:
         if not header or not header.startswith("Bearer "):
             raise AuthError("a bearer token is required (Authorization: Bearer <token>)")
         token = header.removeprefix("Bearer ").strip()
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
+        options: Any = {"require": ["exp", "sub"]}
         try:
             if self._jwks is not None:
                 key: Any = self._jwks.get_signing_key_from_jwt(token).key

@@ -18,7 +18,9 @@ def searchset(
     query = request.query
     link = [{"relation": "self", "url": _page_url(base, request, query.offset)}]
     if total is not None and query.limit > 0 and query.offset + query.limit < total:
-        link.append({"relation": "next", "url": _page_url(base, request, query.offset + query.limit)})
+        link.append(
+            {"relation": "next", "url": _page_url(base, request, query.offset + query.limit)}
+        )
     if query.offset > 0:
         previous = max(query.offset - query.limit, 0)
         link.append({"relation": "previous", "url": _page_url(base, request, previous)})

@@ -83,7 +83,9 @@ def demo_command(host: str, port: int) -> None:
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
         f"{'demo clinic loaded' if loaded else 'existing data kept'})\n\n"
         f"Bearer token (12 h, all demo scopes):\n\n  export TOKEN={token}\n\n"
-        f'Try:\n  curl -H "Authorization: Bearer $TOKEN" "{base}/Schedule?actor=Practitioner/prac-rivera"\n'
+        "Try:\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" \\\n'
+        f'       "{base}/Schedule?actor=Practitioner/prac-rivera"\n'
     )
     _gunicorn(host, port, workers=2, threads=8)
 

@@ -70,7 +70,10 @@ def if_match_version() -> int | None:
     match = _ETAG.match(value.strip())
     if match is None:
         raise FhirError(
-            400, "invalid", f'If-Match must be an ETag like W/"3", got {value!r}', expression="If-Match"
+            400,
+            "invalid",
+            f'If-Match must be an ETag like W/"3", got {value!r}',
+            expression="If-Match",
         )
     return int(match.group(1))
 
@@ -90,7 +93,9 @@ def check_accept() -> None:
     wanted = request.args.get("_format")
     if wanted is not None:
         if "json" not in wanted:
-            raise FhirError(406, "not-supported", "only JSON is served (_format=json)", expression="_format")
+            raise FhirError(
+                406, "not-supported", "only JSON is served (_format=json)", expression="_format"
+            )
         return
     accept = request.accept_mimetypes
     if not accept or accept.provided is False:

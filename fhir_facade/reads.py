@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.bundle import searchset

@@ -45,23 +45,38 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
     r.name: r
     for r in (
         ResourceType(
-            "Organization", ProviderGroup, organization_to_fhir, ("read", "search-type"),
+            "Organization",
+            ProviderGroup,
+            organization_to_fhir,
+            ("read", "search-type"),
             documentation="Provider groups (read-only in bookings).",
         ),
         ResourceType(
-            "Location", Department, location_to_fhir, ("read", "search-type"),
+            "Location",
+            Department,
+            location_to_fhir,
+            ("read", "search-type"),
             documentation="Departments, each with its IANA time zone (timezone extension).",
         ),
         ResourceType(
-            "Practitioner", Provider, practitioner_to_fhir, ("read", "search-type"),
+            "Practitioner",
+            Provider,
+            practitioner_to_fhir,
+            ("read", "search-type"),
             documentation="Providers who run group sessions.",
         ),
         ResourceType(
-            "Schedule", ProviderSchedule, schedule_to_fhir, ("read", "search-type"),
+            "Schedule",
+            ProviderSchedule,
+            schedule_to_fhir,
+            ("read", "search-type"),
             documentation="A provider's calendar in one department.",
         ),
         ResourceType(
-            "Slot", GroupSession, slot_to_fhir, ("read", "search-type", "create", "update"),
+            "Slot",
+            GroupSession,
+            slot_to_fhir,
+            ("read", "search-type", "create", "update"),
             documentation=(
                 "Group sessions. Capacity and booked count in the group-capacity extension; "
                 "create and update need the __schedule.manage permission; capacity never "
@@ -69,12 +84,18 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ),
         ),
         ResourceType(
-            "Patient", Patient, patient_to_fhir, ("read", "search-type"),
+            "Patient",
+            Patient,
+            patient_to_fhir,
+            ("read", "search-type"),
             documentation="Patients; restricted ones only with __patient.blocked.",
         ),
         ResourceType(
-            "Appointment", Booking, appointment_to_fhir,
-            ("read", "search-type", "create", "update"), conditional_create=True,
+            "Appointment",
+            Booking,
+            appointment_to_fhir,
+            ("read", "search-type", "create", "update"),
+            conditional_create=True,
             documentation=(
                 "Bookings into group sessions. Create = book (409 when the session is full "
                 "or the patient already holds a place); update = cancel, reschedule or edit "

@@ -615,7 +615,8 @@ def _result_param(
             if lenient:
                 return
             raise InvalidSearch(
-                f"_include={value} is not supported; supported: {', '.join(spec.includes) or 'none'}",
+                f"_include={value} is not supported; "
+                f"supported: {', '.join(spec.includes) or 'none'}",
                 expression="_include",
             )
         includes.append(include)
@@ -636,7 +637,8 @@ def _result_param(
             field_name = spec.sorts.get(key.lstrip("-"))
             if field_name is None:
                 raise InvalidSearch(
-                    f"_sort by {key!r} is not supported; supported: {', '.join(spec.sorts) or 'none'}",
+                    f"_sort by {key!r} is not supported; "
+                    f"supported: {', '.join(spec.sorts) or 'none'}",
                     expression="_sort",
                 )
             sort.append((field_name, descending))

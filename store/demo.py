@@ -51,20 +51,62 @@ SESSIONS = [
     ("sched-rivera-bk", "prac-rivera", "dept-brooklyn", 4, "10:00", 90, 10, "group-therapy"),
     ("sched-chen-bk", "prac-chen", "dept-brooklyn", 1, "14:00", 60, 8, "anxiety-cbt"),
     ("sched-chen-bk", "prac-chen", "dept-brooklyn", 3, "14:00", 60, 8, "anxiety-cbt"),
-    ("sched-okafor-bk", "prac-okafor", "dept-brooklyn", 2, "18:00", 90, 12, "substance-use-recovery"),
+    (
+        "sched-okafor-bk",
+        "prac-okafor",
+        "dept-brooklyn",
+        2,
+        "18:00",
+        90,
+        12,
+        "substance-use-recovery",
+    ),
     ("sched-lindqvist-dn", "prac-lindqvist", "dept-denver", 0, "09:00", 120, 6, "dbt-skills"),
     ("sched-lindqvist-dn", "prac-lindqvist", "dept-denver", 3, "09:00", 120, 6, "dbt-skills"),
     ("sched-haddad-dn", "prac-haddad", "dept-denver", 1, "17:30", 60, 12, "grief-support"),
 ]
 
 FAMILIES = [
-    "Smith", "Johnson", "García", "Nguyen", "Müller", "O'Brien", "Kowalski", "Haddad",
-    "Patel", "Kim", "Rossi", "Novák", "Jensen", "Dubois", "Silva", "Ibrahim", "Cohen",
-    "Yamamoto", "Andersson", "López",
+    "Smith",
+    "Johnson",
+    "García",
+    "Nguyen",
+    "Müller",
+    "O'Brien",
+    "Kowalski",
+    "Haddad",
+    "Patel",
+    "Kim",
+    "Rossi",
+    "Novák",
+    "Jensen",
+    "Dubois",
+    "Silva",
+    "Ibrahim",
+    "Cohen",
+    "Yamamoto",
+    "Andersson",
+    "López",
 ]
 GIVENS = [
-    "Maria", "James", "Zoë", "Liam", "Aisha", "Noah", "Sofía", "Ethan", "Chloé", "Mateo",
-    "Olivia", "Lucas", "Amara", "Jonas", "Elif", "Daniel", "Hana", "Samuel",
+    "Maria",
+    "James",
+    "Zoë",
+    "Liam",
+    "Aisha",
+    "Noah",
+    "Sofía",
+    "Ethan",
+    "Chloé",
+    "Mateo",
+    "Olivia",
+    "Lucas",
+    "Amara",
+    "Jonas",
+    "Elif",
+    "Daniel",
+    "Hana",
+    "Samuel",
 ]
 
 
@@ -162,7 +204,9 @@ def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
             given=given,
             family_folded=fold(family),
             given_folded=fold(given),
-            birth_date=dt.date(1950 + rng.randrange(55), rng.randrange(1, 13), rng.randrange(1, 29)),
+            birth_date=dt.date(
+                1950 + rng.randrange(55), rng.randrange(1, 13), rng.randrange(1, 29)
+            ),
             gender=rng.choice(["female", "male", "female", "male", "other"]),
             phone=phone,
             phone_digits=phone_digits(phone),
@@ -183,7 +227,7 @@ def _book_some(
     """First two weeks partly booked; the first Monday DBT group full; the first
     Monday therapy group closed (it has started, the provider wants no newcomers)."""
     first_weeks = [s for s in sessions if s.start < sessions[0].start + dt.timedelta(weeks=2)]
-    first_of = {}
+    first_of: dict[str, GroupSession] = {}
     for session in sorted(first_weeks, key=lambda s: s.start):
         first_of.setdefault(session.schedule_id, session)
     for session in first_weeks:
