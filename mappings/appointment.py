@@ -34,16 +34,23 @@ def appointment_to_fhir(booking: Booking) -> JSON:
         resource["cancelationReason"] = {"text": booking.cancellation_reason}
     if booking.appointment_type and (kind := APPOINTMENT_TYPES.get(booking.appointment_type)):
         resource["appointmentType"] = codeable(kind.as_fhir())
-    if booking.start is not None:
-        resource["start"] = instant(booking.start)
-    if booking.end is not None:
-        resource["end"] = instant(booking.end)
+    draft = booking.status == BookingStatus.PROPOSED and booking.session_id is None
+    if draft and booking.start is not None:
+        # A draft has no session yet: its intended time is a request, not a booking.
+        period: JSON = {"start": instant(booking.start)}
+        if booking.end is not None:
+            period["end"] = instant(booking.end)
+        resource["requestedPeriod"] = [period]
+    else:
+        if booking.start is not None:
+            resource["start"] = instant(booking.start)
+        if booking.end is not None:
+            resource["end"] = instant(booking.end)
     if booking.session_id is not None:
         resource["slot"] = [{"reference": f"Slot/{booking.session_id}"}]
     resource["created"] = instant(booking.created)
     if booking.comment:
         resource["comment"] = booking.comment
-    draft = booking.status == BookingStatus.PROPOSED
     participants: list[JSON] = [
         _participant("Patient", booking.patient_id, "needs-action" if draft else "accepted")
     ]

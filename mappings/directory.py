@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from mappings.codes import CS_ORGANIZATION_TYPE, EXT_TIMEZONE
 from mappings.common import JSON, instant, meta, reference
-from store.models import Department, Provider, ProviderGroup, ProviderSchedule
+from store.models import (
+    Department,
+    OrganizationKind,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+)
 
 
 def _identifiers(system: str | None, value: str | None) -> list[JSON]:
@@ -19,7 +25,15 @@ def _identifiers(system: str | None, value: str | None) -> list[JSON]:
     return [ident]
 
 
+_ORGANIZATION_TYPES = {
+    OrganizationKind.PROVIDER_GROUP: ("prov", "Healthcare Provider", "Provider Group"),
+    OrganizationKind.PAYER: ("ins", "Insurance Company", "Payer"),
+}
+
+
 def organization_to_fhir(group: ProviderGroup) -> JSON:
+    kind = OrganizationKind(group.kind or OrganizationKind.PROVIDER_GROUP)
+    code, display, text = _ORGANIZATION_TYPES[kind]
     resource: JSON = {
         "resourceType": "Organization",
         "id": group.id,
@@ -27,14 +41,8 @@ def organization_to_fhir(group: ProviderGroup) -> JSON:
         "active": True,
         "type": [
             {
-                "coding": [
-                    {
-                        "system": CS_ORGANIZATION_TYPE,
-                        "code": "prov",
-                        "display": "Healthcare Provider",
-                    }
-                ],
-                "text": "Provider Group",
+                "coding": [{"system": CS_ORGANIZATION_TYPE, "code": code, "display": display}],
+                "text": text,
             }
         ],
         "name": group.name,

@@ -175,9 +175,14 @@ def _period_overlap(field_name: str, param: str) -> Translate:
 
 
 def _string(field_name: str, folded: bool = False) -> Translate:
+    """Default: starts-with, ignoring case (and accents where the field is folded).
+    `:exact` compares with the value as stored (`<field>_exact` for folded fields)."""
+
     def translate(modifier: str | None, value: str) -> list[Condition]:
-        text = fold(value) if folded and modifier != "exact" else value
-        op = {"exact": "eq", "contains": "contains"}.get(modifier or "", "startswith")
+        if modifier == "exact":
+            return [Condition(f"{field_name}_exact" if folded else field_name, "eq", value)]
+        text = fold(value) if folded else value
+        op = "contains" if modifier == "contains" else "startswith"
         return [Condition(field_name, op, text)]
 
     return translate
@@ -236,7 +241,7 @@ def _plain(field_name: str) -> Translate:
     return translate
 
 
-_REF = re.compile(r"^(?:.*/)?(?:([A-Z][A-Za-z]+)/)?([A-Za-z0-9\-.]{1,64})$")
+_REF = re.compile(r"^(?:(?:.*/)?([A-Z][A-Za-z]+)/)?([A-Za-z0-9\-.]{1,64})$")
 
 
 def _reference(targets: Mapping[str, str], param: str) -> Translate:

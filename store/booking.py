@@ -11,14 +11,16 @@ the same session.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.access import Access
+from store.common import new_id, visible_patient
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -28,24 +30,21 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
+from store.insurance import choose_coverages
 from store.models import (
     HOLDS_PLACE,
     Booking,
+    BookingCoverage,
     BookingIdentifier,
     BookingProvider,
     BookingStatus,
     Department,
     GroupSession,
-    Patient,
     Provider,
     utcnow,
 )
 
 ENDED_STATUSES = frozenset({BookingStatus.CANCELLED, BookingStatus.ENTERED_IN_ERROR})
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,7 @@ class BookingRequest:
     comment: str | None = None
     cancellation_reason: str | None = None
     identifiers: tuple[tuple[str, str], ...] = ()
+    coverage_ids: tuple[str, ...] = ()  # primary (or self-pay) first; empty = the default
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,15 @@ def book_patient(
     _check_references(db, request)
     session = _take_place(db, request.session_id)
     _check_times(request, session)
+    coverage_ids = choose_coverages(
+        db, request.patient_id, request.coverage_ids, session.start, access
+    )
     booking = Booking(id=booking_id or new_id(), patient_id=request.patient_id, created=utcnow())
-    _apply(booking, request, session)
     db.add(booking)
-    _flush_booking(db, booking, request)
+    with _saving(booking):
+        _apply(db, booking, request, session)
+        _record_coverages(db, booking, coverage_ids)
+        _record_identifiers(db, booking, request)
     return BookingResult(booking, _session_warnings(session))
 
 
@@ -116,7 +121,7 @@ def update_booking(
     is given back, in the same transaction, so a full target leaves everything as it was.
     """
     booking = db.get(Booking, booking_id, with_for_update=True, populate_existing=True)
-    if booking is None or not _patient_visible(db, booking.patient_id, access):
+    if booking is None or not visible_patient(db, booking.patient_id, access):
         raise NotFound("Appointment", booking_id)
     if expected_version is not None and booking.version != expected_version:
         raise VersionMismatch("Appointment", booking_id, expected_version, booking.version)
@@ -147,9 +152,16 @@ def update_booking(
         _give_back_place(db, old_place)
     if request.status in HOLDS_PLACE and session is not None:
         _check_times(request, session)
-    _apply(booking, request, session)
-    booking.touch()
-    _flush_booking(db, booking, request)
+    coverage_ids: list[str] | None = None
+    if request.coverage_ids:
+        on = session.start if session is not None else (request.start or booking.created)
+        coverage_ids = choose_coverages(db, booking.patient_id, request.coverage_ids, on, access)
+    with _saving(booking):
+        _apply(db, booking, request, session)
+        if coverage_ids is not None:
+            _record_coverages(db, booking, coverage_ids)
+        booking.touch()
+        _record_identifiers(db, booking, request)
     return BookingResult(booking, warnings)
 
 
@@ -196,15 +208,8 @@ def _get_session(db: Session, session_id: str) -> GroupSession:
     return session
 
 
-def _patient_visible(db: Session, patient_id: str, access: Access) -> bool:
-    restricted = db.scalar(select(Patient.restricted).where(Patient.id == patient_id))
-    if restricted is None:
-        return False
-    return access.restricted_patients or not restricted
-
-
 def _visible_patient(db: Session, patient_id: str, access: Access) -> None:
-    if not _patient_visible(db, patient_id, access):
+    if not visible_patient(db, patient_id, access):
         raise NotFound("Patient", patient_id, field="Appointment.participant")
 
 
@@ -235,7 +240,9 @@ def _check_times(request: BookingRequest, session: GroupSession) -> None:
         )
 
 
-def _apply(booking: Booking, request: BookingRequest, session: GroupSession | None) -> None:
+def _apply(
+    db: Session, booking: Booking, request: BookingRequest, session: GroupSession | None
+) -> None:
     booking.status = request.status
     booking.session_id = session.id if session is not None else None
     booking.start = session.start if session is not None else request.start
@@ -253,17 +260,27 @@ def _apply(booking: Booking, request: BookingRequest, session: GroupSession | No
     )
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):
-        booking.providers.clear()
+        if booking.providers:
+            booking.providers.clear()
+            db.flush()  # old rows go before the same providers are added again
         booking.providers.extend(
             BookingProvider(provider_id=pid, position=i) for i, pid in enumerate(provider_ids)
         )
 
 
-def _flush_booking(db: Session, booking: Booking, request: BookingRequest) -> None:
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise AlreadyBooked(booking.session_id or "?", field="Appointment.slot") from exc
+def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) -> None:
+    if [c.coverage_id for c in booking.coverages] == coverage_ids:
+        return
+    if booking.coverages:
+        booking.coverages.clear()
+        db.flush()  # old rows go before new ones take their ranks
+    booking.coverages.extend(
+        BookingCoverage(coverage_id=cid, rank=rank) for rank, cid in enumerate(coverage_ids, 1)
+    )
+
+
+def _record_identifiers(db: Session, booking: Booking, request: BookingRequest) -> None:
+    db.flush()  # the booking row first: a second active booking fails here
     wanted = set(request.identifiers)
     have = {(i.system, i.value) for i in booking.identifiers}
     if wanted == have:
@@ -272,12 +289,21 @@ def _flush_booking(db: Session, booking: Booking, request: BookingRequest) -> No
     booking.identifiers.extend(
         BookingIdentifier(system=s, value=v) for s, v in request.identifiers if (s, v) not in have
     )
+    db.flush()
+
+
+@contextmanager
+def _saving(booking: Booking) -> Iterator[None]:
+    """Turn the database's uniqueness refusals into the errors they stand for."""
     try:
-        db.flush()
+        yield
     except IntegrityError as exc:
-        raise DuplicateIdentifier(
-            "another appointment already carries this identifier", field="Appointment.identifier"
-        ) from exc
+        if "booking_identifier" in str(exc.orig):
+            raise DuplicateIdentifier(
+                "another appointment already carries this identifier",
+                field="Appointment.identifier",
+            ) from exc
+        raise AlreadyBooked(booking.session_id or "?", field="Appointment.slot") from exc
 
 
 def _session_warnings(session: GroupSession) -> list[Notice]:

@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session
 from store.access import PRIVACY_OFFICER
 from store.booking import BookingRequest, book_patient
 from store.models import (
+    Coverage,
     Department,
     GroupSession,
+    OrganizationKind,
     Patient,
     PatientIdentifier,
+    PatientPhone,
     Provider,
     ProviderGroup,
     ProviderSchedule,
@@ -116,7 +119,7 @@ def monday_of(day: dt.date) -> dt.date:
 
 def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> bool:
     """Load the demo clinic unless data is already present. Returns True when loaded."""
-    if db.scalar(select(func.count()).select_from(ProviderGroup)):
+    if db.scalar(select(func.count()).select_from(Department)):
         return False
     rng = random.Random(seed)
     db.add(
@@ -127,6 +130,8 @@ def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> b
             identifier_value="1912345678",
         )
     )
+    for ident, name, _ in PAYERS:
+        db.add(ProviderGroup(id=ident, name=name, kind=OrganizationKind.PAYER))
     db.flush()
     for ident, name, zone in DEPARTMENTS:
         db.add(Department(id=ident, name=name, timezone=zone, provider_group_id="org-harbor"))
@@ -208,9 +213,10 @@ def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
                 1950 + rng.randrange(55), rng.randrange(1, 13), rng.randrange(1, 29)
             ),
             gender=rng.choice(["female", "male", "female", "male", "other"]),
-            phone=phone,
-            phone_digits=phone_digits(phone),
             restricted=n in (13, 42),
+        )
+        patient.phones.append(
+            PatientPhone(value=phone, digits=phone_digits(phone), use="mobile", position=0)
         )
         patient.identifiers.append(
             PatientIdentifier(system=MRN_SYSTEM, value=f"MRN{100000 + n}", kind="MR", position=0)
@@ -218,7 +224,70 @@ def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
         db.add(patient)
         patients.append(patient)
     db.flush()
+    for patient in patients:
+        _add_coverages(db, patient, int(patient.id.removeprefix("pat-")))
+    db.flush()
     return patients
+
+
+PAYERS = [
+    ("payer-bluecross", "Blue Harbor Health Plan", "BH"),
+    ("payer-medicaid", "State Medicaid Program", "MCD"),
+]
+SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
+V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def _add_coverages(db: Session, patient: Patient, n: int) -> None:
+    """Two of three patients insured (every fifth with a secondary plan); the rest self-pay."""
+    if n % 3 == 0:
+        db.add(
+            Coverage(
+                id=f"cov-{patient.id}-self",
+                beneficiary_id=patient.id,
+                payor_kind="patient",
+                payor_id=patient.id,
+                status="active",
+                type_system=SELF_PAY_SYSTEM,
+                type_code="pay",
+                self_pay=True,
+                order=1,
+            )
+        )
+        return
+    payer_id, _, prefix = PAYERS[n % 2]
+    db.add(
+        Coverage(
+            id=f"cov-{patient.id}-1",
+            beneficiary_id=patient.id,
+            payor_kind="organization",
+            payor_id=payer_id,
+            status="active",
+            type_system=V3_ACT_CODE,
+            type_code="EHCPOL",
+            subscriber_patient_id=patient.id,
+            subscriber_id=f"{prefix}{700000 + n}",
+            order=1,
+            period_start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            period_end=dt.datetime(2028, 1, 1, tzinfo=dt.UTC),
+        )
+    )
+    if n % 5 == 0:
+        other_id, _, other_prefix = PAYERS[(n + 1) % 2]
+        db.add(
+            Coverage(
+                id=f"cov-{patient.id}-2",
+                beneficiary_id=patient.id,
+                payor_kind="organization",
+                payor_id=other_id,
+                status="active",
+                type_system=V3_ACT_CODE,
+                type_code="EHCPOL",
+                subscriber_patient_id=patient.id,
+                subscriber_id=f"{other_prefix}{800000 + n}",
+                order=2,
+            )
+        )
 
 
 def _book_some(

@@ -67,11 +67,21 @@ class Versioned:
         self.last_updated = utcnow()
 
 
+class OrganizationKind(enum.StrEnum):
+    PROVIDER_GROUP = "provider-group"
+    PAYER = "payer"
+
+
 class ProviderGroup(Versioned, Base):
+    """An organization: the clinic's provider group, or a payer (insurer)."""
+
     __tablename__ = "provider_group"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(
+        String(20), default=OrganizationKind.PROVIDER_GROUP, server_default="provider-group"
+    )
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
 
@@ -180,25 +190,94 @@ class Patient(Versioned, Base):
     given_folded: Mapped[str] = mapped_column(String(100), default="")
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(16))
-    phone: Mapped[str | None] = mapped_column(String(40))
-    phone_digits: Mapped[str | None] = mapped_column(String(20), index=True)
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The registration as the EHR sent it (opaque JSON text, secrets already removed),
+    #: so nothing a client registers is lost; None for records made inside the store.
+    document: Mapped[str | None] = mapped_column(Text)
 
     identifiers: Mapped[list[PatientIdentifier]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="PatientIdentifier.position"
     )
+    phones: Mapped[list[PatientPhone]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="PatientPhone.position"
+    )
+
+    @property
+    def phone(self) -> str | None:
+        return self.phones[0].value if self.phones else None
 
 
 class PatientIdentifier(Base):
+    """An identifier of a patient. For an SSN, `value` is a keyed hash (see store.ssn)
+    and `last4` keeps the last four digits for masked display."""
+
     __tablename__ = "patient_identifier"
     __table_args__ = (Index("ix_patient_identifier_value", "system", "value"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer, default=0)
     system: Mapped[str] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str | None] = mapped_column(String(16))
+    last4: Mapped[str | None] = mapped_column(String(4))
+
+
+class PatientPhone(Base):
+    __tablename__ = "patient_phone"
+    __table_args__ = (Index("ix_patient_phone_by_digits", "digits"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[str] = mapped_column(String(40))
+    digits: Mapped[str] = mapped_column(String(20))
+    use: Mapped[str | None] = mapped_column(String(10))
+
+
+class Coverage(Versioned, Base):
+    """A patient's insurance plan, or self-pay (payor = the patient)."""
+
+    __tablename__ = "coverage"
+    __table_args__ = (
+        Index("ix_coverage_beneficiary", "beneficiary_id"),
+        Index("ix_coverage_payor", "payor_kind", "payor_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beneficiary_id: Mapped[str] = mapped_column(ForeignKey("patient.id"))
+    subscriber_patient_id: Mapped[str | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    subscriber_id: Mapped[str | None] = mapped_column(String(100))
+    payor_kind: Mapped[str] = mapped_column(String(20))  # "organization" or "patient"
+    payor_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    type_system: Mapped[str | None] = mapped_column(String(200))
+    type_code: Mapped[str | None] = mapped_column(String(64))
+    self_pay: Mapped[bool] = mapped_column(Boolean, default=False)
+    order: Mapped[int | None] = mapped_column("rank", Integer)
+    period_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    document: Mapped[str | None] = mapped_column(Text)
+
+    identifiers: Mapped[list[CoverageIdentifier]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class CoverageIdentifier(Base):
+    __tablename__ = "coverage_identifier"
+    __table_args__ = (Index("ix_coverage_identifier_value", "system", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    coverage_id: Mapped[str] = mapped_column(
+        ForeignKey("coverage.id", ondelete="CASCADE"), index=True
+    )
+    system: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(100))
 
 
 class BookingStatus(enum.StrEnum):
@@ -264,6 +343,9 @@ class Booking(Versioned, Base):
     identifiers: Mapped[list[BookingIdentifier]] = relationship(
         lazy="selectin", cascade="all, delete-orphan"
     )
+    coverages: Mapped[list[BookingCoverage]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="BookingCoverage.rank"
+    )
 
     @property
     def holds_place(self) -> bool:
@@ -292,3 +374,34 @@ class BookingIdentifier(Base):
     )
     system: Mapped[str] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(100))
+
+
+class BookingCoverage(Base):
+    """The insurance chosen for a booking: rank 1 primary (or self-pay), 2 secondary."""
+
+    __tablename__ = "booking_coverage"
+    __table_args__ = (UniqueConstraint("booking_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("booking.id", ondelete="CASCADE"))
+    coverage_id: Mapped[str] = mapped_column(ForeignKey("coverage.id"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRecord(Base):
+    """Who did what to which record, when, and how it ended (FHIR AuditEvent)."""
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_recorded", "recorded"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    action: Mapped[str] = mapped_column(String(1))  # C R U D E
+    subtype: Mapped[str] = mapped_column(String(20))  # create, update, read, search, ...
+    outcome: Mapped[str] = mapped_column(String(2))  # 0 success, 4 minor, 8 serious
+    agent: Mapped[str] = mapped_column(String(200))
+    entity_kind: Mapped[str | None] = mapped_column(String(40))
+    entity_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text)

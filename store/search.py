@@ -24,6 +24,7 @@ from store.models import (
     GroupSession,
     Patient,
     PatientIdentifier,
+    PatientPhone,
     Provider,
     ProviderGroup,
     ProviderSchedule,
@@ -130,6 +131,10 @@ def _patient_identifier(op: str, value: Any) -> ColumnElement[bool]:
     return exists().where(*parts)
 
 
+def _patient_phone(op: str, value: Any) -> ColumnElement[bool]:
+    return exists().where(PatientPhone.patient_id == Patient.id, PatientPhone.digits == value)
+
+
 def _booking_identifier(op: str, value: Any) -> ColumnElement[bool]:
     system, ident = value
     parts = [BookingIdentifier.booking_id == Booking.id]
@@ -223,9 +228,12 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "family": _column(Patient.family_folded),
         "given": _column(Patient.given_folded),
         "name": _name_parts(Patient.family_folded, Patient.given_folded),
+        "family_exact": _column(Patient.family),
+        "given_exact": _column(Patient.given),
+        "name_exact": _name_parts(Patient.family, Patient.given),
         "birth_date": _column(Patient.birth_date),
         "gender": _column(Patient.gender),
-        "phone_digits": _column(Patient.phone_digits),
+        "phone_digits": _patient_phone,
         "identifier": _patient_identifier,
     },
     Booking: {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from store.booking import new_id
+from store.common import new_id
 from store.errors import CapacityBelowBooked, NotFound, RuleViolation, VersionMismatch
 from store.models import GroupSession, ProviderSchedule
 

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from store.models import (
+    Coverage,
     Department,
     GroupSession,
     Patient,
     PatientIdentifier,
+    PatientPhone,
     Provider,
     ProviderGroup,
     ProviderSchedule,
@@ -83,7 +85,9 @@ def make_patient(
     given: str = "Maria",
     phone: str = "(555) 010-2233",
     restricted: bool = False,
+    self_pay: bool = True,
 ) -> Patient:
+    """A patient; by default with an active self-pay Coverage, so bookings need no choice."""
     n = next(_counter)
     patient = Patient(
         id=f"pat-{n}",
@@ -93,11 +97,43 @@ def make_patient(
         given_folded=fold(given),
         birth_date=dt.date(1980, 5, 17),
         gender="female",
-        phone=phone,
-        phone_digits=phone_digits(phone),
         restricted=restricted,
     )
+    patient.phones.append(PatientPhone(value=phone, digits=phone_digits(phone), position=0))
     patient.identifiers.append(PatientIdentifier(system=MRN, value=f"MRN{n:06d}", position=0))
     db.add(patient)
     db.flush()
+    if self_pay:
+        make_coverage(db, patient.id, self_pay=True)
     return patient
+
+
+SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
+
+
+def make_coverage(
+    db: Session,
+    patient_id: str,
+    *,
+    self_pay: bool = False,
+    payor_id: str | None = None,
+    status: str = "active",
+    order: int | None = None,
+    period: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+) -> Coverage:
+    coverage = Coverage(
+        id=f"cov-{next(_counter)}",
+        beneficiary_id=patient_id,
+        payor_kind="patient" if self_pay else "organization",
+        payor_id=patient_id if self_pay else (payor_id or "payer-missing"),
+        status=status,
+        type_system=SELF_PAY_SYSTEM if self_pay else None,
+        type_code="pay" if self_pay else None,
+        self_pay=self_pay,
+        order=order,
+        period_start=period[0],
+        period_end=period[1],
+    )
+    db.add(coverage)
+    db.flush()
+    return coverage

@@ -1,0 +1,23 @@
+"""Small pieces every use case needs: ids and the visibility of patients."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.access import Access
+from store.models import Patient
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def visible_patient(db: Session, patient_id: str, access: Access) -> bool:
+    """True when the patient exists and the caller may see them."""
+    restricted = db.scalar(select(Patient.restricted).where(Patient.id == patient_id))
+    if restricted is None:
+        return False
+    return access.restricted_patients or not restricted

@@ -1,0 +1,172 @@
+"""Coverages (insurance plans and self-pay) and the insurance chosen for a booking.
+
+A booking carries a primary coverage (or self-pay) and optionally a secondary one.
+The rule that a coverage must be the patient's, active, and valid on the session
+date lives here, once, and is used by single bookings and series alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.access import Access
+from store.common import new_id, visible_patient
+from store.errors import NotFound, RuleViolation, VersionMismatch
+from store.models import Coverage, CoverageIdentifier, ProviderGroup
+
+ACTIVE = "active"
+COVERAGE_FIELD = "Appointment.supportingInformation"
+
+
+@dataclass(frozen=True)
+class CoverageSpec:
+    beneficiary_id: str
+    payor_kind: str  # "organization" or "patient"
+    payor_id: str
+    status: str
+    self_pay: bool = False
+    subscriber_patient_id: str | None = None
+    subscriber_id: str | None = None
+    type_system: str | None = None
+    type_code: str | None = None
+    order: int | None = None
+    period_start: dt.datetime | None = None
+    period_end: dt.datetime | None = None  # exclusive
+    identifiers: tuple[tuple[str, str], ...] = ()
+    document: str | None = None
+
+
+def create_coverage(
+    db: Session, spec: CoverageSpec, access: Access, *, coverage_id: str | None = None
+) -> Coverage:
+    _check(db, spec, access)
+    coverage = Coverage(id=coverage_id or new_id(), version=1)
+    _apply(coverage, spec)
+    db.add(coverage)
+    db.flush()
+    return coverage
+
+
+def update_coverage(
+    db: Session,
+    coverage_id: str,
+    spec: CoverageSpec,
+    access: Access,
+    *,
+    expected_version: int | None = None,
+) -> Coverage:
+    coverage = db.get(Coverage, coverage_id, with_for_update=True, populate_existing=True)
+    if coverage is None or not _visible(db, coverage, access):
+        raise NotFound("Coverage", coverage_id)
+    if expected_version is not None and coverage.version != expected_version:
+        raise VersionMismatch("Coverage", coverage_id, expected_version, coverage.version)
+    _check(db, spec, access)
+    _apply(coverage, spec)
+    coverage.touch()
+    db.flush()
+    return coverage
+
+
+def choose_coverages(
+    db: Session, patient_id: str, chosen: tuple[str, ...], on: dt.datetime, access: Access
+) -> list[str]:
+    """The coverages to record on a booking of `patient_id` for a session starting `on`.
+
+    With a choice: each must exist, be the patient's, be active and cover the date;
+    self-pay only as the sole choice. Without one: the patient's valid coverages in
+    `order` (lowest first; self-pay only when there is no insurance), at most two.
+    """
+    if len(chosen) > 2:
+        raise RuleViolation("at most a primary and a secondary coverage", field=COVERAGE_FIELD)
+    if len(set(chosen)) != len(chosen):
+        raise RuleViolation("the same coverage is chosen twice", field=COVERAGE_FIELD)
+    if chosen:
+        coverages = []
+        for index, coverage_id in enumerate(chosen):
+            field = f"{COVERAGE_FIELD}[{index}]"
+            coverage = db.get(Coverage, coverage_id)
+            if coverage is None or not _visible(db, coverage, access):
+                raise NotFound("Coverage", coverage_id, field=field)
+            problem = _unusable(coverage, patient_id, on)
+            if problem:
+                raise RuleViolation(f"Coverage/{coverage_id} {problem}", field=field)
+            coverages.append(coverage)
+        if len(coverages) == 2 and any(c.self_pay for c in coverages):
+            raise RuleViolation(
+                "self-pay is a choice of its own: it cannot be combined with another coverage",
+                field=COVERAGE_FIELD,
+            )
+        return list(chosen)
+    candidates = db.scalars(select(Coverage).where(Coverage.beneficiary_id == patient_id)).all()
+    usable = sorted(
+        (c for c in candidates if not _unusable(c, patient_id, on)),
+        key=lambda c: (c.self_pay, c.order if c.order is not None else 1_000_000, c.id),
+    )
+    if not usable:
+        raise RuleViolation(
+            f"Patient/{patient_id} has no active coverage for {on.date().isoformat()}: "
+            "choose a Coverage (or the patient's self-pay Coverage) in supportingInformation",
+            field=COVERAGE_FIELD,
+        )
+    if usable[0].self_pay:
+        return [usable[0].id]
+    insured = [c.id for c in usable if not c.self_pay]
+    return insured[:2]
+
+
+def _unusable(coverage: Coverage, patient_id: str, on: dt.datetime) -> str | None:
+    if coverage.beneficiary_id != patient_id:
+        return "is not this patient's coverage"
+    if coverage.status != ACTIVE:
+        return f"is not active (status {coverage.status})"
+    if coverage.period_start is not None and on < coverage.period_start:
+        return f"does not cover {on.date().isoformat()}: it starts later"
+    if coverage.period_end is not None and on >= coverage.period_end:
+        return f"does not cover {on.date().isoformat()}: it has ended"
+    return None
+
+
+def _visible(db: Session, coverage: Coverage, access: Access) -> bool:
+    patients = {coverage.beneficiary_id, coverage.subscriber_patient_id}
+    if coverage.payor_kind == "patient":
+        patients.add(coverage.payor_id)
+    return all(visible_patient(db, p, access) for p in patients if p)
+
+
+def _check(db: Session, spec: CoverageSpec, access: Access) -> None:
+    if not visible_patient(db, spec.beneficiary_id, access):
+        raise NotFound("Patient", spec.beneficiary_id, field="Coverage.beneficiary")
+    if spec.subscriber_patient_id and not visible_patient(db, spec.subscriber_patient_id, access):
+        raise NotFound("Patient", spec.subscriber_patient_id, field="Coverage.subscriber")
+    if spec.payor_kind == "patient":
+        if not visible_patient(db, spec.payor_id, access):
+            raise NotFound("Patient", spec.payor_id, field="Coverage.payor")
+    elif db.get(ProviderGroup, spec.payor_id) is None:
+        raise NotFound("Organization", spec.payor_id, field="Coverage.payor")
+    if spec.self_pay and spec.payor_kind != "patient":
+        raise RuleViolation("a self-pay coverage is paid by a Patient", field="Coverage.payor")
+    if spec.period_start and spec.period_end and spec.period_end <= spec.period_start:
+        raise RuleViolation("period end is before its start", field="Coverage.period.end")
+
+
+def _apply(coverage: Coverage, spec: CoverageSpec) -> None:
+    coverage.beneficiary_id = spec.beneficiary_id
+    coverage.subscriber_patient_id = spec.subscriber_patient_id
+    coverage.subscriber_id = spec.subscriber_id
+    coverage.payor_kind = spec.payor_kind
+    coverage.payor_id = spec.payor_id
+    coverage.status = spec.status
+    coverage.type_system = spec.type_system
+    coverage.type_code = spec.type_code
+    coverage.self_pay = spec.self_pay
+    coverage.order = spec.order
+    coverage.period_start = spec.period_start
+    coverage.period_end = spec.period_end
+    coverage.document = spec.document
+    wanted = list(spec.identifiers)
+    if [(i.system, i.value) for i in coverage.identifiers] != wanted:
+        coverage.identifiers[:] = [CoverageIdentifier(system=s, value=v) for s, v in wanted]

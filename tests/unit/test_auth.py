@@ -1,0 +1,196 @@
+"""SMART scopes, permission scopes and bearer tokens (fhir_facade.auth)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jwt
+import pytest
+
+from fhir_facade.auth import (
+    PATIENT_BLOCKED,
+    SCHEDULE_MANAGE,
+    AuthError,
+    Forbidden,
+    Grants,
+    TokenService,
+    grants_from_scopes,
+)
+from fhir_facade.config import Settings
+
+SECRET = "unit-test-signing-key-0123456789-abcdefghijklmnop"
+OTHER_SECRET = "another-signing-key-9876543210-zyxwvutsrqponmlkj"
+HOUR = dt.timedelta(hours=1)
+
+
+def rights(grants: Grants, resource_type: str) -> str:
+    return "".join(letter for letter in "cruds" if grants.allows(resource_type, letter))
+
+
+def grants(scope: str) -> Grants:
+    return grants_from_scopes("tester", scope)
+
+
+# -- scopes ---------------------------------------------------------------------------
+
+
+def test_smart_v2_cruds_grants_every_interaction_on_that_type_only():
+    granted = grants("user/Appointment.cruds")
+    assert rights(granted, "Appointment") == "cruds"
+    assert rights(granted, "Slot") == ""
+
+
+def test_smart_v2_rs_grants_read_and_search_only():
+    assert rights(grants("user/Slot.rs"), "Slot") == "rs"
+
+
+def test_scopes_add_up():
+    granted = grants("user/Slot.rs user/Slot.u openid fhirUser")
+    assert rights(granted, "Slot") == "rus"
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [("user/Patient.read", "rs"), ("user/Patient.write", "cud"), ("user/Patient.*", "cruds")],
+)
+def test_smart_v1_scopes_translate_to_v2_letters(scope, expected):
+    assert rights(grants(scope), "Patient") == expected
+
+
+def test_a_wildcard_type_applies_to_every_resource_type():
+    granted = grants("user/*.rs")
+    assert rights(granted, "Patient") == "rs"
+    assert rights(granted, "Appointment") == "rs"
+
+
+def test_system_scopes_grant_like_user_scopes():
+    assert rights(grants("system/Appointment.cruds"), "Appointment") == "cruds"
+    assert rights(grants("system/*.read"), "Slot") == "rs"
+
+
+def test_patient_scopes_grant_nothing_without_a_launch_context():
+    granted = grants("patient/Appointment.cruds patient/*.read")
+    assert rights(granted, "Appointment") == ""
+    assert granted.letters == {}
+
+
+@pytest.mark.parametrize(
+    "scope", ["user/appointment.rs", "user/Slot.x", "user/Slot", "Slot.rs", "user/Slot.rs?x=1"]
+)
+def test_malformed_scopes_grant_nothing(scope):
+    assert rights(grants(scope), "Slot") == ""
+
+
+def test_without_permission_scopes_there_are_no_permissions():
+    granted = grants("user/*.cruds")
+    assert granted.permissions == frozenset()
+    assert granted.access.restricted_patients is False
+
+
+def test_the_schedule_manage_scope_is_a_permission():
+    granted = grants(f"user/Slot.rs {SCHEDULE_MANAGE}")
+    assert granted.permissions == {SCHEDULE_MANAGE}
+    granted.require_permission(SCHEDULE_MANAGE)
+
+
+def test_the_patient_blocked_scope_opens_restricted_patients():
+    granted = grants(f"user/Patient.rs {PATIENT_BLOCKED}")
+    assert granted.access.restricted_patients is True
+
+
+def test_require_passes_when_the_scope_allows():
+    grants("user/Appointment.cruds").require("Appointment", "c")
+
+
+def test_require_refuses_a_missing_letter_with_forbidden():
+    with pytest.raises(Forbidden, match="create on Slot"):
+        grants("user/Slot.rs").require("Slot", "c")
+
+
+def test_require_permission_refuses_without_the_permission_scope():
+    with pytest.raises(Forbidden, match=SCHEDULE_MANAGE):
+        grants("user/*.cruds").require_permission(SCHEDULE_MANAGE)
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(instance_path=tmp_path, jwt_secret=SECRET)
+
+
+@pytest.fixture
+def tokens(settings):
+    return TokenService(settings)
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def test_a_minted_token_verifies_to_its_subject_and_scopes(tokens):
+    token = tokens.mint("dr-rivera", f"user/Slot.rs {SCHEDULE_MANAGE}", HOUR)
+    verified = tokens.verify(bearer(token))
+    assert verified.subject == "dr-rivera"
+    assert rights(verified, "Slot") == "rs"
+    assert verified.permissions == {SCHEDULE_MANAGE}
+
+
+def test_a_token_with_an_audience_verifies_when_the_audience_is_configured(tmp_path):
+    service = TokenService(
+        Settings(instance_path=tmp_path, jwt_secret=SECRET, jwt_audience="http://x/fhir")
+    )
+    assert service.verify(bearer(service.mint("me", "user/*.rs", HOUR))).subject == "me"
+
+
+def test_an_expired_token_is_refused(tokens):
+    token = tokens.mint("me", "user/*.rs", -dt.timedelta(seconds=10))
+    with pytest.raises(AuthError, match="expired"):
+        tokens.verify(bearer(token))
+
+
+def test_a_token_signed_with_another_key_is_refused(tmp_path, tokens):
+    forger = TokenService(Settings(instance_path=tmp_path, jwt_secret=OTHER_SECRET))
+    with pytest.raises(AuthError):
+        tokens.verify(bearer(forger.mint("me", "user/*.cruds", HOUR)))
+
+
+def test_a_token_from_another_issuer_is_refused(tmp_path, tokens):
+    other = TokenService(
+        Settings(instance_path=tmp_path, jwt_secret=SECRET, jwt_issuer="someone-else")
+    )
+    with pytest.raises(AuthError):
+        tokens.verify(bearer(other.mint("me", "user/*.cruds", HOUR)))
+
+
+def test_a_token_without_subject_is_refused(tokens):
+    expires = dt.datetime.now(dt.UTC) + HOUR
+    token = jwt.encode(
+        {"iss": "fhir-facade-dev", "scope": "user/*.rs", "exp": expires}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(AuthError):
+        tokens.verify(bearer(token))
+
+
+def test_an_unsigned_token_is_refused(tokens):
+    expires = dt.datetime.now(dt.UTC) + HOUR
+    token = jwt.encode(
+        {"iss": "fhir-facade-dev", "sub": "me", "exp": expires}, None, algorithm="none"
+    )
+    with pytest.raises(AuthError):
+        tokens.verify(bearer(token))
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt", "x.y.z"]
+)
+def test_a_missing_or_garbled_authorization_header_is_refused(tokens, header):
+    with pytest.raises(AuthError):
+        tokens.verify(header)
+
+
+def test_a_token_without_scope_grants_nothing(tokens):
+    verified = tokens.verify(bearer(tokens.mint("me", "", HOUR)))
+    assert verified.letters == {}
+    assert verified.permissions == frozenset()

@@ -1,0 +1,201 @@
+"""Slot <-> group session: the group-capacity extension, SMART slot-capacity, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mappings.errors import InvalidResource, Unprocessable
+from mappings.slot import slot_from_fhir, slot_to_fhir
+from tests.unit.builders import (
+    CLOSED_SESSION,
+    GROUP_CAPACITY,
+    MONDAY,
+    SMART_CAPACITY,
+    capacity_extension,
+    capacity_parts,
+    extension,
+    session,
+    slot_body,
+)
+from tests.validation import assert_valid
+
+# -- output ---------------------------------------------------------------------------
+
+
+def test_a_session_maps_to_a_valid_slot():
+    slot = slot_to_fhir(session())
+    assert_valid(slot)
+    assert slot["id"] == "session-1"
+    assert slot["schedule"] == {"reference": "Schedule/sched-1"}
+    assert slot["start"] == "2027-01-04T15:00:00Z"
+    assert slot["end"] == "2027-01-04T16:30:00Z"
+    assert slot["overbooked"] is False
+
+
+def test_the_slot_carries_capacity_and_booked_in_the_group_capacity_extension():
+    slot = slot_to_fhir(session(capacity=10, booked=3))
+    assert capacity_parts(slot) == {"capacity": 10, "booked": 3}
+
+
+def test_the_smart_slot_capacity_counts_the_places_left():
+    slot = slot_to_fhir(session(capacity=10, booked=3))
+    assert extension(slot, SMART_CAPACITY) == {"url": SMART_CAPACITY, "valueInteger": 7}
+
+
+def test_a_full_session_has_no_places_left_for_smart():
+    slot = slot_to_fhir(session(capacity=4, booked=4))
+    assert extension(slot, SMART_CAPACITY)["valueInteger"] == 0
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_the_closed_session_flag_is_carried(closed):
+    slot = slot_to_fhir(session(closed=closed))
+    assert_valid(slot)
+    assert extension(slot, CLOSED_SESSION) == {"url": CLOSED_SESSION, "valueBoolean": closed}
+
+
+def test_a_session_with_places_left_maps_to_free():
+    assert slot_to_fhir(session(capacity=10, booked=9))["status"] == "free"
+
+
+def test_a_full_session_maps_to_busy():
+    slot = slot_to_fhir(session(capacity=10, booked=10))
+    assert_valid(slot)
+    assert slot["status"] == "busy"
+    assert slot["overbooked"] is False
+
+
+def test_a_blocked_session_maps_to_busy_unavailable_even_with_places_left():
+    slot = slot_to_fhir(session(blocked=True, booked=0))
+    assert_valid(slot)
+    assert slot["status"] == "busy-unavailable"
+
+
+def test_a_blocked_full_session_is_still_busy_unavailable():
+    assert slot_to_fhir(session(blocked=True, capacity=2, booked=2))["status"] == "busy-unavailable"
+
+
+def test_the_slot_codes_its_appointment_and_service_types():
+    slot = slot_to_fhir(session())
+    assert slot["appointmentType"]["coding"][0]["code"] == "group-therapy"
+    assert slot["serviceType"][0]["coding"][0]["code"] == "behavioral-health-group"
+
+
+def test_a_session_without_types_or_comment_leaves_them_out():
+    slot = slot_to_fhir(session(appointment_type=None, service_type=None, comment=None))
+    assert_valid(slot)
+    assert "appointmentType" not in slot
+    assert "serviceType" not in slot
+    assert "comment" not in slot
+
+
+def test_slot_times_are_rendered_as_utc_instants():
+    new_york = dt.timezone(dt.timedelta(hours=-5))
+    local = dt.datetime(2027, 1, 4, 10, 0, tzinfo=new_york)
+    slot = slot_to_fhir(session(start=local, end=local + dt.timedelta(hours=1)))
+    assert (slot["start"], slot["end"]) == ("2027-01-04T15:00:00Z", "2027-01-04T16:00:00Z")
+
+
+# -- input ----------------------------------------------------------------------------
+
+
+def test_a_slot_body_reads_as_a_session_spec():
+    spec = slot_from_fhir(
+        slot_body(
+            comment="Bring your workbook",
+            appointmentType={"coding": [{"code": "dbt-skills"}]},
+            serviceType=[{"coding": [{"code": "psychoeducation-group"}]}],
+        )
+    )
+    assert spec.schedule_id == "sched-1"
+    assert spec.start == MONDAY
+    assert spec.end == MONDAY + dt.timedelta(minutes=90)
+    assert spec.capacity == 10
+    assert spec.appointment_type == "dbt-skills"
+    assert spec.service_type == "psychoeducation-group"
+    assert spec.comment == "Bring your workbook"
+    assert (spec.closed, spec.blocked) == (False, False)
+
+
+def test_a_slot_we_rendered_reads_back_as_the_same_session():
+    spec = slot_from_fhir(slot_to_fhir(session(closed=True)))
+    assert (spec.schedule_id, spec.start, spec.capacity) == ("sched-1", MONDAY, 10)
+    assert spec.closed is True
+    assert spec.appointment_type == "group-therapy"
+
+
+def test_a_slot_in_another_zone_is_read_as_the_same_instant():
+    spec = slot_from_fhir(
+        slot_body(start="2027-01-04T10:00:00-05:00", end="2027-01-04T11:30:00-05:00")
+    )
+    assert spec.start == MONDAY
+
+
+def test_a_busy_unavailable_slot_blocks_the_session():
+    assert slot_from_fhir(slot_body(status="busy-unavailable")).blocked is True
+
+
+def test_the_closed_session_extension_is_read():
+    body = slot_body(
+        extension=[capacity_extension(8), {"url": CLOSED_SESSION, "valueBoolean": True}]
+    )
+    assert slot_from_fhir(body).closed is True
+
+
+def _refusal(error: type[Exception], body: object) -> Exception:
+    with pytest.raises(error) as caught:
+        slot_from_fhir(body)
+    return caught.value
+
+
+def test_a_slot_without_the_capacity_extension_is_unprocessable():
+    refused = _refusal(Unprocessable, slot_body(extension=[]))
+    assert refused.expression == "Slot.extension"
+    assert GROUP_CAPACITY in refused.message
+
+
+def test_a_capacity_extension_without_its_capacity_part_is_unprocessable():
+    body = slot_body(
+        extension=[{"url": GROUP_CAPACITY, "extension": [{"url": "booked", "valueUnsignedInt": 2}]}]
+    )
+    assert _refusal(Unprocessable, body).expression == "Slot.extension"
+
+
+def test_a_slot_ending_when_it_starts_is_unprocessable():
+    body = slot_body(start="2027-01-04T15:00:00Z", end="2027-01-04T15:00:00Z")
+    assert _refusal(Unprocessable, body).expression == "Slot.end"
+
+
+def test_a_slot_ending_before_it_starts_is_unprocessable():
+    body = slot_body(start="2027-01-04T15:00:00Z", end="2027-01-04T14:00:00Z")
+    assert _refusal(Unprocessable, body).expression == "Slot.end"
+
+
+def test_a_slot_whose_schedule_points_elsewhere_is_unprocessable():
+    body = slot_body(schedule={"reference": "Practitioner/prac-1"})
+    assert _refusal(Unprocessable, body).expression == "Slot.schedule"
+
+
+def test_an_unknown_extension_on_a_slot_is_unprocessable():
+    body = slot_body(extension=[capacity_extension(5), {"url": "http://x", "valueBoolean": True}])
+    assert _refusal(Unprocessable, body).expression == "Slot.extension[1]"
+
+
+def test_a_tentative_slot_is_unprocessable():
+    assert _refusal(Unprocessable, slot_body(status="busy-tentative")).expression == "Slot.status"
+
+
+def test_an_unknown_service_type_is_unprocessable():
+    body = slot_body(serviceType=[{"coding": [{"code": "yoga"}]}])
+    assert _refusal(Unprocessable, body).expression == "Slot.serviceType"
+
+
+def test_a_body_of_another_resource_type_is_invalid():
+    body = slot_body(resourceType="Appointment")
+    assert _refusal(InvalidResource, body).expression == "resourceType"
+
+
+def test_an_unknown_element_on_a_slot_is_invalid():
+    assert _refusal(InvalidResource, slot_body(seats=10)).expression == "Slot.seats"
