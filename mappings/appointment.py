@@ -48,6 +48,11 @@ def appointment_to_fhir(booking: Booking) -> JSON:
             resource["end"] = instant(booking.end)
     if booking.session_id is not None:
         resource["slot"] = [{"reference": f"Slot/{booking.session_id}"}]
+    if booking.coverages:
+        # The insurance chosen for the visit, primary (or self-pay) first.
+        resource["supportingInformation"] = [
+            {"reference": f"Coverage/{c.coverage_id}"} for c in booking.coverages
+        ]
     resource["created"] = instant(booking.created)
     if booking.comment:
         resource["comment"] = booking.comment
@@ -107,6 +112,12 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
         raise Unprocessable(
             f"status {appointment.status!r} is not supported", expression="Appointment.status"
         ) from None
+    coverage_ids = []
+    for index, info in enumerate(appointment.supportingInformation or []):
+        _, coverage_id = parse_reference(
+            info.reference, ("Coverage",), f"Appointment.supportingInformation[{index}]"
+        )
+        coverage_ids.append(coverage_id)
     reason = appointment.cancelationReason
     return BookingRequest(
         patient_id=patient_id,
@@ -121,6 +132,7 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
         end=end,
         comment=appointment.comment,
         cancellation_reason=(reason.text or _first_code(reason)) if reason else None,
+        coverage_ids=tuple(coverage_ids),
         identifiers=tuple(
             (i.system or "", i.value) for i in (appointment.identifier or []) if i.value is not None
         ),
