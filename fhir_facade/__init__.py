@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from fhir_facade.auth import TokenService
+from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, fhir_response
 from fhir_facade.outcomes import describe
@@ -60,6 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["fhir_facade.db"] = database
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
+    app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)
 
     api = FhirApi(app)
     from fhir_facade.api import build_blueprint

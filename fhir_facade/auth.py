@@ -24,6 +24,7 @@ import jwt
 
 from fhir_facade.config import Settings
 from store.access import Access
+from store.ssn import SsnHasher, SsnKey
 
 SCHEDULE_MANAGE = "__schedule.manage"
 PATIENT_BLOCKED = "__patient.blocked"
@@ -73,6 +74,20 @@ class Grants:
             )
 
 
+def ssn_hasher(settings: Settings) -> SsnHasher:
+    """SSN keys from FHIR_FACADE_SSN_KEYS, else one kept in the instance folder."""
+    if settings.ssn_keys:
+        keys = []
+        for item in settings.ssn_keys.split(","):
+            key_id, _, secret = item.strip().partition(":")
+            if not key_id or len(secret) < 16:
+                raise ValueError("FHIR_FACADE_SSN_KEYS: use keyid:secret with 16+ characters")
+            keys.append(SsnKey(key_id, secret.encode()))
+        return SsnHasher(keys)
+    secret = instance_secret(settings.instance_path, "ssn-key")
+    return SsnHasher([SsnKey("local", secret.encode())])
+
+
 def grants_from_scopes(subject: str, scope: str) -> Grants:
     letters: dict[str, set[str]] = {}
     permissions: set[str] = set()
@@ -98,7 +113,9 @@ class TokenService:
         if settings.jwks_url:
             self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True)
         else:
-            self._secret = settings.jwt_secret or _instance_secret(settings.instance_path)
+            self._secret = settings.jwt_secret or instance_secret(
+                settings.instance_path, "jwt-secret"
+            )
 
     def verify(self, header: str | None) -> Grants:
         if not header or not header.startswith("Bearer "):
@@ -140,12 +157,13 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
 
-def _instance_secret(instance_path: Path) -> str:
-    """The instance's signing key, created on first use (mode 600; first writer wins)."""
-    path = instance_path / "jwt-secret"
+def instance_secret(instance_path: Path, name: str) -> str:
+    """A secret kept in the instance folder, created on first use (mode 600; first writer
+    wins, so processes starting together agree)."""
+    path = instance_path / name
     if not path.exists():
         instance_path.mkdir(parents=True, exist_ok=True)
-        tmp = instance_path / f".jwt-secret.{secrets.token_hex(8)}"
+        tmp = instance_path / f".{name}.{secrets.token_hex(8)}"
         tmp.write_text(secrets.token_urlsafe(48))
         tmp.chmod(0o600)
         with contextlib.suppress(FileExistsError):

@@ -19,6 +19,7 @@ class Settings:
     jwt_issuer: str = "fhir-facade-dev"
     jwt_audience: str | None = None
     jwks_url: str | None = None
+    ssn_keys: str | None = None  # "keyid:secret,oldid:oldsecret"; the first hashes new SSNs
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
@@ -38,6 +39,7 @@ class Settings:
             "jwt_issuer": "JWT_ISSUER",
             "jwt_audience": "JWT_AUDIENCE",
             "jwks_url": "JWKS_URL",
+            "ssn_keys": "SSN_KEYS",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):

@@ -6,6 +6,7 @@ from flask import current_app, g
 
 from fhir_facade.auth import Grants, TokenService
 from store.db import Database
+from store.ssn import SsnHasher
 
 
 def database() -> Database:
@@ -16,6 +17,11 @@ def database() -> Database:
 def tokens() -> TokenService:
     service: TokenService = current_app.extensions["fhir_facade.tokens"]
     return service
+
+
+def ssn() -> SsnHasher:
+    hasher: SsnHasher = current_app.extensions["fhir_facade.ssn"]
+    return hasher
 
 
 def caller() -> Grants:

@@ -8,7 +8,7 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.bundle import searchset
-from fhir_facade.context import caller, database
+from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.search import SearchRequest, parse_search
@@ -34,7 +34,7 @@ def search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     grants = caller()
     grants.require(resource_type, "s")
     lenient = prefer("handling") == "lenient"
-    parsed = parse_search(resource_type, params, grants.access, lenient=lenient)
+    parsed = parse_search(resource_type, params, grants.access, lenient=lenient, ssn=ssn())
     with database().reading() as db:
         matches, included, total = run_search(db, parsed, grants.access)
     return fhir_response(searchset(base_url(), parsed, matches, included, total))
@@ -58,9 +58,13 @@ def run_search(
                 included.append(render(row))
 
     for include in parsed.includes:
-        ids = sorted({i for row in page.rows for i in include.ids(row)})
-        target = RESOURCE_TYPES[include.target]
-        add(include.target, store_search.get_many(db, target.kind, ids, access))
+        wanted: dict[str, set[str]] = {}
+        for row in page.rows:
+            for resource_type, ident in include.refs(row):
+                wanted.setdefault(resource_type, set()).add(ident)
+        for resource_type, targets in sorted(wanted.items()):
+            kind = RESOURCE_TYPES[resource_type].kind
+            add(resource_type, store_search.get_many(db, kind, sorted(targets), access))
     for revinclude in parsed.revincludes:
         ids = [row.id for row in page.rows]
         if not ids:

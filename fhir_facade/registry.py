@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mappings.appointment import appointment_to_fhir
+from mappings.coverage import coverage_to_fhir
 from mappings.directory import (
     location_to_fhir,
     organization_to_fhir,
@@ -22,6 +23,7 @@ from mappings.slot import slot_to_fhir
 from store.models import (
     Base,
     Booking,
+    Coverage,
     Department,
     GroupSession,
     Patient,
@@ -87,8 +89,23 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Patient",
             Patient,
             patient_to_fhir,
-            ("read", "search-type"),
-            documentation="Patients; restricted ones only with __patient.blocked.",
+            ("read", "search-type", "create", "update"),
+            conditional_create=True,
+            documentation=(
+                "Patients. Restricted ones (meta.security R) exist only for callers with "
+                "__patient.blocked. SSNs are stored as keyed hashes and shown masked."
+            ),
+        ),
+        ResourceType(
+            "Coverage",
+            Coverage,
+            coverage_to_fhir,
+            ("read", "search-type", "create", "update"),
+            conditional_create=True,
+            documentation=(
+                "Insurance plans and self-pay (type coverage-selfpay#pay, payor = the Patient); "
+                "primary/secondary by order."
+            ),
         ),
         ResourceType(
             "Appointment",

@@ -10,7 +10,7 @@ from flask import Response, request
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import SCHEDULE_MANAGE
-from fhir_facade.context import caller, database
+from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import (
     base_url,
     fhir_response,
@@ -22,10 +22,15 @@ from fhir_facade.http import (
 from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
 from fhir_facade.reads import run_search
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
+from mappings.coverage import coverage_from_fhir, coverage_to_fhir
+from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search import parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
 from store.booking import Notice, book_patient, update_booking
 from store.errors import DuplicateIdentifier
+from store.insurance import create_coverage as store_create_coverage
+from store.insurance import update_coverage
+from store.patients import register_patient, update_patient
 from store.sessions import create_session, update_session
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
@@ -94,11 +99,74 @@ def update_slot(ident: str) -> Response:
     return _respond(resource, [], 200)
 
 
+def create_patient() -> Response:
+    """Register a patient. `If-None-Exist` (e.g. identifier=MRN system|value) avoids twins."""
+    grants = caller()
+    grants.require("Patient", "c")
+    spec = patient_from_fhir(read_json_body())
+    condition = request.headers.get("If-None-Exist")
+    if condition and (existing := _conditional_match("Patient", condition)) is not None:
+        return _respond(existing, [], 200)
+    hasher = ssn()
+    resource = database().write(
+        lambda db: patient_to_fhir(register_patient(db, spec, hasher, grants.access))
+    )
+    return _respond(resource, [], 201)
+
+
+def update_patient_view(ident: str) -> Response:
+    grants = caller()
+    grants.require("Patient", "u")
+    body = read_json_body()
+    _check_body_id(body, ident)
+    spec = patient_from_fhir(body)
+    expected = if_match_version()
+    hasher = ssn()
+    resource = database().write(
+        lambda db: patient_to_fhir(
+            update_patient(db, ident, spec, hasher, grants.access, expected_version=expected)
+        )
+    )
+    return _respond(resource, [], 200)
+
+
+def update_coverage_view(ident: str) -> Response:
+    grants = caller()
+    grants.require("Coverage", "u")
+    body = read_json_body()
+    _check_body_id(body, ident)
+    spec = coverage_from_fhir(body)
+    expected = if_match_version()
+    resource = database().write(
+        lambda db: coverage_to_fhir(
+            update_coverage(db, ident, spec, grants.access, expected_version=expected)
+        )
+    )
+    return _respond(resource, [], 200)
+
+
+def create_coverage() -> Response:
+    grants = caller()
+    grants.require("Coverage", "c")
+    spec = coverage_from_fhir(read_json_body())
+    condition = request.headers.get("If-None-Exist")
+    if condition and (existing := _conditional_match("Coverage", condition)) is not None:
+        return _respond(existing, [], 200)
+    resource = database().write(
+        lambda db: coverage_to_fhir(store_create_coverage(db, spec, grants.access))
+    )
+    return _respond(resource, [], 201)
+
+
 WRITES: dict[tuple[str, str], Callable[..., Response]] = {
     ("Appointment", "create"): create_appointment,
     ("Appointment", "update"): update_appointment,
     ("Slot", "create"): create_slot,
     ("Slot", "update"): update_slot,
+    ("Patient", "create"): create_patient,
+    ("Patient", "update"): update_patient_view,
+    ("Coverage", "create"): create_coverage,
+    ("Coverage", "update"): update_coverage_view,
 }
 
 
@@ -116,7 +184,7 @@ def _conditional_match(resource_type: str, condition: str) -> dict[str, Any] | N
     """The single resource matching an If-None-Exist query; 412 when several match."""
     grants = caller()
     params = parse_qsl(condition.lstrip("?"), keep_blank_values=True)
-    parsed = parse_search(resource_type, params, grants.access)
+    parsed = parse_search(resource_type, params, grants.access, ssn=ssn())
     parsed.query.limit = 2
     with database().reading() as db:
         matches, _, _ = run_search(db, parsed, grants.access)

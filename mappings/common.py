@@ -23,6 +23,9 @@ _MODEL_MODULES = {
     "Organization": "organization",
     "OperationOutcome": "operationoutcome",
     "Bundle": "bundle",
+    "Coverage": "coverage",
+    "AuditEvent": "auditevent",
+    "Parameters": "parameters",
     "CapabilityStatement": "capabilitystatement",
 }
 

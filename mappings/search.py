@@ -21,6 +21,7 @@ from store.models import (
     Base,
     Booking,
     BookingStatus,
+    Coverage,
     Department,
     GroupSession,
     Patient,
@@ -29,9 +30,11 @@ from store.models import (
     ProviderSchedule,
 )
 from store.search import AnyOf, Condition, Query
+from store.ssn import SsnHasher
 from store.text import fold, phone_digits
 
 DEFAULT_COUNT = 50
+COVERAGE_STATUSES = ("active", "cancelled", "draft", "entered-in-error")
 MAX_COUNT = 1000
 
 Translate = Callable[[str | None, str], list[Condition]]
@@ -48,10 +51,10 @@ class SearchParam:
 
 @dataclass(frozen=True)
 class Include:
-    """`_include=Source:param`: follow a reference from the matches to `target`."""
+    """`_include=Source:param`: follow a reference from the matches; `refs` gives
+    (resource type, id) pairs for one match."""
 
-    target: str
-    ids: Callable[[Any], list[str]]
+    refs: Callable[[Any], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,22 @@ def _reference(targets: Mapping[str, str], param: str) -> Translate:
     return translate
 
 
+def _payor(param: str) -> Translate:
+    kinds = {"Organization": "organization", "Patient": "patient"}
+
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        match = _REF.match(value)
+        kind = modifier or (match.group(1) if match else None)
+        if match is None or (kind is not None and kind not in kinds):
+            raise InvalidSearch(
+                f"{param}: expected a reference to Organization or Patient, got {value!r}",
+                expression=param,
+            )
+        return [Condition("payor", "eq", (kinds.get(kind or ""), match.group(2)))]
+
+    return translate
+
+
 def _phone(field_name: str, param: str) -> Translate:
     def translate(modifier: str | None, value: str) -> list[Condition]:
         number = phone_digits(value.split("|", 1)[-1])
@@ -413,7 +432,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         },
         {"start": "start"},
         (("start", False),),
-        includes={"Slot:schedule": Include("Schedule", lambda s: [s.schedule_id])},
+        includes={"Slot:schedule": Include(lambda s: [("Schedule", s.schedule_id)])},
         revincludes={"Appointment:slot": RevInclude("Appointment", "session")},
     ),
     "Patient": ResourceSearch(
@@ -453,6 +472,12 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _token_code(
                     "gender", {g: g for g in ("male", "female", "other", "unknown")}, "gender"
                 ),
+            ),
+            "telecom": _p(
+                "telecom",
+                "token",
+                "Phone number (phone|number or number), any formatting",
+                _phone("phone_digits", "telecom"),
             ),
             "phone": _p(
                 "phone", "token", "Phone number, any formatting", _phone("phone_digits", "phone")
@@ -524,14 +549,71 @@ SEARCHES: dict[str, ResourceSearch] = {
         {"date": "start", "_lastUpdated": "last_updated"},
         (("start", False),),
         includes={
-            "Appointment:patient": Include("Patient", lambda b: [b.patient_id]),
-            "Appointment:slot": Include("Slot", lambda b: [b.session_id] if b.session_id else []),
+            "Appointment:patient": Include(lambda b: [("Patient", b.patient_id)]),
+            "Appointment:slot": Include(lambda b: [("Slot", b.session_id)] if b.session_id else []),
             "Appointment:practitioner": Include(
-                "Practitioner", lambda b: [p.provider_id for p in b.providers]
+                lambda b: [("Practitioner", p.provider_id) for p in b.providers]
             ),
             "Appointment:location": Include(
-                "Location", lambda b: [b.department_id] if b.department_id else []
+                lambda b: [("Location", b.department_id)] if b.department_id else []
             ),
+        },
+    ),
+    "Coverage": ResourceSearch(
+        Coverage,
+        {
+            "_id": _id("Coverage"),
+            "patient": _p(
+                "patient",
+                "reference",
+                "The patient covered",
+                _reference({"Patient": "beneficiary"}, "patient"),
+            ),
+            "beneficiary": _p(
+                "beneficiary",
+                "reference",
+                "The patient covered",
+                _reference({"Patient": "beneficiary"}, "beneficiary"),
+            ),
+            "subscriber": _p(
+                "subscriber",
+                "reference",
+                "The subscriber (policy holder) when a patient",
+                _reference({"Patient": "subscriber"}, "subscriber"),
+            ),
+            "payor": _p(
+                "payor",
+                "reference",
+                "Who pays: the payer Organization, or the Patient (self-pay)",
+                _payor("payor"),
+            ),
+            "status": _p(
+                "status",
+                "token",
+                "active | cancelled | draft | entered-in-error",
+                _token_code("status", {s: s for s in COVERAGE_STATUSES}, "status"),
+                _TOKEN,
+            ),
+            "type": _p(
+                "type",
+                "token",
+                "Coverage type (system|code), e.g. coverage-selfpay|pay",
+                _identifier("type"),
+            ),
+            "identifier": _p(
+                "identifier",
+                "token",
+                "Member or policy identifier (system|value)",
+                _identifier("identifier"),
+            ),
+        },
+        {"order": "order"},
+        (("order", False),),
+        includes={
+            "Coverage:payor": Include(
+                lambda c: [("Patient" if c.payor_kind == "patient" else "Organization", c.payor_id)]
+            ),
+            "Coverage:beneficiary": Include(lambda c: [("Patient", c.beneficiary_id)]),
         },
     ),
 }
@@ -546,6 +628,7 @@ def parse_search(
     access: Access,
     *,
     lenient: bool = False,
+    ssn: SsnHasher | None = None,
 ) -> SearchRequest:
     """Turn query-string pairs into a store query plus includes.
 
@@ -553,7 +636,7 @@ def parse_search(
     in which case they are ignored and left out of the canonical parameters.
     """
     spec = SEARCHES[resource_type]
-    query = Query(kind=spec.kind, access=access, limit=DEFAULT_COUNT)
+    query = Query(kind=spec.kind, access=access, limit=DEFAULT_COUNT, ssn=ssn)
     includes: list[Include] = []
     revincludes: list[RevInclude] = []
     canonical: list[tuple[str, str]] = []

@@ -20,6 +20,8 @@ from store.models import (
     Booking,
     BookingIdentifier,
     BookingProvider,
+    Coverage,
+    CoverageIdentifier,
     Department,
     GroupSession,
     Patient,
@@ -29,6 +31,7 @@ from store.models import (
     ProviderGroup,
     ProviderSchedule,
 )
+from store.ssn import SSN_SYSTEM, SsnHasher
 
 M = TypeVar("M", bound=Base)
 
@@ -62,6 +65,7 @@ class Query:
     limit: int = 50
     access: Access = field(default_factory=Access)
     count_total: bool = True
+    ssn: SsnHasher | None = None  # to search SSNs, which are stored only as keyed hashes
 
 
 @dataclass
@@ -129,6 +133,35 @@ def _patient_identifier(op: str, value: Any) -> ColumnElement[bool]:
     if ident is not None:
         parts.append(PatientIdentifier.value == ident)
     return exists().where(*parts)
+
+
+def _patient_ssn(op: str, value: Any) -> ColumnElement[bool]:
+    """Value: the keyed hashes an SSN may be stored as (one per configured key)."""
+    if not value:
+        return false()
+    return exists().where(
+        PatientIdentifier.patient_id == Patient.id,
+        PatientIdentifier.system == SSN_SYSTEM,
+        PatientIdentifier.value.in_(value),
+    )
+
+
+def _coverage_identifier(op: str, value: Any) -> ColumnElement[bool]:
+    system, ident = value
+    parts = [CoverageIdentifier.coverage_id == Coverage.id]
+    if system is not None:
+        parts.append(CoverageIdentifier.system == (system or ""))
+    if ident is not None:
+        parts.append(CoverageIdentifier.value == ident)
+    return exists().where(*parts)
+
+
+def _coverage_payor(op: str, value: Any) -> ColumnElement[bool]:
+    """Value: (kind or None, id)."""
+    kind, ident = value
+    if kind is None:
+        return Coverage.payor_id == ident  # type: ignore[no-any-return]
+    return and_(Coverage.payor_kind == kind, Coverage.payor_id == ident)
 
 
 def _patient_phone(op: str, value: Any) -> ColumnElement[bool]:
@@ -235,6 +268,16 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "gender": _column(Patient.gender),
         "phone_digits": _patient_phone,
         "identifier": _patient_identifier,
+        "ssn_hashes": _patient_ssn,
+    },
+    Coverage: {
+        "id": _column(Coverage.id),
+        "beneficiary": _column(Coverage.beneficiary_id),
+        "subscriber": _column(Coverage.subscriber_patient_id),
+        "payor": _coverage_payor,
+        "status": _column(Coverage.status),
+        "type": _single_identifier(Coverage.type_system, Coverage.type_code),
+        "identifier": _coverage_identifier,
     },
     Booking: {
         "id": _column(Booking.id),
@@ -262,6 +305,7 @@ _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
         "id": Patient.id,
     },
     Booking: {"start": Booking.start, "id": Booking.id, "last_updated": Booking.last_updated},
+    Coverage: {"order": Coverage.order, "id": Coverage.id},
 }
 
 
@@ -273,6 +317,17 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
         return Patient.restricted.is_(False)
     if kind is Booking:
         return not_(exists().where(Patient.id == Booking.patient_id, Patient.restricted.is_(True)))
+    if kind is Coverage:
+        return not_(
+            exists().where(
+                Patient.restricted.is_(True),
+                or_(
+                    Patient.id == Coverage.beneficiary_id,
+                    Patient.id == Coverage.subscriber_patient_id,
+                    and_(Coverage.payor_kind == "patient", Patient.id == Coverage.payor_id),
+                ),
+            )
+        )
     return true()
 
 
@@ -280,8 +335,20 @@ def where_clause(query: Query) -> ColumnElement[bool]:
     fields = FIELDS[query.kind]
     clauses = [visibility(query.kind, query.access)]
     for alternatives in query.where:
-        clauses.append(or_(*(fields[c.field](c.op, c.value) for c in alternatives.conditions)))
+        conditions = [_hash_ssn(query, c) for c in alternatives.conditions]
+        clauses.append(or_(*(fields[c.field](c.op, c.value) for c in conditions)))
     return and_(*clauses)
+
+
+def _hash_ssn(query: Query, condition: Condition) -> Condition:
+    """An SSN identifier search becomes a search for its keyed hashes."""
+    if query.kind is not Patient or condition.field != "identifier":
+        return condition
+    system, value = condition.value
+    if system != SSN_SYSTEM:
+        return condition
+    hashes = query.ssn.candidates(value or "") if query.ssn is not None else []
+    return Condition("ssn_hashes", "eq", hashes)
 
 
 def run(db: Session, query: Query) -> Page:

@@ -385,19 +385,23 @@ def test_slot_can_include_its_schedule_and_revinclude_appointments():
     request = search("Slot", "_include=Slot:schedule&_revinclude=Appointment:slot")
     (include,) = request.includes
     (revinclude,) = request.revincludes
-    assert include.target == "Schedule"
+    assert include.refs(SimpleNamespace(schedule_id="sched-1")) == [("Schedule", "sched-1")]
     assert (revinclude.source, revinclude.field) == ("Appointment", "session")
 
 
 def test_appointment_can_include_its_patient_and_slot():
     request = search("Appointment", "_include=Appointment:patient&_include=Appointment:slot")
-    assert [i.target for i in request.includes] == ["Patient", "Slot"]
+    booking = SimpleNamespace(patient_id="pat-1", session_id="session-1")
+    assert [i.refs(booking) for i in request.includes] == [
+        [("Patient", "pat-1")],
+        [("Slot", "session-1")],
+    ]
 
 
 def test_an_include_follows_the_reference_of_a_record():
     (include,) = search("Appointment", "_include=Appointment:slot").includes
     booked, draft = SimpleNamespace(session_id="session-1"), SimpleNamespace(session_id=None)
-    assert (include.ids(booked), include.ids(draft)) == (["session-1"], [])
+    assert (include.refs(booked), include.refs(draft)) == ([("Slot", "session-1")], [])
 
 
 def test_an_unsupported_include_is_refused():
