@@ -6,6 +6,7 @@ Scopes understood:
   system/...             same as user/ for backend services
   __schedule.manage      "Schedule Admin: Manage Appointments" (create/alter sessions)
   __patient.blocked      "Privacy: Access Blocked Patients"
+  __audit.read           administrators: read and search AuditEvent
 `patient/` scopes need a launch context we do not provide, so they grant nothing.
 """
 
@@ -28,10 +29,12 @@ from store.ssn import SsnHasher, SsnKey
 
 SCHEDULE_MANAGE = "__schedule.manage"
 PATIENT_BLOCKED = "__patient.blocked"
+AUDIT_READ = "__audit.read"
 
 PERMISSION_SCOPES = {
     SCHEDULE_MANAGE: "Schedule Admin: Manage Appointments (create and alter group sessions)",
     PATIENT_BLOCKED: "Privacy: Access Blocked Patients",
+    AUDIT_READ: "Administrator: Read the Audit Trail",
 }
 
 _SCOPE = re.compile(r"^(user|system|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)$")

@@ -1,4 +1,8 @@
-"""Read and search interactions, the same for every resource type (R4 §3.1.0 read, search)."""
+"""Read and search interactions, the same for every resource type (R4 §3.1.0 read, search).
+
+Reading a restricted patient's data (only possible with the privacy permission)
+leaves an AuditEvent per patient.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,77 @@ from typing import Any
 from flask import Response
 from sqlalchemy.orm import Session
 
+from fhir_facade.auth import Grants
 from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
+from mappings.audit import patient_of
 from mappings.search import SearchRequest, parse_search
 from store import search as store_search
 from store.access import Access
+from store.audit import AuditEntry, record, restricted_among
 from store.errors import NotFound
 from store.search import AnyOf, Condition, Query
 
 
+def authorize(grants: Grants, resource_type: str, letter: str) -> None:
+    grants.require(resource_type, letter)
+    permission = RESOURCE_TYPES[resource_type].permission
+    if permission is not None:
+        grants.require_permission(permission)
+
+
 def read(resource_type: str, ident: str) -> Response:
     grants = caller()
-    grants.require(resource_type, "r")
+    authorize(grants, resource_type, "r")
     spec = RESOURCE_TYPES[resource_type]
     with database().reading() as db:
-        record = store_search.get_one(db, spec.kind, ident, grants.access)
-        if record is None:
+        record_ = store_search.get_one(db, spec.kind, ident, grants.access)
+        if record_ is None:
             raise NotFound(resource_type, ident)
-        resource = spec.to_fhir(record)
+        resource = spec.to_fhir(record_)
+    audit_restricted_reads(grants, [resource], "R", "read")
     return fhir_response(resource, headers=resource_headers(resource))
 
 
 def search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     grants = caller()
-    grants.require(resource_type, "s")
+    authorize(grants, resource_type, "s")
     lenient = prefer("handling") == "lenient"
     parsed = parse_search(resource_type, params, grants.access, lenient=lenient, ssn=ssn())
     with database().reading() as db:
         matches, included, total = run_search(db, parsed, grants.access)
+    audit_restricted_reads(grants, matches + included, "E", "search-type")
     return fhir_response(searchset(base_url(), parsed, matches, included, total))
+
+
+def audit_restricted_reads(
+    grants: Grants, resources: list[dict[str, Any]], action: str, subtype: str
+) -> None:
+    """One AuditEvent per restricted patient whose data is about to be returned."""
+    if not grants.access.restricted_patients:
+        return  # without the permission no restricted data can be in `resources`
+    owners = {p for r in resources if (p := patient_of(r)) is not None}
+    if not owners:
+        return
+
+    def work(db: Session) -> None:
+        for patient_id in restricted_among(db, owners):
+            record(
+                db,
+                AuditEntry(
+                    action,
+                    subtype,
+                    grants.subject,
+                    entity_kind="Patient",
+                    entity_id=patient_id,
+                    patient_id=patient_id,
+                    description="restricted patient's data disclosed",
+                ),
+            )
+
+    database().write(work)
 
 
 def run_search(

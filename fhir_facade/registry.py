@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_facade.auth import AUDIT_READ
 from mappings.appointment import appointment_to_fhir
+from mappings.audit import audit_event_to_fhir
 from mappings.coverage import coverage_to_fhir
 from mappings.directory import (
     location_to_fhir,
@@ -21,6 +23,7 @@ from mappings.directory import (
 from mappings.patient import patient_to_fhir
 from mappings.slot import slot_to_fhir
 from store.models import (
+    AuditRecord,
     Base,
     Booking,
     Coverage,
@@ -41,7 +44,20 @@ class ResourceType:
     interactions: tuple[str, ...]  # FHIR TypeRestfulInteraction codes
     conditional_create: bool = False
     documentation: str = ""
+    permission: str | None = None  # needed on top of the SMART scope
 
+
+AUDIT_EVENT = ResourceType(
+    "AuditEvent",
+    AuditRecord,
+    audit_event_to_fhir,
+    ("read", "search-type"),
+    documentation=(
+        "The audit trail: every write and every read of a restricted patient's data. "
+        "Needs the __audit.read permission."
+    ),
+    permission=AUDIT_READ,
+)
 
 RESOURCE_TYPES: dict[str, ResourceType] = {
     r.name: r
@@ -119,5 +135,6 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
                 "(If-Match honoured). Booking into a closed session succeeds with a warning."
             ),
         ),
+        AUDIT_EVENT,
     )
 }

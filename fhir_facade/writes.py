@@ -1,4 +1,8 @@
-"""Create and update interactions (R4 §3.1.0 create, update; conditional create)."""
+"""Create and update interactions (R4 §3.1.0 create, update; conditional create).
+
+Every write runs with its AuditEvent in one transaction (`_store`); a refused
+write rolls back and its failure is audited on its own.
+"""
 
 from __future__ import annotations
 
@@ -20,37 +24,40 @@ from fhir_facade.http import (
     resource_headers,
 )
 from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
-from fhir_facade.reads import run_search
+from fhir_facade.reads import authorize, run_search
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
+from mappings.audit import patient_of
 from mappings.coverage import coverage_from_fhir, coverage_to_fhir
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search import parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
+from store.audit import MINOR_FAILURE, AuditEntry, record
 from store.booking import Notice, book_patient, update_booking
-from store.errors import DuplicateIdentifier
-from store.insurance import create_coverage as store_create_coverage
-from store.insurance import update_coverage
+from store.errors import DuplicateIdentifier, StoreError
+from store.insurance import create_coverage, update_coverage
 from store.patients import register_patient, update_patient
 from store.sessions import create_session, update_session
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
+Work = Callable[[Session], Rendered]
+
+_ACTIONS = {"create": "C", "update": "U"}
 
 
 def create_appointment() -> Response:
     """Book a patient into a group session. `If-None-Exist` makes a retried POST book once."""
-    grants = caller()
-    grants.require("Appointment", "c")
+    authorize(caller(), "Appointment", "c")
     booking = appointment_from_fhir(read_json_body())
     condition = request.headers.get("If-None-Exist")
     if condition and (existing := _conditional_match("Appointment", condition)) is not None:
         return _respond(existing, [], 200)
 
     def work(db: Session) -> Rendered:
-        result = book_patient(db, booking, grants.access)
+        result = book_patient(db, booking, caller().access)
         return appointment_to_fhir(result.booking), result.warnings
 
     try:
-        resource, warnings = database().write(work)
+        resource, warnings = _store("Appointment", "create", work, patient=booking.patient_id)
     except DuplicateIdentifier:
         # A concurrent retry won the race on the identifier: answer as it would have.
         if condition and (existing := _conditional_match("Appointment", condition)) is not None:
@@ -61,101 +68,95 @@ def create_appointment() -> Response:
 
 def update_appointment(ident: str) -> Response:
     """Cancel, reschedule (change the slot) or edit a booking; `If-Match` is honoured."""
-    grants = caller()
-    grants.require("Appointment", "u")
-    body = read_json_body()
-    _check_body_id(body, ident)
-    booking = appointment_from_fhir(body)
+    authorize(caller(), "Appointment", "u")
+    booking = appointment_from_fhir(_body_for(ident))
     expected = if_match_version()
 
     def work(db: Session) -> Rendered:
-        result = update_booking(db, ident, booking, grants.access, expected_version=expected)
+        result = update_booking(db, ident, booking, caller().access, expected_version=expected)
         return appointment_to_fhir(result.booking), result.warnings
 
-    resource, warnings = database().write(work)
+    resource, warnings = _store("Appointment", "update", work, ident, booking.patient_id)
     return _respond(resource, warnings, 200)
 
 
 def create_slot() -> Response:
-    grants = caller()
-    grants.require("Slot", "c")
-    grants.require_permission(SCHEDULE_MANAGE)
+    _require_schedule_admin("c")
     spec = slot_from_fhir(read_json_body())
-    resource = database().write(lambda db: slot_to_fhir(create_session(db, spec)))
+    resource, _ = _store("Slot", "create", lambda db: (slot_to_fhir(create_session(db, spec)), []))
     return _respond(resource, [], 201)
 
 
 def update_slot(ident: str) -> Response:
-    grants = caller()
-    grants.require("Slot", "u")
-    grants.require_permission(SCHEDULE_MANAGE)
-    body = read_json_body()
-    _check_body_id(body, ident)
-    spec = slot_from_fhir(body)
+    _require_schedule_admin("u")
+    spec = slot_from_fhir(_body_for(ident))
     expected = if_match_version()
-    resource = database().write(
-        lambda db: slot_to_fhir(update_session(db, ident, spec, expected_version=expected))
-    )
+
+    def work(db: Session) -> Rendered:
+        return slot_to_fhir(update_session(db, ident, spec, expected_version=expected)), []
+
+    resource, _ = _store("Slot", "update", work, ident)
     return _respond(resource, [], 200)
 
 
 def create_patient() -> Response:
     """Register a patient. `If-None-Exist` (e.g. identifier=MRN system|value) avoids twins."""
-    grants = caller()
-    grants.require("Patient", "c")
+    authorize(caller(), "Patient", "c")
     spec = patient_from_fhir(read_json_body())
     condition = request.headers.get("If-None-Exist")
     if condition and (existing := _conditional_match("Patient", condition)) is not None:
         return _respond(existing, [], 200)
-    hasher = ssn()
-    resource = database().write(
-        lambda db: patient_to_fhir(register_patient(db, spec, hasher, grants.access))
+    hasher, access = ssn(), caller().access
+    resource, _ = _store(
+        "Patient",
+        "create",
+        lambda db: (patient_to_fhir(register_patient(db, spec, hasher, access)), []),
     )
     return _respond(resource, [], 201)
 
 
 def update_patient_view(ident: str) -> Response:
-    grants = caller()
-    grants.require("Patient", "u")
-    body = read_json_body()
-    _check_body_id(body, ident)
-    spec = patient_from_fhir(body)
+    authorize(caller(), "Patient", "u")
+    spec = patient_from_fhir(_body_for(ident))
     expected = if_match_version()
-    hasher = ssn()
-    resource = database().write(
-        lambda db: patient_to_fhir(
-            update_patient(db, ident, spec, hasher, grants.access, expected_version=expected)
-        )
-    )
+    hasher, access = ssn(), caller().access
+
+    def work(db: Session) -> Rendered:
+        patient = update_patient(db, ident, spec, hasher, access, expected_version=expected)
+        return patient_to_fhir(patient), []
+
+    resource, _ = _store("Patient", "update", work, ident, ident)
     return _respond(resource, [], 200)
 
 
-def update_coverage_view(ident: str) -> Response:
-    grants = caller()
-    grants.require("Coverage", "u")
-    body = read_json_body()
-    _check_body_id(body, ident)
-    spec = coverage_from_fhir(body)
-    expected = if_match_version()
-    resource = database().write(
-        lambda db: coverage_to_fhir(
-            update_coverage(db, ident, spec, grants.access, expected_version=expected)
-        )
-    )
-    return _respond(resource, [], 200)
-
-
-def create_coverage() -> Response:
-    grants = caller()
-    grants.require("Coverage", "c")
+def create_coverage_view() -> Response:
+    authorize(caller(), "Coverage", "c")
     spec = coverage_from_fhir(read_json_body())
     condition = request.headers.get("If-None-Exist")
     if condition and (existing := _conditional_match("Coverage", condition)) is not None:
         return _respond(existing, [], 200)
-    resource = database().write(
-        lambda db: coverage_to_fhir(store_create_coverage(db, spec, grants.access))
+    access = caller().access
+    resource, _ = _store(
+        "Coverage",
+        "create",
+        lambda db: (coverage_to_fhir(create_coverage(db, spec, access)), []),
+        patient=spec.beneficiary_id,
     )
     return _respond(resource, [], 201)
+
+
+def update_coverage_view(ident: str) -> Response:
+    authorize(caller(), "Coverage", "u")
+    spec = coverage_from_fhir(_body_for(ident))
+    expected = if_match_version()
+    access = caller().access
+
+    def work(db: Session) -> Rendered:
+        coverage = update_coverage(db, ident, spec, access, expected_version=expected)
+        return coverage_to_fhir(coverage), []
+
+    resource, _ = _store("Coverage", "update", work, ident, spec.beneficiary_id)
+    return _respond(resource, [], 200)
 
 
 WRITES: dict[tuple[str, str], Callable[..., Response]] = {
@@ -165,12 +166,56 @@ WRITES: dict[tuple[str, str], Callable[..., Response]] = {
     ("Slot", "update"): update_slot,
     ("Patient", "create"): create_patient,
     ("Patient", "update"): update_patient_view,
-    ("Coverage", "create"): create_coverage,
+    ("Coverage", "create"): create_coverage_view,
     ("Coverage", "update"): update_coverage_view,
 }
 
 
-def _check_body_id(body: Any, ident: str) -> None:
+def _store(
+    resource_type: str,
+    interaction: str,
+    work: Work,
+    ident: str | None = None,
+    patient: str | None = None,
+) -> Rendered:
+    """Run `work` and its audit record in one transaction."""
+    agent = caller().subject
+    action = _ACTIONS[interaction]
+
+    def audited(db: Session) -> Rendered:
+        resource, warnings = work(db)
+        entry = AuditEntry(
+            action, interaction, agent, resource_type, resource["id"], patient_of(resource)
+        )
+        record(db, entry)
+        return resource, warnings
+
+    try:
+        return database().write(audited)
+    except StoreError as exc:
+        failure = AuditEntry(
+            action,
+            interaction,
+            agent,
+            resource_type,
+            ident,
+            patient,
+            outcome=MINOR_FAILURE,
+            description=exc.message,
+        )
+        database().write(lambda db: record(db, failure))
+        raise
+
+
+def _require_schedule_admin(letter: str) -> None:
+    grants = caller()
+    authorize(grants, "Slot", letter)
+    grants.require_permission(SCHEDULE_MANAGE)
+
+
+def _body_for(ident: str) -> Any:
+    """An update's body, whose id must equal the id in the URL."""
+    body = read_json_body()
     if isinstance(body, dict) and body.get("id") != ident:
         raise FhirError(
             400,
@@ -178,6 +223,7 @@ def _check_body_id(body: Any, ident: str) -> None:
             f"the resource id ({body.get('id')!r}) must equal the id in the URL ({ident!r})",
             expression=f"{body.get('resourceType', 'Resource')}.id",
         )
+    return body
 
 
 def _conditional_match(resource_type: str, condition: str) -> dict[str, Any] | None:

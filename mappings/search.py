@@ -18,6 +18,7 @@ from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
 from mappings.errors import InvalidSearch
 from store.access import Access
 from store.models import (
+    AuditRecord,
     Base,
     Booking,
     BookingStatus,
@@ -228,6 +229,15 @@ def _identifier(field_name: str) -> Translate:
     return translate
 
 
+def _identifier_value(field_name: str) -> Translate:
+    """A token compared on its code/value only (system ignored)."""
+
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        return [Condition(field_name, "eq", value.rpartition("|")[2])]
+
+    return translate
+
+
 def _boolean(field_name: str, param: str) -> Translate:
     def translate(modifier: str | None, value: str) -> list[Condition]:
         if value not in ("true", "false"):
@@ -278,6 +288,16 @@ def _payor(param: str) -> Translate:
                 expression=param,
             )
         return [Condition("payor", "eq", (kinds.get(kind or ""), match.group(2)))]
+
+    return translate
+
+
+def _any_reference(field_name: str, param: str) -> Translate:
+    def translate(modifier: str | None, value: str) -> list[Condition]:
+        match = _REF.match(value)
+        if match is None:
+            raise InvalidSearch(f"{param}: {value!r} is not a reference", expression=param)
+        return [Condition(field_name, "eq", (modifier or match.group(1), match.group(2)))]
 
     return translate
 
@@ -558,6 +578,39 @@ SEARCHES: dict[str, ResourceSearch] = {
                 lambda b: [("Location", b.department_id)] if b.department_id else []
             ),
         },
+    ),
+    "AuditEvent": ResourceSearch(
+        AuditRecord,
+        {
+            "_id": _id("AuditEvent"),
+            "date": _p("date", "date", "When the event was recorded", _date("recorded", "date")),
+            "patient": _p(
+                "patient",
+                "reference",
+                "The patient whose data was touched",
+                _reference({"Patient": "patient"}, "patient"),
+            ),
+            "entity": _p(
+                "entity", "reference", "The record acted on", _any_reference("entity", "entity")
+            ),
+            "agent": _p(
+                "agent", "token", "Token subject of the user (value)", _identifier_value("agent")
+            ),
+            "action": _p(
+                "action",
+                "token",
+                "C | R | U | D | E",
+                _token_code("action", {a: a for a in "CRUDE"}, "action"),
+            ),
+            "subtype": _p(
+                "subtype",
+                "token",
+                "FHIR interaction, e.g. create, read, search-type",
+                _identifier_value("subtype"),
+            ),
+        },
+        {"date": "recorded"},
+        (("recorded", True),),
     ),
     "Coverage": ResourceSearch(
         Coverage,

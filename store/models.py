@@ -336,7 +336,12 @@ class Booking(Versioned, Base):
     comment: Mapped[str | None] = mapped_column(Text)
     cancellation_reason: Mapped[str | None] = mapped_column(String(200))
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The recurring series this booking is an occurrence of (see `Series`), and its
+    #: position in the series (1-based, in the order the recurrence generates them).
+    series_id: Mapped[str | None] = mapped_column(ForeignKey("series.id"), index=True)
+    recurrence_id: Mapped[int | None] = mapped_column(Integer)
 
+    series: Mapped[Series | None] = relationship(lazy="selectin")
     providers: Mapped[list[BookingProvider]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="BookingProvider.position"
     )
@@ -350,6 +355,11 @@ class Booking(Versioned, Base):
     @property
     def holds_place(self) -> bool:
         return self.session_id is not None and self.status in HOLDS_PLACE
+
+    @property
+    def originates_series(self) -> bool:
+        """The first stored occurrence carries the series' template (its id is the series id)."""
+        return self.series_id is not None and self.series_id == self.id
 
 
 class BookingProvider(Base):
@@ -405,3 +415,33 @@ class AuditRecord(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(Text)
+
+
+class Series(Base):
+    """A patient's recurring series: the recurrence settings the occurrences came from.
+
+    Its id is the id of the originating occurrence (the first one stored), so every
+    occurrence's `series_id` also names the booking that carries the template. The
+    columns mirror `store.recurrence.Recurrence`; `excluded` lists the recurrence ids
+    the user removed from the preview ("3,5").
+    """
+
+    __tablename__ = "series"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id"), index=True)
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("department.id"))
+    appointment_type: Mapped[str | None] = mapped_column(String(64))
+    frequency: Mapped[str] = mapped_column(String(10))
+    interval: Mapped[int] = mapped_column("repeat_interval", Integer, default=1)
+    weekdays: Mapped[str] = mapped_column(String(20), default="")  # "0,2,4" = Mon, Wed, Fri
+    month_day: Mapped[int | None] = mapped_column(Integer)
+    nth_weekday: Mapped[str | None] = mapped_column(String(8))  # "1,2" = 2nd Tuesday
+    first_date: Mapped[dt.date] = mapped_column(Date)
+    local_time: Mapped[str] = mapped_column(String(15))  # wall-clock "10:00:00"
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int | None] = mapped_column(Integer)
+    until: Mapped[dt.date | None] = mapped_column(Date)
+    excluded: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

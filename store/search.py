@@ -16,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from store.access import Access
 from store.models import (
+    AuditRecord,
     Base,
     Booking,
     BookingIdentifier,
@@ -164,6 +165,14 @@ def _coverage_payor(op: str, value: Any) -> ColumnElement[bool]:
     return and_(Coverage.payor_kind == kind, Coverage.payor_id == ident)
 
 
+def _audit_entity(op: str, value: Any) -> ColumnElement[bool]:
+    """Value: (resource kind or None, id)."""
+    kind, ident = value
+    if kind is None:
+        return AuditRecord.entity_id == ident  # type: ignore[no-any-return]
+    return and_(AuditRecord.entity_kind == kind, AuditRecord.entity_id == ident)
+
+
 def _patient_phone(op: str, value: Any) -> ColumnElement[bool]:
     return exists().where(PatientPhone.patient_id == Patient.id, PatientPhone.digits == value)
 
@@ -270,6 +279,15 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "identifier": _patient_identifier,
         "ssn_hashes": _patient_ssn,
     },
+    AuditRecord: {
+        "id": _column(AuditRecord.id),
+        "recorded": _column(AuditRecord.recorded),
+        "patient": _column(AuditRecord.patient_id),
+        "entity": _audit_entity,
+        "agent": _column(AuditRecord.agent),
+        "action": _column(AuditRecord.action),
+        "subtype": _column(AuditRecord.subtype),
+    },
     Coverage: {
         "id": _column(Coverage.id),
         "beneficiary": _column(Coverage.beneficiary_id),
@@ -306,6 +324,7 @@ _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
     },
     Booking: {"start": Booking.start, "id": Booking.id, "last_updated": Booking.last_updated},
     Coverage: {"order": Coverage.order, "id": Coverage.id},
+    AuditRecord: {"recorded": AuditRecord.recorded, "id": AuditRecord.id},
 }
 
 

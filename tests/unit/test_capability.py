@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_facade.auth import PATIENT_BLOCKED, SCHEDULE_MANAGE
+from fhir_facade.auth import AUDIT_READ, PATIENT_BLOCKED, SCHEDULE_MANAGE
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.search import SEARCHES
@@ -81,6 +81,6 @@ def test_the_security_section_names_smart_and_the_permission_scopes(statement):
 
 def test_smart_configuration_advertises_the_permission_scopes():
     config = smart_configuration(BASE)
-    assert {SCHEDULE_MANAGE, PATIENT_BLOCKED} <= set(config["scopes_supported"])
-    assert set(config["permission_scopes"]) == {SCHEDULE_MANAGE, PATIENT_BLOCKED}
+    assert {SCHEDULE_MANAGE, PATIENT_BLOCKED, AUDIT_READ} <= set(config["scopes_supported"])
+    assert set(config["permission_scopes"]) == {SCHEDULE_MANAGE, PATIENT_BLOCKED, AUDIT_READ}
     assert "user/Appointment.cruds" in config["scopes_supported"]

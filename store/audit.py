@@ -1,0 +1,66 @@
+"""The audit trail: who did what to which record, when, and how it ended.
+
+A change's audit record is written in the change's own transaction; so is its
+absence when the change rolls back (the failure is then recorded on its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.common import new_id
+from store.models import AuditRecord, Patient, utcnow
+
+SUCCESS = "0"
+MINOR_FAILURE = "4"
+SERIOUS_FAILURE = "8"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str  # C create, R read, U update, D delete, E execute (search, operation)
+    subtype: str  # the FHIR interaction: create, update, read, search-type, operation
+    agent: str
+    entity_kind: str | None = None
+    entity_id: str | None = None
+    patient_id: str | None = None
+    outcome: str = SUCCESS
+    description: str | None = None
+
+
+def record(db: Session, entry: AuditEntry) -> AuditRecord:
+    restricted = bool(
+        entry.patient_id
+        and db.scalar(select(Patient.restricted).where(Patient.id == entry.patient_id))
+    )
+    audit = AuditRecord(
+        id=new_id(),
+        recorded=utcnow(),
+        action=entry.action,
+        subtype=entry.subtype,
+        outcome=entry.outcome,
+        agent=entry.agent,
+        entity_kind=entry.entity_kind,
+        entity_id=entry.entity_id,
+        patient_id=entry.patient_id,
+        restricted=restricted,
+        description=entry.description,
+    )
+    db.add(audit)
+    db.flush()
+    return audit
+
+
+def restricted_among(db: Session, patient_ids: Iterable[str]) -> list[str]:
+    """Which of these patients are restricted (their data being read must be audited)."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return []
+    rows = db.scalars(
+        select(Patient.id).where(Patient.id.in_(ids), Patient.restricted.is_(True))
+    ).all()
+    return sorted(rows)
