@@ -60,7 +60,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "documentation": (
                     "Search result parameters: _count, _offset (paging), _sort, _include, "
                     "_revinclude, _format=json. Unknown parameters are refused (400) unless "
-                    "the request carries Prefer: handling=lenient."
+                    "the request carries Prefer: handling=lenient. Chained search into the "
+                    "Patient: Appointment?patient.<param>, Coverage?patient|beneficiary|"
+                    "subscriber.<param>, with any Patient search parameter."
                 ),
                 "security": {
                     "cors": False,

@@ -74,6 +74,8 @@ class ResourceSearch:
     default_sort: tuple[tuple[str, bool], ...]
     includes: Mapping[str, Include] = field(default_factory=dict)
     revincludes: Mapping[str, RevInclude] = field(default_factory=dict)
+    #: Chained parameters into Patient: reference parameter -> store chain field.
+    chains: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -578,6 +580,7 @@ SEARCHES: dict[str, ResourceSearch] = {
                 lambda b: [("Location", b.department_id)] if b.department_id else []
             ),
         },
+        chains={"patient": "patient_chain"},
     ),
     "AuditEvent": ResourceSearch(
         AuditRecord,
@@ -668,6 +671,11 @@ SEARCHES: dict[str, ResourceSearch] = {
             ),
             "Coverage:beneficiary": Include(lambda c: [("Patient", c.beneficiary_id)]),
         },
+        chains={
+            "patient": "beneficiary_chain",
+            "beneficiary": "beneficiary_chain",
+            "subscriber": "subscriber_chain",
+        },
     ),
 }
 
@@ -700,6 +708,19 @@ def parse_search(
             _result_param(spec, name, raw_name, value, query, includes, revincludes, sort, lenient)
             if name != "_offset":
                 canonical.append((raw_name, value))
+            continue
+        head, dot, tail = name.partition(".")
+        if dot and head in spec.chains:
+            inner = parse_search(
+                "Patient",
+                [(tail + (f":{modifier}" if modifier else ""), value)],
+                access,
+                lenient=False,
+                ssn=ssn,
+            )
+            chained = Condition(spec.chains[head], "eq", (access, tuple(inner.query.where), ssn))
+            query.where.append(AnyOf((chained,)))
+            canonical.append((raw_name, value))
             continue
         param = spec.params.get(name)
         if param is None:

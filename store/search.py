@@ -173,6 +173,17 @@ def _audit_entity(op: str, value: Any) -> ColumnElement[bool]:
     return and_(AuditRecord.entity_kind == kind, AuditRecord.entity_id == ident)
 
 
+def _patient_chain(reference: Any) -> Builder:
+    """Chained search into the referenced Patient; value: the Patient's AnyOf list.
+    The Patient's own visibility applies inside, so a chain never reaches a hidden one."""
+
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        inner = Query(kind=Patient, where=list(value[1]), access=value[0], ssn=value[2])
+        return exists().where(Patient.id == reference, where_clause(inner))
+
+    return build
+
+
 def _patient_phone(op: str, value: Any) -> ColumnElement[bool]:
     return exists().where(PatientPhone.patient_id == Patient.id, PatientPhone.digits == value)
 
@@ -296,6 +307,8 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "status": _column(Coverage.status),
         "type": _single_identifier(Coverage.type_system, Coverage.type_code),
         "identifier": _coverage_identifier,
+        "beneficiary_chain": _patient_chain(Coverage.beneficiary_id),
+        "subscriber_chain": _patient_chain(Coverage.subscriber_patient_id),
     },
     Booking: {
         "id": _column(Booking.id),
@@ -307,6 +320,7 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "status": _column(Booking.status),
         "appointment_type": _column(Booking.appointment_type),
         "identifier": _booking_identifier,
+        "patient_chain": _patient_chain(Booking.patient_id),
     },
 }
 
