@@ -18,8 +18,9 @@ from store.demo import load_demo
 from store.migrate import upgrade
 
 DEMO_SCOPE = (
-    "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Schedule.rs "
-    "user/Practitioner.rs user/Location.rs user/Organization.rs __schedule.manage"
+    "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
+    "user/Schedule.rs user/Practitioner.rs user/Location.rs user/Organization.rs "
+    "__schedule.manage"
 )
 
 
@@ -77,7 +78,8 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 def demo_command(host: str, port: int) -> None:
     upgrade(database().engine)
     loaded = database().write(lambda db: load_demo(db))
-    token = tokens().mint("staff-demo", DEMO_SCOPE + " __patient.blocked", dt.timedelta(hours=12))
+    everything = f"{DEMO_SCOPE} __patient.blocked user/AuditEvent.rs __audit.read"
+    token = tokens().mint("staff-demo", everything, dt.timedelta(hours=12))
     base = f"http://{host}:{port}/fhir"
     click.echo(
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
@@ -109,6 +111,9 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", os.environ.get("FHIR_FACADE_ACCESS_LOG") or None)
             self.cfg.set("graceful_timeout", 5)
+            # One shared control socket per user would make instances on one host collide.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app
