@@ -24,6 +24,9 @@ class Settings:
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
 
+    def __post_init__(self) -> None:
+        self.instance_path = Path(self.instance_path).resolve()
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.instance_path / 'fhir-facade.sqlite3'}"
