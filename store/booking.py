@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,6 +143,8 @@ def update_booking(
     new_place = request.session_id if request.status in HOLDS_PLACE else None
     warnings: list[Notice] = []
     session: GroupSession | None = None
+    if old_place is not None and new_place is not None and new_place != old_place:
+        lock_sessions(db, [old_place, new_place])
     if new_place is not None and new_place != old_place:
         session = _take_place(db, new_place)
         warnings = _session_warnings(session)
@@ -163,6 +165,20 @@ def update_booking(
         booking.touch()
         _record_identifiers(db, booking, request)
     return BookingResult(booking, warnings)
+
+
+def lock_sessions(db: Session, session_ids: list[str]) -> None:
+    """Lock several sessions' rows in one fixed order (by id) before changing their counts,
+    so two transactions moving places in opposite directions cannot deadlock.
+    (SQLite needs nothing: its write transactions already run one at a time.)"""
+    ids = sorted(set(session_ids))
+    if len(ids) > 1:
+        db.execute(
+            select(GroupSession.id)
+            .where(GroupSession.id.in_(ids))
+            .order_by(GroupSession.id)
+            .with_for_update()
+        )
 
 
 def _take_place(db: Session, session_id: str) -> GroupSession:
