@@ -40,7 +40,10 @@ def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: 
         token = _wait_for_token_and_server(out, base)
         headers = {"Authorization": f"Bearer {token}"}
         schedules = requests.get(
-            f"{base}/Schedule", params={"actor": "Practitioner/prac-rivera"}, headers=headers, timeout=10
+            f"{base}/Schedule",
+            params={"actor": "Practitioner/prac-rivera"},
+            headers=headers,
+            timeout=10,
         ).json()
         assert_valid(schedules)
         assert [e["resource"]["id"] for e in schedules["entry"]] == ["sched-rivera-bk"]
@@ -53,8 +56,11 @@ def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: 
         closed = [
             e["resource"]["id"]
             for e in slots["entry"]
-            if {"url": "http://fhir-facade.org/fhir/StructureDefinition/closed-session",
-                "valueBoolean": True} in e["resource"]["extension"]
+            if {
+                "url": "http://fhir-facade.org/fhir/StructureDefinition/closed-session",
+                "valueBoolean": True,
+            }
+            in e["resource"]["extension"]
         ]
         assert len(closed) == 1, "the demo has exactly one closed session"
         assert slots["total"] == 9 * 12, "nine weekly sessions over twelve weeks"
