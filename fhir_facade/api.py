@@ -9,6 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from fhir_facade import operations
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import read, search
@@ -30,9 +31,26 @@ def build_blueprint() -> Blueprint:
             body = orjson.dumps(smart_configuration(base_url()))
             return Response(body, content_type="application/json")
 
+    # Operations first: their literal "$name" segment must not be read as an id.
+    _operation_routes(blp)
     for name, spec in RESOURCE_TYPES.items():
         _type_routes(blp, name, spec.interactions)
     return blp
+
+
+def _operation_routes(blp: Blueprint) -> None:
+    routes = (
+        ("/Appointment/$find", "Appointment-find", {"post": lambda self: operations.find()}),
+        ("/Appointment/$book", "Appointment-book", {"post": lambda self: operations.book()}),
+        (
+            "/Appointment/<string:ident>/$cancel-series",
+            "Appointment-cancel-series",
+            {"post": lambda self, ident: operations.cancel(ident)},
+        ),
+    )
+    for url, endpoint, methods in routes:
+        view = type(endpoint.replace("-", ""), (MethodView,), methods)
+        blp.route(url, endpoint=endpoint)(view)
 
 
 def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_facade.auth import PERMISSION_SCOPES
+from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
 from mappings.search import SEARCHES
 
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-11-26"
+OPERATIONS = {"Appointment": OPERATION_DEFINITIONS}
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -36,6 +38,11 @@ def capability_statement(base: str) -> dict[str, Any]:
             {"name": p.name, "type": p.type, "documentation": p.documentation}
             for p in search.params.values()
         ]
+        if name in OPERATIONS:
+            entry["operation"] = [
+                {"name": op, "definition": url, "documentation": OPERATION_DOCS[op]}
+                for op, url in OPERATIONS[name].items()
+            ]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

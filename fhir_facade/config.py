@@ -23,6 +23,8 @@ class Settings:
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
+    series_max_occurrences: int = 366
+    series_max_years: int = 2
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -51,6 +53,8 @@ class Settings:
             "max_body_bytes": "MAX_BODY_BYTES",
             "db_pool_size": "DB_POOL_SIZE",
             "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
+            "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
+            "series_max_years": "SERIES_MAX_YEARS",
         }
         for attr, name in numbers.items():
             if env.get(PREFIX + name):

@@ -14,6 +14,7 @@ from fhir_facade.auth import AuthError, Forbidden
 from mappings.codes import CANONICAL
 from mappings.errors import InvalidResource, InvalidSearch, MappingError, Unprocessable
 from store import errors as store_errors
+from store import recurrence
 
 CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
 
@@ -77,7 +78,10 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (store_errors.Conflict, Mapped(409, "conflict")),
     (store_errors.NotFound, Mapped(404, "not-found")),
     (store_errors.VersionMismatch, Mapped(412, "conflict", "version-mismatch")),
+    (store_errors.PermissionRequired, Mapped(403, "forbidden")),
     (store_errors.CapacityBelowBooked, Mapped(422, "business-rule", "capacity-below-booked")),
+    (recurrence.SeriesTooLong, Mapped(422, "too-costly", "series-too-long")),
+    (recurrence.InvalidRecurrence, Mapped(422, "business-rule", "invalid-recurrence")),
     (store_errors.RuleViolation, Mapped(422, "business-rule")),
     (InvalidResource, Mapped(400, "structure")),
     (InvalidSearch, Mapped(400, "invalid")),

@@ -6,7 +6,8 @@ write rolls back and its failure is audited on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -190,13 +191,26 @@ def _store(
         record(db, entry)
         return resource, warnings
 
-    try:
+    with failures_audited(action, interaction, resource_type, ident, patient):
         return database().write(audited)
+
+
+@contextmanager
+def failures_audited(
+    action: str,
+    interaction: str,
+    resource_type: str,
+    ident: str | None = None,
+    patient: str | None = None,
+) -> Iterator[None]:
+    """A refused change rolled back with its audit record: record the failure on its own."""
+    try:
+        yield
     except StoreError as exc:
         failure = AuditEntry(
             action,
             interaction,
-            agent,
+            caller().subject,
             resource_type,
             ident,
             patient,
@@ -205,6 +219,15 @@ def _store(
         )
         database().write(lambda db: record(db, failure))
         raise
+
+
+def audit_bookings(db: Session, action: str, interaction: str, bookings: list[Any]) -> None:
+    """One AuditEvent per booking an operation created or changed, in its transaction."""
+    for booking in bookings:
+        entry = AuditEntry(
+            action, interaction, caller().subject, "Appointment", booking.id, booking.patient_id
+        )
+        record(db, entry)
 
 
 def _require_schedule_admin(letter: str) -> None:

@@ -3,6 +3,9 @@
 A booking is an Appointment with `status = booked` and `slot = [Slot]`; its
 participants are the Patient, the provider(s) and the department, all
 `accepted`. Start and end always equal the slot's (app-3 needs them once booked).
+A draft is `proposed`, has no slot, and keeps its intended time in `requestedPeriod`.
+Occurrences of a series carry R5's recurrenceId / originatingAppointment /
+recurrenceTemplate as cross-version extensions (mappings.timing).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from mappings.codes import APPOINTMENT_TYPES, concept_code
 from mappings.common import JSON, aware, codeable, instant, meta, parse_reference, parse_resource
 from mappings.errors import Unprocessable
+from mappings.timing import series_extensions
 from store.booking import BookingRequest
 from store.models import Booking, BookingStatus
 
@@ -24,6 +28,9 @@ def appointment_to_fhir(booking: Booking) -> JSON:
         "id": booking.id,
         "meta": meta(booking.version, booking.last_updated),
     }
+    if booking.series_id is not None:
+        # R5 series elements as cross-version extensions (DESIGN §4).
+        resource["extension"] = series_extensions(booking)
     if booking.identifiers:
         resource["identifier"] = [
             {"system": i.system, "value": i.value} if i.system else {"value": i.value}
@@ -104,6 +111,12 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
     )
     start = aware(appointment.start, "Appointment.start") if appointment.start else None
     end = aware(appointment.end, "Appointment.end") if appointment.end else None
+    if start is None and end is None and appointment.requestedPeriod and not slots:
+        # A draft's intended time travels in requestedPeriod (it has no start yet).
+        period = appointment.requestedPeriod[0]
+        at = "Appointment.requestedPeriod[0]"
+        start = aware(period.start, f"{at}.start") if period.start else None
+        end = aware(period.end, f"{at}.end") if period.end else None
     if start is not None and end is not None and end < start:
         raise Unprocessable("end is before start", expression="Appointment.end")
     try:

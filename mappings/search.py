@@ -31,7 +31,7 @@ from store.models import (
     ProviderSchedule,
 )
 from store.search import AnyOf, Condition, Query
-from store.ssn import SsnHasher
+from store.ssn import SSN_SYSTEM, SsnHasher, link_safe
 from store.text import fold, phone_digits
 
 DEFAULT_COUNT = 50
@@ -720,7 +720,7 @@ def parse_search(
             )
             chained = Condition(spec.chains[head], "eq", (access, tuple(inner.query.where), ssn))
             query.where.append(AnyOf((chained,)))
-            canonical.append((raw_name, value))
+            canonical.append((raw_name, _without_clear_ssn(tail, value, ssn)))
             continue
         param = spec.params.get(name)
         if param is None:
@@ -741,9 +741,22 @@ def parse_search(
         for alternative in _split_values(value):
             conditions.extend(param.translate(modifier or None, alternative))
         query.where.append(AnyOf(tuple(conditions)))
-        canonical.append((raw_name, value))
+        canonical.append((raw_name, _without_clear_ssn(name, value, ssn)))
     query.sort = sort or list(spec.default_sort)
     return SearchRequest(resource_type, query, includes, revincludes, canonical)
+
+
+def _without_clear_ssn(name: str, value: str, ssn: SsnHasher | None) -> str:
+    """The value as it may appear in self/next links: SSNs replaced by their keyed hash."""
+    if name != "identifier" or SSN_SYSTEM not in value:
+        return value
+    parts = []
+    for alternative in _split_values(value):
+        system, bar, ident = alternative.partition("|")
+        if bar and system == SSN_SYSTEM:
+            alternative = f"{system}|{link_safe(ssn, ident)}"
+        parts.append(alternative.replace(",", "\\,"))
+    return ",".join(parts)
 
 
 def _split_values(value: str) -> list[str]:

@@ -79,8 +79,21 @@ class BookingResult:
     warnings: list[Notice] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SeriesLink:
+    """An occurrence's place in a recurring series (see store.series)."""
+
+    series_id: str
+    recurrence_id: int
+
+
 def book_patient(
-    db: Session, request: BookingRequest, access: Access, *, booking_id: str | None = None
+    db: Session,
+    request: BookingRequest,
+    access: Access,
+    *,
+    booking_id: str | None = None,
+    series_link: SeriesLink | None = None,
 ) -> BookingResult:
     """Book a patient into a group session: the session's booked count rises by one.
 
@@ -98,13 +111,57 @@ def book_patient(
     coverage_ids = choose_coverages(
         db, request.patient_id, request.coverage_ids, session.start, access
     )
-    booking = Booking(id=booking_id or new_id(), patient_id=request.patient_id, created=utcnow())
+    booking = _new_booking(request, booking_id, series_link)
     db.add(booking)
-    with _saving(booking):
+    with _saving(request.session_id):
         _apply(db, booking, request, session)
         _record_coverages(db, booking, coverage_ids)
         _record_identifiers(db, booking, request)
     return BookingResult(booking, _session_warnings(session))
+
+
+def store_draft(
+    db: Session,
+    request: BookingRequest,
+    access: Access,
+    *,
+    booking_id: str | None = None,
+    series_link: SeriesLink | None = None,
+) -> BookingResult:
+    """Store an occurrence that has no session yet as a draft: status proposed, no slot,
+    the intended time kept (DESIGN §4). It holds no place; resolving it later
+    (`update_booking` to booked with a slot) takes one under the capacity rule.
+
+    An explicit coverage choice is checked against the intended date and recorded;
+    without one the default choice is made when the draft is resolved.
+    """
+    if request.status != BookingStatus.PROPOSED or request.session_id is not None:
+        raise RuleViolation("a draft has status 'proposed' and no slot", field="Appointment.status")
+    _visible_patient(db, request.patient_id, access)
+    _check_references(db, request)
+    if request.start is not None and request.end is not None and request.end < request.start:
+        raise RuleViolation("end is before start", field="Appointment.end")
+    coverage_ids: list[str] = []
+    if request.coverage_ids:
+        on = request.start or utcnow()
+        coverage_ids = choose_coverages(db, request.patient_id, request.coverage_ids, on, access)
+    booking = _new_booking(request, booking_id, series_link)
+    db.add(booking)
+    with _saving(request.session_id):
+        _apply(db, booking, request, None)
+        _record_coverages(db, booking, coverage_ids)
+        _record_identifiers(db, booking, request)
+    return BookingResult(booking)
+
+
+def _new_booking(
+    request: BookingRequest, booking_id: str | None, series_link: SeriesLink | None
+) -> Booking:
+    booking = Booking(id=booking_id or new_id(), patient_id=request.patient_id, created=utcnow())
+    if series_link is not None:
+        booking.series_id = series_link.series_id
+        booking.recurrence_id = series_link.recurrence_id
+    return booking
 
 
 def update_booking(
@@ -155,10 +212,12 @@ def update_booking(
     if request.status in HOLDS_PLACE and session is not None:
         _check_times(request, session)
     coverage_ids: list[str] | None = None
-    if request.coverage_ids:
+    # A resolved draft may carry no insurance yet: it gets the default choice, as a new booking.
+    gains_place = new_place is not None and not booking.coverages
+    if request.coverage_ids or gains_place:
         on = session.start if session is not None else (request.start or booking.created)
         coverage_ids = choose_coverages(db, booking.patient_id, request.coverage_ids, on, access)
-    with _saving(booking):
+    with _saving(request.session_id):
         _apply(db, booking, request, session)
         if coverage_ids is not None:
             _record_coverages(db, booking, coverage_ids)
@@ -309,8 +368,9 @@ def _record_identifiers(db: Session, booking: Booking, request: BookingRequest) 
 
 
 @contextmanager
-def _saving(booking: Booking) -> Iterator[None]:
-    """Turn the database's uniqueness refusals into the errors they stand for."""
+def _saving(session_id: str | None) -> Iterator[None]:
+    """Turn the database's uniqueness refusals into the errors they stand for.
+    (`session_id` is passed in: after a failed flush the booking cannot be read.)"""
     try:
         yield
     except IntegrityError as exc:
@@ -319,7 +379,7 @@ def _saving(booking: Booking) -> Iterator[None]:
                 "another appointment already carries this identifier",
                 field="Appointment.identifier",
             ) from exc
-        raise AlreadyBooked(booking.session_id or "?", field="Appointment.slot") from exc
+        raise AlreadyBooked(session_id or "?", field="Appointment.slot") from exc
 
 
 def _session_warnings(session: GroupSession) -> list[Notice]:

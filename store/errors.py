@@ -7,6 +7,7 @@ StoreError
  │    ├── AlreadyBooked       the patient already holds a place in that session
  │    └── DuplicateIdentifier another record already carries that identifier
  ├── VersionMismatch          optimistic-locking check failed (If-Match)
+ ├── PermissionRequired       the change needs a permission the caller lacks
  └── RuleViolation            a business rule refuses the change
       └── CapacityBelowBooked
 """
@@ -66,6 +67,10 @@ class VersionMismatch(StoreError):
         super().__init__(
             f"{kind} {ident!r} is at version {actual}, not {expected}: reload it and retry"
         )
+
+
+class PermissionRequired(StoreError):
+    pass
 
 
 class RuleViolation(StoreError):

@@ -9,13 +9,13 @@ from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.common import new_id
-from store.errors import NotFound, RuleViolation, VersionMismatch
+from store.errors import NotFound, PermissionRequired, RuleViolation, VersionMismatch
 from store.models import Patient, PatientIdentifier, PatientPhone
 from store.ssn import SSN_SYSTEM, SsnHasher, masked_last4
 from store.text import fold, phone_digits
 
 
-class RestrictedWithoutPermission(RuleViolation):
+class RestrictedWithoutPermission(PermissionRequired):
     """Marking a patient restricted needs the privacy permission."""
 
 

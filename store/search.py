@@ -350,6 +350,8 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
         return Patient.restricted.is_(False)
     if kind is Booking:
         return not_(exists().where(Patient.id == Booking.patient_id, Patient.restricted.is_(True)))
+    if kind is AuditRecord:
+        return AuditRecord.restricted.is_(False)
     if kind is Coverage:
         return not_(
             exists().where(
@@ -389,8 +391,9 @@ def run(db: Session, query: Query) -> Page:
     condition = where_clause(query)
     statement: Select[Any] = select(query.kind).where(condition)
     sort_columns = _SORT_COLUMNS[query.kind]
+    # Missing values sort last either way, the same on SQLite and PostgreSQL.
     order = [
-        sort_columns[name].desc() if descending else sort_columns[name].asc()
+        (sort_columns[name].desc() if descending else sort_columns[name].asc()).nulls_last()
         for name, descending in query.sort
     ]
     order.append(sort_columns["id"].asc())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from store.errors import RuleViolation
 
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MASKED = re.compile(r"^\*{3}-?\*{2}-?(\d{4})$")
 
 
@@ -47,12 +48,22 @@ class SsnHasher:
         return f"{key.key_id}:{mac}"
 
     def candidates(self, raw: str) -> list[str]:
-        """Every stored form `raw` may have (one per configured key); [] if not an SSN."""
+        """Every stored form `raw` may have (one per configured key); [] if not an SSN.
+        A stored form itself (as put in paging links) stands for itself."""
+        key_id, _, mac = raw.partition(":")
+        if _DIGEST.match(mac) and any(k.key_id == key_id for k in self.keys):
+            return [raw]
         try:
             digits = self.normalize(raw)
         except RuleViolation:
             return []
         return [self.digest(digits, key) for key in self.keys]
+
+
+def link_safe(hasher: SsnHasher | None, raw: str) -> str:
+    """What an SSN search value may show in a URL we hand out: its keyed hash."""
+    found = hasher.candidates(raw) if hasher is not None else []
+    return found[0] if found else "-"
 
 
 def mask(last4: str | None) -> str:

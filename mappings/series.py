@@ -1,0 +1,415 @@
+"""The recurring-series operations: `Appointment/$find` and `Appointment/$book` (DESIGN §5).
+
+$find takes Parameters: `patient`, `practitioner` and/or `schedule` (and optionally
+`location`), optional `appointment-type`, and `timing` (R4 Timing, see
+mappings.timing). It answers with a searchset Bundle of proposed Appointments, one
+per occurrence in order, each carrying its `recurrenceId` and the normalised
+`series-timing`: matched ones the Slot and its start/end, unmatched ones only
+`requestedPeriod`. A last entry (search.mode = outcome) is an OperationOutcome with
+one warning per unmatched occurrence, DST problem or closed session; each names its
+Appointment entry in `expression`.
+
+$book takes one or more `appointment-resource` (the proposals kept, as $find
+returned them) and up to two `coverage` references (primary first, applied to every
+occurrence). Proposals that carry an `id` are drafts to resolve ("Use this slot")
+instead. It answers with a collection Bundle of the Appointments stored, in series
+order, followed by an OperationOutcome.
+
+Refusals name the parameter as `Parameters.parameter[<name>]...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fhir.resources.R4B.parameters import Parameters
+from fhir.resources.R4B.timing import Timing
+from pydantic import ValidationError
+
+from mappings.appointment import appointment_from_fhir, appointment_to_fhir
+from mappings.codes import APPOINTMENT_TYPES, CANONICAL, concept_code
+from mappings.common import JSON, codeable, instant, parse_reference
+from mappings.errors import InvalidResource, Unprocessable
+from mappings.timing import (
+    EXT_RECURRENCE_ID,
+    EXT_SERIES_TIMING,
+    recurrence_to_timing,
+    timing_to_recurrence,
+)
+from store.booking import BookingRequest, Notice
+from store.models import Booking
+from store.recurrence import Recurrence
+from store.series import KeptOccurrence, Proposal, SeriesBooking, SeriesPreview, SeriesQuery
+
+CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
+FIND_TIMING = "Parameters.parameter[timing].valueTiming"
+BOOK_TIMING = "Parameters.parameter[appointment-resource].resource.extension.valueTiming"
+
+_FIND_PARAMETERS = {
+    "patient": "valueReference",
+    "practitioner": "valueReference",
+    "schedule": "valueReference",
+    "location": "valueReference",
+    "appointment-type": "value[x]",
+    "timing": "valueTiming",
+}
+_BOOK_PARAMETERS = {"appointment-resource": "resource", "coverage": "valueReference"}
+
+
+@dataclass(frozen=True)
+class DraftChoice:
+    """A draft to resolve through $book: its id, the chosen state, the If-Match version."""
+
+    booking_id: str
+    request: BookingRequest
+    expected_version: int | None = None  # the resource's meta.versionId, as If-Match
+
+
+def timing_expression(field: str | None, timing_at: str) -> str | None:
+    """Re-root a store refusal's `Timing.repeat...` field at the Timing in the request."""
+    if field is not None and field.startswith("Timing"):
+        return timing_at + field.removeprefix("Timing")
+    return field
+
+
+# --- $find ---------------------------------------------------------------------------------
+
+
+def find_from_fhir(body: Any) -> SeriesQuery:
+    """Read the Parameters of `Appointment/$find`."""
+    parameters = _parse_parameters(body, _FIND_PARAMETERS)
+    patient = _reference(parameters, "patient", "Patient", required=True)
+    practitioner = _reference(parameters, "practitioner", "Practitioner")
+    schedule = _reference(parameters, "schedule", "Schedule")
+    location = _reference(parameters, "location", "Location")
+    if practitioner is None and schedule is None:
+        raise Unprocessable(
+            "give the provider: a practitioner or a schedule parameter",
+            expression="Parameters.parameter[practitioner]",
+        )
+    timing = _one(parameters, "timing", required=True)
+    assert timing is not None
+    if timing.valueTiming is None:
+        raise InvalidResource("timing needs valueTiming", expression="Parameters.parameter[timing]")
+    assert patient is not None
+    return SeriesQuery(
+        patient_id=patient,
+        recurrence=timing_to_recurrence(timing.valueTiming, FIND_TIMING),
+        provider_id=practitioner,
+        schedule_id=schedule,
+        department_id=location,
+        appointment_type=_appointment_type(_one(parameters, "appointment-type")),
+    )
+
+
+def preview_to_fhir(preview: SeriesPreview) -> JSON:
+    """The searchset Bundle answering $find: proposals in order, then the OperationOutcome."""
+    timing = recurrence_to_timing(preview.recurrence)
+    entries: list[JSON] = []
+    issues: list[JSON] = []
+    for index, proposal in enumerate(preview.proposals):
+        entries.append(
+            {
+                "resource": proposal_to_fhir(preview.patient_id, proposal, timing),
+                "search": {"mode": "match"},
+            }
+        )
+        issues.extend(
+            _issue(n, expression=f"Bundle.entry[{index}].resource") for n in proposal.notices
+        )
+    matched = sum(1 for p in preview.proposals if p.matched)
+    summary = (
+        f"{len(preview.proposals)} occurrences in {preview.recurrence.timezone}: {matched} "
+        f"with a session, {len(preview.proposals) - matched} without (they would be drafts)"
+    )
+    issues.insert(0, _information(summary))
+    entries.append({"resource": _outcome(issues), "search": {"mode": "outcome"}})
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(preview.proposals),
+        "entry": entries,
+    }
+
+
+def proposal_to_fhir(patient_id: str, proposal: Proposal, timing: JSON) -> JSON:
+    """One proposed occurrence: with its Slot and exact times, or only the requested time."""
+    occurrence = proposal.occurrence
+    resource: JSON = {
+        "resourceType": "Appointment",
+        "extension": [
+            {"url": EXT_RECURRENCE_ID, "valuePositiveInt": occurrence.recurrence_id},
+            {"url": EXT_SERIES_TIMING, "valueTiming": timing},
+        ],
+        "status": "proposed",
+    }
+    if proposal.appointment_type and (kind := APPOINTMENT_TYPES.get(proposal.appointment_type)):
+        resource["appointmentType"] = codeable(kind.as_fhir())
+    if proposal.session is not None:
+        resource["start"] = instant(proposal.session.start)
+        resource["end"] = instant(proposal.session.end)
+        resource["slot"] = [{"reference": f"Slot/{proposal.session.id}"}]
+    elif occurrence.start is not None and occurrence.end is not None:
+        resource["requestedPeriod"] = [
+            {"start": instant(occurrence.start), "end": instant(occurrence.end)}
+        ]
+    participants: list[JSON] = [
+        {"actor": {"reference": f"Patient/{patient_id}"}, "status": "needs-action"}
+    ]
+    participants.extend(
+        {"actor": {"reference": f"Practitioner/{p}"}, "status": "accepted"}
+        for p in proposal.provider_ids
+    )
+    if proposal.department_id:
+        participants.append(
+            {"actor": {"reference": f"Location/{proposal.department_id}"}, "status": "accepted"}
+        )
+    resource["participant"] = participants
+    return resource
+
+
+# --- $book ---------------------------------------------------------------------------------
+
+
+def book_from_fhir(body: Any) -> SeriesBooking | list[DraftChoice]:
+    """Read the Parameters of `Appointment/$book`: a new series, or drafts to resolve."""
+    parameters = _parse_parameters(body, _BOOK_PARAMETERS)
+    coverage_ids = tuple(
+        parse_reference(
+            p.valueReference.reference if p.valueReference else None,
+            ("Coverage",),
+            f"Parameters.parameter[coverage][{i}]",
+        )[1]
+        for i, p in enumerate(parameters.get("coverage", []))
+    )
+    kept = parameters.get("appointment-resource", [])
+    if not kept:
+        raise Unprocessable(
+            "give at least one appointment-resource (a proposal from $find, or a draft)",
+            expression="Parameters.parameter[appointment-resource]",
+        )
+    resources = [_kept_resource(p, i) for i, p in enumerate(kept)]
+    with_id = [r for r in resources if r.get("id")]
+    if with_id and len(with_id) != len(resources):
+        raise Unprocessable(
+            "either resolve drafts (appointments with an id) or book a new series "
+            "(proposals without one), not both at once",
+            expression="Parameters.parameter[appointment-resource]",
+        )
+    if with_id:
+        return [_draft_choice(r, i, coverage_ids) for i, r in enumerate(resources)]
+    return _series_booking(resources, coverage_ids)
+
+
+def bookings_to_fhir(
+    base: str, bookings: list[Booking], notices: list[Notice], summary: str
+) -> JSON:
+    """A collection Bundle of the stored Appointments, then an OperationOutcome."""
+    entries: list[JSON] = [
+        {"fullUrl": f"{base}/Appointment/{b.id}", "resource": appointment_to_fhir(b)}
+        for b in bookings
+    ]
+    issues = [_information(summary)]
+    issues.extend(_issue(notice) for notice in notices)
+    entries.append({"resource": _outcome(issues)})
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def _series_booking(resources: list[JSON], coverage_ids: tuple[str, ...]) -> SeriesBooking:
+    timing_json: JSON | None = None
+    kept: list[KeptOccurrence] = []
+    for index, resource in enumerate(resources):
+        at = f"Parameters.parameter[appointment-resource][{index}].resource"
+        request = appointment_from_fhir(resource)
+        recurrence_id, timing = _series_extensions(resource, at)
+        if timing_json is None:
+            timing_json = timing
+        elif timing != timing_json:
+            raise Unprocessable(
+                "all kept proposals must come from the same preview (same series-timing)",
+                expression=f"{at}.extension",
+            )
+        kept.append(KeptOccurrence(recurrence_id, request))
+    assert timing_json is not None
+    return SeriesBooking(
+        recurrence=_recurrence(timing_json),
+        kept=tuple(kept),
+        coverage_ids=coverage_ids,
+    )
+
+
+def _recurrence(timing: JSON) -> Recurrence:
+    try:
+        model = Timing.model_validate(timing)
+    except ValidationError as exc:
+        raise InvalidResource(
+            f"series-timing is not a valid Timing: {exc.errors()[0].get('msg')}",
+            expression=BOOK_TIMING,
+        ) from None
+    return timing_to_recurrence(model, BOOK_TIMING)
+
+
+def _series_extensions(resource: JSON, at: str) -> tuple[int, JSON]:
+    recurrence_id: int | None = None
+    timing: JSON | None = None
+    for extension in resource.get("extension", []):
+        if extension.get("url") == EXT_RECURRENCE_ID:
+            recurrence_id = extension.get("valuePositiveInt")
+        elif extension.get("url") == EXT_SERIES_TIMING:
+            timing = extension.get("valueTiming")
+    if not isinstance(recurrence_id, int) or timing is None:
+        raise Unprocessable(
+            "a kept proposal carries its recurrenceId and series-timing extensions, as $find "
+            "returned it",
+            expression=f"{at}.extension",
+        )
+    return recurrence_id, timing
+
+
+def _draft_choice(resource: JSON, index: int, coverage_ids: tuple[str, ...]) -> DraftChoice:
+    request = appointment_from_fhir(resource)
+    if request.session_id is None:
+        raise Unprocessable(
+            "to resolve a draft, give the chosen slot",
+            expression=f"Parameters.parameter[appointment-resource][{index}].resource.slot",
+        )
+    if coverage_ids:
+        request = replace(request, coverage_ids=coverage_ids)
+    version = resource.get("meta", {}).get("versionId")
+    return DraftChoice(str(resource["id"]), request, int(version) if version else None)
+
+
+def _kept_resource(parameter: Any, index: int) -> JSON:
+    at = f"Parameters.parameter[appointment-resource][{index}].resource"
+    resource = parameter.resource
+    if resource is None:
+        raise InvalidResource("give the Appointment as resource", expression=at)
+    data: JSON = resource.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if data.get("resourceType") != "Appointment":
+        raise InvalidResource("expected an Appointment", expression=f"{at}.resourceType")
+    return data
+
+
+# --- Parameters ----------------------------------------------------------------------------
+
+
+def _parse_parameters(body: Any, allowed: dict[str, str]) -> dict[str, list[Any]]:
+    """Validate a Parameters body (R4B) and group its parameters by name."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidResource("the body must be a Parameters resource", expression="resourceType")
+    try:
+        model: Any = Parameters.model_validate(body)
+    except ValidationError as exc:
+        error = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")[0]
+        expression = _parameter_path(body, error.get("loc", ()))
+        message = "unknown element" if error.get("type") == "extra_forbidden" else error.get("msg")
+        raise InvalidResource(f"{expression}: {message}", expression=expression) from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidResource(str(exc), expression="Parameters") from None
+    grouped: dict[str, list[Any]] = {}
+    for index, parameter in enumerate(model.parameter or []):
+        if parameter.name not in allowed:
+            raise InvalidResource(
+                f"unknown parameter {parameter.name!r}; this operation takes {', '.join(allowed)}",
+                expression=f"Parameters.parameter[{index}].name",
+            )
+        grouped.setdefault(parameter.name, []).append(parameter)
+    return grouped
+
+
+def _parameter_path(body: JSON, loc: tuple[Any, ...]) -> str:
+    """FHIRPath-like path of a validation error, parameters named: parameter[timing]...."""
+    path = "Parameters"
+    parts = list(loc)
+    if len(parts) >= 2 and parts[0] == "parameter" and isinstance(parts[1], int):
+        raw = body.get("parameter") or []
+        name = raw[parts[1]].get("name") if parts[1] < len(raw) else None
+        path += f".parameter[{name or parts[1]}]"
+        parts = parts[2:]
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "__root__" and not str(part).startswith("function-"):
+            path += f".{str(part).removesuffix('__ext')}"
+    return path
+
+
+def _one(parameters: dict[str, list[Any]], name: str, *, required: bool = False) -> Any:
+    found = parameters.get(name, [])
+    if len(found) > 1:
+        raise Unprocessable(f"give {name} once", expression=f"Parameters.parameter[{name}]")
+    if not found:
+        if required:
+            raise Unprocessable(
+                f"the {name} parameter is required", expression=f"Parameters.parameter[{name}]"
+            )
+        return None
+    return found[0]
+
+
+def _reference(
+    parameters: dict[str, list[Any]], name: str, kind: str, *, required: bool = False
+) -> str | None:
+    parameter = _one(parameters, name, required=required)
+    if parameter is None:
+        return None
+    expression = f"Parameters.parameter[{name}].valueReference"
+    reference = parameter.valueReference.reference if parameter.valueReference else None
+    return parse_reference(reference, (kind,), expression)[1]
+
+
+def _appointment_type(parameter: Any) -> str | None:
+    if parameter is None:
+        return None
+    expression = "Parameters.parameter[appointment-type]"
+    if parameter.valueCodeableConcept is not None:
+        concept = parameter.valueCodeableConcept
+    elif parameter.valueCoding is not None:
+        concept = _Concept([parameter.valueCoding])
+    elif parameter.valueCode is not None:
+        concept = _Concept([_Code(None, parameter.valueCode)])
+    else:
+        raise InvalidResource(
+            "give valueCoding, valueCodeableConcept or valueCode", expression=expression
+        )
+    return concept_code(concept, APPOINTMENT_TYPES, expression)
+
+
+@dataclass(frozen=True)
+class _Code:
+    system: str | None
+    code: str
+
+
+@dataclass(frozen=True)
+class _Concept:
+    coding: list[Any]
+
+
+# --- OperationOutcome ----------------------------------------------------------------------
+
+
+def _issue(notice: Notice, *, expression: str | None = None) -> JSON:
+    issue: JSON = {
+        "severity": "warning",
+        "code": "business-rule",
+        "details": {"coding": [{"system": CS_OUTCOME, "code": notice.code}], "text": notice.text},
+    }
+    if expression:
+        issue["expression"] = [expression]
+    return issue
+
+
+def _information(text: str) -> JSON:
+    return {"severity": "information", "code": "informational", "details": {"text": text}}
+
+
+def _outcome(issues: list[JSON]) -> JSON:
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def summary_of(bookings: list[Booking]) -> str:
+    booked = sum(1 for b in bookings if b.session_id is not None)
+    drafts = len(bookings) - booked
+    return f"{booked} booked, {drafts} stored as drafts"

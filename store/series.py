@@ -1,0 +1,666 @@
+"""Recurring series: preview, book, resolve drafts, cancel (DESIGN §4, §5, §8).
+
+A patient's recurrence settings expand (store.recurrence) into occurrences in the
+department's time zone. Previewing matches each occurrence to a group session of
+the chosen provider's schedule(s); booking stores the occurrences the user kept in
+one transaction: matched ones take a place through `book_patient` (the capacity
+rule lives there, once), the others become drafts (`store_draft`). All of them
+are linked to one `Series`, whose id is the id of the first stored occurrence.
+
+Matching: a session matches an occurrence when it belongs to one of the schedules,
+has the requested appointment type (if any), and starts exactly at the
+occurrence's instant (its local date and wall-clock time in the department's
+zone); `Limits.tolerance` widens that window, nearest start first. Candidate
+sessions for the whole series come from one query, never one per occurrence.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from store.access import Access
+from store.booking import (
+    BookingRequest,
+    BookingResult,
+    Notice,
+    SeriesLink,
+    book_patient,
+    store_draft,
+    update_booking,
+)
+from store.common import new_id, visible_patient
+from store.errors import (
+    NotFound,
+    RuleViolation,
+    SessionFull,
+    SessionUnavailable,
+    VersionMismatch,
+)
+from store.models import (
+    HOLDS_PLACE,
+    Availability,
+    Booking,
+    BookingStatus,
+    Department,
+    GroupSession,
+    Provider,
+    ProviderSchedule,
+    Series,
+)
+from store.recurrence import (
+    PROBLEM_DST_AMBIGUOUS,
+    PROBLEM_DST_GAP,
+    Frequency,
+    Occurrence,
+    Recurrence,
+    expand,
+)
+
+# Parameter paths (FHIR operation parameters) named by refusals.
+FIELD_PATIENT = "Parameters.parameter[patient]"
+FIELD_PRACTITIONER = "Parameters.parameter[practitioner]"
+FIELD_SCHEDULE = "Parameters.parameter[schedule]"
+FIELD_LOCATION = "Parameters.parameter[location]"
+FIELD_KEPT = "Parameters.parameter[appointment-resource]"
+
+#: Why an occurrence has no session (OperationOutcome detail codes).
+NO_SESSION = "no-session"
+SESSION_FULL = "session-full"
+SESSION_BLOCKED = "session-blocked"
+OTHER_TYPE = "other-appointment-type"
+ALREADY_BOOKED = "already-booked"
+DRAFT = "stored-as-draft"
+
+#: Occurrences that cancelling a series touches; attended or ended ones stay as they are.
+CANCELLABLE = frozenset({BookingStatus.BOOKED, BookingStatus.PROPOSED})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guards against abusive series, and the matching tolerance (see the module doc)."""
+
+    max_occurrences: int = 366
+    max_years: int = 2
+    tolerance: dt.timedelta = dt.timedelta(0)
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    """What "Preview Recurrence" asks for.
+
+    `recurrence.timezone` is ignored: occurrences are computed in the zone of the
+    schedules' department. Give `schedule_id`, or `provider_id` (all the provider's
+    active schedules, optionally only those of `department_id`).
+    """
+
+    patient_id: str
+    recurrence: Recurrence
+    provider_id: str | None = None
+    schedule_id: str | None = None
+    department_id: str | None = None
+    appointment_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One occurrence of a previewed series: with its session, or why it has none."""
+
+    occurrence: Occurrence
+    session: GroupSession | None
+    department_id: str | None
+    provider_ids: tuple[str, ...]
+    appointment_type: str | None
+    notices: tuple[Notice, ...] = ()
+
+    @property
+    def matched(self) -> bool:
+        return self.session is not None
+
+
+@dataclass
+class SeriesPreview:
+    patient_id: str
+    recurrence: Recurrence  # with the department's zone
+    proposals: list[Proposal]
+
+
+@dataclass(frozen=True)
+class KeptOccurrence:
+    """An occurrence the user kept: the booking as proposed (with a session or not)."""
+
+    recurrence_id: int
+    request: BookingRequest
+
+
+@dataclass(frozen=True)
+class SeriesBooking:
+    """What "Book Appointment" sends for a series. The series' zone is the department
+    of the first kept occurrence; `coverage_ids` apply to every occurrence."""
+
+    recurrence: Recurrence
+    kept: tuple[KeptOccurrence, ...]
+    coverage_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class SeriesResult:
+    series: Series
+    bookings: list[Booking]
+    notices: list[Notice] = field(default_factory=list)
+
+    @property
+    def booked(self) -> list[Booking]:
+        return [b for b in self.bookings if b.session_id is not None]
+
+    @property
+    def drafts(self) -> list[Booking]:
+        return [b for b in self.bookings if b.session_id is None]
+
+
+def preview_series(
+    db: Session, query: SeriesQuery, access: Access, *, today: dt.date, limits: Limits = Limits()
+) -> SeriesPreview:
+    """Expand the series and match each occurrence to a session; writes nothing.
+
+    Raises NotFound (patient, practitioner, schedule, location), InvalidRecurrence
+    (and SeriesTooLong) from the expansion, RuleViolation when the schedules span
+    several time zones or the provider has none.
+    """
+    if not visible_patient(db, query.patient_id, access):
+        raise NotFound("Patient", query.patient_id, field=FIELD_PATIENT)
+    schedules = _schedules(db, query)
+    recurrence = replace(query.recurrence, timezone=_one_zone(schedules))
+    occurrences = expand(
+        recurrence,
+        today=today,
+        max_occurrences=limits.max_occurrences,
+        max_years=limits.max_years,
+    )
+    sessions = _candidate_sessions(db, [s.id for s in schedules], occurrences, limits.tolerance)
+    departments = {s.department_id for s in schedules}
+    providers = {s.provider_id for s in schedules}
+    default = _Defaults(
+        department_id=departments.pop() if len(departments) == 1 else None,
+        provider_ids=(providers.pop(),) if len(providers) == 1 else (),
+        appointment_type=query.appointment_type,
+    )
+    matcher = _Matcher(sessions, limits.tolerance)
+    proposals = [_propose(o, matcher, default, recurrence.timezone) for o in occurrences]
+    return SeriesPreview(query.patient_id, recurrence, proposals)
+
+
+def book_series(
+    db: Session,
+    booking: SeriesBooking,
+    access: Access,
+    *,
+    today: dt.date,
+    limits: Limits = Limits(),
+) -> SeriesResult:
+    """Store the kept occurrences as one series, in the caller's transaction.
+
+    Matched occurrences are booked (`book_patient`); one whose session filled up or
+    was blocked since the preview becomes a draft, with a notice; a closed session
+    books with a notice. Unmatched occurrences become drafts at their intended time.
+    Any other refusal raises and, the transaction being rolled back, stores nothing.
+    """
+    if not booking.kept:
+        raise RuleViolation("keep at least one occurrence", field=FIELD_KEPT)
+    first = booking.kept[0].request
+    patient_id = first.patient_id
+    if any(k.request.patient_id != patient_id for k in booking.kept):
+        raise RuleViolation("all occurrences of a series are for one patient", field=FIELD_KEPT)
+    if not visible_patient(db, patient_id, access):
+        raise NotFound("Patient", patient_id, field=FIELD_KEPT)
+    department = _series_department(db, first)
+    recurrence = replace(booking.recurrence, timezone=department.timezone)
+    occurrences = {
+        o.recurrence_id: o
+        for o in expand(
+            recurrence,
+            today=today,
+            max_occurrences=limits.max_occurrences,
+            max_years=limits.max_years,
+        )
+    }
+    kept = _check_kept(booking.kept, occurrences)
+    held = _places_held(db, patient_id, [k.request.session_id for k in kept])
+
+    series = Series(id=new_id(), patient_id=patient_id, department_id=department.id)
+    _record_recurrence(series, recurrence, first.appointment_type)
+    db.add(series)
+    db.flush()  # the occurrences reference it
+    result = SeriesResult(series, [])
+    stored: set[int] = set()
+    for item in kept:
+        occurrence = occurrences[item.recurrence_id]
+        request = replace(
+            item.request, coverage_ids=booking.coverage_ids or item.request.coverage_ids
+        )
+        link = SeriesLink(series.id, item.recurrence_id)
+        booking_id = None if stored else series.id  # the first stored one originates the series
+        label = _label(occurrence, recurrence.timezone)
+        if request.session_id is not None and request.session_id in held:
+            result.notices.append(
+                Notice(
+                    ALREADY_BOOKED,
+                    f"{label}: the patient already holds a place in that session "
+                    f"(Appointment/{held[request.session_id]}); the occurrence was not stored",
+                )
+            )
+            continue
+        outcome = _book_or_draft(db, request, occurrence, label, access, booking_id, link)
+        result.bookings.append(outcome.booking)
+        result.notices.extend(outcome.warnings)
+        stored.add(item.recurrence_id)
+    if not stored:
+        raise RuleViolation(
+            "nothing to store: the patient already holds a place in every kept session",
+            field=FIELD_KEPT,
+        )
+    series.excluded = ",".join(str(i) for i in sorted(occurrences) if i not in stored)
+    db.flush()
+    return result
+
+
+def resolve_draft(
+    db: Session,
+    booking_id: str,
+    request: BookingRequest,
+    access: Access,
+    *,
+    expected_version: int | None = None,
+) -> BookingResult:
+    """ "Use this slot": book a draft into the chosen session (any provider or type).
+
+    The draft keeps its id and its place in the series; the capacity rule of
+    `update_booking` applies (SessionFull when the session has no place left).
+    """
+    draft = db.get(Booking, booking_id)
+    if draft is None or not visible_patient(db, draft.patient_id, access):
+        raise NotFound("Appointment", booking_id, field=FIELD_KEPT)
+    if draft.status != BookingStatus.PROPOSED:
+        raise RuleViolation(
+            f"Appointment/{booking_id} is not a draft (status {draft.status})", field=FIELD_KEPT
+        )
+    if request.session_id is None:
+        raise RuleViolation("choose a slot to resolve a draft", field="Appointment.slot")
+    return update_booking(
+        db,
+        booking_id,
+        replace(request, status=BookingStatus.BOOKED),
+        access,
+        expected_version=expected_version,
+    )
+
+
+def cancel_series(
+    db: Session,
+    booking_id: str,
+    access: Access,
+    *,
+    following: bool,
+    reason: str | None = None,
+    expected_version: int | None = None,
+) -> list[Booking]:
+    """Cancel "this and all following" occurrences (`following`), or the whole series.
+
+    Booked and draft occurrences are cancelled through `update_booking`, which gives
+    their places back; attended, no-show and already ended ones are left alone.
+    Returns the cancelled bookings in series order.
+    """
+    anchor = db.get(Booking, booking_id)
+    if anchor is None or not visible_patient(db, anchor.patient_id, access):
+        raise NotFound("Appointment", booking_id)
+    if expected_version is not None and anchor.version != expected_version:
+        raise VersionMismatch("Appointment", booking_id, expected_version, anchor.version)
+    if anchor.series_id is None or anchor.recurrence_id is None:
+        raise RuleViolation(
+            f"Appointment/{booking_id} is not part of a series; cancel it with an update",
+            field="Appointment.extension",
+        )
+    statement = select(Booking).where(
+        Booking.series_id == anchor.series_id, Booking.status.in_(list(CANCELLABLE))
+    )
+    if following:
+        statement = statement.where(Booking.recurrence_id >= anchor.recurrence_id)
+    targets = db.scalars(statement.order_by(Booking.recurrence_id)).all()
+    cancelled = []
+    for target in targets:
+        request = request_from(
+            target,
+            status=BookingStatus.CANCELLED,
+            cancellation_reason=reason or "series cancelled",
+        )
+        cancelled.append(update_booking(db, target.id, request, access).booking)
+    return cancelled
+
+
+def request_from(booking: Booking, **changes: object) -> BookingRequest:
+    """The booking's current state as a request (coverages left as they are), changed."""
+    request = BookingRequest(
+        patient_id=booking.patient_id,
+        session_id=booking.session_id,
+        status=BookingStatus(booking.status),
+        provider_ids=tuple(p.provider_id for p in booking.providers),
+        department_id=booking.department_id,
+        appointment_type=booking.appointment_type,
+        start=None if booking.session_id else booking.start,
+        end=None if booking.session_id else booking.end,
+        comment=booking.comment,
+        cancellation_reason=booking.cancellation_reason,
+        identifiers=tuple((i.system, i.value) for i in booking.identifiers),
+    )
+    return replace(request, **changes)  # type: ignore[arg-type]
+
+
+def recurrence_of(series: Series) -> Recurrence:
+    """The recurrence settings a series was created from."""
+    nth = series.nth_weekday
+    return Recurrence(
+        frequency=Frequency(series.frequency),
+        first_date=series.first_date,
+        local_time=dt.time.fromisoformat(series.local_time),
+        duration=dt.timedelta(minutes=series.duration_minutes),
+        timezone=series.timezone,
+        interval=series.interval,
+        weekdays=tuple(int(d) for d in series.weekdays.split(",") if d),
+        month_day=series.month_day,
+        nth_weekday=(int(nth.split(",")[0]), int(nth.split(",")[1])) if nth else None,
+        count=series.count,
+        until=series.until,
+    )
+
+
+def excluded_ids(series: Series) -> list[int]:
+    """Recurrence ids of occurrences the user removed (or that were not stored)."""
+    return [int(i) for i in series.excluded.split(",") if i]
+
+
+# --- preview helpers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    department_id: str | None
+    provider_ids: tuple[str, ...]
+    appointment_type: str | None
+
+
+def _schedules(db: Session, query: SeriesQuery) -> list[ProviderSchedule]:
+    if query.department_id is not None and db.get(Department, query.department_id) is None:
+        raise NotFound("Location", query.department_id, field=FIELD_LOCATION)
+    if query.schedule_id is not None:
+        schedule = db.get(ProviderSchedule, query.schedule_id)
+        if schedule is None:
+            raise NotFound("Schedule", query.schedule_id, field=FIELD_SCHEDULE)
+        if query.provider_id is not None and schedule.provider_id != query.provider_id:
+            raise RuleViolation(
+                f"Schedule/{schedule.id} is not Practitioner/{query.provider_id}'s",
+                field=FIELD_SCHEDULE,
+            )
+        return [schedule]
+    if query.provider_id is None:
+        raise RuleViolation("give a practitioner or a schedule", field=FIELD_PRACTITIONER)
+    if db.get(Provider, query.provider_id) is None:
+        raise NotFound("Practitioner", query.provider_id, field=FIELD_PRACTITIONER)
+    statement = select(ProviderSchedule).where(
+        ProviderSchedule.provider_id == query.provider_id, ProviderSchedule.active.is_(True)
+    )
+    if query.department_id is not None:
+        statement = statement.where(ProviderSchedule.department_id == query.department_id)
+    schedules = list(db.scalars(statement.order_by(ProviderSchedule.id)).all())
+    if not schedules:
+        raise RuleViolation(
+            f"Practitioner/{query.provider_id} has no active schedule"
+            + (f" in Location/{query.department_id}" if query.department_id else ""),
+            field=FIELD_PRACTITIONER,
+        )
+    return schedules
+
+
+def _one_zone(schedules: Sequence[ProviderSchedule]) -> str:
+    zones = sorted({s.department.timezone for s in schedules})
+    if len(zones) > 1:
+        raise RuleViolation(
+            f"the provider's schedules are in several time zones ({', '.join(zones)}); "
+            "choose a schedule or a location",
+            field=FIELD_PRACTITIONER,
+        )
+    return zones[0]
+
+
+def _candidate_sessions(
+    db: Session,
+    schedule_ids: list[str],
+    occurrences: Sequence[Occurrence],
+    tolerance: dt.timedelta,
+) -> list[GroupSession]:
+    """Every session of the schedules that could match an occurrence: one query."""
+    starts = sorted(o.start for o in occurrences if o.start is not None)
+    if not starts or not schedule_ids:
+        return []
+    if tolerance:
+        when = and_(
+            GroupSession.start >= starts[0] - tolerance,
+            GroupSession.start <= starts[-1] + tolerance,
+        )
+    else:
+        when = GroupSession.start.in_(starts)
+    statement = (
+        select(GroupSession)
+        .where(GroupSession.schedule_id.in_(schedule_ids), when)
+        .order_by(GroupSession.start, GroupSession.schedule_id, GroupSession.id)
+    )
+    return list(db.scalars(statement).all())
+
+
+class _Matcher:
+    """Sessions sorted by start; finds those within the tolerance of an instant."""
+
+    def __init__(self, sessions: list[GroupSession], tolerance: dt.timedelta) -> None:
+        self.sessions = sessions
+        self.starts = [s.start for s in sessions]
+        self.tolerance = tolerance
+
+    def near(self, instant: dt.datetime) -> list[GroupSession]:
+        lo = bisect.bisect_left(self.starts, instant - self.tolerance)
+        hi = bisect.bisect_right(self.starts, instant + self.tolerance)
+        return sorted(self.sessions[lo:hi], key=lambda s: (abs(s.start - instant), s.start))
+
+
+def _propose(occurrence: Occurrence, matcher: _Matcher, default: _Defaults, zone: str) -> Proposal:
+    label = _label(occurrence, zone)
+    notices: list[Notice] = []
+    if occurrence.problem == PROBLEM_DST_GAP or occurrence.start is None:
+        notices.append(
+            Notice(
+                PROBLEM_DST_GAP,
+                f"{label} does not exist: the clocks jump forward over it (daylight saving "
+                "time); no time is proposed and nothing was shifted",
+            )
+        )
+        return Proposal(
+            occurrence, None, default.department_id, default.provider_ids,
+            default.appointment_type, tuple(notices),
+        )  # fmt: skip
+    if occurrence.problem == PROBLEM_DST_AMBIGUOUS:
+        notices.append(
+            Notice(
+                PROBLEM_DST_AMBIGUOUS,
+                f"{label} happens twice (the clocks fall back); the first, daylight-time "
+                "instant is used",
+            )
+        )
+    near = matcher.near(occurrence.start)
+    typed = [s for s in near if default.appointment_type in (None, s.appointment_type)]
+    open_ = [s for s in typed if s.availability is Availability.OPEN]
+    if open_:
+        session = open_[0]
+        if session.closed:
+            notices.append(
+                Notice(
+                    "session-closed",
+                    f"{label}: group session {session.id!r} is closed (the provider prefers no "
+                    "new patients once it has started); booking it will succeed with a warning",
+                )
+            )
+        return Proposal(
+            occurrence,
+            session,
+            session.schedule.department_id,
+            (session.schedule.provider_id,),
+            default.appointment_type or session.appointment_type,
+            tuple(notices),
+        )
+    notices.append(_why_unmatched(label, near, typed, default.appointment_type))
+    return Proposal(
+        occurrence, None, default.department_id, default.provider_ids,
+        default.appointment_type, tuple(notices),
+    )  # fmt: skip
+
+
+def _why_unmatched(
+    label: str, near: list[GroupSession], typed: list[GroupSession], wanted_type: str | None
+) -> Notice:
+    if not near:
+        return Notice(NO_SESSION, f"{label}: no group session of this provider at that time")
+    if not typed:
+        found = ", ".join(sorted({s.appointment_type or "none" for s in near}))
+        return Notice(
+            OTHER_TYPE,
+            f"{label}: the session at that time has another appointment type ({found}, "
+            f"not {wanted_type})",
+        )
+    if all(s.availability is Availability.BLOCKED for s in typed):
+        return Notice(SESSION_BLOCKED, f"{label}: the session at that time is blocked")
+    session = typed[0]
+    return Notice(
+        SESSION_FULL,
+        f"{label}: group session {session.id!r} is full ({session.booked}/{session.capacity})",
+    )
+
+
+def _label(occurrence: Occurrence, zone: str) -> str:
+    local = occurrence.local_start
+    return f"occurrence {occurrence.recurrence_id} ({local:%a %Y-%m-%d %H:%M} {zone})"
+
+
+# --- booking helpers ----------------------------------------------------------------------
+
+
+def _series_department(db: Session, first: BookingRequest) -> Department:
+    if first.department_id is None:
+        raise RuleViolation(
+            "the first kept occurrence needs its department (a Location participant, as "
+            "$find returns it): its time zone places the series",
+            field=FIELD_KEPT,
+        )
+    department = db.get(Department, first.department_id)
+    if department is None:
+        raise NotFound("Location", first.department_id, field=FIELD_KEPT)
+    return department
+
+
+def _check_kept(
+    kept: Sequence[KeptOccurrence], occurrences: dict[int, Occurrence]
+) -> list[KeptOccurrence]:
+    seen: set[int] = set()
+    for item in kept:
+        if item.recurrence_id not in occurrences:
+            raise RuleViolation(
+                f"occurrence {item.recurrence_id} is not in this series (it has "
+                f"{len(occurrences)} occurrences); preview it again",
+                field=FIELD_KEPT,
+            )
+        if item.recurrence_id in seen:
+            raise RuleViolation(f"occurrence {item.recurrence_id} is kept twice", field=FIELD_KEPT)
+        seen.add(item.recurrence_id)
+    return sorted(kept, key=lambda k: k.recurrence_id)
+
+
+def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) -> dict[str, str]:
+    """Session id -> the patient's booking already holding a place there (one query)."""
+    wanted = {s for s in session_ids if s is not None}
+    if not wanted:
+        return {}
+    rows = db.execute(
+        select(Booking.session_id, Booking.id).where(
+            Booking.patient_id == patient_id,
+            Booking.session_id.in_(wanted),
+            Booking.status.in_(list(HOLDS_PLACE)),
+        )
+    ).all()
+    return {session_id: booking_id for session_id, booking_id in rows if session_id}
+
+
+@dataclass
+class _Stored:
+    booking: Booking
+    warnings: list[Notice]
+
+
+def _book_or_draft(
+    db: Session,
+    request: BookingRequest,
+    occurrence: Occurrence,
+    label: str,
+    access: Access,
+    booking_id: str | None,
+    link: SeriesLink,
+) -> _Stored:
+    warnings: list[Notice] = []
+    if request.session_id is not None:
+        try:
+            booked = book_patient(
+                db,
+                replace(request, status=BookingStatus.BOOKED),
+                access,
+                booking_id=booking_id,
+                series_link=link,
+            )
+        except (SessionFull, SessionUnavailable) as exc:
+            # Nothing was written: the conditional UPDATE took no place.
+            code = SESSION_FULL if isinstance(exc, SessionFull) else SESSION_BLOCKED
+            warnings.append(
+                Notice(code, f"{label}: {exc.message} since the preview; stored as a draft")
+            )
+        else:
+            warnings.extend(Notice(w.code, f"{label}: {w.text}") for w in booked.warnings)
+            return _Stored(booked.booking, warnings)
+    else:
+        warnings.append(Notice(DRAFT, f"{label}: no session to book; stored as a draft"))
+    draft = replace(
+        request,
+        status=BookingStatus.PROPOSED,
+        session_id=None,
+        start=occurrence.start,
+        end=occurrence.end,
+    )
+    stored = store_draft(db, draft, access, booking_id=booking_id, series_link=link)
+    return _Stored(stored.booking, warnings)
+
+
+def _record_recurrence(
+    series: Series, recurrence: Recurrence, appointment_type: str | None
+) -> None:
+    series.appointment_type = appointment_type
+    series.frequency = recurrence.frequency.value
+    series.interval = recurrence.interval
+    series.weekdays = ",".join(str(d) for d in sorted(set(recurrence.weekdays)))
+    series.month_day = recurrence.month_day
+    nth = recurrence.nth_weekday
+    series.nth_weekday = f"{nth[0]},{nth[1]}" if nth else None
+    series.first_date = recurrence.first_date
+    series.local_time = recurrence.local_time.isoformat()
+    series.duration_minutes = int(recurrence.duration.total_seconds() // 60)
+    series.timezone = recurrence.timezone
+    series.count = recurrence.count
+    series.until = recurrence.until
+    series.excluded = ""
