@@ -1,0 +1,510 @@
+"""Finding, registering and updating patients through the API (issue 3, points 1 and 5).
+
+Search: names by prefix ignoring case and accents, MRN and any identifier, SSN with
+or without dashes, phone in any formatting, birth date with prefixes, gender, `_id`,
+ANDed parameters, sorting by family then given name, paging; hostile strings are data.
+Registration: 201 with Location and ETag, the resource kept as sent, the SSN masked in
+every answer and never stored in clear, updates with If-Match, restricted patients
+only with the privacy permission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import String, Text, func, select
+
+from store.models import Base, Patient, PatientIdentifier, PatientPhone
+from tests.factories import MRN, make_patient
+from tests.integration.privacy_helpers import (
+    PRIVACY_OFFICER,
+    RESTRICTED,
+    SSN,
+    STAFF,
+    body,
+    create,
+    match_ids,
+    matches,
+    patient_body,
+    refusal,
+    send,
+    token,
+)
+
+SSN_CLEAR = ("123456789", "123-45-6789", "123 45 6789")
+
+
+@pytest.fixture
+def people(app, client, database) -> dict[str, str]:
+    """Eight patients (seven through the store, one registered with an SSN through the
+    API); returns their ids by key."""
+
+    def build(db):
+        made = {
+            "garcia": make_patient(db, family="García", given="María", phone="(555) 010-2233"),
+            "garcia_lopez": make_patient(
+                db, family="Garcia-Lopez", given="Luis", phone="555-010-4400"
+            ),
+            "lopez_ana": make_patient(db, family="Lopez", given="Ana", phone="555-010-5500"),
+            "lopez_bea": make_patient(db, family="LOPEZ", given="Bea", phone="555-010-6600"),
+            "lopez_zed": make_patient(db, family="López", given="Zed", phone="555-010-7700"),
+            "muller": make_patient(db, family="Müller", given="Zoë", phone="555-010-8800"),
+            "obrien": make_patient(db, family="O'Brien", given="Sean", phone="555-010-9900"),
+        }
+        made["garcia_lopez"].gender, made["garcia_lopez"].birth_date = "male", dt.date(1975, 1, 31)
+        made["muller"].birth_date = dt.date(1992, 11, 3)
+        made["obrien"].gender, made["obrien"].birth_date = "male", dt.date(1969, 12, 31)
+        made["lopez_zed"].gender = "other"
+        return {key: p.id for key, p in made.items()}
+
+    ids = database.write(build)
+    registered = create(
+        client,
+        patient_body(
+            "Nakamura",
+            "Kenji",
+            mrn="NK-0001",
+            ssn="123-45-6789",
+            phone="+1 (555) 777-1212",
+            birth_date="2001-07-04",
+            gender="male",
+        ),
+        token(app, STAFF),
+    )
+    ids["nakamura"] = registered["id"]
+    return ids
+
+
+def found(client, headers, query: dict[str, str] | str) -> dict[str, Any]:
+    if isinstance(query, str):
+        return body(client.get(f"/fhir/Patient?{query}", headers=headers), 200)
+    return body(client.get("/fhir/Patient", query_string=query, headers=headers), 200)
+
+
+def check_searches(client, headers, people, cases) -> None:
+    for query, expected in cases:
+        bundle = found(client, headers, query)
+        assert sorted(match_ids(bundle)) == sorted(people[k] for k in expected), query
+        assert bundle["total"] == len(expected), query
+
+
+def mrn_of(database, patient_id: str) -> str:
+    with database.reading() as db:
+        return db.get(Patient, patient_id).identifiers[0].value
+
+
+# -- search --------------------------------------------------------------------------
+
+
+def test_names_are_found_by_prefix_ignoring_case_and_accents(client, mint, people):
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"family": "garc"}, ["garcia", "garcia_lopez"]),
+            ({"family": "GARCÍA"}, ["garcia", "garcia_lopez"]),
+            ({"family": "MULL"}, ["muller"]),
+            ({"family": "müll"}, ["muller"]),
+            ({"family": "lopez"}, ["lopez_ana", "lopez_bea", "lopez_zed"]),
+            ({"family": "ópez"}, []),  # a prefix, not a substring
+            ({"family:contains": "ópez"}, ["garcia_lopez", "lopez_ana", "lopez_bea", "lopez_zed"]),
+            ({"family:exact": "García"}, ["garcia"]),
+            ({"family:exact": "Garcia"}, []),
+            ({"family:exact": "garcía"}, []),
+            ({"given": "zo"}, ["muller"]),
+            ({"given": "MARI"}, ["garcia"]),
+            ({"given:exact": "Zoë"}, ["muller"]),
+            ({"name": "luis"}, ["garcia_lopez"]),
+            ({"name": "garc"}, ["garcia", "garcia_lopez"]),
+            ({"name": "KENJI"}, ["nakamura"]),
+            ({"name": "z"}, ["lopez_zed", "muller"]),
+            ({"family": "nobody"}, []),
+        ],
+    )
+
+
+def test_a_patient_is_found_by_mrn_or_any_identifier_with_or_without_its_system(
+    client, mint, people, database
+):
+    mrn = mrn_of(database, people["obrien"])
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"identifier": f"{MRN}|{mrn}"}, ["obrien"]),
+            ({"identifier": mrn}, ["obrien"]),
+            ({"identifier": f"urn:other|{mrn}"}, []),
+            ({"identifier": f"{MRN}|NK-0001"}, ["nakamura"]),
+            ({"identifier": "NK-0001"}, ["nakamura"]),
+            ({"identifier": f"{MRN}|{mrn},NK-0001"}, ["obrien", "nakamura"]),
+            ({"identifier": mrn.lower()}, []),
+        ],
+    )
+    (patient,) = matches(found(client, mint(), {"identifier": mrn}))
+    assert {"type", "system", "value"} <= patient["identifier"][0].keys()
+    assert patient["identifier"][0]["value"] == mrn
+
+
+def test_a_patient_is_found_by_ssn_with_or_without_dashes_but_never_by_the_masked_value(
+    client, mint, people
+):
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"identifier": f"{SSN}|123-45-6789"}, ["nakamura"]),
+            ({"identifier": f"{SSN}|123456789"}, ["nakamura"]),
+            ({"identifier": f"{SSN}|123 45 6789"}, ["nakamura"]),
+            ({"identifier": f"{SSN}|123-45-6780"}, []),
+            ({"identifier": f"{SSN}|***-**-6789"}, []),
+            ({"identifier": f"{SSN}|6789"}, []),
+            ({"identifier": "123-45-6789"}, []),  # the SSN is not stored as a plain value
+        ],
+    )
+    (patient,) = matches(found(client, mint(), {"identifier": f"{SSN}|123456789"}))
+    (ssn,) = [i for i in patient["identifier"] if i["system"] == SSN]
+    assert ssn["value"] == "***-**-6789"
+
+
+def test_a_patient_is_found_by_phone_in_any_formatting(client, mint, people):
+    garcia = ["garcia"]
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"phone": "(555) 010-2233"}, garcia),
+            ({"phone": "555.010.2233"}, garcia),
+            ({"phone": "+1 555 010 2233"}, garcia),
+            ({"phone": "5550102233"}, garcia),
+            ({"phone": "1-555-010-2233"}, garcia),
+            ({"telecom": "phone|555-010-2233"}, garcia),
+            ({"telecom": "(555) 010 2233"}, garcia),
+            ({"phone": "555 777 1212"}, ["nakamura"]),  # registered as "+1 (555) 777-1212"
+            ({"phone": "555-010-2234"}, []),
+            ({"phone": "010-2233"}, []),  # the whole number, not a suffix
+        ],
+    )
+
+
+def test_a_patient_is_found_by_birthdate_with_prefixes(client, mint, people):
+    born_1980 = ["garcia", "lopez_ana", "lopez_bea", "lopez_zed"]
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"birthdate": "1980-05-17"}, born_1980),
+            ({"birthdate": "eq1980-05-17"}, born_1980),
+            ({"birthdate": "1980"}, born_1980),
+            ({"birthdate": "1975-01"}, ["garcia_lopez"]),
+            ({"birthdate": "ge1990-01-01"}, ["muller", "nakamura"]),
+            ({"birthdate": "lt1980-05-17"}, ["garcia_lopez", "obrien"]),
+            ({"birthdate": "lt1970"}, ["obrien"]),
+            ({"birthdate": "gt1992-11-03"}, ["nakamura"]),
+            ({"birthdate": "le1969-12-31"}, ["obrien"]),
+            ({"birthdate": "ne1980-05-17"}, ["garcia_lopez", "muller", "obrien", "nakamura"]),
+        ],
+    )
+    refusal(client.get("/fhir/Patient?birthdate=17/05/1980", headers=mint()), 400,
+            code="invalid", expression="birthdate")
+
+
+def test_a_patient_is_found_by_gender_and_by_id(client, mint, people):
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ({"gender": "male"}, ["garcia_lopez", "obrien", "nakamura"]),
+            ({"gender": "other"}, ["lopez_zed"]),
+            ({"gender": "unknown"}, []),
+            ({"gender": "male,other"}, ["garcia_lopez", "obrien", "nakamura", "lopez_zed"]),
+            ({"_id": people["muller"]}, ["muller"]),
+            ({"_id": f"{people['muller']},{people['nakamura']}"}, ["muller", "nakamura"]),
+            ({"_id": "no-such-patient"}, []),
+        ],
+    )
+    refusal(client.get("/fhir/Patient?gender=f", headers=mint()), 400,
+            code="invalid", expression="gender")
+
+
+def test_search_parameters_combine_with_and(client, mint, people):
+    check_searches(
+        client,
+        mint(),
+        people,
+        [
+            ("family=garc&given=luis", ["garcia_lopez"]),
+            ("family=garc&gender=female", ["garcia"]),
+            ("family=lopez&birthdate=1980-05-17&given=b", ["lopez_bea"]),
+            ("family=garc&phone=555.010.2233", ["garcia"]),
+            ("family=muller&phone=555.010.2233", []),
+            (f"identifier={SSN}|123456789&family=nakamura", ["nakamura"]),
+            (f"identifier={SSN}|123456789&family=garc", []),
+            ("birthdate=ge1970&birthdate=lt1980", ["garcia_lopez"]),
+            ("given=a&given=an", ["lopez_ana"]),
+        ],
+    )
+
+
+def test_patients_are_sorted_by_family_then_given_ignoring_case_and_accents(client, mint, people):
+    bundle = found(client, mint(), "")
+
+    order = [people[k] for k in ("garcia", "garcia_lopez", "lopez_ana", "lopez_bea",
+                                 "lopez_zed", "muller", "nakamura", "obrien")]
+    assert match_ids(bundle) == order
+    by_birth = found(client, mint(), "_sort=-birthdate,family&gender=male")
+    assert match_ids(by_birth) == [people["nakamura"], people["garcia_lopez"], people["obrien"]]
+
+
+def test_paging_walks_every_match_once_keeping_the_filter_and_the_order(client, mint, people):
+    pages = [found(client, mint(), "name=l&_count=2")]
+    while nexts := [link["url"] for link in pages[-1]["link"] if link["relation"] == "next"]:
+        assert "name=l" in nexts[0]
+        pages.append(body(client.get(nexts[0], headers=mint()), 200))
+
+    walked = [i for page in pages for i in match_ids(page)]
+    assert walked == [people[k] for k in ("garcia_lopez", "lopez_ana", "lopez_bea", "lopez_zed")]
+    assert [page["total"] for page in pages] == [4, 4]
+    assert [len(matches(page)) for page in pages] == [2, 2]
+
+
+def test_a_form_post_to_search_answers_as_the_query_string_does(client, mint, people):
+    via_form = client.post(
+        "/fhir/Patient/_search", data={"family": "garc", "gender": "male"}, headers=mint()
+    )
+
+    assert match_ids(body(via_form, 200)) == [people["garcia_lopez"]]
+
+
+HOSTILE = [
+    "'",
+    "''",
+    "' OR '1'='1",
+    "x' OR 1=1 --",
+    "'; DROP TABLE patient; --",
+    "; DROP TABLE patient_identifier",
+    "--",
+    "%",
+    "%%",
+    "_",
+    "garc%",
+    "L_pez",
+    "%ez",
+    '"',
+    "\\",
+    "\\%",
+    "555%",
+    "1 OR 1=1",
+]
+
+
+def _row_counts(database) -> dict[str, int]:
+    with database.reading() as db:
+        return {
+            kind.__tablename__: db.scalar(select(func.count()).select_from(kind))
+            for kind in (Patient, PatientIdentifier, PatientPhone)
+        }
+
+
+def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_data(
+    client, mint, people, database
+):
+    before = _row_counts(database)
+    params = ["family", "family:exact", "family:contains", "given", "given:exact", "name",
+              "name:contains", "identifier", "phone", "telecom", "_id"]
+    for param in params:
+        for value in HOSTILE:
+            bundle = found(client, mint(), {param: value})
+            # The only honest match: O'Brien's family name contains a quote.
+            honest = param in ("family:contains", "name:contains") and value == "'"
+            assert match_ids(bundle) == ([people["obrien"]] if honest else []), (param, value)
+    for value in HOSTILE:
+        for query in ({"identifier": f"{SSN}|{value}"}, {"identifier": f"{MRN}|{value}"},
+                      {"telecom": f"phone|{value}"}, {"family": "garc", "given": value}):
+            assert match_ids(found(client, mint(), query)) == [], query
+        via_form = client.post("/fhir/Patient/_search", data={"family": value}, headers=mint())
+        assert match_ids(body(via_form, 200)) == [], value
+        # Parameters over a closed set of values refuse what they do not know.
+        for param in ("gender", "birthdate"):
+            response = client.get("/fhir/Patient", query_string={param: value}, headers=mint())
+            refusal(response, 400, code="invalid", expression=param)
+
+    assert _row_counts(database) == before
+    assert len(matches(found(client, mint(), ""))) == len(people)
+
+
+# -- registration --------------------------------------------------------------------
+
+
+def test_registering_a_patient_answers_201_with_location_and_etag_and_keeps_what_was_sent(
+    app, client
+):
+    sent = patient_body(
+        "Okafor",
+        "Chidi Emeka",
+        mrn="OK-1001",
+        ssn="123-45-6789",
+        phone="(555) 123-4567",
+        address=[{"use": "home", "line": ["12 Harbor St", "Apt 4"], "city": "Brooklyn",
+                  "state": "NY", "postalCode": "11201", "country": "US"}],
+        maritalStatus={"text": "married"},
+        communication=[{"language": {"text": "English"}, "preferred": True}],
+    )
+    headers = token(app, STAFF)
+
+    response = send(client, "POST", "/fhir/Patient", sent, headers)
+
+    stored = body(response, 201)
+    ident = stored["id"]
+    assert response.headers["Location"] == f"http://testserver/fhir/Patient/{ident}/_history/1"
+    assert response.headers["ETag"] == 'W/"1"'
+    assert stored["meta"]["versionId"] == "1"
+    read = body(client.get(f"/fhir/Patient/{ident}", headers=headers), 200)
+    assert read == stored
+    expected = {**sent, "id": ident, "meta": read["meta"]}
+    expected["identifier"] = [sent["identifier"][0], {"system": SSN, "value": "***-**-6789"}]
+    assert read == expected
+    assert "security" not in read["meta"]
+
+
+def _text_cells(database) -> list[str]:
+    """Every text value stored in any table."""
+    cells = []
+    with database.reading() as db:
+        for table in Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if isinstance(c.type, String | Text)]
+            if columns:
+                for row in db.execute(select(*columns)):
+                    cells.extend(str(v) for v in row if v is not None)
+    return cells
+
+
+def test_an_ssn_is_answered_masked_and_never_stored_in_clear(app, client, database):
+    headers = token(app, STAFF)
+    stored = create(client, patient_body("Okafor", ssn="123-45-6789", mrn="OK-1"), headers)
+    update = {**stored, "identifier": [{"system": SSN, "value": "123456789"}]}
+    body(send(client, "PUT", f"/fhir/Patient/{stored['id']}", update, headers), 200)
+
+    answers = [
+        client.get(f"/fhir/Patient/{stored['id']}", headers=headers),
+        client.get("/fhir/Patient?family=okafor", headers=headers),
+    ]
+    for response in answers:
+        text = response.get_data(as_text=True) + str(dict(response.headers))
+        assert "***-**-6789" in text
+        assert not any(clear in text for clear in SSN_CLEAR), text
+    by_ssn = found(client, headers, {"identifier": f"{SSN}|123456789"})
+    assert "***-**-6789" in str(by_ssn["entry"])
+    assert not any(clear in str(by_ssn["entry"]) for clear in SSN_CLEAR)
+    cells = _text_cells(database)
+    assert not [c for c in cells if any(clear in c for clear in SSN_CLEAR)]
+    with database.reading() as db:
+        (ssn_row,) = db.scalars(select(PatientIdentifier).where(PatientIdentifier.system == SSN))
+    assert ssn_row.last4 == "6789"
+    key_id, _, digest = ssn_row.value.partition(":")
+    assert key_id and len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+
+
+def test_an_update_with_if_match_keeps_the_ssn_searchable_when_the_masked_value_comes_back(
+    app, client
+):
+    headers = token(app, STAFF)
+    stored = create(
+        client, patient_body("Okafor", "Ada", mrn="OK-2", ssn="123-45-6789", phone="555-1"),
+        headers,
+    )
+    url = f"/fhir/Patient/{stored['id']}"
+    edited = {
+        **stored,
+        "telecom": [{"system": "phone", "value": "(555) 999-0000"}],
+        "address": [{"city": "Queens"}],
+    }
+
+    response = send(client, "PUT", url, edited, headers | {"If-Match": 'W/"1"'})
+
+    updated = body(response, 200)
+    assert response.headers["ETag"] == 'W/"2"'
+    assert updated["meta"]["versionId"] == "2"
+    assert updated["address"] == [{"city": "Queens"}]
+    assert {"system": SSN, "value": "***-**-6789"} in updated["identifier"]
+    by_ssn = found(client, headers, {"identifier": f"{SSN}|123-45-6789"})
+    assert match_ids(by_ssn) == [stored["id"]]
+    assert match_ids(found(client, headers, {"phone": "5559990000"})) == [stored["id"]]
+    assert match_ids(found(client, headers, {"phone": "555-1"})) == []
+    stale = send(client, "PUT", url, edited, headers | {"If-Match": 'W/"1"'})
+    refusal(stale, 412, code="conflict")
+    # A new SSN replaces the old one.
+    renewed = {**updated, "identifier": [{"system": SSN, "value": "987-65-4321"}]}
+    body(send(client, "PUT", url, renewed, headers | {"If-Match": 'W/"2"'}), 200)
+    assert match_ids(found(client, headers, {"identifier": f"{SSN}|123456789"})) == []
+    assert match_ids(found(client, headers, {"identifier": f"{SSN}|987654321"})) == [
+        stored["id"]
+    ]
+
+
+def test_a_search_by_ssn_does_not_echo_the_ssn_in_clear_in_its_links(app, client):
+    headers = token(app, STAFF)
+    create(client, patient_body("Okafor", ssn="123-45-6789"), headers)
+    for value in ("123-45-6789", "123456789"):
+        query = {"identifier": f"{SSN}|{value}", "_count": "1"}
+        for response in (
+            client.get("/fhir/Patient", query_string=query, headers=headers),
+            client.post("/fhir/Patient/_search", data=query, headers=headers),
+        ):
+            bundle = body(response, 200)
+            assert bundle["total"] == 1
+            text = response.get_data(as_text=True) + str(dict(response.headers))
+            assert not any(clear in text for clear in SSN_CLEAR), bundle["link"]
+
+
+def test_an_ssn_that_is_not_nine_digits_is_refused_with_422_naming_it(app, client, database):
+    before = _row_counts(database)
+    for bad in ("123-45-678", "1234567890", "12a-45-6789", "***-**-1234"):
+        sent = patient_body("Okafor", mrn="OK-3", ssn=bad)
+
+        response = send(client, "POST", "/fhir/Patient", sent, token(app, STAFF))
+
+        issue = refusal(
+            response, 422, code="business-rule", expression="Patient.identifier[1].value"
+        )
+        assert "nine digits" in issue["details"]["text"]
+        assert bad not in response.get_data(as_text=True)
+    assert _row_counts(database) == before
+
+
+def test_registering_a_restricted_patient_needs_the_privacy_permission(app, client, database):
+    sent = patient_body("Hidden", "Harriet", mrn="HH-1", restricted=True)
+    before = _row_counts(database)
+
+    refused = send(client, "POST", "/fhir/Patient", sent, token(app, STAFF))
+
+    refusal(refused, 403, code="forbidden", expression="Patient.meta.security")
+    assert _row_counts(database) == before
+    privileged = token(app, PRIVACY_OFFICER)
+    stored = create(client, sent, privileged)
+    assert stored["meta"]["security"] == [RESTRICTED]
+    read = body(client.get(f"/fhir/Patient/{stored['id']}", headers=privileged), 200)
+    assert read["meta"]["security"] == [RESTRICTED]
+    assert read["name"] == sent["name"]
+
+
+def test_marking_a_visible_patient_restricted_needs_the_privacy_permission(app, client):
+    staff = token(app, STAFF)
+    stored = create(client, patient_body("Visible", mrn="VV-1"), staff)
+    marked = {**stored, "meta": {"security": [RESTRICTED]}}
+    url = f"/fhir/Patient/{stored['id']}"
+
+    refusal(send(client, "PUT", url, marked, staff), 403, expression="Patient.meta.security")
+
+    assert "security" not in body(client.get(url, headers=staff), 200)["meta"]
+    privileged = token(app, PRIVACY_OFFICER)
+    updated = body(send(client, "PUT", url, marked, privileged), 200)
+    assert updated["meta"]["security"] == [RESTRICTED]
+    refusal(client.get(url, headers=staff), 404, code="not-found")
