@@ -20,7 +20,7 @@ from mappings.audit import patient_of
 from mappings.search import SearchRequest, parse_search
 from store import search as store_search
 from store.access import Access
-from store.audit import AuditEntry, record, restricted_among
+from store.audit import AuditEntry, record_many, restricted_among
 from store.errors import NotFound
 from store.search import AnyOf, Condition, Query
 
@@ -67,19 +67,20 @@ def audit_restricted_reads(
         return
 
     def work(db: Session) -> None:
-        for patient_id in restricted_among(db, owners):
-            record(
-                db,
-                AuditEntry(
-                    action,
-                    subtype,
-                    grants.subject,
-                    entity_kind="Patient",
-                    entity_id=patient_id,
-                    patient_id=patient_id,
-                    description="restricted patient's data disclosed",
-                ),
+        entries = [
+            AuditEntry(
+                action,
+                subtype,
+                grants.subject,
+                entity_kind="Patient",
+                entity_id=patient_id,
+                patient_id=patient_id,
+                description="restricted patient's data disclosed",
             )
+            for patient_id in restricted_among(db, owners)
+        ]
+        if entries:
+            record_many(db, entries)
 
     database().write(work)
 

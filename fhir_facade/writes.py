@@ -32,7 +32,7 @@ from mappings.coverage import coverage_from_fhir, coverage_to_fhir
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search import parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
-from store.audit import MINOR_FAILURE, AuditEntry, record
+from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
 from store.booking import Notice, book_patient, update_booking
 from store.errors import DuplicateIdentifier, StoreError
 from store.insurance import create_coverage, update_coverage
@@ -223,11 +223,14 @@ def failures_audited(
 
 def audit_bookings(db: Session, action: str, interaction: str, bookings: list[Any]) -> None:
     """One AuditEvent per booking an operation created or changed, in its transaction."""
-    for booking in bookings:
-        entry = AuditEntry(
-            action, interaction, caller().subject, "Appointment", booking.id, booking.patient_id
-        )
-        record(db, entry)
+    agent = caller().subject
+    record_many(
+        db,
+        [
+            AuditEntry(action, interaction, agent, "Appointment", b.id, b.patient_id)
+            for b in bookings
+        ],
+    )
 
 
 def _require_schedule_admin(letter: str) -> None:

@@ -33,26 +33,32 @@ class AuditEntry:
 
 
 def record(db: Session, entry: AuditEntry) -> AuditRecord:
-    restricted = bool(
-        entry.patient_id
-        and db.scalar(select(Patient.restricted).where(Patient.id == entry.patient_id))
-    )
-    audit = AuditRecord(
-        id=new_id(),
-        recorded=utcnow(),
-        action=entry.action,
-        subtype=entry.subtype,
-        outcome=entry.outcome,
-        agent=entry.agent,
-        entity_kind=entry.entity_kind,
-        entity_id=entry.entity_id,
-        patient_id=entry.patient_id,
-        restricted=restricted,
-        description=entry.description,
-    )
-    db.add(audit)
-    db.flush()
+    (audit,) = record_many(db, [entry])
     return audit
+
+
+def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
+    """Write audit records (one query for the patients' restriction, one flush)."""
+    restricted = set(restricted_among(db, (e.patient_id for e in entries if e.patient_id)))
+    audits = [
+        AuditRecord(
+            id=new_id(),
+            recorded=utcnow(),
+            action=entry.action,
+            subtype=entry.subtype,
+            outcome=entry.outcome,
+            agent=entry.agent,
+            entity_kind=entry.entity_kind,
+            entity_id=entry.entity_id,
+            patient_id=entry.patient_id,
+            restricted=entry.patient_id in restricted,
+            description=entry.description,
+        )
+        for entry in entries
+    ]
+    db.add_all(audits)
+    db.flush()
+    return audits
 
 
 def restricted_among(db: Session, patient_ids: Iterable[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Booking rules: places in group sessions, taken and given back inside one transaction.
 
-The only statements that change `group_session.booked` are `_take_place` and
-`_give_back_place` below. Taking a place is one conditional UPDATE
+The only statements that change `group_session.booked` are `_take_places` and
+`_give_back_place` below. Taking places is one conditional UPDATE
 (`booked < capacity`), so two concurrent bookings can never both take the last
 place; the check constraint on the table is a second, independent guard, and the
 partial unique index on `booking` refuses a patient's second active booking in
@@ -30,7 +30,7 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
-from store.insurance import choose_coverages
+from store.insurance import CoverageChooser, choose_coverages
 from store.models import (
     HOLDS_PLACE,
     Booking,
@@ -100,24 +100,97 @@ def book_patient(
     Raises NotFound (session, patient, provider, department), SessionFull,
     SessionUnavailable, AlreadyBooked, DuplicateIdentifier, RuleViolation.
     """
-    if request.status not in HOLDS_PLACE or request.session_id is None:
+    (result,) = book_patients(db, [Placement(request, booking_id, series_link)], access)
+    if isinstance(result, BookingResult):
+        return result
+    raise result
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One booking of a batch: the request, and where it sits in a series."""
+
+    request: BookingRequest
+    booking_id: str | None = None
+    series_link: SeriesLink | None = None
+
+
+def book_patients(
+    db: Session, placements: list[Placement], access: Access
+) -> list[BookingResult | SessionFull | SessionUnavailable]:
+    """Book many places at once (a series' occurrences) with a bounded number of
+    statements, whatever their number: one conditional UPDATE takes every place that
+    is free (the same rule as `book_patient`), one query reads the sessions, one
+    flush stores the bookings. A session without room comes back as its refusal,
+    with nothing written for it; every other refusal raises.
+    """
+    ids = [p.request.session_id for p in placements]
+    if any(p.request.status not in HOLDS_PLACE for p in placements) or None in ids:
         raise RuleViolation(
             "a new booking needs status 'booked' and a slot", field="Appointment.status"
         )
-    _visible_patient(db, request.patient_id, access)
-    _check_references(db, request)
-    session = _take_place(db, request.session_id)
-    _check_times(request, session)
-    coverage_ids = choose_coverages(
-        db, request.patient_id, request.coverage_ids, session.start, access
-    )
-    booking = _new_booking(request, booking_id, series_link)
-    db.add(booking)
-    with _saving(request.session_id):
-        _apply(db, booking, request, session)
-        _record_coverages(db, booking, coverage_ids)
-        _record_identifiers(db, booking, request)
-    return BookingResult(booking, _session_warnings(session))
+    session_ids = [i for i in ids if i is not None]
+    if len(set(session_ids)) != len(session_ids):
+        raise RuleViolation("a session appears twice in one batch", field="Appointment.slot")
+    checks = _Checks(db, access)
+    for placement in placements:
+        checks.request(placement.request)
+    lock_sessions(db, session_ids)
+    taken = _take_places(db, session_ids)
+    sessions = {
+        s.id: s
+        for s in db.scalars(
+            select(GroupSession)
+            .where(GroupSession.id.in_(session_ids))
+            .execution_options(populate_existing=True)
+        )
+    }
+    results: list[BookingResult | SessionFull | SessionUnavailable] = []
+    with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
+        for placement, session_id in zip(placements, session_ids, strict=True):
+            session = sessions.get(session_id)
+            if session is None:
+                raise NotFound("Slot", session_id, field="Appointment.slot")
+            if session_id not in taken:
+                results.append(_no_place(session))
+                continue
+            request = placement.request
+            _check_times(request, session)
+            coverage_ids = checks.coverages(request.patient_id).choose(
+                request.coverage_ids, session.start
+            )
+            booking = _new_booking(request, placement.booking_id, placement.series_link)
+            db.add(booking)
+            _apply(db, booking, request, session)
+            _record_coverages(db, booking, coverage_ids)
+            _record_identifiers(booking, request)
+            results.append(BookingResult(booking, _session_warnings(session)))
+    return results
+
+
+class _Checks:
+    """Visibility, references and coverage choice for a batch, each looked up once."""
+
+    def __init__(self, db: Session, access: Access) -> None:
+        self.db = db
+        self.access = access
+        self._patients: set[str] = set()
+        self._references: set[tuple[tuple[str, ...], str | None]] = set()
+        self._choosers: dict[str, CoverageChooser] = {}
+
+    def request(self, request: BookingRequest) -> None:
+        if request.patient_id not in self._patients:
+            _visible_patient(self.db, request.patient_id, self.access)
+            self._patients.add(request.patient_id)
+        key = (request.provider_ids, request.department_id)
+        if key not in self._references:
+            _check_references(self.db, request)
+            self._references.add(key)
+
+    def coverages(self, patient_id: str) -> CoverageChooser:
+        if patient_id not in self._choosers:
+            self._choosers[patient_id] = CoverageChooser(self.db, patient_id, self.access)
+        return self._choosers[patient_id]
 
 
 def store_draft(
@@ -128,36 +201,61 @@ def store_draft(
     booking_id: str | None = None,
     series_link: SeriesLink | None = None,
 ) -> BookingResult:
-    """Store an occurrence that has no session yet as a draft: status proposed, no slot,
-    the intended time kept (DESIGN §4). It holds no place; resolving it later
+    """Store one draft (see `store_drafts`)."""
+    (result,) = store_drafts(db, [Placement(request, booking_id, series_link)], access)
+    return result
+
+
+def store_drafts(db: Session, placements: list[Placement], access: Access) -> list[BookingResult]:
+    """Store occurrences that have no session yet as drafts: status proposed, no slot,
+    the intended time kept (DESIGN §4). They hold no place; resolving one later
     (`update_booking` to booked with a slot) takes one under the capacity rule.
 
     An explicit coverage choice is checked against the intended date and recorded;
-    without one the default choice is made when the draft is resolved.
+    without one the default choice is made when the draft is resolved. One flush
+    stores them all.
     """
-    if request.status != BookingStatus.PROPOSED or request.session_id is not None:
-        raise RuleViolation("a draft has status 'proposed' and no slot", field="Appointment.status")
-    _visible_patient(db, request.patient_id, access)
-    _check_references(db, request)
-    if request.start is not None and request.end is not None and request.end < request.start:
-        raise RuleViolation("end is before start", field="Appointment.end")
-    coverage_ids: list[str] = []
-    if request.coverage_ids:
-        on = request.start or utcnow()
-        coverage_ids = choose_coverages(db, request.patient_id, request.coverage_ids, on, access)
-    booking = _new_booking(request, booking_id, series_link)
-    db.add(booking)
-    with _saving(request.session_id):
-        _apply(db, booking, request, None)
-        _record_coverages(db, booking, coverage_ids)
-        _record_identifiers(db, booking, request)
-    return BookingResult(booking)
+    checks = _Checks(db, access)
+    results: list[BookingResult] = []
+    with _saving(db, None):
+        for placement in placements:
+            request = placement.request
+            if request.status != BookingStatus.PROPOSED or request.session_id is not None:
+                raise RuleViolation(
+                    "a draft has status 'proposed' and no slot", field="Appointment.status"
+                )
+            checks.request(request)
+            if (
+                request.start is not None
+                and request.end is not None
+                and request.end < request.start
+            ):
+                raise RuleViolation("end is before start", field="Appointment.end")
+            coverage_ids: list[str] = []
+            if request.coverage_ids:
+                on = request.start or utcnow()
+                coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
+            booking = _new_booking(request, placement.booking_id, placement.series_link)
+            db.add(booking)
+            _apply(db, booking, request, None)
+            _record_coverages(db, booking, coverage_ids)
+            _record_identifiers(booking, request)
+            results.append(BookingResult(booking))
+    return results
 
 
 def _new_booking(
     request: BookingRequest, booking_id: str | None, series_link: SeriesLink | None
 ) -> Booking:
-    booking = Booking(id=booking_id or new_id(), patient_id=request.patient_id, created=utcnow())
+    # Empty collections set up front: a new booking never needs to load them.
+    booking = Booking(
+        id=booking_id or new_id(),
+        patient_id=request.patient_id,
+        created=utcnow(),
+        providers=[],
+        identifiers=[],
+        coverages=[],
+    )
     if series_link is not None:
         booking.series_id = series_link.series_id
         booking.recurrence_id = series_link.recurrence_id
@@ -217,12 +315,12 @@ def update_booking(
     if request.coverage_ids or gains_place:
         on = session.start if session is not None else (request.start or booking.created)
         coverage_ids = choose_coverages(db, booking.patient_id, request.coverage_ids, on, access)
-    with _saving(request.session_id):
+    with _saving(db, request.session_id):
         _apply(db, booking, request, session)
         if coverage_ids is not None:
             _record_coverages(db, booking, coverage_ids)
         booking.touch()
-        _record_identifiers(db, booking, request)
+        _record_identifiers(booking, request)
     return BookingResult(booking, warnings)
 
 
@@ -240,11 +338,13 @@ def lock_sessions(db: Session, session_ids: list[str]) -> None:
         )
 
 
-def _take_place(db: Session, session_id: str) -> GroupSession:
+def _take_places(db: Session, session_ids: list[str]) -> set[str]:
+    """Take one place in each session that has room, in one conditional UPDATE; the ids
+    of the sessions where a place was taken. Sessions without room are left untouched."""
     taken = db.execute(
         update(GroupSession)
         .where(
-            GroupSession.id == session_id,
+            GroupSession.id.in_(session_ids),
             GroupSession.booked < GroupSession.capacity,
             GroupSession.blocked.is_(False),
         )
@@ -253,14 +353,24 @@ def _take_place(db: Session, session_id: str) -> GroupSession:
             version=GroupSession.version + 1,
             last_updated=utcnow(),
         )
+        .returning(GroupSession.id)
         .execution_options(synchronize_session=False)
     )
+    return set(taken.scalars())
+
+
+def _take_place(db: Session, session_id: str) -> GroupSession:
+    taken = _take_places(db, [session_id])
     session = _get_session(db, session_id)
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
+    if session_id in taken:
         return session
+    raise _no_place(session)
+
+
+def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
     if session.blocked:
-        raise SessionUnavailable(session_id, field="Appointment.slot")
-    raise SessionFull(session_id, field="Appointment.slot")
+        return SessionUnavailable(session.id, field="Appointment.slot")
+    return SessionFull(session.id, field="Appointment.slot")
 
 
 def _give_back_place(db: Session, session_id: str) -> None:
@@ -354,8 +464,7 @@ def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) ->
     )
 
 
-def _record_identifiers(db: Session, booking: Booking, request: BookingRequest) -> None:
-    db.flush()  # the booking row first: a second active booking fails here
+def _record_identifiers(booking: Booking, request: BookingRequest) -> None:
     wanted = set(request.identifiers)
     have = {(i.system, i.value) for i in booking.identifiers}
     if wanted == have:
@@ -364,15 +473,16 @@ def _record_identifiers(db: Session, booking: Booking, request: BookingRequest) 
     booking.identifiers.extend(
         BookingIdentifier(system=s, value=v) for s, v in request.identifiers if (s, v) not in have
     )
-    db.flush()
 
 
 @contextmanager
-def _saving(session_id: str | None) -> Iterator[None]:
-    """Turn the database's uniqueness refusals into the errors they stand for.
-    (`session_id` is passed in: after a failed flush the booking cannot be read.)"""
+def _saving(db: Session, session_id: str | None) -> Iterator[None]:
+    """Write what the block changed (one flush) and turn the database's uniqueness
+    refusals into the errors they stand for. (`session_id` is passed in: after a failed
+    flush the booking cannot be read.)"""
     try:
         yield
+        db.flush()
     except IntegrityError as exc:
         if "booking_identifier" in str(exc.orig):
             raise DuplicateIdentifier(

@@ -74,48 +74,73 @@ def update_coverage(
 def choose_coverages(
     db: Session, patient_id: str, chosen: tuple[str, ...], on: dt.datetime, access: Access
 ) -> list[str]:
-    """The coverages to record on a booking of `patient_id` for a session starting `on`.
+    """The coverages to record on a booking of `patient_id` for a session starting `on`
+    (see `CoverageChooser.choose`)."""
+    return CoverageChooser(db, patient_id, access).choose(chosen, on)
 
-    With a choice: each must exist, be the patient's, be active and cover the date;
-    self-pay only as the sole choice. Without one: the patient's valid coverages in
-    `order` (lowest first; self-pay only when there is no insurance), at most two.
-    """
-    if len(chosen) > 2:
-        raise RuleViolation("at most a primary and a secondary coverage", field=COVERAGE_FIELD)
-    if len(set(chosen)) != len(chosen):
-        raise RuleViolation("the same coverage is chosen twice", field=COVERAGE_FIELD)
-    if chosen:
-        coverages = []
-        for index, coverage_id in enumerate(chosen):
-            field = f"{COVERAGE_FIELD}[{index}]"
-            coverage = db.get(Coverage, coverage_id)
-            if coverage is None or not _visible(db, coverage, access):
-                raise NotFound("Coverage", coverage_id, field=field)
-            problem = _unusable(coverage, patient_id, on)
-            if problem:
-                raise RuleViolation(f"Coverage/{coverage_id} {problem}", field=field)
-            coverages.append(coverage)
-        if len(coverages) == 2 and any(c.self_pay for c in coverages):
+
+class CoverageChooser:
+    """Chooses the insurance of one patient's bookings; reads each coverage once, so a
+    series of bookings costs no more queries than one."""
+
+    def __init__(self, db: Session, patient_id: str, access: Access) -> None:
+        self.db = db
+        self.patient_id = patient_id
+        self.access = access
+        self._seen: dict[str, Coverage | None] = {}
+        self._own: list[Coverage] | None = None
+
+    def choose(self, chosen: tuple[str, ...], on: dt.datetime) -> list[str]:
+        """With a choice: each must exist, be the patient's, be active and cover the date;
+        self-pay only as the sole choice. Without one: the patient's valid coverages in
+        `order` (lowest first; self-pay only when there is no insurance), at most two.
+        """
+        if len(chosen) > 2:
+            raise RuleViolation("at most a primary and a secondary coverage", field=COVERAGE_FIELD)
+        if len(set(chosen)) != len(chosen):
+            raise RuleViolation("the same coverage is chosen twice", field=COVERAGE_FIELD)
+        if chosen:
+            coverages = []
+            for index, coverage_id in enumerate(chosen):
+                field = f"{COVERAGE_FIELD}[{index}]"
+                coverage = self._visible_coverage(coverage_id)
+                if coverage is None:
+                    raise NotFound("Coverage", coverage_id, field=field)
+                problem = _unusable(coverage, self.patient_id, on)
+                if problem:
+                    raise RuleViolation(f"Coverage/{coverage_id} {problem}", field=field)
+                coverages.append(coverage)
+            if len(coverages) == 2 and any(c.self_pay for c in coverages):
+                raise RuleViolation(
+                    "self-pay is a choice of its own: it cannot be combined with another coverage",
+                    field=COVERAGE_FIELD,
+                )
+            return list(chosen)
+        if self._own is None:
+            self._own = list(
+                self.db.scalars(select(Coverage).where(Coverage.beneficiary_id == self.patient_id))
+            )
+        usable = sorted(
+            (c for c in self._own if not _unusable(c, self.patient_id, on)),
+            key=lambda c: (c.self_pay, c.order if c.order is not None else 1_000_000, c.id),
+        )
+        if not usable:
             raise RuleViolation(
-                "self-pay is a choice of its own: it cannot be combined with another coverage",
+                f"Patient/{self.patient_id} has no active coverage for {on.date().isoformat()}: "
+                "choose a Coverage (or the patient's self-pay Coverage) in supportingInformation",
                 field=COVERAGE_FIELD,
             )
-        return list(chosen)
-    candidates = db.scalars(select(Coverage).where(Coverage.beneficiary_id == patient_id)).all()
-    usable = sorted(
-        (c for c in candidates if not _unusable(c, patient_id, on)),
-        key=lambda c: (c.self_pay, c.order if c.order is not None else 1_000_000, c.id),
-    )
-    if not usable:
-        raise RuleViolation(
-            f"Patient/{patient_id} has no active coverage for {on.date().isoformat()}: "
-            "choose a Coverage (or the patient's self-pay Coverage) in supportingInformation",
-            field=COVERAGE_FIELD,
-        )
-    if usable[0].self_pay:
-        return [usable[0].id]
-    insured = [c.id for c in usable if not c.self_pay]
-    return insured[:2]
+        if usable[0].self_pay:
+            return [usable[0].id]
+        insured = [c.id for c in usable if not c.self_pay]
+        return insured[:2]
+
+    def _visible_coverage(self, coverage_id: str) -> Coverage | None:
+        if coverage_id not in self._seen:
+            coverage = self.db.get(Coverage, coverage_id)
+            visible = coverage is not None and _visible(self.db, coverage, self.access)
+            self._seen[coverage_id] = coverage if visible else None
+        return self._seen[coverage_id]
 
 
 def _unusable(coverage: Coverage, patient_id: str, on: dt.datetime) -> str | None:

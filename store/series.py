@@ -29,9 +29,10 @@ from store.booking import (
     BookingRequest,
     BookingResult,
     Notice,
+    Placement,
     SeriesLink,
-    book_patient,
-    store_draft,
+    book_patients,
+    store_drafts,
     update_booking,
 )
 from store.common import new_id, visible_patient
@@ -237,16 +238,15 @@ def book_series(
     db.add(series)
     db.flush()  # the occurrences reference it
     result = SeriesResult(series, [])
-    stored: set[int] = set()
+    # Book every matched occurrence at once, then store the rest (and those whose
+    # session filled up since the preview) as drafts: a bounded number of statements.
+    to_store: list[tuple[KeptOccurrence, BookingRequest, Placement]] = []
     for item in kept:
-        occurrence = occurrences[item.recurrence_id]
         request = replace(
             item.request, coverage_ids=booking.coverage_ids or item.request.coverage_ids
         )
-        link = SeriesLink(series.id, item.recurrence_id)
-        booking_id = None if stored else series.id  # the first stored one originates the series
-        label = _label(occurrence, recurrence.timezone)
         if request.session_id is not None and request.session_id in held:
+            label = _label(occurrences[item.recurrence_id], recurrence.timezone)
             result.notices.append(
                 Notice(
                     ALREADY_BOOKED,
@@ -255,9 +255,47 @@ def book_series(
                 )
             )
             continue
-        outcome = _book_or_draft(db, request, occurrence, label, access, booking_id, link)
-        result.bookings.append(outcome.booking)
-        result.notices.extend(outcome.warnings)
+        booking_id = None if to_store else series.id  # the first stored one originates it
+        link = SeriesLink(series.id, item.recurrence_id)
+        to_store.append((item, request, Placement(request, booking_id, link)))
+    matched = [entry for entry in to_store if entry[1].session_id is not None]
+    booked = book_patients(
+        db,
+        [replace(p, request=replace(r, status=BookingStatus.BOOKED)) for _, r, p in matched],
+        access,
+    )
+    outcomes: dict[int, BookingResult | SessionFull | SessionUnavailable] = {
+        item.recurrence_id: outcome for (item, _, _), outcome in zip(matched, booked, strict=True)
+    }
+    drafts: list[Placement] = []
+    for item, request, placement in to_store:
+        occurrence = occurrences[item.recurrence_id]
+        label = _label(occurrence, recurrence.timezone)
+        outcome = outcomes.get(item.recurrence_id)
+        if isinstance(outcome, BookingResult):
+            result.notices.extend(Notice(w.code, f"{label}: {w.text}") for w in outcome.warnings)
+            continue
+        if outcome is None:
+            result.notices.append(Notice(DRAFT, f"{label}: no session to book; stored as a draft"))
+        else:
+            code = SESSION_FULL if isinstance(outcome, SessionFull) else SESSION_BLOCKED
+            result.notices.append(
+                Notice(code, f"{label}: {outcome.message} since the preview; stored as a draft")
+            )
+        draft = replace(
+            request,
+            status=BookingStatus.PROPOSED,
+            session_id=None,
+            start=occurrence.start,
+            end=occurrence.end,
+        )
+        drafts.append(replace(placement, request=draft))
+    stored_drafts = iter(store_drafts(db, drafts, access))
+    stored: set[int] = set()
+    for item, _, _ in to_store:
+        outcome = outcomes.get(item.recurrence_id)
+        done = outcome if isinstance(outcome, BookingResult) else next(stored_drafts)
+        result.bookings.append(done.booking)
         stored.add(item.recurrence_id)
     if not stored:
         raise RuleViolation(
@@ -598,53 +636,6 @@ def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) ->
         )
     ).all()
     return {session_id: booking_id for session_id, booking_id in rows if session_id}
-
-
-@dataclass
-class _Stored:
-    booking: Booking
-    warnings: list[Notice]
-
-
-def _book_or_draft(
-    db: Session,
-    request: BookingRequest,
-    occurrence: Occurrence,
-    label: str,
-    access: Access,
-    booking_id: str | None,
-    link: SeriesLink,
-) -> _Stored:
-    warnings: list[Notice] = []
-    if request.session_id is not None:
-        try:
-            booked = book_patient(
-                db,
-                replace(request, status=BookingStatus.BOOKED),
-                access,
-                booking_id=booking_id,
-                series_link=link,
-            )
-        except (SessionFull, SessionUnavailable) as exc:
-            # Nothing was written: the conditional UPDATE took no place.
-            code = SESSION_FULL if isinstance(exc, SessionFull) else SESSION_BLOCKED
-            warnings.append(
-                Notice(code, f"{label}: {exc.message} since the preview; stored as a draft")
-            )
-        else:
-            warnings.extend(Notice(w.code, f"{label}: {w.text}") for w in booked.warnings)
-            return _Stored(booked.booking, warnings)
-    else:
-        warnings.append(Notice(DRAFT, f"{label}: no session to book; stored as a draft"))
-    draft = replace(
-        request,
-        status=BookingStatus.PROPOSED,
-        session_id=None,
-        start=occurrence.start,
-        end=occurrence.end,
-    )
-    stored = store_draft(db, draft, access, booking_id=booking_id, series_link=link)
-    return _Stored(stored.booking, warnings)
 
 
 def _record_recurrence(

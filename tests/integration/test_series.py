@@ -422,24 +422,23 @@ def test_a_restricted_patient_is_not_found_without_the_permission(client, databa
 
 
 def test_a_series_failing_half_way_leaves_nothing_behind(client, database, mint, monkeypatch):
+    """The places are taken first; a failure while storing the drafts must undo them."""
     clinic = _clinic(database)
     headers = mint(ALL)
     kept = proposals(preview(client, headers, find_body(clinic)))
+    assert any("slot" in p for p in kept), "the failure must come after places were taken"
     before = state(database)
     calls = []
-    real = store.series.book_patient
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        if len(calls) == 3:
-            raise RuleViolation("forced failure", field="Appointment.slot")
-        return real(*args, **kwargs)
+        raise RuleViolation("forced failure", field="Appointment.slot")
 
-    monkeypatch.setattr(store.series, "book_patient", failing)
+    monkeypatch.setattr(store.series, "store_drafts", failing)
 
     outcome(post(client, "/fhir/Appointment/$book", book_body(kept), headers), 422)
 
-    assert len(calls) == 3
+    assert len(calls) == 1
     assert state(database) == before
     with database.reading() as db:
         assert db.scalar(select(func.count()).select_from(Series)) == 0
