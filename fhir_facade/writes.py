@@ -1,20 +1,24 @@
 """Create and update interactions (R4 §3.1.0 create, update; conditional create).
 
-Every write runs with its AuditEvent in one transaction (`_store`); a refused
-write rolls back and its failure is audited on its own.
+Each write is a `Writer`: how to read the body, and what to do inside a
+transaction. The same writers serve single requests and Bundles. Every write
+runs with its AuditEvent in one transaction; a refused write rolls back and its
+failure is audited on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from fhir_facade.auth import SCHEDULE_MANAGE
+from fhir_facade.auth import SCHEDULE_MANAGE, Grants
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import (
     base_url,
@@ -38,161 +42,168 @@ from store.errors import DuplicateIdentifier, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.patients import register_patient, update_patient
 from store.sessions import create_session, update_session
+from store.ssn import SsnHasher
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
-Work = Callable[[Session], Rendered]
 
 _ACTIONS = {"create": "C", "update": "U"}
+_LETTERS = {"create": "c", "update": "u"}
 
 
-def create_appointment() -> Response:
-    """Book a patient into a group session. `If-None-Exist` makes a retried POST book once."""
-    authorize(caller(), "Appointment", "c")
-    booking = appointment_from_fhir(read_json_body())
+@dataclass(frozen=True)
+class WriteContext:
+    grants: Grants
+    hasher: SsnHasher
+    ident: str | None = None  # the resource updated, or the id a new one receives
+    expected_version: int | None = None  # If-Match
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One write interaction of one resource type, apart from HTTP."""
+
+    resource_type: str
+    interaction: str  # create | update
+    parse: Callable[[Any], Any]  # body -> the store's request (mappings)
+    apply: Callable[[Session, Any, WriteContext], Rendered]  # inside a transaction
+    patient: Callable[[Any], str | None] = lambda spec: None  # for failure audits
+    permission: str | None = None
+
+    def authorize(self, grants: Grants) -> None:
+        authorize(grants, self.resource_type, _LETTERS[self.interaction])
+        if self.permission is not None:
+            grants.require_permission(self.permission)
+
+    def audited(self, db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+        """Apply and record the AuditEvent, in the caller's transaction."""
+        resource, warnings = self.apply(db, spec, ctx)
+        entry = AuditEntry(
+            _ACTIONS[self.interaction],
+            self.interaction,
+            ctx.grants.subject,
+            self.resource_type,
+            resource["id"],
+            patient_of(resource),
+        )
+        record(db, entry)
+        return resource, warnings
+
+
+def _book(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    result = book_patient(db, spec, ctx.grants.access, booking_id=ctx.ident)
+    return appointment_to_fhir(result.booking), result.warnings
+
+
+def _rebook(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    assert ctx.ident is not None
+    result = update_booking(
+        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
+    )
+    return appointment_to_fhir(result.booking), result.warnings
+
+
+def _new_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
+
+
+def _change_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    assert ctx.ident is not None
+    session = update_session(db, ctx.ident, spec, expected_version=ctx.expected_version)
+    return slot_to_fhir(session), []
+
+
+def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    patient = register_patient(db, spec, ctx.hasher, ctx.grants.access, patient_id=ctx.ident)
+    return patient_to_fhir(patient), []
+
+
+def _change_patient(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    assert ctx.ident is not None
+    patient = update_patient(
+        db, ctx.ident, spec, ctx.hasher, ctx.grants.access, expected_version=ctx.expected_version
+    )
+    return patient_to_fhir(patient), []
+
+
+def _new_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    coverage = create_coverage(db, spec, ctx.grants.access, coverage_id=ctx.ident)
+    return coverage_to_fhir(coverage), []
+
+
+def _change_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    assert ctx.ident is not None
+    coverage = update_coverage(
+        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
+    )
+    return coverage_to_fhir(coverage), []
+
+
+def _booked_patient(spec: Any) -> str | None:
+    return str(spec.patient_id)
+
+
+def _covered_patient(spec: Any) -> str | None:
+    return str(spec.beneficiary_id)
+
+
+WRITERS: dict[tuple[str, str], Writer] = {
+    (w.resource_type, w.interaction): w
+    for w in (
+        Writer("Appointment", "create", appointment_from_fhir, _book, _booked_patient),
+        Writer("Appointment", "update", appointment_from_fhir, _rebook, _booked_patient),
+        Writer("Slot", "create", slot_from_fhir, _new_slot, permission=SCHEDULE_MANAGE),
+        Writer("Slot", "update", slot_from_fhir, _change_slot, permission=SCHEDULE_MANAGE),
+        Writer("Patient", "create", patient_from_fhir, _register),
+        Writer("Patient", "update", patient_from_fhir, _change_patient),
+        Writer("Coverage", "create", coverage_from_fhir, _new_coverage, _covered_patient),
+        Writer("Coverage", "update", coverage_from_fhir, _change_coverage, _covered_patient),
+    )
+}
+
+
+def create(resource_type: str) -> Response:
+    """Create (for Appointment: book). `If-None-Exist` makes a retried POST create once."""
+    writer = WRITERS[(resource_type, "create")]
+    grants = caller()
+    writer.authorize(grants)
+    spec = writer.parse(read_json_body())
     condition = request.headers.get("If-None-Exist")
-    if condition and (existing := _conditional_match("Appointment", condition)) is not None:
+    if condition and (existing := conditional_match(resource_type, condition)) is not None:
         return _respond(existing, [], 200)
-
-    def work(db: Session) -> Rendered:
-        result = book_patient(db, booking, caller().access)
-        return appointment_to_fhir(result.booking), result.warnings
-
+    ctx = WriteContext(grants, ssn())
     try:
-        resource, warnings = _store("Appointment", "create", work, patient=booking.patient_id)
+        resource, warnings = _store(writer, spec, ctx)
     except DuplicateIdentifier:
         # A concurrent retry won the race on the identifier: answer as it would have.
-        if condition and (existing := _conditional_match("Appointment", condition)) is not None:
+        if condition and (existing := conditional_match(resource_type, condition)) is not None:
             return _respond(existing, [], 200)
         raise
     return _respond(resource, warnings, 201)
 
 
-def update_appointment(ident: str) -> Response:
-    """Cancel, reschedule (change the slot) or edit a booking; `If-Match` is honoured."""
-    authorize(caller(), "Appointment", "u")
-    booking = appointment_from_fhir(_body_for(ident))
-    expected = if_match_version()
-
-    def work(db: Session) -> Rendered:
-        result = update_booking(db, ident, booking, caller().access, expected_version=expected)
-        return appointment_to_fhir(result.booking), result.warnings
-
-    resource, warnings = _store("Appointment", "update", work, ident, booking.patient_id)
+def update(resource_type: str, ident: str) -> Response:
+    """Update (for Appointment: cancel, reschedule, resolve a draft); `If-Match` honoured."""
+    writer = WRITERS[(resource_type, "update")]
+    grants = caller()
+    writer.authorize(grants)
+    spec = writer.parse(body_for(ident, read_json_body()))
+    ctx = WriteContext(grants, ssn(), ident, if_match_version())
+    resource, warnings = _store(writer, spec, ctx)
     return _respond(resource, warnings, 200)
 
 
-def create_slot() -> Response:
-    _require_schedule_admin("c")
-    spec = slot_from_fhir(read_json_body())
-    resource, _ = _store("Slot", "create", lambda db: (slot_to_fhir(create_session(db, spec)), []))
-    return _respond(resource, [], 201)
-
-
-def update_slot(ident: str) -> Response:
-    _require_schedule_admin("u")
-    spec = slot_from_fhir(_body_for(ident))
-    expected = if_match_version()
-
-    def work(db: Session) -> Rendered:
-        return slot_to_fhir(update_session(db, ident, spec, expected_version=expected)), []
-
-    resource, _ = _store("Slot", "update", work, ident)
-    return _respond(resource, [], 200)
-
-
-def create_patient() -> Response:
-    """Register a patient. `If-None-Exist` (e.g. identifier=MRN system|value) avoids twins."""
-    authorize(caller(), "Patient", "c")
-    spec = patient_from_fhir(read_json_body())
-    condition = request.headers.get("If-None-Exist")
-    if condition and (existing := _conditional_match("Patient", condition)) is not None:
-        return _respond(existing, [], 200)
-    hasher, access = ssn(), caller().access
-    resource, _ = _store(
-        "Patient",
-        "create",
-        lambda db: (patient_to_fhir(register_patient(db, spec, hasher, access)), []),
-    )
-    return _respond(resource, [], 201)
-
-
-def update_patient_view(ident: str) -> Response:
-    authorize(caller(), "Patient", "u")
-    spec = patient_from_fhir(_body_for(ident))
-    expected = if_match_version()
-    hasher, access = ssn(), caller().access
-
-    def work(db: Session) -> Rendered:
-        patient = update_patient(db, ident, spec, hasher, access, expected_version=expected)
-        return patient_to_fhir(patient), []
-
-    resource, _ = _store("Patient", "update", work, ident, ident)
-    return _respond(resource, [], 200)
-
-
-def create_coverage_view() -> Response:
-    authorize(caller(), "Coverage", "c")
-    spec = coverage_from_fhir(read_json_body())
-    condition = request.headers.get("If-None-Exist")
-    if condition and (existing := _conditional_match("Coverage", condition)) is not None:
-        return _respond(existing, [], 200)
-    access = caller().access
-    resource, _ = _store(
-        "Coverage",
-        "create",
-        lambda db: (coverage_to_fhir(create_coverage(db, spec, access)), []),
-        patient=spec.beneficiary_id,
-    )
-    return _respond(resource, [], 201)
-
-
-def update_coverage_view(ident: str) -> Response:
-    authorize(caller(), "Coverage", "u")
-    spec = coverage_from_fhir(_body_for(ident))
-    expected = if_match_version()
-    access = caller().access
-
-    def work(db: Session) -> Rendered:
-        coverage = update_coverage(db, ident, spec, access, expected_version=expected)
-        return coverage_to_fhir(coverage), []
-
-    resource, _ = _store("Coverage", "update", work, ident, spec.beneficiary_id)
-    return _respond(resource, [], 200)
-
-
 WRITES: dict[tuple[str, str], Callable[..., Response]] = {
-    ("Appointment", "create"): create_appointment,
-    ("Appointment", "update"): update_appointment,
-    ("Slot", "create"): create_slot,
-    ("Slot", "update"): update_slot,
-    ("Patient", "create"): create_patient,
-    ("Patient", "update"): update_patient_view,
-    ("Coverage", "create"): create_coverage_view,
-    ("Coverage", "update"): update_coverage_view,
+    key: partial(create if key[1] == "create" else update, key[0]) for key in WRITERS
 }
 
 
-def _store(
-    resource_type: str,
-    interaction: str,
-    work: Work,
-    ident: str | None = None,
-    patient: str | None = None,
-) -> Rendered:
-    """Run `work` and its audit record in one transaction."""
-    agent = caller().subject
-    action = _ACTIONS[interaction]
-
-    def audited(db: Session) -> Rendered:
-        resource, warnings = work(db)
-        entry = AuditEntry(
-            action, interaction, agent, resource_type, resource["id"], patient_of(resource)
-        )
-        record(db, entry)
-        return resource, warnings
-
-    with failures_audited(action, interaction, resource_type, ident, patient):
-        return database().write(audited)
+def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
+    """Apply a write and its audit record in one transaction."""
+    action = _ACTIONS[writer.interaction]
+    with failures_audited(
+        action, writer.interaction, writer.resource_type, ctx.ident, writer.patient(spec)
+    ):
+        return database().write(lambda db: writer.audited(db, spec, ctx))
 
 
 @contextmanager
@@ -233,15 +244,8 @@ def audit_bookings(db: Session, action: str, interaction: str, bookings: list[An
     )
 
 
-def _require_schedule_admin(letter: str) -> None:
-    grants = caller()
-    authorize(grants, "Slot", letter)
-    grants.require_permission(SCHEDULE_MANAGE)
-
-
-def _body_for(ident: str) -> Any:
+def body_for(ident: str, body: Any) -> Any:
     """An update's body, whose id must equal the id in the URL."""
-    body = read_json_body()
     if isinstance(body, dict) and body.get("id") != ident:
         raise FhirError(
             400,
@@ -252,14 +256,20 @@ def _body_for(ident: str) -> Any:
     return body
 
 
-def _conditional_match(resource_type: str, condition: str) -> dict[str, Any] | None:
-    """The single resource matching an If-None-Exist query; 412 when several match."""
+def conditional_match(
+    resource_type: str, condition: str, db: Session | None = None
+) -> dict[str, Any] | None:
+    """The single resource matching an If-None-Exist query; 412 when several match.
+    Inside a transaction, pass its session so the match sees what it wrote."""
     grants = caller()
     params = parse_qsl(condition.lstrip("?"), keep_blank_values=True)
     parsed = parse_search(resource_type, params, grants.access, ssn=ssn())
     parsed.query.limit = 2
-    with database().reading() as db:
+    if db is not None:
         matches, _, _ = run_search(db, parsed, grants.access)
+    else:
+        with database().reading() as reading:
+            matches, _, _ = run_search(reading, parsed, grants.access)
     if len(matches) > 1:
         raise FhirError(
             412, "multiple-matches", f"If-None-Exist matches several {resource_type} resources"
@@ -284,8 +294,12 @@ def _respond(resource: dict[str, Any], warnings: list[Notice], status: int) -> R
     if wanted == "minimal":
         return fhir_response(None, status, headers)
     if wanted == "OperationOutcome":
-        issues = [warning(w.text, w.code) for w in warnings] or [
-            information(f"{resource['resourceType']}/{resource['id']} stored")
-        ]
-        return fhir_response(operation_outcome(*issues), status, headers)
+        return fhir_response(write_outcome(resource, warnings), status, headers)
     return fhir_response(resource, status, headers)
+
+
+def write_outcome(resource: dict[str, Any], warnings: list[Notice]) -> dict[str, Any]:
+    issues = [warning(w.text, w.code) for w in warnings] or [
+        information(f"{resource['resourceType']}/{resource['id']} stored")
+    ]
+    return operation_outcome(*issues)
