@@ -9,7 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from fhir_facade import operations
+from fhir_facade import bundles, operations
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import read, search
@@ -19,6 +19,11 @@ from fhir_facade.writes import WRITES
 
 def build_blueprint() -> Blueprint:
     blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="FHIR R4 REST API")
+
+    @blp.route("", endpoint="system")
+    class System(MethodView):
+        def post(self) -> Response:
+            return bundles.process()
 
     @blp.route("/metadata")
     class Metadata(MethodView):

@@ -89,6 +89,16 @@ def capability_statement(base: str) -> dict[str, Any]:
                     ),
                 },
                 "resource": resources,
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": (
+                            "POST /fhir: all entries or none; urn:uuid references resolved; "
+                            "ifNoneExist honoured; a full session fails the whole Bundle"
+                        ),
+                    },
+                    {"code": "batch", "documentation": "POST /fhir: each entry on its own"},
+                ],
             }
         ],
     }

@@ -8,7 +8,10 @@ from typing import Any
 
 _MODULES = {
     "Appointment": "appointment",
+    "AuditEvent": "auditevent",
     "Bundle": "bundle",
+    "Coverage": "coverage",
+    "Parameters": "parameters",
     "CapabilityStatement": "capabilitystatement",
     "Location": "location",
     "OperationOutcome": "operationoutcome",
@@ -33,4 +36,7 @@ def assert_valid(resource: dict[str, Any]) -> None:
         assert "start" in resource and "end" in resource, "app-3: booked needs start and end"
     if kind == "Bundle":
         for entry in resource.get("entry", []):
-            assert_valid(entry["resource"])
+            if "resource" in entry:
+                assert_valid(entry["resource"])
+            if "outcome" in entry.get("response", {}):
+                assert_valid(entry["response"]["outcome"])

@@ -1,0 +1,352 @@
+"""Batch and transaction Bundles at `POST /fhir` (R4 http.html#transaction).
+
+A transaction is all or nothing: every entry runs in one database transaction
+(capacity rules included — a full session fails the whole Bundle with its
+OperationOutcome), `urn:uuid` fullUrls are resolved to the ids the new resources
+receive, and `ifNoneExist` is honoured inside it. Entries run in the order the
+spec prescribes (POST, then PUT, then GET); the response lists them in request
+order. A batch runs each entry on its own and reports each entry's outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Response
+from sqlalchemy.orm import Session
+
+from fhir_facade.auth import Grants
+from fhir_facade.bundle import searchset
+from fhir_facade.context import caller, database, ssn
+from fhir_facade.http import base_url, fhir_response, prefer, read_json_body
+from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.reads import audit_restricted_reads, authorize, run_search
+from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.writes import (
+    WRITERS,
+    WriteContext,
+    Writer,
+    body_for,
+    conditional_match,
+    failures_audited,
+    write_outcome,
+)
+from mappings.common import parse_resource
+from mappings.errors import MappingError
+from mappings.search import parse_search
+from store import search as store_search
+from store.common import new_id
+from store.errors import NotFound, StoreError
+
+_URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
+_ORDER = {"POST": 0, "PUT": 1, "GET": 2}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    resource_type: str
+    ident: str | None
+    query: str | None
+    resource: dict[str, Any] | None
+    full_url: str | None
+    if_none_exist: str | None
+    if_match: int | None
+    response: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+
+
+def process() -> Response:
+    """Run a batch or transaction Bundle; answer with its -response Bundle."""
+    body = read_json_body()
+    parse_resource(body, "Bundle")
+    kind = body.get("type")
+    if kind not in ("batch", "transaction"):
+        raise FhirError(
+            400,
+            "invalid",
+            "POST /fhir takes a Bundle of type batch or transaction",
+            expression="Bundle.type",
+        )
+    entries = [_entry(i, e) for i, e in enumerate(body.get("entry") or [])]
+    grants = caller()
+    if kind == "transaction":
+        _transaction(entries, grants)
+    else:
+        for entry in entries:
+            _batch_entry(entry, grants)
+    minimal = prefer("return") == "minimal"
+    return fhir_response(
+        {
+            "resourceType": "Bundle",
+            "type": f"{kind}-response",
+            "entry": [_response_entry(e, minimal) for e in entries],
+        }
+    )
+
+
+def _entry(index: int, raw: Any) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    request = raw.get("request") if isinstance(raw, dict) else None
+    if not isinstance(request, dict):
+        raise FhirError(400, "required", "each entry needs a request", expression=where)
+    method = str(request.get("method", ""))
+    match = _URL.match(str(request.get("url", "")))
+    if method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
+        raise FhirError(
+            400,
+            "not-supported",
+            f"entry {index}: {method} {request.get('url')!r} is not supported here "
+            "(POST [type], PUT [type]/[id], GET [type]/[id] or [type]?[search])",
+            expression=f"{where}.request",
+        )
+    resource_type, ident, query = match.groups()
+    interaction = {"POST": "create", "PUT": "update"}.get(method)
+    if interaction and (resource_type, interaction) not in WRITERS:
+        raise FhirError(
+            405,
+            "not-supported",
+            f"entry {index}: {resource_type} does not support {interaction}",
+            expression=f"{where}.request",
+        )
+    if method == "PUT" and (ident is None or query):
+        raise FhirError(
+            400,
+            "not-supported",
+            f"entry {index}: PUT needs [type]/[id] (conditional update is not supported)",
+            expression=f"{where}.request.url",
+        )
+    resource = raw.get("resource")
+    if interaction and not isinstance(resource, dict):
+        raise FhirError(400, "required", f"entry {index}: no resource", expression=where)
+    if_match = request.get("ifMatch")
+    version = re.match(r'^(?:W/)?"(\d+)"$', str(if_match)) if if_match else None
+    if if_match and version is None:
+        raise FhirError(
+            400, "invalid", 'ifMatch must be an ETag like W/"3"', expression=f"{where}.request"
+        )
+    return Entry(
+        index,
+        method,
+        resource_type,
+        ident,
+        query,
+        resource if isinstance(resource, dict) else None,
+        raw.get("fullUrl"),
+        request.get("ifNoneExist"),
+        int(version.group(1)) if version else None,
+    )
+
+
+def _transaction(entries: list[Entry], grants: Grants) -> None:
+    for entry in entries:
+        _authorize(entry, grants)
+    hasher = ssn()
+
+    running: list[Entry] = []  # the entry being run, to name it if it fails
+
+    def work(db: Session) -> None:
+        running.clear()
+        assigned: dict[str, str] = {}
+        for entry in entries:
+            if entry.method != "POST":
+                continue
+            existing = (
+                conditional_match(entry.resource_type, entry.if_none_exist, db)
+                if entry.if_none_exist
+                else None
+            )
+            if existing is not None:
+                entry.result, entry.response = existing, {"status": "200 OK"}
+            else:
+                entry.ident = new_id()
+            if entry.full_url:
+                ident = entry.ident if existing is None else existing["id"]
+                assigned[entry.full_url] = f"{entry.resource_type}/{ident}"
+        for entry in _in_order(entries):
+            if entry.result is not None:
+                continue
+            running[:] = [entry]
+            if entry.resource is not None:
+                entry.resource = _resolve(entry.resource, assigned)
+            _run(db, entry, grants, hasher)
+
+    with failures_audited("E", "transaction", "Bundle"):
+        try:
+            database().write(work)
+        except (StoreError, MappingError, FhirError) as exc:
+            if running:
+                _name_entry(exc, running[0])
+            raise
+
+
+def _batch_entry(entry: Entry, grants: Grants) -> None:
+    """Run one batch entry on its own; its failure becomes its response."""
+    hasher = ssn()
+    try:
+        _authorize(entry, grants)
+        if entry.method == "POST" and entry.if_none_exist:
+            existing = conditional_match(entry.resource_type, entry.if_none_exist)
+            if existing is not None:
+                entry.result, entry.response = existing, {"status": "200 OK"}
+                return
+        if entry.method == "POST":
+            entry.ident = new_id()
+        if entry.method == "GET":
+            with database().reading() as db:
+                _run(db, entry, grants, hasher)
+        else:
+            writer = _writer(entry)
+            with failures_audited(
+                "C" if entry.method == "POST" else "U",
+                writer.interaction,
+                entry.resource_type,
+                entry.ident,
+            ):
+                database().write(lambda db: _run(db, entry, grants, hasher))
+    except Exception as exc:  # each entry answers for itself in a batch
+        status, outcome = describe(exc)
+        entry.result = None
+        entry.response = {"status": str(status), "outcome": outcome}
+
+
+def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
+    if entry.method == "GET":
+        entry.result = _get(db, entry, grants)
+        entry.response = {"status": "200 OK"}
+        audit_restricted_reads(grants, _resources_in(entry.result), "R", "read")
+        return
+    writer = _writer(entry)
+    assert entry.resource is not None
+    body = entry.resource if entry.method == "POST" else body_for(entry.ident or "", entry.resource)
+    spec = writer.parse(body)
+    ctx = WriteContext(grants, hasher, entry.ident, entry.if_match)
+    resource, warnings = writer.audited(db, spec, ctx)
+    _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
+
+
+def _get(db: Session, entry: Entry, grants: Grants) -> dict[str, Any]:
+    spec = RESOURCE_TYPES[entry.resource_type]
+    if entry.ident is not None:
+        record = store_search.get_one(db, spec.kind, entry.ident, grants.access)
+        if record is None:
+            raise NotFound(entry.resource_type, entry.ident)
+        return spec.to_fhir(record)
+    params = parse_qsl(entry.query or "", keep_blank_values=True)
+    parsed = parse_search(entry.resource_type, params, grants.access, ssn=ssn())
+    matches, included, total = run_search(db, parsed, grants.access)
+    return searchset(base_url(), parsed, matches, included, total)
+
+
+def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status: int) -> None:
+    version = resource["meta"]["versionId"]
+    entry.result = resource
+    entry.response = {
+        "status": _STATUS_TEXT[status],
+        "location": f"{resource['resourceType']}/{resource['id']}/_history/{version}",
+        "etag": f'W/"{version}"',
+        "lastModified": resource["meta"]["lastUpdated"],
+    }
+    if warnings:
+        entry.response["outcome"] = write_outcome(resource, warnings)
+
+
+def _writer(entry: Entry) -> Writer:
+    return WRITERS[(entry.resource_type, "create" if entry.method == "POST" else "update")]
+
+
+def _authorize(entry: Entry, grants: Grants) -> None:
+    if entry.method == "GET":
+        authorize(grants, entry.resource_type, "r" if entry.ident else "s")
+    else:
+        _writer(entry).authorize(grants)
+
+
+def _in_order(entries: list[Entry]) -> list[Entry]:
+    """POSTs, then PUTs, then GETs; a created resource before those that refer to it."""
+    posts = [e for e in entries if e.method == "POST"]
+    by_url = {e.full_url: e for e in posts if e.full_url}
+    ordered: list[Entry] = []
+    placed: set[int] = set()
+
+    def place(entry: Entry, path: tuple[int, ...]) -> None:
+        if entry.index in placed:
+            return
+        if entry.index in path:
+            raise FhirError(
+                400,
+                "invalid",
+                "the Bundle's new resources refer to each other in a cycle",
+                expression=f"Bundle.entry[{entry.index}]",
+            )
+        for ref in _references(entry.resource):
+            if ref in by_url:
+                place(by_url[ref], (*path, entry.index))
+        placed.add(entry.index)
+        ordered.append(entry)
+
+    for entry in posts:
+        place(entry, ())
+    rest = sorted(
+        (e for e in entries if e.method != "POST"), key=lambda e: (_ORDER[e.method], e.index)
+    )
+    return ordered + rest
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for v in value.values() for r in _references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
+    return []
+
+
+def _resolve(value: Any, assigned: dict[str, str]) -> Any:
+    """The resource with every reference to a fullUrl of this Bundle made local."""
+    if isinstance(value, dict):
+        resolved = {k: _resolve(v, assigned) for k, v in value.items()}
+        ref = resolved.get("reference")
+        if isinstance(ref, str) and ref in assigned:
+            resolved["reference"] = assigned[ref]
+        return resolved
+    if isinstance(value, list):
+        return [_resolve(v, assigned) for v in value]
+    return value
+
+
+def _resources_in(result: dict[str, Any]) -> list[dict[str, Any]]:
+    if result.get("resourceType") == "Bundle":
+        return [e["resource"] for e in result.get("entry", [])]
+    return [result]
+
+
+def _name_entry(exc: Exception, running: Entry) -> None:
+    """Say which entry failed: the error's location becomes Bundle.entry[i]...."""
+    prefix = f"Bundle.entry[{running.index}]"
+    if isinstance(exc, (StoreError, MappingError)):
+        location = getattr(exc, "field", None) or getattr(exc, "expression", None)
+        rest = location.split(".", 1)[1] if location and "." in location else None
+        qualified = f"{prefix}.resource.{rest}" if rest else prefix
+        if isinstance(exc, StoreError):
+            exc.field = qualified
+        else:
+            exc.expression = qualified
+        exc.message = f"entry {running.index}: {exc.message}"
+    elif isinstance(exc, FhirError) and exc.expression is None:
+        exc.expression = prefix
+
+
+def _response_entry(entry: Entry, minimal: bool) -> dict[str, Any]:
+    response: dict[str, Any] = {"response": entry.response or {"status": "200 OK"}}
+    if entry.result is not None and not minimal:
+        kind = entry.result["resourceType"]
+        if kind != "Bundle":
+            response = {"fullUrl": f"{base_url()}/{kind}/{entry.result['id']}", **response}
+        response["resource"] = entry.result
+    return response
