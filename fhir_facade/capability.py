@@ -66,7 +66,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Search result parameters: _count, _offset (paging), _sort, _include, "
-                    "_revinclude, _format=json. Unknown parameters are refused (400) unless "
+                    "_revinclude, _summary=count, _format=json. Unknown parameters are refused (400) unless "
                     "the request carries Prefer: handling=lenient. Chained search into the "
                     "Patient: Appointment?patient.<param>, Coverage?patient|beneficiary|"
                     "subscriber.<param>, with any Patient search parameter."

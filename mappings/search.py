@@ -680,7 +680,9 @@ SEARCHES: dict[str, ResourceSearch] = {
 }
 
 #: Result parameters understood everywhere (besides the resource's own parameters).
-RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_sort", "_format"})
+RESULT_PARAMS = frozenset(
+    {"_count", "_offset", "_include", "_revinclude", "_sort", "_format", "_summary"}
+)
 
 
 def parse_search(
@@ -817,5 +819,12 @@ def _result_param(
                     expression="_sort",
                 )
             sort.append((field_name, descending))
+    elif name == "_summary":
+        # count: the total only; false: the full resources (what we always return).
+        if value == "count":
+            query.limit = 0
+            query.count_total = True
+        elif value != "false":
+            raise InvalidSearch("_summary supports count and false", expression="_summary")
     elif name == "_format" and value not in ("json", "application/json", "application/fhir+json"):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")

@@ -11,6 +11,7 @@ from store.booking import BookingRequest, book_patient, update_booking
 from store.models import BookingStatus, Department, ProviderGroup
 from tests.factories import MONDAY, MRN, make_clinic, make_patient, make_session
 from tests.integration.helpers import BOOKING_ID_SYSTEM, entries, fhir, ids, outcome
+from tests.validation import assert_valid
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 ORG_SYSTEM = "urn:example:org"
@@ -389,3 +390,22 @@ def test_a_hostile_reference_value_is_refused_or_matches_nothing(client, mint, b
             outcome(response, 400, code="invalid", expression="patient")
         else:
             assert ids(fhir(response, 200)) == [], value
+
+
+def test_summary_count_gives_the_total_without_entries(client, database, mint):
+    def build(db):
+        clinic = make_clinic(db)
+        for _ in range(3):
+            make_session(db, clinic)
+        return clinic.schedule_id
+
+    schedule_id = database.write(build)
+    response = client.get(
+        f"/fhir/Slot?schedule=Schedule/{schedule_id}&_summary=count", headers=mint()
+    )
+    assert response.status_code == 200
+    bundle = response.json
+    assert_valid(bundle)
+    assert bundle["total"] == 3
+    assert "entry" not in bundle
+    assert [link["relation"] for link in bundle["link"]] == ["self"]
