@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,10 +18,18 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+#: Any constant: instances starting together on one PostgreSQL take turns migrating.
+_MIGRATION_LOCK = 4_242_017
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (default: the newest)."""
+    """Bring the schema to `revision` (default: the newest). On PostgreSQL an advisory
+    lock held for the transaction makes concurrent upgrades wait for each other; the
+    later ones then find the schema current and do nothing."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
