@@ -5,7 +5,9 @@ PORT ?= 8080
 FHIR_FACADE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export FHIR_FACADE_TEST_POSTGRES_URL
 
-.PHONY: install demo test check clean
+GATE := conformance/gate
+
+.PHONY: install demo test check conformance clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# The validator gate's node validators, exactly as pinned in the committed lockfile.
+$(GATE)/node_modules/.installed: $(GATE)/package.json $(GATE)/package-lock.json
+	cd $(GATE) && npm ci --no-audit --no-fund
+	touch $@
 
-demo: install
+install: $(VENV)/.installed $(GATE)/node_modules/.installed
+
+demo: $(VENV)/.installed
 	$(VENV)/bin/fhir-facade demo --port $(PORT)
 
 test: install
@@ -25,6 +32,12 @@ check: install
 	$(VENV)/bin/ruff check fhir_facade mappings store tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Validator gate: `make conformance` walks a fresh local demo server;
+# `make conformance URL=https://host/fhir TOKEN=... [LIMITED_TOKEN=...] [OUT=dir]` any server.
+conformance: install
+	$(VENV)/bin/python -m conformance.gate $(if $(URL),--base-url "$(URL)" --token "$(TOKEN)") \
+		$(if $(LIMITED_TOKEN),--limited-token "$(LIMITED_TOKEN)") $(if $(OUT),--out "$(OUT)")
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from mappings.errors import Unprocessable
+from mappings.errors import InvalidResource, Unprocessable
 
 CANONICAL = "http://fhir-facade.org/fhir"
 
@@ -78,3 +78,34 @@ def concept_code(concept: Any, table: dict[str, Coding], expression: str) -> str
             return code
     known = ", ".join(f"{c.system}|{c.code}" for c in table.values())
     raise Unprocessable(f"unknown code; known codes: {known}", expression=expression)
+
+
+#: Codes of the required bindings of the elements we keep as sent (R4 value sets).
+GENDERS = ("male", "female", "other", "unknown")
+REQUIRED_CODES: dict[str, tuple[str, ...]] = {
+    "gender": GENDERS,
+    "telecom.system": ("phone", "fax", "email", "pager", "url", "sms", "other"),
+    "telecom.use": ("home", "work", "temp", "old", "mobile"),
+    "name.use": ("usual", "official", "temp", "nickname", "anonymous", "old", "maiden"),
+    "address.use": ("home", "work", "temp", "old", "billing"),
+    "address.type": ("postal", "physical", "both"),
+    "identifier.use": ("usual", "official", "temp", "secondary", "old"),
+    "contact.gender": GENDERS,
+    "link.type": ("replaced-by", "replaces", "refer", "seealso"),
+}
+
+
+def check_required_codes(resource: dict[str, Any], resource_type: str) -> None:
+    """Refuse a code outside its required value set (the models check only its form)."""
+    for path, allowed in REQUIRED_CODES.items():
+        head, _, leaf = path.rpartition(".")
+        items = [resource] if not head else resource.get(head) or []
+        for index, item in enumerate(items if isinstance(items, list) else [items]):
+            code = item.get(leaf) if isinstance(item, dict) else None
+            if code is not None and code not in allowed:
+                where = (
+                    f"{resource_type}.{head}[{index}].{leaf}" if head else f"{resource_type}.{leaf}"
+                )
+                raise InvalidResource(
+                    f"{where}: {code!r} is not one of {', '.join(allowed)}", expression=where
+                )

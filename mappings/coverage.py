@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from mappings.common import JSON, instant, meta, parse_reference, parse_resource
-from mappings.errors import Unprocessable
+from mappings.errors import InvalidResource, Unprocessable
 from mappings.search import date_range
 from store.insurance import CoverageSpec
 from store.models import Coverage
@@ -70,6 +70,11 @@ def coverage_to_fhir(coverage: Coverage) -> JSON:
 
 def coverage_from_fhir(body: Any) -> CoverageSpec:
     coverage: Any = parse_resource(body, "Coverage")
+    if coverage.status not in _STATUSES:
+        raise InvalidResource(
+            f"Coverage.status: {coverage.status!r} is not one of {', '.join(_STATUSES)}",
+            expression="Coverage.status",
+        )
     _, beneficiary = parse_reference(
         coverage.beneficiary.reference, ("Patient",), "Coverage.beneficiary"
     )

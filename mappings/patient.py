@@ -11,7 +11,13 @@ from typing import Any
 
 import orjson
 
-from mappings.codes import CS_CONFIDENTIALITY, CS_IDENTIFIER_TYPE, RESTRICTED_LABEL, SYSTEM_MRN
+from mappings.codes import (
+    CS_CONFIDENTIALITY,
+    CS_IDENTIFIER_TYPE,
+    RESTRICTED_LABEL,
+    SYSTEM_MRN,
+    check_required_codes,
+)
 from mappings.common import JSON, meta, parse_resource
 from mappings.errors import Unprocessable
 from store.models import Patient
@@ -24,7 +30,6 @@ _MR_TYPE = {
 _SS_TYPE = {
     "coding": [{"system": CS_IDENTIFIER_TYPE, "code": "SS", "display": "Social Security number"}]
 }
-_GENDERS = ("male", "female", "other", "unknown")
 
 
 def patient_to_fhir(patient: Patient) -> JSON:
@@ -74,6 +79,7 @@ def patient_from_fhir(body: Any) -> PatientSpec:
     """Read a registration. The first official (else first) name is indexed for search;
     the SSN goes to the store to be hashed and is removed from the kept document."""
     patient: Any = parse_resource(body, "Patient")
+    check_required_codes(body, "Patient")
     if not patient.name:
         raise Unprocessable("a patient needs a name", expression="Patient.name")
     name = next((n for n in patient.name if n.use == "official"), patient.name[0])
@@ -97,7 +103,7 @@ def patient_from_fhir(body: Any) -> PatientSpec:
         family=name.family,
         given=" ".join(name.given or []),
         birth_date=patient.birthDate,
-        gender=patient.gender if patient.gender in _GENDERS else None,
+        gender=patient.gender,
         phones=phones,
         identifiers=tuple(identifiers),
         restricted=(CS_CONFIDENTIALITY, "R") in labels or (CS_CONFIDENTIALITY, "V") in labels,

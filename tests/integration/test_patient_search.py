@@ -508,3 +508,18 @@ def test_marking_a_visible_patient_restricted_needs_the_privacy_permission(app, 
     updated = body(send(client, "PUT", url, marked, privileged), 200)
     assert updated["meta"]["security"] == [RESTRICTED]
     refusal(client.get(url, headers=staff), 404, code="not-found")
+
+
+def test_codes_outside_their_required_value_sets_are_refused_and_nothing_is_stored(
+    app, client, database
+):
+    staff = token(app, STAFF)
+    before = _row_counts(database)
+    for element, bad, expression in (
+        ("gender", "sometimes", "Patient.gender"),
+        ("telecom", [{"system": "pigeon", "value": "1"}], "Patient.telecom[0].system"),
+        ("name", [{"family": "Odd", "use": "nickname-ish"}], "Patient.name[0].use"),
+    ):
+        sent = {**patient_body("Odd", mrn="ODD-1"), element: bad}
+        refusal(send(client, "POST", "/fhir/Patient", sent, staff), 400, expression=expression)
+    assert _row_counts(database) == before

@@ -1,0 +1,1 @@
+"""The validator gate (conformance/gate): independent validators over every response."""
