@@ -8,11 +8,17 @@ from fhir_facade.auth import PERMISSION_SCOPES
 from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
-from mappings.search import SEARCHES
+from mappings.search import SEARCHES, SearchParam
 
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-11-26"
 OPERATIONS = {"Appointment": OPERATION_DEFINITIONS}
+#: Our definitions in conformance/package (written by conformance/package/build.py).
+SUPPORTED_PROFILES = {"Slot": [f"{CANONICAL}/StructureDefinition/group-session"]}
+#: Search parameters whose type differs from the base spec's, defined by us.
+SEARCH_PARAMETER_DEFINITIONS = {
+    ("AuditEvent", "agent"): f"{CANONICAL}/SearchParameter/AuditEvent-agent",
+}
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -30,14 +36,13 @@ def capability_statement(base: str) -> dict[str, Any]:
             "conditionalUpdate": False,
             "conditionalDelete": "not-supported",
         }
+        if name in SUPPORTED_PROFILES:
+            entry["supportedProfile"] = list(SUPPORTED_PROFILES[name])
         if search.includes:
             entry["searchInclude"] = list(search.includes)
         if search.revincludes:
             entry["searchRevInclude"] = list(search.revincludes)
-        entry["searchParam"] = [
-            {"name": p.name, "type": p.type, "documentation": p.documentation}
-            for p in search.params.values()
-        ]
+        entry["searchParam"] = [_search_param(name, p) for p in search.params.values()]
         if name in OPERATIONS:
             entry["operation"] = [
                 {"name": op, "definition": url, "documentation": OPERATION_DOCS[op]}
@@ -66,9 +71,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Search result parameters: _count, _offset (paging), _sort, _include, "
-                    "_revinclude, _summary=count, _format=json. Unknown parameters are refused (400) unless "
-                    "the request carries Prefer: handling=lenient. Chained search into the "
-                    "Patient: Appointment?patient.<param>, Coverage?patient|beneficiary|"
+                    "_revinclude, _summary=count, _format=json. Unknown parameters are "
+                    "refused (400) unless the request carries Prefer: handling=lenient. "
+                    "Chained search into the Patient: Appointment?patient.<param>, "
+                    "Coverage?patient|beneficiary|"
                     "subscriber.<param>, with any Patient search parameter."
                 ),
                 "security": {
@@ -102,6 +108,17 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _search_param(resource_type: str, param: SearchParam) -> dict[str, Any]:
+    declared: dict[str, Any] = {"name": param.name}
+    if definition := SEARCH_PARAMETER_DEFINITIONS.get((resource_type, param.name)):
+        declared["definition"] = definition
+    declared["type"] = param.type
+    modifiers = ", ".join(f":{m}" for m in sorted(param.modifiers))
+    suffix = f" Modifiers: {modifiers}." if modifiers else ""
+    declared["documentation"] = param.documentation + suffix
+    return declared
 
 
 def smart_configuration(base: str) -> dict[str, Any]:

@@ -568,7 +568,7 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {"date": "start", "_lastUpdated": "last_updated"},
+        {"date": "start"},
         (("start", False),),
         includes={
             "Appointment:patient": Include(lambda b: [("Patient", b.patient_id)]),
@@ -663,7 +663,7 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {"order": "order"},
+        {},
         (("order", False),),
         includes={
             "Coverage:payor": Include(
