@@ -23,6 +23,10 @@ _PUBLIC = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 class FhirApi(Api):  # type: ignore[misc]
     """flask-smorest's Api whose HTTP errors answer with an OperationOutcome."""
 
+    # Errors are documented per route as OperationOutcome (fhir_facade.openapi), not
+    # as flask-smorest's own error schema.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
     def handle_http_exception(self, error: HTTPException) -> Response:
         return _error_response(error)
 
@@ -47,6 +51,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
+        # Interactive docs at /docs; the page loads Swagger UI from a CDN in the browser.
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "FHIR R4 (4.0.1) group-session booking; JSON only."},
+            "servers": [{"url": "/"}],
+            "security": [{"bearer": []}],
+        },
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         FHIR_BASE_URL=settings.base_url,
         FHIR_FACADE_SETTINGS=settings,
@@ -64,6 +76,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     api = FhirApi(app)
     from fhir_facade.api import build_blueprint
+    from fhir_facade.openapi import register
+
+    register(api)
 
     api.register_blueprint(build_blueprint())
     app.register_error_handler(Exception, _error_response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from fhir_facade import bundles, operations
+from fhir_facade import bundles, openapi, operations
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import read, search
@@ -22,16 +23,19 @@ def build_blueprint() -> Blueprint:
 
     @blp.route("", endpoint="system")
     class System(MethodView):
+        @openapi.documented(blp, openapi.system_doc())
         def post(self) -> Response:
             return bundles.process()
 
     @blp.route("/metadata")
     class Metadata(MethodView):
+        @openapi.documented(blp, openapi.metadata_doc())
         def get(self) -> Response:
             return fhir_response(capability_statement(base_url()))
 
     @blp.route("/.well-known/smart-configuration")
     class SmartConfiguration(MethodView):
+        @openapi.documented(blp, openapi.smart_configuration_doc())
         def get(self) -> Response:
             body = orjson.dumps(smart_configuration(base_url()))
             return Response(body, content_type="application/json")
@@ -44,28 +48,46 @@ def build_blueprint() -> Blueprint:
 
 
 def _operation_routes(blp: Blueprint) -> None:
-    routes = (
-        ("/Appointment/$find", "Appointment-find", {"post": lambda self: operations.find()}),
-        ("/Appointment/$book", "Appointment-book", {"post": lambda self: operations.book()}),
+    routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
+        ("/Appointment/$find", "find", lambda self: operations.find()),
+        ("/Appointment/$book", "book", lambda self: operations.book()),
         (
             "/Appointment/<string:ident>/$cancel-series",
-            "Appointment-cancel-series",
-            {"post": lambda self, ident: operations.cancel(ident)},
+            "cancel-series",
+            lambda self, ident: operations.cancel(ident),
         ),
     )
-    for url, endpoint, methods in routes:
+    for url, code, post in routes:
+        endpoint = f"Appointment-{code}"
+        methods = {"post": openapi.documented(blp, openapi.operation_doc(code))(post)}
         view = type(endpoint.replace("-", ""), (MethodView,), methods)
         blp.route(url, endpoint=endpoint)(view)
 
 
 def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> None:
-    type_methods: dict[str, Any] = {"get": lambda self: search(name, _query_pairs())}
+    type_methods: dict[str, Any] = {
+        "get": openapi.documented(blp, openapi.search_doc(name))(
+            lambda self: search(name, _query_pairs())
+        )
+    }
     if "create" in interactions:
-        type_methods["post"] = lambda self: WRITES[(name, "create")]()
-    instance_methods: dict[str, Any] = {"get": lambda self, ident: read(name, ident)}
+        type_methods["post"] = openapi.documented(blp, openapi.create_doc(name))(
+            lambda self: WRITES[(name, "create")]()
+        )
+    instance_methods: dict[str, Any] = {
+        "get": openapi.documented(blp, openapi.read_doc(name))(
+            lambda self, ident: read(name, ident)
+        )
+    }
     if "update" in interactions:
-        instance_methods["put"] = lambda self, ident: WRITES[(name, "update")](ident)
-    search_methods: dict[str, Any] = {"post": lambda self: search(name, _form_pairs())}
+        instance_methods["put"] = openapi.documented(blp, openapi.update_doc(name))(
+            lambda self, ident: WRITES[(name, "update")](ident)
+        )
+    search_methods: dict[str, Any] = {
+        "post": openapi.documented(blp, openapi.search_post_doc(name))(
+            lambda self: search(name, _form_pairs())
+        )
+    }
 
     blp.route(f"/{name}", endpoint=f"{name}-type")(type(f"{name}Type", (MethodView,), type_methods))
     blp.route(f"/{name}/<string:ident>", endpoint=f"{name}-instance")(

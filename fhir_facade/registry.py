@@ -87,8 +87,11 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Schedule",
             ProviderSchedule,
             schedule_to_fhir,
-            ("read", "search-type"),
-            documentation="A provider's calendar in one department.",
+            ("read", "search-type", "create"),
+            documentation=(
+                "A provider's calendar in one department (actor: one Location, at most one "
+                "Practitioner). Create needs the __schedule.manage permission."
+            ),
         ),
         ResourceType(
             "Slot",
@@ -96,9 +99,11 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             slot_to_fhir,
             ("read", "search-type", "create", "update"),
             documentation=(
-                "Group sessions. Capacity and booked count in the group-capacity extension; "
-                "create and update need the __schedule.manage permission; capacity never "
-                "drops below the booked count."
+                "Group sessions. Capacity and booked count in the group-capacity extension "
+                "(a Slot created without it has one place); create and update need the "
+                "__schedule.manage permission; capacity never drops below the booked count. "
+                "free/busy are counted; busy-unavailable blocks a session, as does busy on "
+                "a new one."
             ),
         ),
         ResourceType(

@@ -33,6 +33,7 @@ from fhir_facade.reads import authorize, run_search
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.audit import patient_of
 from mappings.coverage import coverage_from_fhir, coverage_to_fhir
+from mappings.directory import schedule_from_fhir, schedule_to_fhir
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search import parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
@@ -41,7 +42,7 @@ from store.booking import Notice, book_patient, update_booking
 from store.errors import DuplicateIdentifier, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.patients import register_patient, update_patient
-from store.sessions import create_session, update_session
+from store.sessions import create_schedule, create_session, update_session
 from store.ssn import SsnHasher
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
@@ -102,6 +103,10 @@ def _rebook(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return appointment_to_fhir(result.booking), result.warnings
 
 
+def _new_schedule(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    return schedule_to_fhir(create_schedule(db, spec, schedule_id=ctx.ident)), []
+
+
 def _new_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
 
@@ -151,6 +156,7 @@ WRITERS: dict[tuple[str, str], Writer] = {
     for w in (
         Writer("Appointment", "create", appointment_from_fhir, _book, _booked_patient),
         Writer("Appointment", "update", appointment_from_fhir, _rebook, _booked_patient),
+        Writer("Schedule", "create", schedule_from_fhir, _new_schedule, permission=SCHEDULE_MANAGE),
         Writer("Slot", "create", slot_from_fhir, _new_slot, permission=SCHEDULE_MANAGE),
         Writer("Slot", "update", slot_from_fhir, _change_slot, permission=SCHEDULE_MANAGE),
         Writer("Patient", "create", patient_from_fhir, _register),

@@ -82,6 +82,7 @@ def concept_code(concept: Any, table: dict[str, Coding], expression: str) -> str
 
 #: Codes of the required bindings of the elements we keep as sent (R4 value sets).
 GENDERS = ("male", "female", "other", "unknown")
+IDENTIFIER_USES = ("usual", "official", "temp", "secondary", "old")
 REQUIRED_CODES: dict[str, tuple[str, ...]] = {
     "gender": GENDERS,
     "telecom.system": ("phone", "fax", "email", "pager", "url", "sms", "other"),
@@ -89,15 +90,19 @@ REQUIRED_CODES: dict[str, tuple[str, ...]] = {
     "name.use": ("usual", "official", "temp", "nickname", "anonymous", "old", "maiden"),
     "address.use": ("home", "work", "temp", "old", "billing"),
     "address.type": ("postal", "physical", "both"),
-    "identifier.use": ("usual", "official", "temp", "secondary", "old"),
+    "identifier.use": IDENTIFIER_USES,
     "contact.gender": GENDERS,
     "link.type": ("replaced-by", "replaces", "refer", "seealso"),
 }
 
 
-def check_required_codes(resource: dict[str, Any], resource_type: str) -> None:
+def check_required_codes(
+    resource: dict[str, Any],
+    resource_type: str,
+    required: dict[str, tuple[str, ...]] = REQUIRED_CODES,
+) -> None:
     """Refuse a code outside its required value set (the models check only its form)."""
-    for path, allowed in REQUIRED_CODES.items():
+    for path, allowed in required.items():
         head, _, leaf = path.rpartition(".")
         items = [resource] if not head else resource.get(head) or []
         for index, item in enumerate(items if isinstance(items, list) else [items]):

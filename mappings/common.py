@@ -7,6 +7,7 @@ import importlib
 import re
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from mappings.errors import InvalidResource, Unprocessable
@@ -63,6 +64,13 @@ def parse_resource(body: Any, resource_type: str) -> BaseModel:
         raise InvalidResource(message, expression=paths[0]) from None
     except (ValueError, TypeError) as exc:
         raise InvalidResource(str(exc), expression=resource_type) from None
+    except LookupError:
+        # fhir.resources looks nested resources (contained, Bundle entries) up by their
+        # resourceType and raises KeyError for one it does not know.
+        raise InvalidResource(
+            "a nested resource (contained or in a Bundle entry) has an unknown resourceType",
+            expression=resource_type,
+        ) from None
 
 
 def _fhirpath(resource_type: str, loc: tuple[Any, ...]) -> str:
@@ -96,7 +104,12 @@ _REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_h
 
 def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) -> tuple[str, str]:
     """Split 'Type/id' (relative or absolute) into (type, id); the type must be allowed."""
-    match = _REFERENCE.match(ref or "")
+    if not ref:
+        raise Unprocessable(
+            f"a reference to {' or '.join(allowed)} is needed (a display alone is not enough)",
+            expression=expression,
+        )
+    match = _REFERENCE.match(ref)
     if match is None or match.group(1) not in allowed:
         raise Unprocessable(
             f"expected a reference to {' or '.join(allowed)}, got {ref!r}", expression=expression
@@ -114,6 +127,12 @@ def aware(value: Any, expression: str) -> dt.datetime:
     if parsed.tzinfo is None:
         raise InvalidResource("a time zone is required", expression=expression)
     return parsed.astimezone(dt.UTC)
+
+
+def kept_document(body: dict[str, Any], *, without: tuple[str, ...] = ()) -> str:
+    """A client's resource as we keep it to give back (JSON, no resourceType/id/meta)."""
+    dropped = ("resourceType", "id", "meta", *without)
+    return orjson.dumps({k: v for k, v in body.items() if k not in dropped}).decode()
 
 
 def codeable(coding: dict[str, str]) -> JSON:

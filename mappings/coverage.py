@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from mappings.common import JSON, instant, meta, parse_reference, parse_resource
+from mappings.common import JSON, instant, kept_document, meta, parse_reference, parse_resource
 from mappings.errors import InvalidResource, Unprocessable
 from mappings.search import date_range
 from store.insurance import CoverageSpec
@@ -110,9 +110,7 @@ def coverage_from_fhir(body: Any) -> CoverageSpec:
         identifiers=tuple(
             (i.system or "", i.value) for i in (coverage.identifier or []) if i.value
         ),
-        document=orjson.dumps(
-            {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
-        ).decode(),
+        document=kept_document(body),
     )
 
 

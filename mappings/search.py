@@ -37,6 +37,8 @@ from store.text import fold, phone_digits
 DEFAULT_COUNT = 50
 COVERAGE_STATUSES = ("active", "cancelled", "draft", "entered-in-error")
 MAX_COUNT = 1000
+#: Largest _offset (and _count before capping) accepted: beyond it the database refuses.
+MAX_OFFSET = 2**31 - 1
 
 Translate = Callable[[str | None, str], list[Condition]]
 
@@ -779,8 +781,10 @@ def _result_param(
     lenient: bool,
 ) -> None:
     if name in ("_count", "_offset"):
-        if not value.isdigit():
-            raise InvalidSearch(f"{name} must be a non-negative integer", expression=name)
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_OFFSET:
+            raise InvalidSearch(
+                f"{name} must be an integer from 0 to {MAX_OFFSET}", expression=name
+            )
         if name == "_count":
             query.limit = min(int(value), MAX_COUNT)
             query.count_total = True

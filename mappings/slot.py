@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from mappings.codes import (
     APPOINTMENT_TYPES,
     EXT_CLOSED_SESSION,
     EXT_GROUP_CAPACITY,
     EXT_SLOT_CAPACITY_SMART,
+    IDENTIFIER_USES,
     SERVICE_TYPES,
+    check_required_codes,
     concept_code,
 )
-from mappings.common import JSON, aware, codeable, instant, meta, parse_reference, parse_resource
+from mappings.common import (
+    JSON,
+    aware,
+    codeable,
+    instant,
+    kept_document,
+    meta,
+    parse_reference,
+    parse_resource,
+)
 from mappings.errors import Unprocessable
 from store.models import Availability, GroupSession
 from store.sessions import SessionSpec
@@ -30,49 +43,83 @@ SLOT_STATUS = {
 }
 
 
+#: What a Slot says that is ours to say, whatever a client sent: the counts, the
+#: status derived from them, and where and when the session is.
+_SERVER_OWNED = ("extension", "schedule", "status", "start", "end", "overbooked")
+#: Kept in columns, so left out of the client's document.
+_COLUMNS = ("extension", "schedule", "start", "end")
+
+
+#: Statuses that hold a new session (no bookings: it cannot be full): not bookable,
+#: and read back as declared until an update says free or busy-unavailable.
+HELD = ("busy", "busy-tentative")
+
+
 def slot_to_fhir(session: GroupSession) -> JSON:
     resource: JSON = {
         "resourceType": "Slot",
         "id": session.id,
         "meta": meta(session.version, session.last_updated),
-        "extension": [
-            {
-                "url": EXT_GROUP_CAPACITY,
-                "extension": [
-                    {"url": "capacity", "valueUnsignedInt": session.capacity},
-                    {"url": "booked", "valueUnsignedInt": session.booked},
-                ],
-            },
-            {"url": EXT_SLOT_CAPACITY_SMART, "valueInteger": session.places_left},
-            {"url": EXT_CLOSED_SESSION, "valueBoolean": session.closed},
-        ],
     }
+    document: JSON = orjson.loads(session.document) if session.document else {}
+    resource["extension"] = [
+        {
+            "url": EXT_GROUP_CAPACITY,
+            "extension": [
+                {"url": "capacity", "valueUnsignedInt": session.capacity},
+                {"url": "booked", "valueUnsignedInt": session.booked},
+            ],
+        },
+        {
+            "url": EXT_SLOT_CAPACITY_SMART,
+            "valueInteger": 0 if session.blocked else session.places_left,
+        },
+        {"url": EXT_CLOSED_SESSION, "valueBoolean": session.closed},
+    ]
+    if document:  # created through the API: the client's other elements as sent
+        resource.update(document)
+        resource["schedule"] = {"reference": f"Schedule/{session.schedule_id}"}
+        _when_and_status(resource, session, document)
+        return resource
     if session.service_type and (service := SERVICE_TYPES.get(session.service_type)):
         resource["serviceType"] = [codeable(service.as_fhir())]
     if session.appointment_type and (kind := APPOINTMENT_TYPES.get(session.appointment_type)):
         resource["appointmentType"] = codeable(kind.as_fhir())
     resource["schedule"] = {"reference": f"Schedule/{session.schedule_id}"}
-    resource["status"] = SLOT_STATUS[session.availability]
-    resource["start"] = instant(session.start)
-    resource["end"] = instant(session.end)
-    resource["overbooked"] = False
+    _when_and_status(resource, session, document)
     if session.comment:
         resource["comment"] = session.comment
     return resource
 
 
+def _when_and_status(resource: JSON, session: GroupSession, document: JSON) -> None:
+    """Status is counted, except that a held session says the status it was created with
+    (busy, busy-tentative); `overbooked` only ever echoes such a hold."""
+    declared = document.get("status")
+    held = session.blocked and declared in HELD
+    resource["status"] = declared if held else SLOT_STATUS[session.availability]
+    resource["start"] = instant(session.start)
+    resource["end"] = instant(session.end)
+    if "overbooked" in document or not document:
+        resource["overbooked"] = bool(held and document.get("overbooked"))
+
+
 def slot_from_fhir(body: Any) -> SessionSpec:
     """Read a Slot sent by a schedule admin. `booked` and `status` free/busy are ours to
-    compute; `busy-unavailable` blocks the session."""
+    compute; `busy-unavailable` blocks the session, and `busy`/`busy-tentative` hold a new
+    one (an empty session cannot be full: the client is holding it). Without the group-capacity
+    extension a Slot is what FHIR means by default: one place."""
     slot: Any = parse_resource(body, "Slot")
+    check_required_codes(body, "Slot", {"identifier.use": IDENTIFIER_USES})
     _, schedule_id = parse_reference(slot.schedule.reference, ("Schedule",), "Slot.schedule")
     start = aware(slot.start, "Slot.start")
     end = aware(slot.end, "Slot.end")
     if end <= start:
         raise Unprocessable("end must be after start", expression="Slot.end")
-    if slot.status not in ("free", "busy", "busy-unavailable"):
+    if slot.status == "entered-in-error":
         raise Unprocessable(
-            f"status {slot.status!r} is not supported for a group session", expression="Slot.status"
+            "a group session cannot be created or changed as entered-in-error",
+            expression="Slot.status",
         )
     capacity, closed = _extensions(slot.extension or [])
     return SessionSpec(
@@ -87,9 +134,16 @@ def slot_from_fhir(body: Any) -> SessionSpec:
             slot.serviceType[0] if slot.serviceType else None, SERVICE_TYPES, "Slot.serviceType"
         ),
         closed=closed,
-        blocked=slot.status == "busy-unavailable",
+        blocked={"free": False, "busy-unavailable": True}.get(slot.status),
         comment=slot.comment,
+        document=kept_document(body, without=_COLUMNS) if _unmodelled(body) else None,
     )
+
+
+def _unmodelled(body: JSON) -> bool:
+    """Whether the client sent more than we keep in columns, or a hold to remember."""
+    modelled = {"resourceType", "id", "meta", "serviceType", "appointmentType", "comment"}
+    return bool(set(body) - modelled - set(_SERVER_OWNED)) or body.get("status") in HELD
 
 
 def _extensions(extensions: list[Any]) -> tuple[int, bool]:
@@ -97,19 +151,17 @@ def _extensions(extensions: list[Any]) -> tuple[int, bool]:
     closed = False
     for index, ext in enumerate(extensions):
         if ext.url == EXT_GROUP_CAPACITY:
-            for part in ext.extension or []:
-                if part.url == "capacity":
-                    capacity = part.valueUnsignedInt
+            parts = {part.url: part.valueUnsignedInt for part in ext.extension or []}
+            capacity = parts.get("capacity")
+            if capacity is None:
+                raise Unprocessable(
+                    f"{EXT_GROUP_CAPACITY} needs its 'capacity' valueUnsignedInt",
+                    expression=f"Slot.extension[{index}]",
+                )
         elif ext.url == EXT_CLOSED_SESSION:
             closed = bool(ext.valueBoolean)
         elif ext.url != EXT_SLOT_CAPACITY_SMART:
             raise Unprocessable(
                 f"unsupported extension {ext.url!r}", expression=f"Slot.extension[{index}]"
             )
-    if capacity is None:
-        raise Unprocessable(
-            f"a group session needs its capacity: extension {EXT_GROUP_CAPACITY} "
-            "with a 'capacity' valueUnsignedInt",
-            expression="Slot.extension",
-        )
-    return capacity, closed
+    return (1 if capacity is None else capacity), closed

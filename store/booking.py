@@ -125,9 +125,14 @@ def book_patients(
     with nothing written for it; every other refusal raises.
     """
     ids = [p.request.session_id for p in placements]
-    if any(p.request.status not in HOLDS_PLACE for p in placements) or None in ids:
+    if any(p.request.status not in HOLDS_PLACE for p in placements):
         raise RuleViolation(
-            "a new booking needs status 'booked' and a slot", field="Appointment.status"
+            "a new booking needs status 'booked' (drafts are made by $book)",
+            field="Appointment.status",
+        )
+    if None in ids:
+        raise RuleViolation(
+            "a new booking needs the Slot of its group session", field="Appointment.slot"
         )
     session_ids = [i for i in ids if i is not None]
     if len(set(session_ids)) != len(session_ids):
@@ -441,7 +446,7 @@ def _apply(
     booking.comment = request.comment
     booking.cancellation_reason = request.cancellation_reason
     provider_ids = request.provider_ids or (
-        (session.schedule.provider_id,) if session is not None else ()
+        session.schedule.provider_ids if session is not None else ()
     )
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):

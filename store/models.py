@@ -113,12 +113,13 @@ class Provider(Versioned, Base):
 
 
 class ProviderSchedule(Versioned, Base):
-    """A provider's calendar tab in one department."""
+    """A provider's calendar tab in one department (or, without a provider, a
+    department's own calendar, as a client may create one)."""
 
     __tablename__ = "provider_schedule"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    provider_id: Mapped[str] = mapped_column(ForeignKey("provider.id"), index=True)
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("provider.id"), index=True)
     department_id: Mapped[str] = mapped_column(ForeignKey("department.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -126,9 +127,17 @@ class ProviderSchedule(Versioned, Base):
     horizon_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    # The Schedule as a client created it (JSON, without id/meta), so elements we do
+    # not model come back as sent; None for schedules made by the clinic's own tools.
+    document: Mapped[str | None] = mapped_column(Text)
 
-    provider: Mapped[Provider] = relationship(lazy="joined", innerjoin=True)
+    provider: Mapped[Provider | None] = relationship(lazy="joined")
     department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def provider_ids(self) -> tuple[str, ...]:
+        """The providers a booking in this calendar lists by default."""
+        return (self.provider_id,) if self.provider_id else ()
 
 
 class Availability(enum.StrEnum):
@@ -164,6 +173,9 @@ class GroupSession(Versioned, Base):
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str | None] = mapped_column(Text)
+    # The client's Slot elements we do not model (identifier, serviceCategory, ...) and
+    # the status a held session was declared with; JSON, None when there are none.
+    document: Mapped[str | None] = mapped_column(Text)
 
     schedule: Mapped[ProviderSchedule] = relationship(lazy="joined", innerjoin=True)
 
@@ -182,11 +194,25 @@ class GroupSession(Versioned, Base):
 
 class Patient(Versioned, Base):
     __tablename__ = "patient"
+    # Name prefixes are searched as bytewise ranges (store.search): on PostgreSQL that
+    # needs the pattern operator class, whatever the database's collation.
+    __table_args__ = (
+        Index(
+            "ix_patient_family_prefix",
+            "family_folded",
+            postgresql_ops={"family_folded": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_patient_given_prefix",
+            "given_folded",
+            postgresql_ops={"given_folded": "text_pattern_ops"},
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     family: Mapped[str] = mapped_column(String(100))
     given: Mapped[str] = mapped_column(String(100), default="")
-    family_folded: Mapped[str] = mapped_column(String(100), index=True)
+    family_folded: Mapped[str] = mapped_column(String(100))
     given_folded: Mapped[str] = mapped_column(String(100), default="")
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(16))

@@ -2,7 +2,9 @@
 
 Callers name fields, never columns; each record kind lists its searchable
 fields below. Values are always bound parameters (LIKE wildcards escaped), so
-any string a client sends is treated as data.
+any string a client sends is treated as data. A condition on a child table is
+`id IN (SELECT parent_id ... WHERE indexed = :value)`, not a correlated EXISTS:
+SQLite would otherwise probe the child index once per parent row.
 """
 
 from __future__ import annotations
@@ -11,8 +13,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from store.access import Access
 from store.models import (
@@ -111,6 +128,41 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise ValueError(f"unknown operator {op!r}")
 
 
+class _PrefixRange(FunctionElement[bool]):
+    """`column` starts with `prefix`, written as the index range `prefix <= column <
+    successor` compared bytewise (code points), so a B-tree index serves it: SQLite's
+    default BINARY collation, PostgreSQL's `text_pattern_ops` operators `~>=~ ~<~`
+    (a linguistic collation such as en_US would not order by prefix)."""
+
+    inherit_cache = True
+    type = Boolean()
+    name = "prefix_range"
+
+
+@compiles(_PrefixRange)
+def _prefix_range(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} >= {low} AND {column} < {high})"
+
+
+@compiles(_PrefixRange, "postgresql")
+def _prefix_range_pg(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} ~>=~ {low} AND {column} ~<~ {high})"
+
+
+def _folded(attr: InstrumentedAttribute[Any]) -> Builder:
+    """A name column kept folded (lower case, no accents), as is the value searched."""
+
+    def build(op: str, value: Any) -> ColumnElement[bool]:
+        if op != "startswith" or not value or ord(value[-1]) >= 0x10FFFF:
+            return _compare(attr, op, value)
+        successor = value[:-1] + chr(ord(value[-1]) + 1)
+        return _PrefixRange(attr, literal(value), literal(successor))
+
+    return build
+
+
 def _single_identifier(system_col: Any, value_col: Any) -> Builder:
     """Value is (system or None, value or None)."""
 
@@ -128,33 +180,33 @@ def _single_identifier(system_col: Any, value_col: Any) -> Builder:
 
 def _patient_identifier(op: str, value: Any) -> ColumnElement[bool]:
     system, ident = value
-    parts = [PatientIdentifier.patient_id == Patient.id]
+    parts = []
     if system is not None:
         parts.append(PatientIdentifier.system == system)
     if ident is not None:
         parts.append(PatientIdentifier.value == ident)
-    return exists().where(*parts)
+    return Patient.id.in_(select(PatientIdentifier.patient_id).where(true(), *parts))
 
 
 def _patient_ssn(op: str, value: Any) -> ColumnElement[bool]:
     """Value: the keyed hashes an SSN may be stored as (one per configured key)."""
     if not value:
         return false()
-    return exists().where(
-        PatientIdentifier.patient_id == Patient.id,
-        PatientIdentifier.system == SSN_SYSTEM,
-        PatientIdentifier.value.in_(value),
+    return Patient.id.in_(
+        select(PatientIdentifier.patient_id).where(
+            PatientIdentifier.system == SSN_SYSTEM, PatientIdentifier.value.in_(value)
+        )
     )
 
 
 def _coverage_identifier(op: str, value: Any) -> ColumnElement[bool]:
     system, ident = value
-    parts = [CoverageIdentifier.coverage_id == Coverage.id]
+    parts = []
     if system is not None:
         parts.append(CoverageIdentifier.system == (system or ""))
     if ident is not None:
         parts.append(CoverageIdentifier.value == ident)
-    return exists().where(*parts)
+    return Coverage.id.in_(select(CoverageIdentifier.coverage_id).where(true(), *parts))
 
 
 def _coverage_payor(op: str, value: Any) -> ColumnElement[bool]:
@@ -185,22 +237,22 @@ def _patient_chain(reference: Any) -> Builder:
 
 
 def _patient_phone(op: str, value: Any) -> ColumnElement[bool]:
-    return exists().where(PatientPhone.patient_id == Patient.id, PatientPhone.digits == value)
+    return Patient.id.in_(select(PatientPhone.patient_id).where(PatientPhone.digits == value))
 
 
 def _booking_identifier(op: str, value: Any) -> ColumnElement[bool]:
     system, ident = value
-    parts = [BookingIdentifier.booking_id == Booking.id]
+    parts = []
     if system is not None:
         parts.append(BookingIdentifier.system == (system or ""))
     if ident is not None:
         parts.append(BookingIdentifier.value == ident)
-    return exists().where(*parts)
+    return Booking.id.in_(select(BookingIdentifier.booking_id).where(true(), *parts))
 
 
 def _booking_provider(op: str, value: Any) -> ColumnElement[bool]:
-    return exists().where(
-        BookingProvider.booking_id == Booking.id, BookingProvider.provider_id == value
+    return Booking.id.in_(
+        select(BookingProvider.booking_id).where(BookingProvider.provider_id == value)
     )
 
 
@@ -230,9 +282,12 @@ def _overlaps(start: Any, end: Any) -> Builder:
     return build
 
 
-def _name_parts(*cols: Any) -> Builder:
+def _name_parts(*parts: Any) -> Builder:
+    """Any of the name's parts: columns, or builders of their own."""
+    builders = [_column(p) if isinstance(p, InstrumentedAttribute) else p for p in parts]
+
     def build(op: str, value: Any) -> ColumnElement[bool]:
-        return or_(*(_compare(c, op, value) for c in cols))
+        return or_(*(b(op, value) for b in builders))
 
     return build
 
@@ -278,9 +333,9 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
     },
     Patient: {
         "id": _column(Patient.id),
-        "family": _column(Patient.family_folded),
-        "given": _column(Patient.given_folded),
-        "name": _name_parts(Patient.family_folded, Patient.given_folded),
+        "family": _folded(Patient.family_folded),
+        "given": _folded(Patient.given_folded),
+        "name": _name_parts(_folded(Patient.family_folded), _folded(Patient.given_folded)),
         "family_exact": _column(Patient.family),
         "given_exact": _column(Patient.given),
         "name_exact": _name_parts(Patient.family, Patient.given),

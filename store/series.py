@@ -185,10 +185,10 @@ def preview_series(
     )
     sessions = _candidate_sessions(db, [s.id for s in schedules], occurrences, limits.tolerance)
     departments = {s.department_id for s in schedules}
-    providers = {s.provider_id for s in schedules}
+    providers = {s.provider_ids for s in schedules}
     default = _Defaults(
         department_id=departments.pop() if len(departments) == 1 else None,
-        provider_ids=(providers.pop(),) if len(providers) == 1 else (),
+        provider_ids=providers.pop() if len(providers) == 1 else (),
         appointment_type=query.appointment_type,
     )
     matcher = _Matcher(sessions, limits.tolerance)
@@ -553,7 +553,7 @@ def _propose(occurrence: Occurrence, matcher: _Matcher, default: _Defaults, zone
             occurrence,
             session,
             session.schedule.department_id,
-            (session.schedule.provider_id,),
+            session.schedule.provider_ids,
             default.appointment_type or session.appointment_type,
             tuple(notices),
         )

@@ -1,4 +1,4 @@
-"""Creating and altering group sessions (the schedule admin's work)."""
+"""Creating schedules and creating and altering group sessions (the schedule admin's work)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from store.common import new_id
 from store.errors import CapacityBelowBooked, NotFound, RuleViolation, VersionMismatch
-from store.models import GroupSession, ProviderSchedule
+from store.models import Department, GroupSession, Provider, ProviderSchedule
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,54 @@ class SessionSpec:
     appointment_type: str | None = None
     service_type: str | None = None
     closed: bool = False
-    blocked: bool = False
+    # True blocks the session, False opens it; None ("busy" as sent by a client) holds
+    # a new session and leaves an existing one as it is: full or not is ours to count.
+    blocked: bool | None = False
     comment: str | None = None
+    document: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    department_id: str
+    provider_id: str | None = None
+    active: bool = True
+    horizon_start: dt.datetime | None = None
+    horizon_end: dt.datetime | None = None
+    identifier_system: str | None = None
+    identifier_value: str | None = None
+    name: str | None = None
+    document: str | None = None
+
+
+def create_schedule(
+    db: Session, spec: ScheduleSpec, *, schedule_id: str | None = None
+) -> ProviderSchedule:
+    """Open a calendar: a provider's in a department, or a department's own."""
+    if db.get(Department, spec.department_id) is None:
+        raise NotFound("Location", spec.department_id, field="Schedule.actor")
+    if spec.provider_id is not None and db.get(Provider, spec.provider_id) is None:
+        raise NotFound("Practitioner", spec.provider_id, field="Schedule.actor")
+    if spec.horizon_start and spec.horizon_end and spec.horizon_end < spec.horizon_start:
+        raise RuleViolation(
+            "the planning horizon ends before it starts", field="Schedule.planningHorizon"
+        )
+    schedule = ProviderSchedule(
+        id=schedule_id or new_id(),
+        provider_id=spec.provider_id,
+        department_id=spec.department_id,
+        name=spec.name,
+        active=spec.active,
+        horizon_start=spec.horizon_start,
+        horizon_end=spec.horizon_end,
+        identifier_system=spec.identifier_system,
+        identifier_value=spec.identifier_value,
+        document=spec.document,
+        version=1,
+    )
+    db.add(schedule)
+    db.flush()
+    return schedule
 
 
 def create_session(
@@ -45,7 +91,12 @@ def update_session(
     The row is locked first, so a booking running at the same time either lands
     before (and is counted here) or waits and sees the new capacity.
     """
-    session = db.get(GroupSession, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        GroupSession,
+        session_id,
+        with_for_update={"of": GroupSession},  # not the outer-joined provider
+        populate_existing=True,
+    )
     if session is None:
         raise NotFound("Slot", session_id)
     if expected_version is not None and session.version != expected_version:
@@ -87,5 +138,9 @@ def _apply(session: GroupSession, spec: SessionSpec) -> None:
     session.appointment_type = spec.appointment_type
     session.service_type = spec.service_type
     session.closed = spec.closed
-    session.blocked = spec.blocked
+    if spec.blocked is not None:
+        session.blocked = spec.blocked
+    elif session.blocked is None:  # a new session declared busy: held
+        session.blocked = True
     session.comment = spec.comment
+    session.document = spec.document

@@ -39,15 +39,35 @@ def make_clinic(db: Session) -> Clinic:
     n = next(_counter)
     db.add(ProviderGroup(id=f"org-{n}", name=f"Harbor Group {n}"))
     db.flush()
-    db.add(Department(id=f"dept-{n}", name="Brooklyn", timezone="America/New_York",
-                      provider_group_id=f"org-{n}"))
-    db.add(Provider(id=f"prac-{n}", prefix="Dr.", given="Ana", family="Rivera",
-                    identifier_system="http://hl7.org/fhir/sid/us-npi",
-                    identifier_value=f"14876{n:05d}"))
+    db.add(
+        Department(
+            id=f"dept-{n}",
+            name="Brooklyn",
+            timezone="America/New_York",
+            provider_group_id=f"org-{n}",
+        )
+    )
+    db.add(
+        Provider(
+            id=f"prac-{n}",
+            prefix="Dr.",
+            given="Ana",
+            family="Rivera",
+            identifier_system="http://hl7.org/fhir/sid/us-npi",
+            identifier_value=f"14876{n:05d}",
+        )
+    )
     db.add(Provider(id=f"prac-{n}b", given="Wei", family="Chen"))
     db.flush()
-    db.add(ProviderSchedule(id=f"sched-{n}", provider_id=f"prac-{n}", department_id=f"dept-{n}",
-                            name="Rivera groups", active=True))
+    db.add(
+        ProviderSchedule(
+            id=f"sched-{n}",
+            provider_id=f"prac-{n}",
+            department_id=f"dept-{n}",
+            name="Rivera groups",
+            active=True,
+        )
+    )
     db.flush()
     return Clinic(f"org-{n}", f"dept-{n}", f"prac-{n}", f"prac-{n}b", f"sched-{n}")
 

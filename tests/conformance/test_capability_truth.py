@@ -440,7 +440,8 @@ def test_every_declared_include_and_revinclude_brings_what_it_names(server):
 
 def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource]]:
     """Minimal valid create bodies, in dependency order; the ids created so far are passed."""
-    schedule = server.everything("Schedule")[0]["id"]
+    existing = server.everything("Schedule")[0]
+    department = next(a for a in existing["actor"] if a["reference"].startswith("Location/"))
     start = dt.datetime.now(dt.UTC).replace(microsecond=0, second=0, minute=0)
     start += dt.timedelta(days=400)
 
@@ -461,12 +462,15 @@ def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource
             "payor": [{"reference": f"Patient/{ids['Patient']}"}],
         }
 
+    def schedule(ids: dict[str, str]) -> Resource:
+        return {"resourceType": "Schedule", "actor": [{"reference": department["reference"]}]}
+
     def slot(ids: dict[str, str]) -> Resource:
         capacity = {"url": "capacity", "valueUnsignedInt": 4}
         return {
             "resourceType": "Slot",
             "extension": [{"url": EXT_GROUP_CAPACITY, "extension": [capacity]}],
-            "schedule": {"reference": f"Schedule/{schedule}"},
+            "schedule": {"reference": f"Schedule/{ids['Schedule']}"},
             "status": "free",
             "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "end": (start + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -483,7 +487,13 @@ def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource
             ],
         }
 
-    return {"Patient": patient, "Coverage": coverage, "Slot": slot, "Appointment": appointment}
+    return {
+        "Patient": patient,
+        "Coverage": coverage,
+        "Schedule": schedule,
+        "Slot": slot,
+        "Appointment": appointment,
+    }
 
 
 def test_every_declared_create_and_update_succeeds(server):

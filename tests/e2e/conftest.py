@@ -116,7 +116,14 @@ def _launch(database_url: str, folder: Path) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     command = [
-        sys.executable, "-m", "fhir_facade.cli", "serve", "--port", str(port), "--workers", "2",
+        sys.executable,
+        "-m",
+        "fhir_facade.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
     ]
     with (folder / "stdout.log").open("wb") as out, (folder / "stderr.log").open("wb") as err:
         process = subprocess.Popen(
@@ -217,4 +224,3 @@ def http(auth: dict[str, str]) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers.update(auth)
         yield session
-

@@ -42,8 +42,9 @@ INTERACTION = "http://hl7.org/fhir/restful-interaction"
 def trail(client, app, **params: str) -> list[dict[str, Any]]:
     """The AuditEvents an auditor finds with `params` (newest first)."""
     headers = token(app, AUDITOR, "auditor")
-    response = client.get("/fhir/AuditEvent", query_string={**params, "_count": "200"},
-                          headers=headers)
+    response = client.get(
+        "/fhir/AuditEvent", query_string={**params, "_count": "200"}, headers=headers
+    )
     return matches(body(response, 200))
 
 
@@ -84,15 +85,17 @@ def test_every_create_update_and_cancel_writes_a_success_audit_event(app, client
 
     events = trail(client, app, agent="alice")
 
-    assert sorted(summary(e) for e in events) == sorted([
-        ("C", "create", f"Patient/{pid}", "0"),
-        ("U", "update", f"Patient/{pid}", "0"),
-        ("C", "create", f"Coverage/{cid}", "0"),
-        ("U", "update", f"Coverage/{cid}", "0"),
-        ("C", "create", f"Slot/{sid}", "0"),
-        ("C", "create", f"Appointment/{aid}", "0"),
-        ("U", "update", f"Appointment/{aid}", "0"),
-    ])
+    assert sorted(summary(e) for e in events) == sorted(
+        [
+            ("C", "create", f"Patient/{pid}", "0"),
+            ("U", "update", f"Patient/{pid}", "0"),
+            ("C", "create", f"Coverage/{cid}", "0"),
+            ("U", "update", f"Coverage/{cid}", "0"),
+            ("C", "create", f"Slot/{sid}", "0"),
+            ("C", "create", f"Appointment/{aid}", "0"),
+            ("U", "update", f"Appointment/{aid}", "0"),
+        ]
+    )
     assert {agent_of(e) for e in events} == {"alice"}
     for event in events:
         assert event["type"]["code"] == "rest"
@@ -115,8 +118,7 @@ def test_an_audit_record_shares_the_transaction_of_the_change_it_records(
     with database.reading() as db:
         patients = db.scalar(select(func.count()).select_from(Patient))
 
-    response = send(client, "POST", "/fhir/Patient", patient_body("Unrecorded"),
-                    token(app, STAFF))
+    response = send(client, "POST", "/fhir/Patient", patient_body("Unrecorded"), token(app, STAFF))
 
     assert response.status_code == 500
     with database.reading() as db:
@@ -124,9 +126,7 @@ def test_an_audit_record_shares_the_transaction_of_the_change_it_records(
     assert audit_count(database) == 0
 
 
-def test_a_refused_booking_writes_a_failure_record_and_no_success_record(
-    app, client, database
-):
+def test_a_refused_booking_writes_a_failure_record_and_no_success_record(app, client, database):
     def build(db):
         clinic = make_clinic(db)
         full = make_session(db, clinic, capacity=1).id
@@ -182,8 +182,14 @@ def restricted_world(database):
     booking_ids = database.write(book_both)
     with database.reading() as db:
         coverage = db.get(Booking, booking_ids[0]).coverages[0].coverage_id
-    return {"session": session, "R": hidden, "V": visible, "Ra": booking_ids[0],
-            "Va": booking_ids[1], "Rc": coverage}
+    return {
+        "session": session,
+        "R": hidden,
+        "V": visible,
+        "Ra": booking_ids[0],
+        "Va": booking_ids[1],
+        "Rc": coverage,
+    }
 
 
 def test_reading_or_searching_a_restricted_patients_data_is_audited_naming_them(
@@ -221,8 +227,13 @@ def test_reading_or_searching_a_restricted_patients_data_is_audited_naming_them(
 def test_reads_that_disclose_no_restricted_data_are_not_audited(app, client, restricted_world):
     w = restricted_world
     staff = token(app, STAFF, "front-desk")
-    for url in (f"/fhir/Patient/{w['V']}", "/fhir/Patient?family=zzy", "/fhir/Patient",
-                f"/fhir/Appointment?slot=Slot/{w['session']}", "/fhir/Coverage"):
+    for url in (
+        f"/fhir/Patient/{w['V']}",
+        "/fhir/Patient?family=zzy",
+        "/fhir/Patient",
+        f"/fhir/Appointment?slot=Slot/{w['session']}",
+        "/fhir/Coverage",
+    ):
         client.get(url, headers=staff)
     refusal(client.get(f"/fhir/Patient/{w['R']}", headers=staff), 404)
 
@@ -261,17 +272,19 @@ def test_only_auditors_may_read_or_search_the_audit_trail(app, client, restricte
 
 def test_the_audit_trail_cannot_be_written_through_the_api(app, client):
     auditor = token(app, f"{AUDITOR} user/*.cruds")
-    forged = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded":
-              "2027-01-01T00:00:00Z", "agent": [{"requestor": True}],
-              "source": {"observer": {"display": "x"}}}
+    forged = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2027-01-01T00:00:00Z",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"display": "x"}},
+    }
 
     assert send(client, "POST", "/fhir/AuditEvent", forged, auditor).status_code == 405
     assert send(client, "PUT", "/fhir/AuditEvent/x", forged, auditor).status_code == 405
 
 
-def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(
-    app, client, database
-):
+def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(app, client, database):
     clinic = database.write(make_clinic)
     session = database.write(lambda db: make_session(db, clinic).id)
     alice, bob = token(app, ADMIN, "alice"), token(app, STAFF, "bob")
@@ -282,8 +295,12 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(
         client, coverage_body(ann["id"], payor=f"Patient/{ann['id']}", self_pay=True), alice
     )
     visit = create(client, appointment(session, ann["id"]), alice)
-    body(send(client, "PUT", f"/fhir/Appointment/{visit['id']}",
-              {**visit, "status": "cancelled"}, bob), 200)
+    body(
+        send(
+            client, "PUT", f"/fhir/Appointment/{visit['id']}", {**visit, "status": "cancelled"}, bob
+        ),
+        200,
+    )
     new_slot = create(client, slot(clinic.schedule_id, MONDAY), alice)
     today = dt.datetime.now(dt.UTC).date()
     everything = trail(client, app)
@@ -303,8 +320,9 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(
     booked = ("C", "create", f"Appointment/{visit['id']}", "0")
     cancelled = ("U", "update", f"Appointment/{visit['id']}", "0")
     slot_created = ("C", "create", f"Slot/{new_slot['id']}", "0")
-    assert sorted(by_id.values()) == expected(ann_created, ann_updated, ben_created, pay_created,
-                                              booked, cancelled, slot_created)
+    assert sorted(by_id.values()) == expected(
+        ann_created, ann_updated, ben_created, pay_created, booked, cancelled, slot_created
+    )
     ann_all = expected(ann_created, ann_updated, pay_created, booked, cancelled)
     assert found(patient=f"Patient/{ann['id']}") == ann_all
     assert found(patient=ann["id"]) == ann_all
@@ -313,7 +331,8 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(
     assert found(entity=visit["id"]) == expected(booked, cancelled)
     assert found(agent="bob") == expected(ben_created, ann_updated, cancelled)
     assert found(agent=f"{AGENT_SYSTEM}|alice") == expected(
-        ann_created, pay_created, booked, slot_created)
+        ann_created, pay_created, booked, slot_created
+    )
     assert found(action="U") == expected(ann_updated, cancelled)
     assert found(action="C", agent="bob") == expected(ben_created)
     assert found(action="C,U") == sorted(by_id.values())
@@ -327,13 +346,12 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(
     assert body(client.get(f"/fhir/AuditEvent/{some['id']}", headers=auditor), 200) == some
     via_form = client.post("/fhir/AuditEvent/_search", data={"agent": "bob"}, headers=auditor)
     assert sorted(match_ids(body(via_form, 200))) == sorted(
-        e["id"] for e in everything if agent_of(e) == "bob")
+        e["id"] for e in everything if agent_of(e) == "bob"
+    )
     refusal(client.get("/fhir/AuditEvent?action=X", headers=auditor), 400, expression="action")
 
 
-def test_booking_and_cancelling_a_series_through_the_operations_is_audited(
-    app, client, database
-):
+def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, client, database):
     def build(db):
         clinic = make_clinic(db)
         make_session(db, clinic)  # Monday 2027-01-04 10:00 New York
@@ -345,21 +363,46 @@ def test_booking_and_cancelling_a_series_through_the_operations_is_audited(
         "resourceType": "Parameters",
         "parameter": [
             {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-            {"name": "practitioner",
-             "valueReference": {"reference": f"Practitioner/{clinic.provider_id}"}},
-            {"name": "timing", "valueTiming": {"repeat": {
-                "boundsPeriod": {"start": "2027-01-04"}, "count": 2, "frequency": 1,
-                "period": 1, "periodUnit": "wk", "dayOfWeek": ["mon"],
-                "timeOfDay": ["10:00:00"], "duration": 90, "durationUnit": "min"}}},
+            {
+                "name": "practitioner",
+                "valueReference": {"reference": f"Practitioner/{clinic.provider_id}"},
+            },
+            {
+                "name": "timing",
+                "valueTiming": {
+                    "repeat": {
+                        "boundsPeriod": {"start": "2027-01-04"},
+                        "count": 2,
+                        "frequency": 1,
+                        "period": 1,
+                        "periodUnit": "wk",
+                        "dayOfWeek": ["mon"],
+                        "timeOfDay": ["10:00:00"],
+                        "duration": 90,
+                        "durationUnit": "min",
+                    }
+                },
+            },
         ],
     }
     preview = body(send(client, "POST", "/fhir/Appointment/$find", find, carol), 200)
     kept = [{"name": "appointment-resource", "resource": p} for p in matches(preview)]
 
-    stored = body(send(client, "POST", "/fhir/Appointment/$book",
-                       {"resourceType": "Parameters", "parameter": kept}, carol), 200)
-    appointments = [e["resource"]["id"] for e in stored["entry"]
-                    if e["resource"]["resourceType"] == "Appointment"]
+    stored = body(
+        send(
+            client,
+            "POST",
+            "/fhir/Appointment/$book",
+            {"resourceType": "Parameters", "parameter": kept},
+            carol,
+        ),
+        200,
+    )
+    appointments = [
+        e["resource"]["id"]
+        for e in stored["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+    ]
     assert len(appointments) == 2
     first = appointments[0]
     cancel = {"resourceType": "Parameters", "parameter": [{"name": "scope", "valueCode": "all"}]}

@@ -181,18 +181,24 @@ def build_world(app, client: FlaskClient, database) -> World:
     self_pay = coverage_body(restricted, payor=f"Patient/{restricted}", self_pay=True)
     restricted_self_pay = create(client, self_pay, officer)["id"]
     family = coverage_body(
-        visible, payor=f"Organization/{PAYER}", order=2, member=FAMILY_MEMBER,
+        visible,
+        payor=f"Organization/{PAYER}",
+        order=2,
+        member=FAMILY_MEMBER,
         subscriber=restricted,
     )
     family_plan = create(client, family, officer)["id"]
     visible_plan = create(
-        client, coverage_body(visible, payor=f"Organization/{PAYER}", order=1, member="ACME-V-1"),
+        client,
+        coverage_body(visible, payor=f"Organization/{PAYER}", order=1, member="ACME-V-1"),
         staff,
     )["id"]
     restricted_appointment = create(
         client,
         appointment(
-            session, restricted, identifier=R_BOOKING,
+            session,
+            restricted,
+            identifier=R_BOOKING,
             supportingInformation=[{"reference": f"Coverage/{restricted_plan}"}],
         ),
         officer,
@@ -200,7 +206,9 @@ def build_world(app, client: FlaskClient, database) -> World:
     visible_appointment = create(
         client,
         appointment(
-            session, visible, identifier="V-BOOK-1",
+            session,
+            visible,
+            identifier="V-BOOK-1",
             supportingInformation=[{"reference": f"Coverage/{visible_plan}"}],
         ),
         staff,
@@ -212,8 +220,18 @@ def build_world(app, client: FlaskClient, database) -> World:
             )
         )
     return World(
-        clinic, session, spare, visible, visible_self_pay, visible_plan, visible_appointment,
-        restricted, restricted_plan, restricted_self_pay, family_plan, restricted_appointment,
+        clinic,
+        session,
+        spare,
+        visible,
+        visible_self_pay,
+        visible_plan,
+        visible_appointment,
+        restricted,
+        restricted_plan,
+        restricted_self_pay,
+        family_plan,
+        restricted_appointment,
         ssn_hash,
         app.extensions["fhir_facade.ssn"].digest("512448402"),
     )
@@ -236,8 +254,10 @@ class Secrets:
 
     @classmethod
     def of(cls, w: World) -> Secrets:
-        phone = [(f, f.replace("7733", "8844")) for f in (
-            R_PHONE, "555.019.7733", "+1 555 019 7733", "5550197733", "019-7733")]
+        phone = [
+            (f, f.replace("7733", "8844"))
+            for f in (R_PHONE, "555.019.7733", "+1 555 019 7733", "5550197733", "019-7733")
+        ]
         ssn = [(f, f.replace("7391", "8402")) for f in (R_SSN, "512447391", "***-**-7391")]
         return cls(
             forms={
@@ -322,8 +342,14 @@ class Probe:
         return f"{self.method} {self.path}{query}{form}{self.note}"
 
     def text(self) -> str:
-        return " ".join([self.path, *(v for _, v in self.params), json.dumps(self.payload),
-                         *(v for _, v in self.headers)])
+        return " ".join(
+            [
+                self.path,
+                *(v for _, v in self.params),
+                json.dumps(self.payload),
+                *(v for _, v in self.headers),
+            ]
+        )
 
     def substituted(self, secrets: Secrets) -> Probe:
         return replace(
@@ -428,23 +454,41 @@ def read_probes(w: World) -> list[Probe]:
     v_only, none = (V,), ()
     mrn, ssn = f"{MRN}|{R_MRN}", f"{SSN}|{R_SSN}"
     patient_queries: list[tuple[tuple[str, str], ...]] = [
-        (("_id", R),), (("_id", f"{R},{V}"),),
-        (("family", "zzy"),), (("family", FAMILY),), (("family:exact", FAMILY),),
+        (("_id", R),),
+        (("_id", f"{R},{V}"),),
+        (("family", "zzy"),),
+        (("family", FAMILY),),
+        (("family:exact", FAMILY),),
         (("family:contains", "yzx"),),
-        (("given", "quil"),), (("given", GIVEN),), (("given:exact", GIVEN),),
-        (("name", "zz"),), (("name", GIVEN),), (("name:contains", "uillo"),),
-        (("identifier", mrn),), (("identifier", R_MRN),), (("identifier", ssn),),
-        (("identifier", f"{SSN}|512447391"),), (("identifier", f"{SSN}|***-**-7391"),),
-        (("phone", R_PHONE),), (("phone", "555.019.7733"),), (("phone", "+1 555 019 7733"),),
-        (("phone", "5550197733"),), (("telecom", "phone|555.019.7733"),),
+        (("given", "quil"),),
+        (("given", GIVEN),),
+        (("given:exact", GIVEN),),
+        (("name", "zz"),),
+        (("name", GIVEN),),
+        (("name:contains", "uillo"),),
+        (("identifier", mrn),),
+        (("identifier", R_MRN),),
+        (("identifier", ssn),),
+        (("identifier", f"{SSN}|512447391"),),
+        (("identifier", f"{SSN}|***-**-7391"),),
+        (("phone", R_PHONE),),
+        (("phone", "555.019.7733"),),
+        (("phone", "+1 555 019 7733"),),
+        (("phone", "5550197733"),),
+        (("telecom", "phone|555.019.7733"),),
         (("telecom", R_PHONE),),
         (("family", "zzy"), ("given", "quil")),
     ]
     probes = [get("/fhir/Patient", expect_ids=v_only)]
-    probes += [get("/fhir/Patient", *q, expect_ids=(V,) if q[0][1].endswith(V) else none)
-               for q in patient_queries]
-    probes += [search_form("/fhir/Patient/_search", *q, expect_ids=none)
-               for q in patient_queries if q[0][0] != "_id"]
+    probes += [
+        get("/fhir/Patient", *q, expect_ids=(V,) if q[0][1].endswith(V) else none)
+        for q in patient_queries
+    ]
+    probes += [
+        search_form("/fhir/Patient/_search", *q, expect_ids=none)
+        for q in patient_queries
+        if q[0][0] != "_id"
+    ]
     probes += [
         get("/fhir/Patient", ("birthdate", "1980-05-17"), expect_ids=v_only),
         get("/fhir/Patient", ("birthdate", "ge1900"), ("gender", "female"), expect_ids=v_only),
@@ -456,9 +500,11 @@ def read_probes(w: World) -> list[Probe]:
 
     appointments = [
         (("_id", w.restricted_appointment), none),
-        (("patient", f"Patient/{R}"), none), (("patient", R), none),
+        (("patient", f"Patient/{R}"), none),
+        (("patient", R), none),
         (("patient:Patient", R), none),
-        (("actor", f"Patient/{R}"), none), (("actor", R), none),
+        (("actor", f"Patient/{R}"), none),
+        (("actor", R), none),
         (("actor", f"Practitioner/{prac}"), (w.visible_appointment,)),
         (("actor", f"Location/{dept}"), (w.visible_appointment,)),
         (("practitioner", f"Practitioner/{prac}"), (w.visible_appointment,)),
@@ -471,10 +517,14 @@ def read_probes(w: World) -> list[Probe]:
         (("appointment-type", "group-therapy"), (w.visible_appointment,)),
         (("identifier", f"{BOOKING_ID_SYSTEM}|{R_BOOKING}"), none),
         (("identifier", R_BOOKING), none),
-        (("patient.family", "zzy"), none), (("patient.family", FAMILY), none),
-        (("patient.given", GIVEN), none), (("patient.name", "quil"), none),
-        (("patient.identifier", mrn), none), (("patient.identifier", ssn), none),
-        (("patient.phone", "555.019.7733"), none), (("patient.telecom", R_PHONE), none),
+        (("patient.family", "zzy"), none),
+        (("patient.family", FAMILY), none),
+        (("patient.given", GIVEN), none),
+        (("patient.name", "quil"), none),
+        (("patient.identifier", mrn), none),
+        (("patient.identifier", ssn), none),
+        (("patient.phone", "555.019.7733"), none),
+        (("patient.telecom", R_PHONE), none),
         (("patient.birthdate", "1980-05-17"), (w.visible_appointment,)),
         (("patient.gender", "female"), (w.visible_appointment,)),
         (("patient._id", R), none),
@@ -482,18 +532,30 @@ def read_probes(w: World) -> list[Probe]:
     probes += [get("/fhir/Appointment", expect_ids=(w.visible_appointment,))]
     probes += [get("/fhir/Appointment", q, expect_ids=ids) for q, ids in appointments]
     probes += [
-        get("/fhir/Appointment", ("slot", f"Slot/{w.session}"), ("_include", include),
-            expect_ids=(w.visible_appointment,))
-        for include in ("Appointment:patient", "Appointment:slot", "Appointment:practitioner",
-                        "Appointment:location")
+        get(
+            "/fhir/Appointment",
+            ("slot", f"Slot/{w.session}"),
+            ("_include", include),
+            expect_ids=(w.visible_appointment,),
+        )
+        for include in (
+            "Appointment:patient",
+            "Appointment:slot",
+            "Appointment:practitioner",
+            "Appointment:location",
+        )
     ]
     probes += [get(f"/fhir/Appointment/{w.restricted_appointment}", status=404)]
 
     probes += [
         get(f"/fhir/Slot/{w.session}"),
         get("/fhir/Slot", ("_id", w.session), ("_revinclude", "Appointment:slot")),
-        get("/fhir/Slot", ("schedule", f"Schedule/{sched}"), ("_include", "Slot:schedule"),
-            ("_revinclude", "Appointment:slot")),
+        get(
+            "/fhir/Slot",
+            ("schedule", f"Schedule/{sched}"),
+            ("_include", "Slot:schedule"),
+            ("_revinclude", "Appointment:slot"),
+        ),
         get("/fhir/Slot", ("start", "2027-01-04"), ("_revinclude", "Appointment:slot")),
         get("/fhir/Slot", ("status", "free"), ("_revinclude", "Appointment:slot")),
         get("/fhir/Schedule", ("_id", sched), ("_revinclude", "Slot:schedule")),
@@ -501,35 +563,61 @@ def read_probes(w: World) -> list[Probe]:
 
     v_coverages = (w.visible_self_pay, w.visible_plan)
     coverages = [
-        (("_id", w.restricted_plan), none), (("_id", w.family_plan), none),
-        (("patient", f"Patient/{R}"), none), (("patient", R), none),
+        (("_id", w.restricted_plan), none),
+        (("_id", w.family_plan), none),
+        (("patient", f"Patient/{R}"), none),
+        (("patient", R), none),
         (("patient", f"Patient/{V}"), v_coverages),
-        (("beneficiary", f"Patient/{R}"), none), (("beneficiary", V), v_coverages),
+        (("beneficiary", f"Patient/{R}"), none),
+        (("beneficiary", V), v_coverages),
         (("subscriber", f"Patient/{R}"), none),
-        (("payor", f"Patient/{R}"), none), (("payor", R), none),
+        (("payor", f"Patient/{R}"), none),
+        (("payor", R), none),
         (("payor", f"Organization/{PAYER}"), (w.visible_plan,)),
-        (("status", "active"), v_coverages), (("status:not", "cancelled"), v_coverages),
+        (("status", "active"), v_coverages),
+        (("status:not", "cancelled"), v_coverages),
         (("type", f"{SELF_PAY}|pay"), (w.visible_self_pay,)),
         (("type", f"{ACT_CODE}|EHCPOL"), (w.visible_plan,)),
-        (("identifier", f"{MEMBER}|{R_MEMBER}"), none), (("identifier", R_MEMBER), none),
+        (("identifier", f"{MEMBER}|{R_MEMBER}"), none),
+        (("identifier", R_MEMBER), none),
         (("identifier", FAMILY_MEMBER), none),
-        (("patient.family", FAMILY), none), (("patient.phone", "5550197733"), none),
-        (("beneficiary.identifier", mrn), none), (("beneficiary.name", "zzy"), none),
-        (("subscriber.family", "zzy"), none), (("subscriber.given", GIVEN), none),
-        (("subscriber._id", R), none), (("patient._id", R), none),
+        (("patient.family", FAMILY), none),
+        (("patient.phone", "5550197733"), none),
+        (("beneficiary.identifier", mrn), none),
+        (("beneficiary.name", "zzy"), none),
+        (("subscriber.family", "zzy"), none),
+        (("subscriber.given", GIVEN), none),
+        (("subscriber._id", R), none),
+        (("patient._id", R), none),
     ]
     probes += [get("/fhir/Coverage", expect_ids=v_coverages)]
     probes += [get("/fhir/Coverage", q, expect_ids=ids) for q, ids in coverages]
     probes += [
-        get("/fhir/Coverage", ("payor", f"Organization/{PAYER}"), ("_include", "Coverage:payor"),
-            expect_ids=(w.visible_plan,)),
-        get("/fhir/Coverage", ("patient", V), ("_include", "Coverage:payor"),
-            ("_include", "Coverage:beneficiary"), expect_ids=v_coverages),
-        get("/fhir/Coverage", ("status", "active"), ("_include", "Coverage:payor"),
-            ("_include", "Coverage:beneficiary"), expect_ids=v_coverages),
+        get(
+            "/fhir/Coverage",
+            ("payor", f"Organization/{PAYER}"),
+            ("_include", "Coverage:payor"),
+            expect_ids=(w.visible_plan,),
+        ),
+        get(
+            "/fhir/Coverage",
+            ("patient", V),
+            ("_include", "Coverage:payor"),
+            ("_include", "Coverage:beneficiary"),
+            expect_ids=v_coverages,
+        ),
+        get(
+            "/fhir/Coverage",
+            ("status", "active"),
+            ("_include", "Coverage:payor"),
+            ("_include", "Coverage:beneficiary"),
+            expect_ids=v_coverages,
+        ),
     ]
-    probes += [get(f"/fhir/Coverage/{c}", status=404)
-               for c in (w.restricted_plan, w.restricted_self_pay, w.family_plan)]
+    probes += [
+        get(f"/fhir/Coverage/{c}", status=404)
+        for c in (w.restricted_plan, w.restricted_self_pay, w.family_plan)
+    ]
 
     probes += [
         post("/fhir/Appointment/$find", find_parameters(w, R), 404),
@@ -566,8 +654,10 @@ def find_parameters(w: World, patient: str) -> dict[str, Any]:
         "resourceType": "Parameters",
         "parameter": [
             {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-            {"name": "practitioner",
-             "valueReference": {"reference": f"Practitioner/{w.clinic.provider_id}"}},
+            {
+                "name": "practitioner",
+                "valueReference": {"reference": f"Practitioner/{w.clinic.provider_id}"},
+            },
             {"name": "timing", "valueTiming": TIMING},
         ],
     }
@@ -587,8 +677,7 @@ def proposal(w: World, patient: str) -> dict[str, Any]:
         "slot": [{"reference": f"Slot/{w.spare_session}"}],
         "participant": [
             {"actor": {"reference": f"Patient/{patient}"}, "status": "needs-action"},
-            {"actor": {"reference": f"Practitioner/{w.clinic.provider_id}"},
-             "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/{w.clinic.provider_id}"}, "status": "accepted"},
             {"actor": {"reference": f"Location/{w.clinic.department_id}"}, "status": "accepted"},
         ],
     }
@@ -598,8 +687,9 @@ def book_parameters(resources: list[dict[str, Any]], *coverages: str) -> dict[st
     parameters: list[dict[str, Any]] = [
         {"name": "appointment-resource", "resource": r} for r in resources
     ]
-    parameters += [{"name": "coverage", "valueReference": {"reference": f"Coverage/{c}"}}
-                   for c in coverages]
+    parameters += [
+        {"name": "coverage", "valueReference": {"reference": f"Coverage/{c}"}} for c in coverages
+    ]
     return {"resourceType": "Parameters", "parameter": parameters}
 
 
@@ -611,30 +701,58 @@ def write_probes(w: World, privileged_view: Callable[[str], dict[str, Any]]) -> 
     r_patient = privileged_view(f"/fhir/Patient/{R}")
     r_plan = privileged_view(f"/fhir/Coverage/{w.restricted_plan}")
     cancelled = {**r_appointment, "status": "cancelled"}
-    moved = {**v_appointment, "participant": [
-        {"actor": {"reference": f"Patient/{R}"}, "status": "accepted"}]}
+    moved = {
+        **v_appointment,
+        "participant": [{"actor": {"reference": f"Patient/{R}"}, "status": "accepted"}],
+    }
     twin = patient_body("Newcomb", "Nia", mrn=R_MRN)
     acme = f"Organization/{PAYER}"
     return [
         post("/fhir/Patient", twin, 201, headers=(("If-None-Exist", f"identifier={MRN}|{R_MRN}"),)),
-        post("/fhir/Patient", patient_body("Newcomb", "Nia"), 201,
-             headers=(("If-None-Exist", f"family={FAMILY}&given={GIVEN}"),)),
-        post("/fhir/Patient", patient_body("Newcomb", "Nia", ssn=R_SSN), 201,
-             headers=(("If-None-Exist", f"identifier={SSN}|{R_SSN}"),)),
-        post("/fhir/Coverage", coverage_body(V, payor=acme, member=R_MEMBER), 201,
-             headers=(("If-None-Exist", f"identifier={MEMBER}|{R_MEMBER}"),)),
+        post(
+            "/fhir/Patient",
+            patient_body("Newcomb", "Nia"),
+            201,
+            headers=(("If-None-Exist", f"family={FAMILY}&given={GIVEN}"),),
+        ),
+        post(
+            "/fhir/Patient",
+            patient_body("Newcomb", "Nia", ssn=R_SSN),
+            201,
+            headers=(("If-None-Exist", f"identifier={SSN}|{R_SSN}"),),
+        ),
+        post(
+            "/fhir/Coverage",
+            coverage_body(V, payor=acme, member=R_MEMBER),
+            201,
+            headers=(("If-None-Exist", f"identifier={MEMBER}|{R_MEMBER}"),),
+        ),
         post("/fhir/Coverage", coverage_body(R, payor=acme), 404),
         post("/fhir/Coverage", coverage_body(V, payor=acme, subscriber=R), 404),
         post("/fhir/Coverage", coverage_body(V, payor=f"Patient/{R}", self_pay=True), 404),
         post("/fhir/Appointment", appointment(w.spare_session, R), 404),
         post("/fhir/Appointment", appointment(w.session, R), 404),
-        post("/fhir/Appointment", appointment(
-            w.spare_session, V,
-            supportingInformation=[{"reference": f"Coverage/{w.restricted_plan}"}]), 404),
-        post("/fhir/Appointment", appointment(
-            w.spare_session, V,
-            supportingInformation=[{"reference": f"Coverage/{w.visible_plan}"},
-                                   {"reference": f"Coverage/{w.family_plan}"}]), 404),
+        post(
+            "/fhir/Appointment",
+            appointment(
+                w.spare_session,
+                V,
+                supportingInformation=[{"reference": f"Coverage/{w.restricted_plan}"}],
+            ),
+            404,
+        ),
+        post(
+            "/fhir/Appointment",
+            appointment(
+                w.spare_session,
+                V,
+                supportingInformation=[
+                    {"reference": f"Coverage/{w.visible_plan}"},
+                    {"reference": f"Coverage/{w.family_plan}"},
+                ],
+            ),
+            404,
+        ),
         put(f"/fhir/Appointment/{w.restricted_appointment}", cancelled, 404),
         put(f"/fhir/Appointment/{w.visible_appointment}", moved, 422),
         put(f"/fhir/Patient/{R}", {**r_patient, "gender": "other"}, 404),
@@ -643,13 +761,19 @@ def write_probes(w: World, privileged_view: Callable[[str], dict[str, Any]]) -> 
         put(f"/fhir/Patient/{R}", {**r_patient, "shoeSize": 42}, 400),
         put(f"/fhir/Coverage/{w.restricted_plan}", {**r_plan, "status": "cancelled"}, 404),
         post("/fhir/Appointment/$book", book_parameters([proposal(w, R)]), 404),
-        post("/fhir/Appointment/$book",
-             book_parameters([proposal(w, V)], w.restricted_plan), 404),
-        post("/fhir/Appointment/$book", book_parameters(
-            [{**r_appointment, "slot": [{"reference": f"Slot/{w.spare_session}"}]}]), 404),
-        post(f"/fhir/Appointment/{w.restricted_appointment}/$cancel-series",
-             {"resourceType": "Parameters",
-              "parameter": [{"name": "scope", "valueCode": "all"}]}, 404),
+        post("/fhir/Appointment/$book", book_parameters([proposal(w, V)], w.restricted_plan), 404),
+        post(
+            "/fhir/Appointment/$book",
+            book_parameters(
+                [{**r_appointment, "slot": [{"reference": f"Slot/{w.spare_session}"}]}]
+            ),
+            404,
+        ),
+        post(
+            f"/fhir/Appointment/{w.restricted_appointment}/$cancel-series",
+            {"resourceType": "Parameters", "parameter": [{"name": "scope", "valueCode": "all"}]},
+            404,
+        ),
     ]
 
 
@@ -669,8 +793,9 @@ def test_without_the_permission_no_read_or_search_shows_a_trace_of_a_blocked_pat
     assert paged == [w.visible]
     session = walk.check(get(f"/fhir/Slot/{w.session}"))
     assert capacity_of(session) == "2/10"  # the count carries no identity
-    revincluded = walk.check(get("/fhir/Slot", ("_id", w.session),
-                                 ("_revinclude", "Appointment:slot")))
+    revincluded = walk.check(
+        get("/fhir/Slot", ("_id", w.session), ("_revinclude", "Appointment:slot"))
+    )
     assert [r["id"] for r in included(revincluded)] == [w.visible_appointment]
     assert len(walk.walked) > 140
 
@@ -682,9 +807,14 @@ def test_without_the_permission_no_write_can_reach_a_blocked_patient(app, client
     def privileged_view(path: str) -> dict[str, Any]:
         return body(client.get(path, headers=officer), 200)
 
-    r_before = [privileged_view(f"/fhir/{path}") for path in (
-        f"Patient/{w.restricted}", f"Appointment/{w.restricted_appointment}",
-        f"Coverage/{w.restricted_plan}")]
+    r_before = [
+        privileged_view(f"/fhir/{path}")
+        for path in (
+            f"Patient/{w.restricted}",
+            f"Appointment/{w.restricted_appointment}",
+            f"Coverage/{w.restricted_plan}",
+        )
+    ]
     before = state(database)
     walk = Walk(app, client, Secrets.of(w))
 
@@ -707,8 +837,12 @@ def test_a_retried_booking_naming_a_hidden_booking_identifier_shows_nothing_of_i
     w = build_world(app, client, database)
     walk = Walk(app, client, Secrets.of(w))
     retried = appointment(w.spare_session, w.visible, identifier=R_BOOKING)
-    probe = post("/fhir/Appointment", retried, 409,
-                 headers=(("If-None-Exist", f"identifier={BOOKING_ID_SYSTEM}|{R_BOOKING}"),))
+    probe = post(
+        "/fhir/Appointment",
+        retried,
+        409,
+        headers=(("If-None-Exist", f"identifier={BOOKING_ID_SYSTEM}|{R_BOOKING}"),),
+    )
 
     response = walk.send(probe)
 
@@ -727,8 +861,13 @@ def test_with_the_permission_the_blocked_patient_is_found_labelled_and_booked(
     def search(path: str, **params: str) -> dict[str, Any]:
         return body(client.get(path, query_string=params, headers=officer), 200)
 
-    for params in ({"family": "zzy"}, {"identifier": R_MRN}, {"identifier": f"{SSN}|512447391"},
-                   {"phone": "+1 555 019 7733"}, {"name": "quillon"}):
+    for params in (
+        {"family": "zzy"},
+        {"identifier": R_MRN},
+        {"identifier": f"{SSN}|512447391"},
+        {"phone": "+1 555 019 7733"},
+        {"name": "quillon"},
+    ):
         bundle = search("/fhir/Patient", **params)
         (patient,) = matches(bundle)
         assert patient["id"] == w.restricted, params
@@ -749,8 +888,9 @@ def test_with_the_permission_the_blocked_patient_is_found_labelled_and_booked(
     assert sorted(r["id"] for r in included(with_bookings)) == sorted(
         [w.visible_appointment, w.restricted_appointment]
     )
-    booked = send(client, "POST", "/fhir/Appointment",
-                  appointment(w.spare_session, w.restricted), officer)
+    booked = send(
+        client, "POST", "/fhir/Appointment", appointment(w.spare_session, w.restricted), officer
+    )
     made = body(booked, 201)
     assert made["participant"][0]["actor"] == {"reference": f"Patient/{w.restricted}"}
     assert made["supportingInformation"] == [{"reference": f"Coverage/{w.restricted_plan}"}]

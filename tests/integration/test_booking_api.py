@@ -54,9 +54,7 @@ def read_slot(client, mint, session_id: str) -> dict:
 # -- booking -------------------------------------------------------------------------
 
 
-def test_booking_returns_201_with_the_stored_appointment_location_and_etag(
-    client, database, mint
-):
+def test_booking_returns_201_with_the_stored_appointment_location_and_etag(client, database, mint):
     w = world(database)
 
     response = post(client, "/fhir/Appointment", appointment(w.session, w.patients[0]), mint())
@@ -86,13 +84,12 @@ def test_booking_raises_the_slots_booked_count_by_one(client, database, mint):
     assert slot_resource["status"] == "free"
 
 
-def test_booking_without_providers_or_location_takes_them_from_the_schedule(
-    client, database, mint
-):
+def test_booking_without_providers_or_location_takes_them_from_the_schedule(client, database, mint):
     w = world(database)
 
-    stored = fhir(post(client, "/fhir/Appointment", appointment(w.session, w.patients[0]),
-                       mint()), 201)
+    stored = fhir(
+        post(client, "/fhir/Appointment", appointment(w.session, w.patients[0]), mint()), 201
+    )
 
     actors = [p["actor"]["reference"] for p in stored["participant"]]
     assert actors == [
@@ -181,8 +178,9 @@ def test_booking_a_closed_session_can_answer_with_an_outcome_carrying_the_warnin
 
     response = post(client, "/fhir/Appointment", appointment(w.session, w.patients[0]), headers)
 
-    issue = outcome(response, 201, code="business-rule", detail="session-closed",
-                    severity="warning")
+    issue = outcome(
+        response, 201, code="business-rule", detail="session-closed", severity="warning"
+    )
     assert "closed" in issue["details"]["text"]
     assert "Warning" in response.headers
     assert response.headers["Location"].startswith(f"{BASE}/Appointment/")
@@ -214,8 +212,9 @@ def test_cancelling_with_if_match_frees_the_place(client, database, mint):
     stored = booked_through_api(client, mint, w.session, w.patients[0])
     cancelled = stored | {"status": "cancelled", "cancelationReason": {"text": "patient ill"}}
 
-    response = put(client, f"/fhir/Appointment/{stored['id']}", cancelled,
-                   mint() | {"If-Match": 'W/"1"'})
+    response = put(
+        client, f"/fhir/Appointment/{stored['id']}", cancelled, mint() | {"If-Match": 'W/"1"'}
+    )
 
     result = fhir(response, 200)
     assert result["status"] == "cancelled"
@@ -236,8 +235,9 @@ def test_rescheduling_by_changing_the_slot_moves_the_place(client, database, min
         "end": instant(MONDAY + dt.timedelta(days=7, minutes=60)),
     }
 
-    response = put(client, f"/fhir/Appointment/{stored['id']}", moved,
-                   mint() | {"If-Match": 'W/"1"'})
+    response = put(
+        client, f"/fhir/Appointment/{stored['id']}", moved, mint() | {"If-Match": 'W/"1"'}
+    )
 
     result = fhir(response, 200)
     assert result["slot"] == [{"reference": f"Slot/{later}"}]
@@ -285,8 +285,12 @@ def test_a_stale_if_match_on_cancel_gets_412_and_changes_nothing(client, databas
     stored = booked_through_api(client, mint, w.session, w.patients[0])
     before = state(database)
 
-    response = put(client, f"/fhir/Appointment/{stored['id']}", stored | {"status": "cancelled"},
-                   mint() | {"If-Match": 'W/"3"'})
+    response = put(
+        client,
+        f"/fhir/Appointment/{stored['id']}",
+        stored | {"status": "cancelled"},
+        mint() | {"If-Match": 'W/"3"'},
+    )
 
     outcome(response, 412, detail="version-mismatch")
     assert state(database) == before
@@ -297,12 +301,15 @@ def test_a_stale_if_match_on_cancel_gets_412_and_changes_nothing(client, databas
 def test_a_cancelled_appointment_cannot_be_rebooked_by_update(client, database, mint):
     w = world(database)
     stored = booked_through_api(client, mint, w.session, w.patients[0])
-    cancelled = fhir(put(client, f"/fhir/Appointment/{stored['id']}",
-                         stored | {"status": "cancelled"}, mint()), 200)
+    cancelled = fhir(
+        put(client, f"/fhir/Appointment/{stored['id']}", stored | {"status": "cancelled"}, mint()),
+        200,
+    )
     before = state(database)
 
-    response = put(client, f"/fhir/Appointment/{stored['id']}", cancelled | {"status": "booked"},
-                   mint())
+    response = put(
+        client, f"/fhir/Appointment/{stored['id']}", cancelled | {"status": "booked"}, mint()
+    )
 
     outcome(response, 422, code="business-rule", expression="Appointment.status")
     assert state(database) == before
@@ -332,12 +339,23 @@ def test_a_retried_post_with_if_none_exist_returns_the_first_booking_and_books_o
 
 def test_a_second_booking_reusing_an_identifier_is_refused(client, database, mint):
     w = world(database)
-    fhir(post(client, "/fhir/Appointment",
-              appointment(w.session, w.patients[0], identifier="visit-7"), mint()), 201)
+    fhir(
+        post(
+            client,
+            "/fhir/Appointment",
+            appointment(w.session, w.patients[0], identifier="visit-7"),
+            mint(),
+        ),
+        201,
+    )
     before = state(database)
 
-    response = post(client, "/fhir/Appointment",
-                    appointment(w.session, w.patients[1], identifier="visit-7"), mint())
+    response = post(
+        client,
+        "/fhir/Appointment",
+        appointment(w.session, w.patients[1], identifier="visit-7"),
+        mint(),
+    )
 
     outcome(response, 409, detail="duplicate-identifier")
     assert state(database) == before
@@ -346,9 +364,7 @@ def test_a_second_booking_reusing_an_identifier_is_refused(client, database, min
 # -- managing sessions ---------------------------------------------------------------
 
 
-def test_creating_a_session_without_the_schedule_admin_permission_gets_403(
-    client, database, mint
-):
+def test_creating_a_session_without_the_schedule_admin_permission_gets_403(client, database, mint):
     w = world(database)
     before = state(database)
 
@@ -361,17 +377,28 @@ def test_creating_a_session_without_the_schedule_admin_permission_gets_403(
 def test_a_schedule_admin_creates_a_session_with_its_capacity(client, database, mint):
     w = world(database)
     tuesday = MONDAY + dt.timedelta(days=1)
-    body = slot(w.clinic.schedule_id, tuesday, capacity=8, closed=True,
-                appointmentType={"coding": [{
+    body = slot(
+        w.clinic.schedule_id,
+        tuesday,
+        capacity=8,
+        closed=True,
+        appointmentType={
+            "coding": [
+                {
                     "system": "http://fhir-facade.org/fhir/CodeSystem/group-appointment-type",
                     "code": "grief-support",
-                }]})
+                }
+            ]
+        },
+    )
 
     response = post(client, "/fhir/Slot", body, mint(ADMIN_SCOPE))
 
     created = fhir(response, 201)
     assert (capacity_of(created), created["status"], created["start"]) == (
-        "0/8", "free", instant(tuesday)
+        "0/8",
+        "free",
+        instant(tuesday),
     )
     assert created["appointmentType"]["coding"][0]["code"] == "grief-support"
     assert response.headers["Location"] == f"{BASE}/Slot/{created['id']}/_history/1"
@@ -385,10 +412,14 @@ def test_changing_capacity_below_the_booked_count_gets_422(client, database, min
     w = world(database, capacity=5)
     book(database, w.session, *w.patients)
     current = read_slot(client, mint, w.session)
-    smaller = current | {"extension": [{
-        "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
-        "extension": [{"url": "capacity", "valueUnsignedInt": 2}],
-    }]}
+    smaller = current | {
+        "extension": [
+            {
+                "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
+                "extension": [{"url": "capacity", "valueUnsignedInt": 2}],
+            }
+        ]
+    }
 
     response = put(client, f"/fhir/Slot/{w.session}", smaller, mint(ADMIN_SCOPE))
 
@@ -403,13 +434,21 @@ def test_changing_capacity_to_at_least_the_booked_count_is_accepted(
     w = world(database, capacity=5)
     book(database, w.session, *w.patients)
     current = read_slot(client, mint, w.session)
-    changed = current | {"extension": [{
-        "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
-        "extension": [{"url": "capacity", "valueUnsignedInt": capacity}],
-    }]}
+    changed = current | {
+        "extension": [
+            {
+                "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
+                "extension": [{"url": "capacity", "valueUnsignedInt": capacity}],
+            }
+        ]
+    }
 
-    response = put(client, f"/fhir/Slot/{w.session}", changed,
-                   mint(ADMIN_SCOPE) | {"If-Match": f'W/"{current["meta"]["versionId"]}"'})
+    response = put(
+        client,
+        f"/fhir/Slot/{w.session}",
+        changed,
+        mint(ADMIN_SCOPE) | {"If-Match": f'W/"{current["meta"]["versionId"]}"'},
+    )
 
     updated = fhir(response, 200)
     assert (capacity_of(updated), updated["status"]) == (f"3/{capacity}", status)
@@ -417,14 +456,11 @@ def test_changing_capacity_to_at_least_the_booked_count_is_accepted(
         assert db.get(GroupSession, w.session).capacity == capacity
 
 
-def test_changing_a_session_without_the_schedule_admin_permission_gets_403(
-    client, database, mint
-):
+def test_changing_a_session_without_the_schedule_admin_permission_gets_403(client, database, mint):
     w = world(database, capacity=5)
     current = read_slot(client, mint, w.session)
 
-    response = put(client, f"/fhir/Slot/{w.session}", current | {"comment": "moved room"},
-                   mint())
+    response = put(client, f"/fhir/Slot/{w.session}", current | {"comment": "moved room"}, mint())
 
     outcome(response, 403, code="forbidden")
     assert read_slot(client, mint, w.session) == current
@@ -437,8 +473,15 @@ def test_a_session_blocked_by_an_admin_shows_busy_unavailable_and_refuses_bookin
     book(database, w.session, w.patients[0])
     current = read_slot(client, mint, w.session)
 
-    blocked = fhir(put(client, f"/fhir/Slot/{w.session}", current | {"status": "busy-unavailable"},
-                       mint(ADMIN_SCOPE)), 200)
+    blocked = fhir(
+        put(
+            client,
+            f"/fhir/Slot/{w.session}",
+            current | {"status": "busy-unavailable"},
+            mint(ADMIN_SCOPE),
+        ),
+        200,
+    )
     before = state(database)
     refused = post(client, "/fhir/Appointment", appointment(w.session, w.patients[1]), mint())
 

@@ -99,9 +99,7 @@ def _booked(client: Any, session_id: str, headers: dict[str, str]) -> int:
     return int(next(p["valueUnsignedInt"] for p in parts if p["url"] == "booked"))
 
 
-def test_a_transaction_registers_insures_and_books_a_new_patient_at_once(
-    client, database, mint
-):
+def test_a_transaction_registers_insures_and_books_a_new_patient_at_once(client, database, mint):
     session_id = _session(database)
     headers = mint(STAFF_SCOPE)
 

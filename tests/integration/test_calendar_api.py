@@ -32,8 +32,9 @@ def week(database):
         # Created out of order, so start order must come from the server.
         friday = make_session(db, clinic, start=MONDAY + 4 * DAY, closed=True, capacity=6)
         monday = make_session(db, clinic, capacity=10)
-        wednesday = make_session(db, clinic, start=MONDAY + 2 * DAY, capacity=2,
-                                 appointment_type="dbt-skills")
+        wednesday = make_session(
+            db, clinic, start=MONDAY + 2 * DAY, capacity=2, appointment_type="dbt-skills"
+        )
         make_session(db, clinic, start=dt.datetime(2027, 1, 3, 23, 59, tzinfo=dt.UTC))
         make_session(db, clinic, start=dt.datetime(2027, 1, 11, 0, 0, tzinfo=dt.UTC))
         first_minute = make_session(db, clinic, start=dt.datetime(2027, 1, 4, tzinfo=dt.UTC))
@@ -51,8 +52,9 @@ def week(database):
 def test_a_providers_schedule_is_found_by_its_practitioner(client, mint, week):
     clinic, _ = week
 
-    bundle = fhir(client.get(f"/fhir/Schedule?actor=Practitioner/{clinic.provider_id}",
-                             headers=mint()), 200)
+    bundle = fhir(
+        client.get(f"/fhir/Schedule?actor=Practitioner/{clinic.provider_id}", headers=mint()), 200
+    )
 
     assert bundle["total"] == 1
     (schedule,) = entries(bundle)
@@ -64,8 +66,12 @@ def test_a_providers_schedule_is_found_by_its_practitioner(client, mint, week):
 def test_a_schedule_can_bring_its_sessions_along(client, mint, week):
     clinic, sessions = week
 
-    bundle = fhir(client.get(f"/fhir/Schedule?_id={clinic.schedule_id}&_revinclude=Slot:schedule",
-                             headers=mint()), 200)
+    bundle = fhir(
+        client.get(
+            f"/fhir/Schedule?_id={clinic.schedule_id}&_revinclude=Slot:schedule", headers=mint()
+        ),
+        200,
+    )
 
     assert ids(bundle) == [clinic.schedule_id]
     included = entries(bundle, "include")
@@ -77,8 +83,9 @@ def test_a_schedule_can_bring_its_sessions_along(client, mint, week):
 def test_the_week_lists_exactly_that_weeks_sessions_in_start_order(client, mint, week):
     clinic, sessions = week
 
-    bundle = fhir(client.get(f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}",
-                             headers=mint()), 200)
+    bundle = fhir(
+        client.get(f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}", headers=mint()), 200
+    )
 
     assert ids(bundle) == sessions
     assert bundle["total"] == 4
@@ -91,12 +98,18 @@ def test_each_session_of_the_week_shows_booked_of_capacity_status_type_and_close
 ):
     clinic, _ = week
 
-    bundle = fhir(client.get(f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}",
-                             headers=mint()), 200)
+    bundle = fhir(
+        client.get(f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}", headers=mint()), 200
+    )
 
     seen = [
-        (capacity_of(s), places_left(s), s["status"], s["appointmentType"]["coding"][0]["code"],
-         is_closed(s))
+        (
+            capacity_of(s),
+            places_left(s),
+            s["status"],
+            s["appointmentType"]["coding"][0]["code"],
+            is_closed(s),
+        )
         for s in entries(bundle)
     ]
     assert seen == [
@@ -105,16 +118,20 @@ def test_each_session_of_the_week_shows_booked_of_capacity_status_type_and_close
         ("2/2", 0, "busy", "dbt-skills", False),
         ("0/6", 6, "free", "group-therapy", True),
     ]
-    assert all(s["schedule"] == {"reference": f"Schedule/{clinic.schedule_id}"}
-               for s in entries(bundle))
+    assert all(
+        s["schedule"] == {"reference": f"Schedule/{clinic.schedule_id}"} for s in entries(bundle)
+    )
 
 
 def test_the_week_can_be_filtered_to_sessions_with_room(client, mint, week):
     clinic, sessions = week
 
-    bundle = fhir(client.get(
-        f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&status=free", headers=mint()
-    ), 200)
+    bundle = fhir(
+        client.get(
+            f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&status=free", headers=mint()
+        ),
+        200,
+    )
 
     assert ids(bundle) == [sessions[0], sessions[1], sessions[3]]
 
@@ -122,10 +139,13 @@ def test_the_week_can_be_filtered_to_sessions_with_room(client, mint, week):
 def test_including_the_schedule_adds_it_once_as_an_include_entry(client, mint, week):
     clinic, sessions = week
 
-    bundle = fhir(client.get(
-        f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&_include=Slot:schedule",
-        headers=mint(),
-    ), 200)
+    bundle = fhir(
+        client.get(
+            f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&_include=Slot:schedule",
+            headers=mint(),
+        ),
+        200,
+    )
 
     assert ids(bundle) == sessions
     assert [(r["resourceType"], r["id"]) for r in entries(bundle, "include")] == [
@@ -137,10 +157,13 @@ def test_including_the_schedule_adds_it_once_as_an_include_entry(client, mint, w
 def test_revincluding_appointments_adds_the_bookings_of_the_weeks_sessions(client, mint, week):
     clinic, sessions = week
 
-    bundle = fhir(client.get(
-        f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&_revinclude=Appointment:slot",
-        headers=mint(),
-    ), 200)
+    bundle = fhir(
+        client.get(
+            f"/fhir/Slot?schedule=Schedule/{clinic.schedule_id}&{WEEK}&_revinclude=Appointment:slot",
+            headers=mint(),
+        ),
+        200,
+    )
 
     included = entries(bundle, "include")
     assert {r["resourceType"] for r in included} == {"Appointment"}

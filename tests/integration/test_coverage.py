@@ -60,11 +60,18 @@ def insured(app, client, database) -> dict[str, str]:
         ),
         "ana_self": coverage_body(ids["ana"], payor=f"Patient/{ids['ana']}", self_pay=True),
         "ana_primary": coverage_body(
-            ids["ana"], payor="Organization/payer-bluecross", order=1, member="BH-1",
-            subscriber=ids["ben"], subscriberId="BH-1-SUB",
+            ids["ana"],
+            payor="Organization/payer-bluecross",
+            order=1,
+            member="BH-1",
+            subscriber=ids["ben"],
+            subscriberId="BH-1-SUB",
         ),
         "ana_old": coverage_body(
-            ids["ana"], payor="Organization/payer-bluecross", order=3, member="BH-0",
+            ids["ana"],
+            payor="Organization/payer-bluecross",
+            order=3,
+            member="BH-0",
             status="cancelled",
         ),
         "ben_primary": coverage_body(
@@ -83,8 +90,9 @@ def search(client, headers, query: str) -> dict[str, Any]:
 
 def test_a_coverage_is_created_read_and_updated_with_if_match(app, client, database):
     headers = token(app, STAFF)
-    patient = database.write(lambda db: (make_payer(db, "payer-x"),
-                                         make_patient(db, self_pay=False).id)[1])
+    patient = database.write(
+        lambda db: (make_payer(db, "payer-x"), make_patient(db, self_pay=False).id)[1]
+    )
     sent = coverage_body(
         patient,
         payor="Organization/payer-x",
@@ -135,13 +143,21 @@ def test_self_pay_is_a_coverage_paid_by_the_patient_as_in_the_official_example(
     stored = create(client, sp1234, headers)
 
     assert stored == {**sp1234, "id": stored["id"], "meta": stored["meta"]}
-    for query in (f"type={SELF_PAY}|pay", f"payor=Patient/{patient}", f"subscriber={patient}",
-                  "identifier=http://hospitalx.com/selfpayagreement|SP12345678"):
+    for query in (
+        f"type={SELF_PAY}|pay",
+        f"payor=Patient/{patient}",
+        f"subscriber={patient}",
+        "identifier=http://hospitalx.com/selfpayagreement|SP12345678",
+    ):
         assert match_ids(search(client, headers, query)) == [stored["id"]], query
     paid_by_a_payer = {**sp1234, "payor": [{"reference": "Organization/payer-none"}]}
     database.write(lambda db: make_payer(db, "payer-none"))
-    refusal(send(client, "POST", "/fhir/Coverage", paid_by_a_payer, headers), 422,
-            code="business-rule", expression="Coverage.payor")
+    refusal(
+        send(client, "POST", "/fhir/Coverage", paid_by_a_payer, headers),
+        422,
+        code="business-rule",
+        expression="Coverage.payor",
+    )
 
 
 def test_coverages_are_found_by_each_search_parameter(app, client, insured):
@@ -197,9 +213,7 @@ def test_a_payer_looks_up_its_members_coverages_with_the_payor_included(app, cli
 
 
 def test_an_ehr_lists_a_patients_coverages_with_every_payor_included(app, client, insured):
-    bundle = search(
-        client, token(app, STAFF), f"patient={insured['ana']}&_include=Coverage:payor"
-    )
+    bundle = search(client, token(app, STAFF), f"patient={insured['ana']}&_include=Coverage:payor")
 
     assert len(matches(bundle)) == 4
     assert sorted((r["resourceType"], r["id"]) for r in included(bundle)) == [
@@ -213,14 +227,21 @@ def test_a_coverage_naming_an_unknown_patient_or_payer_is_refused(app, client, i
     headers = token(app, STAFF)
     ana = insured["ana"]
     cases = [
-        (coverage_body("nobody", payor="Organization/payer-medicaid"), 404,
-         "Coverage.beneficiary"),
+        (coverage_body("nobody", payor="Organization/payer-medicaid"), 404, "Coverage.beneficiary"),
         (coverage_body(ana, payor="Organization/payer-nowhere"), 404, "Coverage.payor"),
         (coverage_body(ana, payor="Patient/nobody", self_pay=True), 404, "Coverage.payor"),
-        (coverage_body(ana, payor="Organization/payer-medicaid", subscriber="nobody"), 404,
-         "Coverage.subscriber"),
-        (coverage_body(ana, payor="Organization/payer-medicaid",
-                       period=("2027-02-01", "2027-01-01")), 422, "Coverage.period.end"),
+        (
+            coverage_body(ana, payor="Organization/payer-medicaid", subscriber="nobody"),
+            404,
+            "Coverage.subscriber",
+        ),
+        (
+            coverage_body(
+                ana, payor="Organization/payer-medicaid", period=("2027-02-01", "2027-01-01")
+            ),
+            422,
+            "Coverage.period.end",
+        ),
         (coverage_body(ana, payor="Practitioner/x"), 422, "Coverage.payor[0]"),
     ]
     with database.reading() as db:
@@ -236,10 +257,24 @@ def test_sql_meaningful_strings_in_coverage_searches_are_only_data(app, client, 
     headers = token(app, STAFF)
     with database.reading() as db:
         before = db.scalar(select(func.count()).select_from(Coverage))
-    for value in ("'", "' OR '1'='1", "'; DROP TABLE coverage; --", "%", "_", "BH-%", "BH-_",
-                  "--", "\\"):
-        for query in ({"identifier": value}, {"identifier": f"{MEMBER}|{value}"},
-                      {"type": value}, {"type": f"{SELF_PAY}|{value}"}, {"_id": value}):
+    for value in (
+        "'",
+        "' OR '1'='1",
+        "'; DROP TABLE coverage; --",
+        "%",
+        "_",
+        "BH-%",
+        "BH-_",
+        "--",
+        "\\",
+    ):
+        for query in (
+            {"identifier": value},
+            {"identifier": f"{MEMBER}|{value}"},
+            {"type": value},
+            {"type": f"{SELF_PAY}|{value}"},
+            {"_id": value},
+        ):
             response = client.get("/fhir/Coverage", query_string=query, headers=headers)
             assert match_ids(body(response, 200)) == [], query
         for param in ("patient", "payor", "subscriber", "beneficiary"):
@@ -248,7 +283,11 @@ def test_sql_meaningful_strings_in_coverage_searches_are_only_data(app, client, 
                 refusal(response, 400, code="invalid", expression=param)
             else:
                 assert match_ids(body(response, 200)) == [], (param, value)
-        refusal(client.get("/fhir/Coverage", query_string={"status": value}, headers=headers),
-                400, code="invalid", expression="status")
+        refusal(
+            client.get("/fhir/Coverage", query_string={"status": value}, headers=headers),
+            400,
+            code="invalid",
+            expression="status",
+        )
     with database.reading() as db:
         assert db.scalar(select(func.count()).select_from(Coverage)) == before

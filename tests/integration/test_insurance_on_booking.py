@@ -101,9 +101,7 @@ def stored_coverages(database, booking_id: str) -> list[str]:
         return [c.coverage_id for c in db.get(Booking, booking_id).coverages]
 
 
-def test_a_booking_keeps_primary_and_secondary_coverage_in_the_order_sent(
-    app, client, database
-):
+def test_a_booking_keeps_primary_and_secondary_coverage_in_the_order_sent(app, client, database):
     w = insured(database)
     headers = token(app, STAFF)
 
@@ -190,14 +188,20 @@ def test_a_coverage_period_is_inclusive_of_its_end_date(app, client, database):
     headers = token(app, STAFF)
     same_day = create(
         client,
-        coverage_body(w.patient, payor=f"Organization/payer-{w.clinic.group_id}",
-                      period=("2027-01-04", "2027-01-04")),
+        coverage_body(
+            w.patient,
+            payor=f"Organization/payer-{w.clinic.group_id}",
+            period=("2027-01-04", "2027-01-04"),
+        ),
         headers,
     )
     day_before = create(
         client,
-        coverage_body(w.patient, payor=f"Organization/payer-{w.clinic.group_id}",
-                      period=("2026-01-01", "2027-01-03")),
+        coverage_body(
+            w.patient,
+            payor=f"Organization/payer-{w.clinic.group_id}",
+            period=("2026-01-01", "2027-01-03"),
+        ),
         headers,
     )
 
@@ -246,9 +250,7 @@ def test_without_a_choice_insurance_goes_before_self_pay_and_self_pay_is_used_al
     assert coverage["payor"] == [{"reference": f"Patient/{only_self}"}]
 
 
-def test_a_patient_without_a_usable_coverage_is_refused_when_none_is_chosen(
-    app, client, database
-):
+def test_a_patient_without_a_usable_coverage_is_refused_when_none_is_chosen(app, client, database):
     def build(db):
         clinic = make_clinic(db)
         session = make_session(db, clinic).id
@@ -272,8 +274,13 @@ def test_updating_a_booking_checks_the_new_coverage_choice_the_same_way(app, cli
     made = body(book(client, headers, booking(w.session, w.patient, w.primary)), 201)
     url = f"/fhir/Appointment/{made['id']}"
 
-    refused = send(client, "PUT", url, {**made, "supportingInformation": [
-        {"reference": f"Coverage/{w.cancelled}"}]}, headers)
+    refused = send(
+        client,
+        "PUT",
+        url,
+        {**made, "supportingInformation": [{"reference": f"Coverage/{w.cancelled}"}]},
+        headers,
+    )
 
     refusal(refused, 422, expression=f"{INFO}[0]")
     assert stored_coverages(database, made["id"]) == [w.primary]

@@ -211,8 +211,12 @@ def test_a_patient_is_found_by_birthdate_with_prefixes(client, mint, people):
             ({"birthdate": "ne1980-05-17"}, ["garcia_lopez", "muller", "obrien", "nakamura"]),
         ],
     )
-    refusal(client.get("/fhir/Patient?birthdate=17/05/1980", headers=mint()), 400,
-            code="invalid", expression="birthdate")
+    refusal(
+        client.get("/fhir/Patient?birthdate=17/05/1980", headers=mint()),
+        400,
+        code="invalid",
+        expression="birthdate",
+    )
 
 
 def test_a_patient_is_found_by_gender_and_by_id(client, mint, people):
@@ -230,8 +234,12 @@ def test_a_patient_is_found_by_gender_and_by_id(client, mint, people):
             ({"_id": "no-such-patient"}, []),
         ],
     )
-    refusal(client.get("/fhir/Patient?gender=f", headers=mint()), 400,
-            code="invalid", expression="gender")
+    refusal(
+        client.get("/fhir/Patient?gender=f", headers=mint()),
+        400,
+        code="invalid",
+        expression="gender",
+    )
 
 
 def test_search_parameters_combine_with_and(client, mint, people):
@@ -256,8 +264,19 @@ def test_search_parameters_combine_with_and(client, mint, people):
 def test_patients_are_sorted_by_family_then_given_ignoring_case_and_accents(client, mint, people):
     bundle = found(client, mint(), "")
 
-    order = [people[k] for k in ("garcia", "garcia_lopez", "lopez_ana", "lopez_bea",
-                                 "lopez_zed", "muller", "nakamura", "obrien")]
+    order = [
+        people[k]
+        for k in (
+            "garcia",
+            "garcia_lopez",
+            "lopez_ana",
+            "lopez_bea",
+            "lopez_zed",
+            "muller",
+            "nakamura",
+            "obrien",
+        )
+    ]
     assert match_ids(bundle) == order
     by_birth = found(client, mint(), "_sort=-birthdate,family&gender=male")
     assert match_ids(by_birth) == [people["nakamura"], people["garcia_lopez"], people["obrien"]]
@@ -317,8 +336,19 @@ def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_dat
     client, mint, people, database
 ):
     before = _row_counts(database)
-    params = ["family", "family:exact", "family:contains", "given", "given:exact", "name",
-              "name:contains", "identifier", "phone", "telecom", "_id"]
+    params = [
+        "family",
+        "family:exact",
+        "family:contains",
+        "given",
+        "given:exact",
+        "name",
+        "name:contains",
+        "identifier",
+        "phone",
+        "telecom",
+        "_id",
+    ]
     for param in params:
         for value in HOSTILE:
             bundle = found(client, mint(), {param: value})
@@ -326,8 +356,12 @@ def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_dat
             honest = param in ("family:contains", "name:contains") and value == "'"
             assert match_ids(bundle) == ([people["obrien"]] if honest else []), (param, value)
     for value in HOSTILE:
-        for query in ({"identifier": f"{SSN}|{value}"}, {"identifier": f"{MRN}|{value}"},
-                      {"telecom": f"phone|{value}"}, {"family": "garc", "given": value}):
+        for query in (
+            {"identifier": f"{SSN}|{value}"},
+            {"identifier": f"{MRN}|{value}"},
+            {"telecom": f"phone|{value}"},
+            {"family": "garc", "given": value},
+        ):
             assert match_ids(found(client, mint(), query)) == [], query
         via_form = client.post("/fhir/Patient/_search", data={"family": value}, headers=mint())
         assert match_ids(body(via_form, 200)) == [], value
@@ -352,8 +386,16 @@ def test_registering_a_patient_answers_201_with_location_and_etag_and_keeps_what
         mrn="OK-1001",
         ssn="123-45-6789",
         phone="(555) 123-4567",
-        address=[{"use": "home", "line": ["12 Harbor St", "Apt 4"], "city": "Brooklyn",
-                  "state": "NY", "postalCode": "11201", "country": "US"}],
+        address=[
+            {
+                "use": "home",
+                "line": ["12 Harbor St", "Apt 4"],
+                "city": "Brooklyn",
+                "state": "NY",
+                "postalCode": "11201",
+                "country": "US",
+            }
+        ],
         maritalStatus={"text": "married"},
         communication=[{"language": {"text": "English"}, "preferred": True}],
     )
@@ -417,7 +459,8 @@ def test_an_update_with_if_match_keeps_the_ssn_searchable_when_the_masked_value_
 ):
     headers = token(app, STAFF)
     stored = create(
-        client, patient_body("Okafor", "Ada", mrn="OK-2", ssn="123-45-6789", phone="555-1"),
+        client,
+        patient_body("Okafor", "Ada", mrn="OK-2", ssn="123-45-6789", phone="555-1"),
         headers,
     )
     url = f"/fhir/Patient/{stored['id']}"
@@ -444,9 +487,7 @@ def test_an_update_with_if_match_keeps_the_ssn_searchable_when_the_masked_value_
     renewed = {**updated, "identifier": [{"system": SSN, "value": "987-65-4321"}]}
     body(send(client, "PUT", url, renewed, headers | {"If-Match": 'W/"2"'}), 200)
     assert match_ids(found(client, headers, {"identifier": f"{SSN}|123456789"})) == []
-    assert match_ids(found(client, headers, {"identifier": f"{SSN}|987654321"})) == [
-        stored["id"]
-    ]
+    assert match_ids(found(client, headers, {"identifier": f"{SSN}|987654321"})) == [stored["id"]]
 
 
 def test_a_search_by_ssn_does_not_echo_the_ssn_in_clear_in_its_links(app, client):

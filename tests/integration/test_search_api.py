@@ -68,34 +68,32 @@ def bookings(database):
     return database.write(build)
 
 
-APPOINTMENT_QUERIES = (
-    [
-        ("patient=Patient/{ana}", ["b1", "b3"]),
-        ("patient={ben}", ["b2", "b4"]),
-        ("actor=Patient/{ben}", ["b2", "b4"]),
-        ("actor=Practitioner/{prov2}", ["b2"]),
-        ("actor=Location/{dept2}", ["b4"]),
-        ("practitioner=Practitioner/{prov1}", ["b1", "b2", "b3"]),
-        ("location=Location/{dept1}", ["b1", "b2", "b3"]),
-        ("date=2027-01-04", ["b1", "b2"]),
-        ("date=ge2027-01-05", ["b3", "b4"]),
-        ("date=ge2027-01-05&date=lt2027-01-06", ["b3"]),
-        ("status=cancelled", ["b3"]),
-        ("status=booked", ["b1", "b2", "b4"]),
-        ("status=booked,cancelled&patient=Patient/{ana}", ["b1", "b3"]),
-        ("slot=Slot/{monday}", ["b1", "b2"]),
-        ("appointment-type=dbt-skills", ["b2"]),
-        (
-            "appointment-type=http://fhir-facade.org/fhir/CodeSystem/group-appointment-type"
-            "|group-therapy",
-            ["b1", "b3", "b4"],
-        ),
-        ("appointment-type=CHECKUP", []),
-        (f"identifier={BOOKING_ID_SYSTEM}|v1", ["b1"]),
-        ("identifier=v1", ["b1"]),
-        ("identifier=urn:other|v1", []),
-    ]
-)
+APPOINTMENT_QUERIES = [
+    ("patient=Patient/{ana}", ["b1", "b3"]),
+    ("patient={ben}", ["b2", "b4"]),
+    ("actor=Patient/{ben}", ["b2", "b4"]),
+    ("actor=Practitioner/{prov2}", ["b2"]),
+    ("actor=Location/{dept2}", ["b4"]),
+    ("practitioner=Practitioner/{prov1}", ["b1", "b2", "b3"]),
+    ("location=Location/{dept1}", ["b1", "b2", "b3"]),
+    ("date=2027-01-04", ["b1", "b2"]),
+    ("date=ge2027-01-05", ["b3", "b4"]),
+    ("date=ge2027-01-05&date=lt2027-01-06", ["b3"]),
+    ("status=cancelled", ["b3"]),
+    ("status=booked", ["b1", "b2", "b4"]),
+    ("status=booked,cancelled&patient=Patient/{ana}", ["b1", "b3"]),
+    ("slot=Slot/{monday}", ["b1", "b2"]),
+    ("appointment-type=dbt-skills", ["b2"]),
+    (
+        "appointment-type=http://fhir-facade.org/fhir/CodeSystem/group-appointment-type"
+        "|group-therapy",
+        ["b1", "b3", "b4"],
+    ),
+    ("appointment-type=CHECKUP", []),
+    (f"identifier={BOOKING_ID_SYSTEM}|v1", ["b1"]),
+    ("identifier=v1", ["b1"]),
+    ("identifier=urn:other|v1", []),
+]
 
 
 def test_appointments_are_found_by_each_search_parameter(client, mint, bookings):
@@ -145,27 +143,23 @@ def patients(database):
     return {key: (p.id, p.identifiers[0].value) for key, p in made.items()}
 
 
-FAMILY_QUERIES = (
-    [
-        ("family=garc", ["garcia", "garcia_lopez"]),
-        ("family=GARCÍA", ["garcia", "garcia_lopez"]),
-        ("family=garcía-", ["garcia_lopez"]),
-        ("family=muller", ["muller"]),
-        ("family=MÜL", ["muller"]),
-        ("family=lopez", ["lopez"]),  # a prefix match, not a substring match
-        ("family:contains=lopez", ["garcia_lopez", "lopez"]),
-        ("family:exact=García", ["garcia"]),
-        ("family:exact=garcia", []),  # exact means case- and accent-sensitive
-        ("given:exact=María", ["garcia"]),
-        ("family=o'brien", ["obrien"]),
-        ("family=zz", []),
-    ]
-)
+FAMILY_QUERIES = [
+    ("family=garc", ["garcia", "garcia_lopez"]),
+    ("family=GARCÍA", ["garcia", "garcia_lopez"]),
+    ("family=garcía-", ["garcia_lopez"]),
+    ("family=muller", ["muller"]),
+    ("family=MÜL", ["muller"]),
+    ("family=lopez", ["lopez"]),  # a prefix match, not a substring match
+    ("family:contains=lopez", ["garcia_lopez", "lopez"]),
+    ("family:exact=García", ["garcia"]),
+    ("family:exact=garcia", []),  # exact means case- and accent-sensitive
+    ("given:exact=María", ["garcia"]),
+    ("family=o'brien", ["obrien"]),
+    ("family=zz", []),
+]
 
 
-def test_patients_are_found_by_family_name_prefix_ignoring_case_and_accents(
-    client, mint, patients
-):
+def test_patients_are_found_by_family_name_prefix_ignoring_case_and_accents(client, mint, patients):
     for query, expected in FAMILY_QUERIES:
         bundle = search(client, mint, f"/fhir/Patient?{query}")
 
@@ -255,8 +249,10 @@ def test_locations_are_found_by_name_and_identifier_with_their_time_zone(client,
     assert ids(by_identifier) == [summit.department_id]
     (location,) = entries(by_name)
     assert location["managingOrganization"] == {"reference": f"Organization/{harbor.group_id}"}
-    assert {"url": "http://hl7.org/fhir/StructureDefinition/timezone",
-            "valueCode": "America/New_York"} in location["extension"]
+    assert {
+        "url": "http://hl7.org/fhir/StructureDefinition/timezone",
+        "valueCode": "America/New_York",
+    } in location["extension"]
 
 
 def test_practitioners_are_found_by_name_and_npi(client, mint, directory, database):
@@ -346,8 +342,15 @@ SQL_STRINGS = [
 ]
 
 
-PATIENT_TEXT_PARAMS = ("family", "family:contains", "family:exact", "given", "name",
-                       "identifier", "_id")
+PATIENT_TEXT_PARAMS = (
+    "family",
+    "family:contains",
+    "family:exact",
+    "given",
+    "name",
+    "identifier",
+    "_id",
+)
 
 
 def test_sql_meaningful_strings_in_patient_searches_are_only_data(client, mint, patients):

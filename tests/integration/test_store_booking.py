@@ -266,9 +266,7 @@ def test_a_stale_version_refuses_a_booking_update(database, clinic):
     before = state(database)
 
     with pytest.raises(VersionMismatch):
-        database.write(
-            lambda db: update_booking(db, booking_id, cancel, STAFF, expected_version=7)
-        )
+        database.write(lambda db: update_booking(db, booking_id, cancel, STAFF, expected_version=7))
 
     assert state(database) == before
 

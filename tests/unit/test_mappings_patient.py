@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mappings.common import parse_resource
+from mappings.errors import InvalidResource
 from mappings.patient import patient_to_fhir
 from tests.unit.builders import MRN, patient
 from tests.validation import assert_valid
@@ -45,3 +49,10 @@ def test_a_patient_with_only_a_family_name_still_validates():
     assert "telecom" not in rendered
     assert "gender" not in rendered
     assert "birthDate" not in rendered
+
+
+def test_a_contained_resource_of_an_unknown_type_is_a_400_not_a_crash():
+    body = {"resourceType": "Patient", "contained": [{"resourceType": "Nope", "id": "a"}]}
+    with pytest.raises(InvalidResource) as caught:
+        parse_resource(body, "Patient")
+    assert "unknown resourceType" in caught.value.message

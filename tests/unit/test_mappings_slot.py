@@ -150,17 +150,21 @@ def _refusal(error: type[Exception], body: object) -> Exception:
     return caught.value
 
 
-def test_a_slot_without_the_capacity_extension_is_unprocessable():
-    refused = _refusal(Unprocessable, slot_body(extension=[]))
-    assert refused.expression == "Slot.extension"
-    assert GROUP_CAPACITY in refused.message
+def test_a_slot_without_the_capacity_extension_has_one_place_as_in_plain_fhir():
+    assert slot_from_fhir(slot_body(extension=[])).capacity == 1
+
+
+def test_busy_holds_a_new_slot_and_free_or_busy_unavailable_set_it():
+    statuses = {s: slot_from_fhir(slot_body(status=s)).blocked for s in ("free", "busy")}
+    assert statuses == {"free": False, "busy": None}
+    assert slot_from_fhir(slot_body(status="busy-unavailable")).blocked is True
 
 
 def test_a_capacity_extension_without_its_capacity_part_is_unprocessable():
     body = slot_body(
         extension=[{"url": GROUP_CAPACITY, "extension": [{"url": "booked", "valueUnsignedInt": 2}]}]
     )
-    assert _refusal(Unprocessable, body).expression == "Slot.extension"
+    assert _refusal(Unprocessable, body).expression == "Slot.extension[0]"
 
 
 def test_a_slot_ending_when_it_starts_is_unprocessable():
@@ -183,8 +187,12 @@ def test_an_unknown_extension_on_a_slot_is_unprocessable():
     assert _refusal(Unprocessable, body).expression == "Slot.extension[1]"
 
 
-def test_a_tentative_slot_is_unprocessable():
-    assert _refusal(Unprocessable, slot_body(status="busy-tentative")).expression == "Slot.status"
+def test_a_tentative_slot_is_held_like_a_busy_one():
+    assert slot_from_fhir(slot_body(status="busy-tentative")).blocked is None
+
+
+def test_a_slot_entered_in_error_is_unprocessable():
+    assert _refusal(Unprocessable, slot_body(status="entered-in-error")).expression == "Slot.status"
 
 
 def test_an_unknown_service_type_is_unprocessable():

@@ -135,3 +135,14 @@ def test_http_errors_become_operation_outcomes(error, status, code):
     got, outcome = outcome_of(error)
     assert got == status
     assert only_issue(outcome)["code"] == code
+
+
+def test_control_characters_a_client_sent_are_escaped_and_no_odd_expression_is_echoed():
+    # An unknown parameter's name is echoed in the text; FHIR strings may not hold
+    # control characters, and an expression must be a FHIRPath, not client bytes.
+    refusal = InvalidSearch("unknown parameter 'na\x01me\x7f'", expression="na\x01me")
+    status, outcome = outcome_of(refusal)
+    assert status == 400
+    issue = only_issue(outcome)
+    assert issue["details"]["text"] == "unknown parameter 'na\\x01me\\x7f'"
+    assert "expression" not in issue

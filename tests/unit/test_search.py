@@ -415,3 +415,10 @@ def test_an_unsupported_revinclude_is_refused():
 def test_unsupported_includes_are_ignored_when_lenient():
     request = search("Slot", "_include=Slot:patient&_revinclude=X:y", lenient=True)
     assert (request.includes, request.revincludes) == ([], [])
+
+
+@pytest.mark.parametrize("name", ["_count", "_offset"])
+@pytest.mark.parametrize("value", [str(2**31), "9" * 40, "\u00b2"])
+def test_a_paging_number_the_database_cannot_take_is_refused(name, value):
+    # Not a 500 from the driver: "²" is a digit to Python, and 2**31 overflows an offset.
+    assert refused("Slot", f"{name}={value}").expression == name
