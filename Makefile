@@ -25,11 +25,13 @@ install: $(VENV)/.installed $(GATE)/node_modules/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/fhir-facade demo --port $(PORT)
 
+# One test process per core (pytest-xdist); `make test PYTEST_ARGS=-n0` runs them in one.
+PYTEST_ARGS ?= -n auto
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 check: install
-	$(VENV)/bin/ruff check fhir_facade mappings store tests
+	$(VENV)/bin/ruff check fhir_facade mappings store tests benchmarks conformance
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
