@@ -85,7 +85,9 @@ def _fhirpath(resource_type: str, loc: tuple[Any, ...]) -> str:
 
 def instant(value: dt.datetime) -> str:
     """FHIR instant in UTC, second precision: 2027-01-04T15:00:00Z."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(timespec="seconds")[:19] + "Z"  # several times strftime's speed
 
 
 def meta(version: int, last_updated: dt.datetime) -> JSON:

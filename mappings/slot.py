@@ -33,7 +33,7 @@ from mappings.common import (
     parse_resource,
 )
 from mappings.errors import Unprocessable
-from store.models import Availability, GroupSession
+from store.models import Availability, GroupSession, availability_of
 from store.sessions import SessionSpec
 
 SLOT_STATUS = {
@@ -55,53 +55,60 @@ _COLUMNS = ("extension", "schedule", "start", "end")
 HELD = ("busy", "busy-tentative")
 
 
+#: Each code's CodeableConcept, built once: a 500-Slot page renders the same few
+#: thousands of times (the dicts are shared and never changed).
+_SERVICE_TYPES = {code: codeable(c.as_fhir()) for code, c in SERVICE_TYPES.items()}
+_APPOINTMENT_TYPES = {code: codeable(c.as_fhir()) for code, c in APPOINTMENT_TYPES.items()}
+
+
 def slot_to_fhir(session: GroupSession) -> JSON:
+    # Each column read once: a 500-Slot page is rendered in a loop over this function.
+    capacity, booked, blocked = session.capacity, session.booked, session.blocked
+    stored = session.document
+    document: JSON = orjson.loads(stored) if stored else {}
+    declared = document.get("status")
+    held = blocked and declared in HELD
+    status = declared if held else SLOT_STATUS[availability_of(capacity, booked, blocked)]
     resource: JSON = {
         "resourceType": "Slot",
         "id": session.id,
         "meta": meta(session.version, session.last_updated),
+        "extension": [
+            {
+                "url": EXT_GROUP_CAPACITY,
+                "extension": [
+                    {"url": "capacity", "valueUnsignedInt": capacity},
+                    {"url": "booked", "valueUnsignedInt": booked},
+                ],
+            },
+            {
+                "url": EXT_SLOT_CAPACITY_SMART,
+                "valueInteger": 0 if blocked else max(capacity - booked, 0),
+            },
+            {"url": EXT_CLOSED_SESSION, "valueBoolean": session.closed},
+        ],
     }
-    document: JSON = orjson.loads(session.document) if session.document else {}
-    resource["extension"] = [
-        {
-            "url": EXT_GROUP_CAPACITY,
-            "extension": [
-                {"url": "capacity", "valueUnsignedInt": session.capacity},
-                {"url": "booked", "valueUnsignedInt": session.booked},
-            ],
-        },
-        {
-            "url": EXT_SLOT_CAPACITY_SMART,
-            "valueInteger": 0 if session.blocked else session.places_left,
-        },
-        {"url": EXT_CLOSED_SESSION, "valueBoolean": session.closed},
-    ]
     if document:  # created through the API: the client's other elements as sent
         resource.update(document)
-        resource["schedule"] = {"reference": f"Schedule/{session.schedule_id}"}
-        _when_and_status(resource, session, document)
-        return resource
-    if session.service_type and (service := SERVICE_TYPES.get(session.service_type)):
-        resource["serviceType"] = [codeable(service.as_fhir())]
-    if session.appointment_type and (kind := APPOINTMENT_TYPES.get(session.appointment_type)):
-        resource["appointmentType"] = codeable(kind.as_fhir())
+    else:
+        service_type, appointment_type = session.service_type, session.appointment_type
+        if service_type and (service := _SERVICE_TYPES.get(service_type)):
+            resource["serviceType"] = [service]
+        if appointment_type and (kind := _APPOINTMENT_TYPES.get(appointment_type)):
+            resource["appointmentType"] = kind
     resource["schedule"] = {"reference": f"Schedule/{session.schedule_id}"}
-    _when_and_status(resource, session, document)
-    if session.comment:
-        resource["comment"] = session.comment
-    return resource
-
-
-def _when_and_status(resource: JSON, session: GroupSession, document: JSON) -> None:
-    """Status is counted, except that a held session says the status it was created with
-    (busy, busy-tentative); `overbooked` only ever echoes such a hold."""
-    declared = document.get("status")
-    held = session.blocked and declared in HELD
-    resource["status"] = declared if held else SLOT_STATUS[session.availability]
+    # Status is counted, except that a held session says the status it was created
+    # with (busy, busy-tentative); `overbooked` only ever echoes such a hold.
+    resource["status"] = status
     resource["start"] = instant(session.start)
     resource["end"] = instant(session.end)
-    if "overbooked" in document or not document:
-        resource["overbooked"] = bool(held and document.get("overbooked"))
+    if not document:
+        resource["overbooked"] = False
+        if comment := session.comment:
+            resource["comment"] = comment
+    elif "overbooked" in document:
+        resource["overbooked"] = bool(held and document["overbooked"])
+    return resource
 
 
 def slot_from_fhir(body: Any) -> SessionSpec:

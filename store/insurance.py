@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from store.access import Access
 from store.common import new_id, visible_patient
@@ -118,7 +118,12 @@ class CoverageChooser:
             return list(chosen)
         if self._own is None:
             self._own = list(
-                self.db.scalars(select(Coverage).where(Coverage.beneficiary_id == self.patient_id))
+                self.db.scalars(
+                    select(Coverage)
+                    .where(Coverage.beneficiary_id == self.patient_id)
+                    # Choosing needs no identifiers: load them only if something asks.
+                    .options(lazyload(Coverage.identifiers))
+                )
             )
         usable = sorted(
             (c for c in self._own if not _unusable(c, self.patient_id, on)),

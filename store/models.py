@@ -146,6 +146,14 @@ class Availability(enum.StrEnum):
     BLOCKED = "blocked"
 
 
+def availability_of(capacity: int, booked: int, blocked: bool) -> Availability:
+    if blocked:
+        return Availability.BLOCKED
+    if booked >= capacity:
+        return Availability.FULL
+    return Availability.OPEN
+
+
 class GroupSession(Versioned, Base):
     """A group session: `booked` of `capacity` places taken.
 
@@ -181,11 +189,7 @@ class GroupSession(Versioned, Base):
 
     @property
     def availability(self) -> Availability:
-        if self.blocked:
-            return Availability.BLOCKED
-        if self.booked >= self.capacity:
-            return Availability.FULL
-        return Availability.OPEN
+        return availability_of(self.capacity, self.booked, self.blocked)
 
     @property
     def places_left(self) -> int:

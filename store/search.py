@@ -28,7 +28,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 from sqlalchemy.sql.functions import FunctionElement
 
 from store.access import Access
@@ -453,11 +453,21 @@ def run(db: Session, query: Query) -> Page:
     ]
     order.append(sort_columns["id"].asc())
     statement = statement.order_by(*order).offset(query.offset).limit(query.limit)
-    rows = db.scalars(statement).unique().all()
+    rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
     total = None
     if query.count_total:
-        total = db.scalar(select(func.count()).select_from(query.kind).where(condition))
+        if len(rows) < query.limit and (rows or query.offset == 0):
+            total = query.offset + len(rows)  # a page that is not full is the last one
+        else:
+            total = db.scalar(select(func.count()).select_from(query.kind).where(condition))
     return Page(rows, total)
+
+
+#: Relationships a search page does not render: not joined into its SELECT (a 500-Slot
+#: page spent more time loading schedules, providers and departments than anything).
+_PAGE_LOADING: dict[type[Base], tuple[Any, ...]] = {
+    GroupSession: (lazyload(GroupSession.schedule),),
+}
 
 
 def get_many(db: Session, kind: type[M], ids: Sequence[str], access: Access) -> list[M]:
@@ -466,6 +476,7 @@ def get_many(db: Session, kind: type[M], ids: Sequence[str], access: Access) -> 
         return []
     id_col: Any = kind.id  # type: ignore[attr-defined]
     statement = select(kind).where(id_col.in_(set(ids)), visibility(kind, access))
+    statement = statement.options(*_PAGE_LOADING.get(kind, ()))
     return list(db.scalars(statement).unique().all())
 
 

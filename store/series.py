@@ -446,14 +446,15 @@ def _schedules(db: Session, query: SeriesQuery) -> list[ProviderSchedule]:
         return [schedule]
     if query.provider_id is None:
         raise RuleViolation("give a practitioner or a schedule", field=FIELD_PRACTITIONER)
-    if db.get(Provider, query.provider_id) is None:
-        raise NotFound("Practitioner", query.provider_id, field=FIELD_PRACTITIONER)
     statement = select(ProviderSchedule).where(
         ProviderSchedule.provider_id == query.provider_id, ProviderSchedule.active.is_(True)
     )
     if query.department_id is not None:
         statement = statement.where(ProviderSchedule.department_id == query.department_id)
     schedules = list(db.scalars(statement.order_by(ProviderSchedule.id)).all())
+    # After the schedules, which load their provider: on success this costs no query.
+    if db.get(Provider, query.provider_id) is None:
+        raise NotFound("Practitioner", query.provider_id, field=FIELD_PRACTITIONER)
     if not schedules:
         raise RuleViolation(
             f"Practitioner/{query.provider_id} has no active schedule"
