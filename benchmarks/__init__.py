@@ -1,0 +1,1 @@
+"""Benchmarks, not tests: `python -m benchmarks.clinic_benchmark`, `series_benchmark.py`."""
