@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Select,
     and_,
@@ -30,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 from store.access import Access
 from store.models import (
@@ -128,14 +128,14 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise ValueError(f"unknown operator {op!r}")
 
 
-class _PrefixRange(FunctionElement[bool]):
+class _PrefixRange(FunctionElement[Any]):
     """`column` starts with `prefix`, written as the index range `prefix <= column <
     successor` compared bytewise (code points), so a B-tree index serves it: SQLite's
     default BINARY collation, PostgreSQL's `text_pattern_ops` operators `~>=~ ~<~`
     (a linguistic collation such as en_US would not order by prefix)."""
 
     inherit_cache = True
-    type = Boolean()
+    type = NullType()  # not Boolean: SQLite would compare it "= 1" and skip the index
     name = "prefix_range"
 
 

@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import String, Text, func, select
 
+from mappings.search import parse_search
+from store.access import Access
 from store.models import Base, Patient, PatientIdentifier, PatientPhone
+from store.search import where_clause
 from tests.factories import MRN, make_patient
 from tests.integration.privacy_helpers import (
     PRIVACY_OFFICER,
@@ -564,3 +567,23 @@ def test_codes_outside_their_required_value_sets_are_refused_and_nothing_is_stor
         sent = {**patient_body("Odd", mrn="ODD-1"), element: bad}
         refusal(send(client, "POST", "/fhir/Patient", sent, staff), 400, expression=expression)
     assert _row_counts(database) == before
+
+
+@pytest.mark.parametrize("query", ["family=garc", "given=ann", "name=gar"])
+def test_a_name_prefix_search_is_an_index_range_scan_on_either_backend(database, query):
+    # Bytewise ranges on folded names: SQLite's BINARY index, PostgreSQL's
+    # text_pattern_ops index, whatever the database's collation. Sequential scans are
+    # priced out on PostgreSQL so that only a usable index can win on an empty table.
+    name, _, value = query.partition("=")
+    parsed = parse_search("Patient", [(name, value)], Access())
+    statement = select(Patient.id).where(where_clause(parsed.query))
+    with database.engine.connect() as connection:
+        compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+        else:
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            plan = " ".join(str(r[3]) for r in rows)
+    assert "ix_patient_family_prefix" in plan or "ix_patient_given_prefix" in plan, plan
+    assert "SCAN patient" not in plan and "Seq Scan" not in plan, plan
