@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from store.access import Access
 from store.booking import (
@@ -496,6 +496,8 @@ def _candidate_sessions(
         select(GroupSession)
         .where(GroupSession.schedule_id.in_(schedule_ids), when)
         .order_by(GroupSession.start, GroupSession.schedule_id, GroupSession.id)
+        # Their schedules are the ones just loaded: found in the session, not joined.
+        .options(lazyload(GroupSession.schedule))
     )
     return list(db.scalars(statement).all())
 
