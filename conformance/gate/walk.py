@@ -300,7 +300,7 @@ class Walk:
     def writes(self, resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Create (then update) one resource of every writable type we know how to build."""
         created: dict[str, dict[str, Any]] = {}
-        order = ["Patient", "Coverage", "Slot", "Appointment"]
+        order = ["Patient", "Coverage", "Schedule", "Slot", "Appointment"]
         writable = [n for n, d in resources.items() if _has(d, "create")]
         for name in writable:
             if name not in order:
@@ -366,6 +366,17 @@ class Walk:
             if patient is None:
                 return None
             return _self_pay(patient["id"])
+        if name == "Schedule":
+            locations = self.samples.get("Location") or []
+            if not locations:
+                return None
+            return {
+                "resourceType": "Schedule",
+                "identifier": [{"system": "urn:fhir-facade:gate", "value": f"{self.run_id}-s"}],
+                "active": True,
+                "actor": [{"reference": f"Location/{locations[0]['id']}"}],
+                "comment": "validator gate: a department's own calendar",
+            }
         if name == "Slot":
             schedule = self._schedule_with_slots()
             if schedule is None:
