@@ -42,7 +42,10 @@ def valid(resource: dict[str, Any]) -> None:
     if kind == "Bundle":
         importlib.import_module("fhir.resources.R4B.bundle").Bundle.model_validate(resource)
         for entry in resource.get("entry", []):
-            valid(entry["resource"])
+            # A batch-response entry holds a resource, an outcome, or both.
+            for part in (entry.get("resource"), entry.get("response", {}).get("outcome")):
+                if part is not None:
+                    valid(part)
     elif kind in _PLAIN:
         module = importlib.import_module(f"fhir.resources.R4B.{_PLAIN[kind]}")
         getattr(module, kind).model_validate(resource)

@@ -65,6 +65,12 @@ the note in that test);
 `PUT /fhir/Appointment/Ra` (cancel), `PUT` of V's appointment moved to R,
 `PUT /fhir/Patient/R` (plain, with a stale `If-Match`), `PUT /fhir/Coverage/Rc`.
 
+Bundles (`POST /fhir`) — a batch of GETs: R's Patient, `Patient?family`, SSN
+identifier, R's appointment, `Appointment?patient=R`, `?patient.family`, R's plan,
+`Coverage?subscriber=R`, the shared session with `_revinclude`; a batch with a PUT of
+R and a booking of R; a transaction booking R; a transaction registering a patient
+and booking V with R's plan.
+
 Errors — no token (401), a token without Patient scope (403), `DELETE` (405),
 `AuditEvent` search and read (403), malformed values next to R's values (400),
 unknown parameters and includes (400), a wrong reference type naming R (400), an
@@ -774,7 +780,72 @@ def write_probes(w: World, privileged_view: Callable[[str], dict[str, Any]]) -> 
             {"resourceType": "Parameters", "parameter": [{"name": "scope", "valueCode": "all"}]},
             404,
         ),
+        post("/fhir", _bundle("batch", *_reads_of_r(w)), 200),
+        post(
+            "/fhir",
+            _bundle(
+                "batch",
+                ("PUT", f"Patient/{R}", {**r_patient, "gender": "other"}),
+                ("POST", "Appointment", appointment(w.spare_session, R)),
+            ),
+            200,
+        ),
+        post(
+            "/fhir", _bundle("transaction", ("POST", "Appointment", appointment(w.session, R))), 404
+        ),
+        post(
+            "/fhir",
+            _bundle(
+                "transaction",
+                ("POST", "Patient", patient_body("Newcomb", "Nia")),
+                (
+                    "POST",
+                    "Appointment",
+                    appointment(
+                        w.spare_session,
+                        V,
+                        supportingInformation=[{"reference": f"Coverage/{w.restricted_plan}"}],
+                    ),
+                ),
+            ),
+            404,
+        ),
     ]
+
+
+def _reads_of_r(w: World) -> list[tuple[str, str, Any]]:
+    """The reads and searches a batch may carry, each naming R or R's records."""
+    R = w.restricted
+    return [
+        ("GET", f"Patient/{R}", None),
+        ("GET", f"Patient?family={FAMILY}", None),
+        ("GET", f"Patient?identifier={quote(SSN)}|{R_SSN}", None),
+        ("GET", f"Appointment/{w.restricted_appointment}", None),
+        ("GET", f"Appointment?patient=Patient/{R}", None),
+        ("GET", f"Appointment?patient.family={FAMILY}", None),
+        ("GET", f"Coverage/{w.restricted_plan}", None),
+        ("GET", f"Coverage?subscriber=Patient/{R}", None),
+        ("GET", f"Slot?_id={w.session}&_revinclude=Appointment:slot", None),
+    ]
+
+
+def _bundle(kind: str, *entries: tuple[str, str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [
+            {
+                **({"resource": resource} if resource is not None else {}),
+                **(
+                    {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}"}
+                    if method == "POST"
+                    else {}
+                ),
+                "request": {"method": method, "url": url},
+            }
+            for i, (method, url, resource) in enumerate(entries)
+        ],
+    }
 
 
 # -- the tests -----------------------------------------------------------------------------
