@@ -196,28 +196,25 @@ class GroupSession(Versioned, Base):
         return max(self.capacity - self.booked, 0)
 
 
+#: A folded name (lower case, no accents): bytewise collation on PostgreSQL.
+_FOLDED = String(100).with_variant(String(100, collation="C"), "postgresql")
+
+
 class Patient(Versioned, Base):
     __tablename__ = "patient"
-    # Name prefixes are searched as bytewise ranges (store.search): on PostgreSQL that
-    # needs the pattern operator class, whatever the database's collation.
+    # Folded names are search keys: compared and sorted bytewise on both backends
+    # (SQLite's BINARY, PostgreSQL's "C" collation whatever the database's), so a name
+    # prefix is an index range and a page of matches comes off the index in order.
     __table_args__ = (
-        Index(
-            "ix_patient_family_prefix",
-            "family_folded",
-            postgresql_ops={"family_folded": "text_pattern_ops"},
-        ),
-        Index(
-            "ix_patient_given_prefix",
-            "given_folded",
-            postgresql_ops={"given_folded": "text_pattern_ops"},
-        ),
+        Index("ix_patient_name_order", "family_folded", "given_folded", "id"),
+        Index("ix_patient_given_prefix", "given_folded"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     family: Mapped[str] = mapped_column(String(100))
     given: Mapped[str] = mapped_column(String(100), default="")
-    family_folded: Mapped[str] = mapped_column(String(100))
-    given_folded: Mapped[str] = mapped_column(String(100), default="")
+    family_folded: Mapped[str] = mapped_column(_FOLDED)
+    given_folded: Mapped[str] = mapped_column(_FOLDED, default="")
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(16))
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)

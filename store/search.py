@@ -20,16 +20,12 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    literal,
     not_,
     or_,
     select,
     true,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import NullType
 
 from store.access import Access
 from store.models import (
@@ -128,37 +124,16 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise ValueError(f"unknown operator {op!r}")
 
 
-class _PrefixRange(FunctionElement[Any]):
-    """`column` starts with `prefix`, written as the index range `prefix <= column <
-    successor` compared bytewise (code points), so a B-tree index serves it: SQLite's
-    default BINARY collation, PostgreSQL's `text_pattern_ops` operators `~>=~ ~<~`
-    (a linguistic collation such as en_US would not order by prefix)."""
-
-    inherit_cache = True
-    type = NullType()  # not Boolean: SQLite would compare it "= 1" and skip the index
-    name = "prefix_range"
-
-
-@compiles(_PrefixRange)
-def _prefix_range(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
-    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} >= {low} AND {column} < {high})"
-
-
-@compiles(_PrefixRange, "postgresql")
-def _prefix_range_pg(element: _PrefixRange, compiler: Any, **kw: Any) -> str:
-    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} ~>=~ {low} AND {column} ~<~ {high})"
-
-
 def _folded(attr: InstrumentedAttribute[Any]) -> Builder:
-    """A name column kept folded (lower case, no accents), as is the value searched."""
+    """A name column kept folded (lower case, no accents), as is the value searched,
+    and compared bytewise (store.models): a prefix is the index range
+    `prefix <= column < successor`, where LIKE or lower() would scan."""
 
     def build(op: str, value: Any) -> ColumnElement[bool]:
         if op != "startswith" or not value or ord(value[-1]) >= 0x10FFFF:
             return _compare(attr, op, value)
         successor = value[:-1] + chr(ord(value[-1]) + 1)
-        return _PrefixRange(attr, literal(value), literal(successor))
+        return and_(attr >= value, attr < successor)
 
     return build
 

@@ -1,5 +1,5 @@
-"""client documents on Schedule and Slot; schedules without a provider; name-prefix
-indexes that serve bytewise range scans on any PostgreSQL collation
+"""client documents on Schedule and Slot; schedules without a provider; folded names
+compared bytewise ("C" collation on PostgreSQL) with an index in name order
 
 Revision ID: 0004
 Revises: 0003
@@ -19,13 +19,17 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_index("ix_patient_family_folded", table_name="patient")
-    for column in ("family_folded", "given_folded"):
-        op.create_index(
-            f"ix_patient_{column.split('_')[0]}_prefix",
-            "patient",
-            [column],
-            postgresql_ops={column: "text_pattern_ops"},
-        )
+    if op.get_context().dialect.name == "postgresql":
+        for column in ("family_folded", "given_folded"):
+            op.alter_column(
+                "patient",
+                column,
+                type_=sa.String(length=100, collation="C"),
+                existing_type=sa.String(length=100),
+                existing_nullable=False,
+            )
+    op.create_index("ix_patient_name_order", "patient", ["family_folded", "given_folded", "id"])
+    op.create_index("ix_patient_given_prefix", "patient", ["given_folded"])
     op.add_column("provider_schedule", sa.Column("document", sa.Text(), nullable=True))
     op.add_column("group_session", sa.Column("document", sa.Text(), nullable=True))
     if op.get_context().dialect.name == "sqlite":
@@ -38,7 +42,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_patient_given_prefix", table_name="patient")
-    op.drop_index("ix_patient_family_prefix", table_name="patient")
+    op.drop_index("ix_patient_name_order", table_name="patient")
+    if op.get_context().dialect.name == "postgresql":
+        for column in ("family_folded", "given_folded"):
+            op.alter_column(
+                "patient",
+                column,
+                type_=sa.String(length=100),
+                existing_type=sa.String(length=100, collation="C"),
+                existing_nullable=False,
+            )
     op.create_index("ix_patient_family_folded", "patient", ["family_folded"])
     if op.get_context().dialect.name == "sqlite":
         _sqlite_table_sql(
