@@ -925,26 +925,23 @@ def measure_series(bench: Bench) -> dict[str, Any]:
     shape = bench.shape
     schedule = shape.schedules[0]
     find_ms, book_ms, find_sql, book_sql, matched, booked = [], [], [], [], [], []
-    for patient in shape.series_patients:
-        body = series_find_body(shape, patient)
+
+    def timed(operation: str, body: dict[str, Any], ms: list[float], sql: list[int]) -> Any:
+        """POST an operation in-process; record its time and SQL statements."""
         bench.counter.reset()
         started = time.perf_counter()
-        response = bench.client.post("/fhir/Appointment/$find", data=orjson.dumps(body),
+        response = bench.client.post(f"/fhir/Appointment/{operation}", data=orjson.dumps(body),
                                      content_type=FHIR_JSON, headers=bench.headers)
-        find_ms.append((time.perf_counter() - started) * 1000)
-        find_sql.append(bench.counter.count)
+        ms.append((time.perf_counter() - started) * 1000)
+        sql.append(bench.counter.count)
         assert response.status_code == 200, response.get_data(as_text=True)[:500]
-        preview = orjson.loads(response.get_data())
+        return orjson.loads(response.get_data())
+
+    for patient in shape.series_patients:
+        preview = timed("$find", series_find_body(shape, patient), find_ms, find_sql)
         book = series_book_body(preview)
         matched.append(sum(1 for p in book["parameter"] if p["resource"].get("slot")))
-        bench.counter.reset()
-        started = time.perf_counter()
-        response = bench.client.post("/fhir/Appointment/$book", data=orjson.dumps(book),
-                                     content_type=FHIR_JSON, headers=bench.headers)
-        book_ms.append((time.perf_counter() - started) * 1000)
-        book_sql.append(bench.counter.count)
-        assert response.status_code == 200, response.get_data(as_text=True)[:500]
-        answer = orjson.loads(response.get_data())
+        answer = timed("$book", book, book_ms, book_sql)
         booked.append(sum(1 for e in answer["entry"]
                           if e["resource"].get("resourceType") == "Appointment"
                           and e["resource"].get("status") == "booked"))

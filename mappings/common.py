@@ -131,10 +131,15 @@ def aware(value: Any, expression: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
-def kept_document(body: dict[str, Any], *, without: tuple[str, ...] = ()) -> str:
-    """A client's resource as we keep it to give back (JSON, no resourceType/id/meta)."""
+def client_elements(body: dict[str, Any], *, without: tuple[str, ...] = ()) -> JSON:
+    """A client's resource without what the server owns (resourceType, id, meta)."""
     dropped = ("resourceType", "id", "meta", *without)
-    return orjson.dumps({k: v for k, v in body.items() if k not in dropped}).decode()
+    return {k: v for k, v in body.items() if k not in dropped}
+
+
+def kept_document(body: dict[str, Any], *, without: tuple[str, ...] = ()) -> str:
+    """A client's resource as we keep it to give back (JSON text)."""
+    return orjson.dumps(client_elements(body, without=without)).decode()
 
 
 def codeable(coding: dict[str, str]) -> JSON:

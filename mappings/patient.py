@@ -18,7 +18,7 @@ from mappings.codes import (
     SYSTEM_MRN,
     check_required_codes,
 )
-from mappings.common import JSON, meta, parse_resource
+from mappings.common import JSON, client_elements, meta, parse_resource
 from mappings.errors import Unprocessable
 from store.models import Patient
 from store.patients import PatientSpec
@@ -96,7 +96,7 @@ def patient_from_fhir(body: Any) -> PatientSpec:
         (t.value, t.use) for t in (patient.telecom or []) if t.system == "phone" and t.value
     )
     labels = {(c.system, c.code) for c in ((patient.meta.security or []) if patient.meta else [])}
-    document = {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
+    document = client_elements(body)
     if "identifier" in document:
         document["identifier"] = [_without_clear_ssn(i) for i in document["identifier"]]
     return PatientSpec(
