@@ -76,7 +76,10 @@ def create_session(
 ) -> GroupSession:
     """Add a group session to a provider's schedule ("Create New Slot")."""
     _check_spec(db, spec)
-    session = GroupSession(id=session_id or new_id(), booked=0, version=1)
+    # A new session is blocked when asked to be, and held when declared busy.
+    session = GroupSession(
+        id=session_id or new_id(), booked=0, version=1, blocked=spec.blocked is not False
+    )
     _apply(session, spec)
     db.add(session)
     db.flush()
@@ -138,9 +141,7 @@ def _apply(session: GroupSession, spec: SessionSpec) -> None:
     session.appointment_type = spec.appointment_type
     session.service_type = spec.service_type
     session.closed = spec.closed
-    if spec.blocked is not None:
+    if spec.blocked is not None:  # None leaves it as it is (set at creation)
         session.blocked = spec.blocked
-    elif session.blocked is None:  # a new session declared busy: held
-        session.blocked = True
     session.comment = spec.comment
     session.document = spec.document
