@@ -16,9 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The validator gate's node validators, exactly as pinned in the committed lockfile.
+# Without npm the node validators (and the HL7 examples) are skipped by the tests,
+# unless FHIR_FACADE_REQUIRE_CONFORMANCE=1 (CI) makes that a failure.
 $(GATE)/node_modules/.installed: $(GATE)/package.json $(GATE)/package-lock.json
-	cd $(GATE) && npm ci --no-audit --no-fund
-	touch $@
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(GATE) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "npm not found: node validators skipped (install Node 20+ to run them)"; \
+	fi
 
 install: $(VENV)/.installed $(GATE)/node_modules/.installed
 
