@@ -80,7 +80,16 @@ class Database:
         self.engine = make_engine(settings)
         self.is_sqlite = _is_sqlite(settings.url)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL reads run in autocommit: under READ COMMITTED each statement sees
+        # its own snapshot inside a transaction too, so BEGIN and COMMIT were two round
+        # trips that bought nothing. SQLite reads keep their transaction, which holds one
+        # WAL snapshot for the whole request.
+        reader = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        self._read_sessions = sessionmaker(reader, expire_on_commit=False)
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
         self.max_retries = max_retries
 
