@@ -19,15 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_index("ix_patient_family_folded", table_name="patient")
-    if op.get_context().dialect.name == "postgresql":
-        for column in ("family_folded", "given_folded"):
-            op.alter_column(
-                "patient",
-                column,
-                type_=sa.String(length=100, collation="C"),
-                existing_type=sa.String(length=100),
-                existing_nullable=False,
-            )
+    _folded_names_collation(to="C", was=None)
     op.create_index("ix_patient_name_order", "patient", ["family_folded", "given_folded", "id"])
     op.create_index("ix_patient_given_prefix", "patient", ["given_folded"])
     op.add_column("provider_schedule", sa.Column("document", sa.Text(), nullable=True))
@@ -43,15 +35,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_patient_given_prefix", table_name="patient")
     op.drop_index("ix_patient_name_order", table_name="patient")
-    if op.get_context().dialect.name == "postgresql":
-        for column in ("family_folded", "given_folded"):
-            op.alter_column(
-                "patient",
-                column,
-                type_=sa.String(length=100),
-                existing_type=sa.String(length=100, collation="C"),
-                existing_nullable=False,
-            )
+    _folded_names_collation(to=None, was="C")
     op.create_index("ix_patient_family_folded", "patient", ["family_folded"])
     if op.get_context().dialect.name == "sqlite":
         _sqlite_table_sql(
@@ -61,6 +45,20 @@ def downgrade() -> None:
         op.alter_column("provider_schedule", "provider_id", nullable=False)
     op.drop_column("group_session", "document")
     op.drop_column("provider_schedule", "document")
+
+
+def _folded_names_collation(*, to: str | None, was: str | None) -> None:
+    """PostgreSQL only: SQLite already compares text bytewise (BINARY)."""
+    if op.get_context().dialect.name != "postgresql":
+        return
+    for column in ("family_folded", "given_folded"):
+        op.alter_column(
+            "patient",
+            column,
+            type_=sa.String(length=100, collation=to),
+            existing_type=sa.String(length=100, collation=was),
+            existing_nullable=False,
+        )
 
 
 def _sqlite_table_sql(table: str, old: str, new: str) -> None:
