@@ -81,6 +81,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register(api)
 
     api.register_blueprint(build_blueprint())
+    if not settings.jwks_url:  # production: tokens come from the identity provider
+        from fhir_facade.oauth import blueprint as token_service
+
+        app.register_blueprint(token_service())
     app.register_error_handler(Exception, _error_response)
 
     @app.before_request

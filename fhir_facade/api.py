@@ -11,7 +11,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from fhir_facade import bundles, openapi, operations
-from fhir_facade.capability import capability_statement, smart_configuration
+from fhir_facade.capability import OAuthEndpoints, capability_statement, smart_configuration
+from fhir_facade.context import settings
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import read, search
 from fhir_facade.registry import RESOURCE_TYPES
@@ -31,13 +32,15 @@ def build_blueprint() -> Blueprint:
     class Metadata(MethodView):
         @openapi.documented(blp, openapi.metadata_doc())
         def get(self) -> Response:
-            return fhir_response(capability_statement(base_url()))
+            base = base_url()
+            return fhir_response(capability_statement(base, OAuthEndpoints.of(settings(), base)))
 
     @blp.route("/.well-known/smart-configuration")
     class SmartConfiguration(MethodView):
         @openapi.documented(blp, openapi.smart_configuration_doc())
         def get(self) -> Response:
-            body = orjson.dumps(smart_configuration(base_url()))
+            base = base_url()
+            body = orjson.dumps(smart_configuration(base, OAuthEndpoints.of(settings(), base)))
             return Response(body, content_type="application/json")
 
     # Operations first: their literal "$name" segment must not be read as an id.

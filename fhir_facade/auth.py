@@ -4,6 +4,11 @@ Scopes understood:
   user/<Type|*>.<cruds>   SMART v2 (letters: create, read, update, delete, search)
   user/<Type|*>.read|write|*   SMART v1 equivalents
   system/...             same as user/ for backend services
+  user/<Type>.<cruds>?param=value[&param=value]
+                         SMART v2 granular scope: only records matching that search
+                         (any search parameter the type declares) are granted. A query
+                         we cannot parse, or one on `*`, makes the scope grant nothing:
+                         a restriction we cannot honour must not become no restriction.
   __schedule.manage      "Schedule Admin: Manage Appointments" (create/alter sessions)
   __patient.blocked      "Privacy: Access Blocked Patients"
   __audit.read           administrators: read and search AuditEvent
@@ -18,13 +23,17 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 
 from fhir_facade.config import Settings
-from store.access import Access
+from mappings.errors import InvalidSearch
+from mappings.search import SEARCHES, scope_conditions
+from store.access import Access, Narrowing
 from store.ssn import SsnHasher, SsnKey
 
 SCHEDULE_MANAGE = "__schedule.manage"
@@ -37,8 +46,45 @@ PERMISSION_SCOPES = {
     AUDIT_READ: "Administrator: Read the Audit Trail",
 }
 
-_SCOPE = re.compile(r"^(user|system|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)$")
+_SCOPE = re.compile(
+    r"^(user|system|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)(?:\?(.+))?$"
+)
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+#: The coverage search parameter whose presence in every Coverage scope makes a payer token.
+PAYER_PARAM = "payor"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One resource scope: `system/Coverage.rs?payor=Organization/x`. `query` is empty for
+    an unrestricted scope; its pairs are ANDed, as in a search."""
+
+    resource_type: str  # a type, or "*"
+    letters: frozenset[str]
+    query: tuple[tuple[str, str], ...] = ()
+
+    def covers(self, resource_type: str) -> bool:
+        return self.resource_type in (resource_type, "*")
+
+
+def parse_scope(item: str) -> Scope | None:
+    """A resource scope, or None for anything else (permissions, `patient/`, malformed,
+    or a granular query we cannot honour)."""
+    match = _SCOPE.match(item)
+    if match is None or match.group(1) == "patient":
+        return None
+    _, resource_type, rights, query = match.groups()
+    letters = frozenset(_V1.get(rights, rights))
+    if query is None:
+        return Scope(resource_type, letters)
+    if resource_type not in SEARCHES:
+        return None  # `*` or a type we do not serve: its parameters mean nothing here
+    try:
+        pairs = tuple(parse_qsl(query, keep_blank_values=True, strict_parsing=True))
+        scope_conditions(resource_type, pairs)
+    except (ValueError, InvalidSearch):
+        return None
+    return Scope(resource_type, letters, pairs)
 
 
 class AuthError(Exception):
@@ -54,10 +100,42 @@ class Grants:
     subject: str
     letters: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> c r u d s
     permissions: frozenset[str] = frozenset()
+    scopes: tuple[Scope, ...] = ()
 
-    @property
+    @cached_property
     def access(self) -> Access:
-        return Access(restricted_patients=PATIENT_BLOCKED in self.permissions)
+        """What reads, searches, includes and chains may see."""
+        return self.access_for("rs")
+
+    def access_for(self, letters: str) -> Access:
+        """The store's view for an interaction needing one of `letters`: restricted
+        patients, granular-scope narrowing per record kind, and payer scoping."""
+        narrowed = []
+        for resource_type, search in SEARCHES.items():
+            queries = self.narrowing(resource_type, letters)
+            if queries:
+                alternatives = tuple(scope_conditions(resource_type, q) for q in queries)
+                narrowed.append(Narrowing(search.kind, alternatives))
+        payer = self.narrowing("Coverage", letters)
+        return Access(
+            restricted_patients=PATIENT_BLOCKED in self.permissions,
+            narrowed=tuple(narrowed),
+            coverage_members=bool(payer)
+            and all(any(name.partition(":")[0] == PAYER_PARAM for name, _ in q) for q in payer),
+        )
+
+    def narrowing(
+        self, resource_type: str, letters: str
+    ) -> tuple[tuple[tuple[str, str], ...], ...]:
+        """The queries a record must match one of, for an interaction needing one of
+        `letters`: empty when some scope grants it without a query (scopes add up)."""
+        queries = []
+        for scope in self.scopes:
+            if scope.covers(resource_type) and scope.letters & set(letters):
+                if not scope.query:
+                    return ()
+                queries.append(scope.query)
+        return tuple(queries)
 
     def allows(self, resource_type: str, letter: str) -> bool:
         return any(letter in self.letters.get(key, frozenset()) for key in (resource_type, "*"))
@@ -94,16 +172,22 @@ def ssn_hasher(settings: Settings) -> SsnHasher:
 def grants_from_scopes(subject: str, scope: str) -> Grants:
     letters: dict[str, set[str]] = {}
     permissions: set[str] = set()
+    scopes: list[Scope] = []
     for item in scope.split():
         if item in PERMISSION_SCOPES:
             permissions.add(item)
             continue
-        match = _SCOPE.match(item)
-        if match is None or match.group(1) == "patient":
+        parsed = parse_scope(item)
+        if parsed is None:
             continue
-        _, resource_type, rights = match.groups()
-        letters.setdefault(resource_type, set()).update(_V1.get(rights, rights))
-    return Grants(subject, {k: frozenset(v) for k, v in letters.items()}, frozenset(permissions))
+        scopes.append(parsed)
+        letters.setdefault(parsed.resource_type, set()).update(parsed.letters)
+    return Grants(
+        subject,
+        {k: frozenset(v) for k, v in letters.items()},
+        frozenset(permissions),
+        tuple(scopes),
+    )
 
 
 class TokenService:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fhir_facade.auth import PERMISSION_SCOPES
+from fhir_facade.config import Settings
+from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
 from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
@@ -21,7 +24,34 @@ SEARCH_PARAMETER_DEFINITIONS = {
 }
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+@dataclass(frozen=True)
+class OAuthEndpoints:
+    """Where tokens come from: the embedded token service, or the identity provider's."""
+
+    token: str
+    authorize: str | None = None
+    issuer: str | None = None  # production only: the identity provider
+    jwks_uri: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, base: str) -> OAuthEndpoints:
+        if not settings.jwks_url:
+            return cls(token=token_endpoint_url(base))
+        assert settings.token_endpoint, "Settings require the token endpoint with a JWKS URL"
+        return cls(
+            token=settings.token_endpoint,
+            authorize=settings.authorization_endpoint,
+            issuer=settings.jwt_issuer,
+            jwks_uri=settings.jwks_url,
+        )
+
+
+def capability_statement(base: str, endpoints: OAuthEndpoints | None = None) -> dict[str, Any]:
+    """`endpoints` default to the embedded token service beside `base`."""
+    endpoints = endpoints or OAuthEndpoints(token=token_endpoint_url(base))
     resources = []
     for name, spec in RESOURCE_TYPES.items():
         search = SEARCHES[name]
@@ -78,6 +108,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                     "subscriber.<param>, with any Patient search parameter."
                 ),
                 "security": {
+                    "extension": [_oauth_uris(endpoints)],
                     "cors": False,
                     "service": [
                         {
@@ -90,8 +121,12 @@ def capability_statement(base: str) -> dict[str, Any]:
                         }
                     ],
                     "description": (
-                        "Bearer JWT with SMART v2 scopes (user/<Type>.cruds); permissions as "
-                        "scopes: " + "; ".join(f"{k} ({v})" for k, v in PERMISSION_SCOPES.items())
+                        "Bearer JWT with SMART v2 scopes (user/<Type>.cruds, system/<Type>.rs), "
+                        "granular scopes (system/Coverage.rs?payor=Organization/x) narrowing "
+                        "what a token sees; tokens from the token endpoint (SMART Backend "
+                        "Services: client_credentials with a private_key_jwt assertion) or "
+                        "the configured identity provider; permissions as scopes: "
+                        + "; ".join(f"{k} ({v})" for k, v in PERMISSION_SCOPES.items())
                     ),
                 },
                 "resource": resources,
@@ -121,13 +156,48 @@ def _search_param(resource_type: str, param: SearchParam) -> dict[str, Any]:
     return declared
 
 
-def smart_configuration(base: str) -> dict[str, Any]:
-    return {
-        "capabilities": ["permission-v2"],
-        "scopes_supported": [
-            *(f"user/{name}.cruds" for name in RESOURCE_TYPES),
-            *(f"system/{name}.cruds" for name in RESOURCE_TYPES),
-            *PERMISSION_SCOPES,
-        ],
-        "permission_scopes": PERMISSION_SCOPES,
-    }
+def _oauth_uris(endpoints: OAuthEndpoints) -> dict[str, Any]:
+    parts = [{"url": "token", "valueUri": endpoints.token}]
+    if endpoints.authorize:
+        parts.append({"url": "authorize", "valueUri": endpoints.authorize})
+    return {"url": OAUTH_URIS, "extension": parts}
+
+
+def smart_configuration(base: str, endpoints: OAuthEndpoints | None = None) -> dict[str, Any]:
+    """SMART App Launch 2.0 discovery (§ Conformance): what a client needs to get a token.
+
+    Embedded: Backend Services only (client_credentials, private_key_jwt, RS384/ES384).
+    Production: the identity provider's endpoints; with an authorization endpoint also
+    the authorization-code flow with PKCE S256, which SMART requires of it.
+    """
+    endpoints = endpoints or OAuthEndpoints(token=token_endpoint_url(base))
+    config: dict[str, Any] = {}
+    if endpoints.issuer:
+        config["issuer"] = endpoints.issuer
+    if endpoints.jwks_uri:
+        config["jwks_uri"] = endpoints.jwks_uri
+    grants = ["client_credentials"]
+    capabilities = ["client-confidential-asymmetric", "permission-v2"]
+    if endpoints.authorize:
+        config["authorization_endpoint"] = endpoints.authorize
+        grants.insert(0, "authorization_code")
+        capabilities[:0] = ["launch-standalone", "client-public"]
+    config.update(
+        {
+            "token_endpoint": endpoints.token,
+            "grant_types_supported": grants,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
+            "scopes_supported": [
+                *(f"system/{name}.cruds" for name in RESOURCE_TYPES),
+                *(f"user/{name}.cruds" for name in RESOURCE_TYPES),
+                *PERMISSION_SCOPES,
+            ],
+            "capabilities": capabilities,
+            "permission_scopes": PERMISSION_SCOPES,
+        }
+    )
+    if endpoints.authorize:
+        config["response_types_supported"] = ["code"]
+        config["code_challenge_methods_supported"] = ["S256"]
+    return config

@@ -1,4 +1,4 @@
-"""Command line: `fhir-facade demo | serve | token | db upgrade | db load-demo`.
+"""Command line: `fhir-facade demo | serve | token | client add | db upgrade | db load-demo`.
 
 Commands are registered on the app (Flask CLI); `main` is the console entry point.
 """
@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from fhir_facade.auth import PERMISSION_SCOPES, parse_scope
 from fhir_facade.context import database, tokens
+from fhir_facade.oauth import validate_jwks
+from store.clients import ClientSpec, register_client
 from store.demo import load_demo
 from store.migrate import upgrade
 
@@ -28,6 +32,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(token_command)
+    app.cli.add_command(client_group)
     app.cli.add_command(db_group)
 
 
@@ -58,6 +63,40 @@ def db_load_demo() -> None:
 @with_appcontext
 def token_command(scope: str, subject: str, hours: int) -> None:
     click.echo(tokens().mint(subject, scope, dt.timedelta(hours=hours)))
+
+
+@click.group("client", help="System clients of the token service (SMART Backend Services).")
+def client_group() -> None:
+    pass
+
+
+@client_group.command(
+    "add", help="Register a client (or replace its keys and scopes) with its public JWK Set."
+)
+@click.argument("client_id")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="file holding the client's public JWK Set (RS384/ES384 keys)",
+)
+@click.option("--jwks-url", help="or: the URL the client publishes its JWK Set at (jku)")
+@click.option("--scope", required=True, help='scopes it may be granted, e.g. "system/Slot.rs"')
+@with_appcontext
+def client_add(client_id: str, jwks_file: Path | None, jwks_url: str | None, scope: str) -> None:
+    if (jwks_file is None) == (jwks_url is None):
+        raise click.UsageError("give exactly one of --jwks FILE and --jwks-url URL")
+    unknown = [s for s in scope.split() if s not in PERMISSION_SCOPES and parse_scope(s) is None]
+    if unknown or not scope.split():
+        raise click.BadParameter(f"not scopes we grant: {' '.join(unknown)}", param_hint="--scope")
+    try:
+        jwks = validate_jwks(jwks_file.read_text()) if jwks_file is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--jwks") from None
+    upgrade(database().engine)
+    spec = ClientSpec(client_id, " ".join(scope.split()), jwks, jwks_url)
+    database().write(lambda db: register_client(db, spec))
+    click.echo(f"client {client_id} registered for: {spec.scope}")
 
 
 @click.command("serve", help="Serve the API with gunicorn (production-style).")
@@ -128,6 +167,7 @@ def main() -> None:
     cli.add_command(demo_command)
     cli.add_command(serve_command)
     cli.add_command(token_command)
+    cli.add_command(client_group)
     cli.add_command(db_group)
     cli(prog_name="fhir-facade")
 

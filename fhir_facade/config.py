@@ -19,6 +19,9 @@ class Settings:
     jwt_issuer: str = "fhir-facade-dev"
     jwt_audience: str | None = None
     jwks_url: str | None = None
+    # Production (jwks_url set): the identity provider's endpoints, advertised in discovery.
+    token_endpoint: str | None = None
+    authorization_endpoint: str | None = None
     ssn_keys: str | None = None  # "keyid:secret,oldid:oldsecret"; the first hashes new SSNs
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
@@ -28,6 +31,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
+        if self.jwks_url and not self.token_endpoint:
+            raise ValueError(
+                "FHIR_FACADE_JWKS_URL needs FHIR_FACADE_TOKEN_ENDPOINT (the identity "
+                "provider's token endpoint, advertised in SMART discovery)"
+            )
 
     @property
     def effective_database_url(self) -> str:
@@ -44,6 +52,8 @@ class Settings:
             "jwt_issuer": "JWT_ISSUER",
             "jwt_audience": "JWT_AUDIENCE",
             "jwks_url": "JWKS_URL",
+            "token_endpoint": "TOKEN_ENDPOINT",
+            "authorization_endpoint": "AUTHORIZATION_ENDPOINT",
             "ssn_keys": "SSN_KEYS",
         }
         for attr, name in text.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, g
 
 from fhir_facade.auth import Grants, TokenService
+from fhir_facade.config import Settings
 from store.db import Database
 from store.ssn import SsnHasher
 
@@ -12,6 +13,11 @@ from store.ssn import SsnHasher
 def database() -> Database:
     db: Database = current_app.extensions["fhir_facade.db"]
     return db
+
+
+def settings() -> Settings:
+    configured: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
+    return configured
 
 
 def tokens() -> TokenService:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -832,3 +832,18 @@ def _result_param(
             raise InvalidSearch("_summary supports count and false", expression="_summary")
     elif name == "_format" and value not in ("json", "application/json", "application/fhir+json"):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")
+
+
+def scope_conditions(resource_type: str, query: Sequence[tuple[str, str]]) -> tuple[AnyOf, ...]:
+    """The conditions of a SMART v2 granular scope's query (`Coverage.rs?payor=…`): any
+    search parameter the type declares, with its modifiers and comma alternatives. Result
+    parameters, chains and unknown names raise InvalidSearch, as do malformed values."""
+    spec = SEARCHES[resource_type]
+    for name, _ in query:
+        if name.partition(":")[0] not in spec.params:
+            raise InvalidSearch(
+                f"{name!r} is not a search parameter of {resource_type}", expression=name
+            )
+    if not query:
+        raise InvalidSearch("a granular scope needs a query")
+    return tuple(parse_search(resource_type, list(query), Access()).query.where)

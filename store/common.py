@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.models import Patient
+from store.search import visibility
 
 
 def new_id() -> str:
@@ -16,8 +17,9 @@ def new_id() -> str:
 
 
 def visible_patient(db: Session, patient_id: str, access: Access) -> bool:
-    """True when the patient exists and the caller may see them."""
-    restricted = db.scalar(select(Patient.restricted).where(Patient.id == patient_id))
-    if restricted is None:
-        return False
-    return access.restricted_patients or not restricted
+    """True when the patient exists and the caller may see them (store.search.visibility:
+    restriction, granular scopes, a payer's members)."""
+    seen = db.scalar(
+        select(Patient.id).where(Patient.id == patient_id, visibility(Patient, access))
+    )
+    return seen is not None

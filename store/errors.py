@@ -5,7 +5,8 @@ StoreError
  ├── Conflict                 the request collides with the current state
  │    ├── SessionFull         no place left in the group session
  │    ├── AlreadyBooked       the patient already holds a place in that session
- │    └── DuplicateIdentifier another record already carries that identifier
+ │    ├── DuplicateIdentifier another record already carries that identifier
+ │    └── AssertionReplayed   a client's token assertion (its jti) was already used
  ├── VersionMismatch          optimistic-locking check failed (If-Match)
  ├── PermissionRequired       the change needs a permission the caller lacks
  └── RuleViolation            a business rule refuses the change
@@ -60,6 +61,10 @@ class AlreadyBooked(Conflict):
 
 class DuplicateIdentifier(Conflict):
     pass
+
+
+class AssertionReplayed(Conflict):
+    """A SMART Backend Services assertion's `jti` was used before and has not expired."""
 
 
 class VersionMismatch(StoreError):

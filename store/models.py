@@ -472,3 +472,28 @@ class Series(Base):
     until: Mapped[dt.date | None] = mapped_column(Date)
     excluded: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiClient(Base):
+    """A system client (an EHR backend, a payer) registered for SMART Backend Services:
+    the public keys its assertions are signed with, and the scopes it may be granted."""
+
+    __tablename__ = "api_client"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scope: Mapped[str] = mapped_column(Text)  # space-separated
+    jwks: Mapped[str | None] = mapped_column(Text)  # a JWK Set as JSON
+    jwks_url: Mapped[str | None] = mapped_column(String(2000))
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsedAssertion(Base):
+    """An assertion's `jti`, kept until the assertion expires so that no instance sharing
+    the database accepts it twice (the primary key is the guard)."""
+
+    __tablename__ = "used_assertion"
+    __table_args__ = (Index("ix_used_assertion_expires", "expires"),)
+
+    client_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -21,6 +21,7 @@ from store.models import (
     AuditRecord,
     Base,
     Booking,
+    BookingCoverage,
     BookingIdentifier,
     BookingProvider,
     Coverage,
@@ -362,6 +363,35 @@ _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
 
 
 def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
+    """What the caller may see of `kind`: restricted patients and their compartment vanish
+    without the permission; granular scopes narrow further; a payer sees its members only.
+    Every read path (read, search, include, revinclude, chain) goes through here."""
+    clauses = [_restriction(kind, access), _narrowing(kind, access)]
+    if access.coverage_members and kind is Patient:
+        # correlate(None): the subquery's coverage is its own, even inside a Coverage search.
+        members = select(Coverage.beneficiary_id).where(_narrowing(Coverage, access))
+        members = members.correlate(None)
+        clauses.append(Patient.id.in_(members))
+    if access.coverage_members and kind is Booking:
+        used = (
+            select(BookingCoverage.booking_id)
+            .join(Coverage, Coverage.id == BookingCoverage.coverage_id)
+            .where(_narrowing(Coverage, access))
+            .correlate(None)
+        )
+        clauses.append(Booking.id.in_(used))
+    return and_(*clauses)
+
+
+def _narrowing(kind: type[Base], access: Access) -> ColumnElement[bool]:
+    """Granular scopes: the record matches one of its kind's scope queries."""
+    for narrowing in access.narrowed:
+        if narrowing.kind is kind:
+            return or_(*(_all_of(kind, where, None) for where in narrowing.alternatives))
+    return true()
+
+
+def _restriction(kind: type[Base], access: Access) -> ColumnElement[bool]:
     """Restricted patients and everything in their compartment vanish without the permission."""
     if access.restricted_patients:
         return true()
@@ -386,22 +416,27 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
 
 
 def where_clause(query: Query) -> ColumnElement[bool]:
-    fields = FIELDS[query.kind]
-    clauses = [visibility(query.kind, query.access)]
-    for alternatives in query.where:
-        conditions = [_hash_ssn(query, c) for c in alternatives.conditions]
+    return and_(visibility(query.kind, query.access), _all_of(query.kind, query.where, query.ssn))
+
+
+def _all_of(kind: type[Base], where: Sequence[AnyOf], ssn: SsnHasher | None) -> ColumnElement[bool]:
+    """Every parameter holds (each by one of its alternatives)."""
+    fields = FIELDS[kind]
+    clauses = []
+    for alternatives in where:
+        conditions = [_hash_ssn(kind, ssn, c) for c in alternatives.conditions]
         clauses.append(or_(*(fields[c.field](c.op, c.value) for c in conditions)))
-    return and_(*clauses)
+    return and_(true(), *clauses)
 
 
-def _hash_ssn(query: Query, condition: Condition) -> Condition:
-    """An SSN identifier search becomes a search for its keyed hashes."""
-    if query.kind is not Patient or condition.field != "identifier":
+def _hash_ssn(kind: type[Base], ssn: SsnHasher | None, condition: Condition) -> Condition:
+    """An SSN identifier search becomes a search for its keyed hashes (none without keys)."""
+    if kind is not Patient or condition.field != "identifier":
         return condition
     system, value = condition.value
     if system != SSN_SYSTEM:
         return condition
-    hashes = query.ssn.candidates(value or "") if query.ssn is not None else []
+    hashes = ssn.candidates(value or "") if ssn is not None else []
     return Condition("ssn_hashes", "eq", hashes)
 
 

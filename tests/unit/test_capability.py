@@ -84,3 +84,18 @@ def test_smart_configuration_advertises_the_permission_scopes():
     assert {SCHEDULE_MANAGE, PATIENT_BLOCKED, AUDIT_READ} <= set(config["scopes_supported"])
     assert set(config["permission_scopes"]) == {SCHEDULE_MANAGE, PATIENT_BLOCKED, AUDIT_READ}
     assert "user/Appointment.cruds" in config["scopes_supported"]
+    assert "system/Coverage.cruds" in config["scopes_supported"]
+
+
+def test_smart_configuration_names_the_embedded_token_service_beside_the_fhir_base():
+    config = smart_configuration("https://clinic.example/fhir")
+    assert config["token_endpoint"] == "https://clinic.example/auth/token"
+    assert config["grant_types_supported"] == ["client_credentials"]
+
+
+def test_the_capability_statement_carries_the_oauth_uris_of_the_token_service():
+    (rest,) = capability_statement("https://clinic.example/fhir")["rest"]
+    (extension,) = rest["security"]["extension"]
+    assert extension["extension"] == [
+        {"url": "token", "valueUri": "https://clinic.example/auth/token"}
+    ]
