@@ -19,7 +19,6 @@ from fhir_facade.registry import RESOURCE_TYPES
 from mappings.audit import patient_of
 from mappings.search import SearchRequest, parse_search
 from store import search as store_search
-from store.access import Access
 from store.audit import AuditEntry, record_many, restricted_among
 from store.errors import NotFound
 from store.search import AnyOf, Condition, Query
@@ -51,7 +50,7 @@ def search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     lenient = prefer("handling") == "lenient"
     parsed = parse_search(resource_type, params, grants.access, lenient=lenient, ssn=ssn())
     with database().reading() as db:
-        matches, included, total = run_search(db, parsed, grants.access)
+        matches, included, total = run_search(db, parsed, grants)
     audit_restricted_reads(grants, matches + included, "E", "search-type")
     return fhir_response(searchset(base_url(), parsed, matches, included, total))
 
@@ -86,9 +85,12 @@ def audit_restricted_reads(
 
 
 def run_search(
-    db: Session, parsed: SearchRequest, access: Access
+    db: Session, parsed: SearchRequest, grants: Grants
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
-    """Matches, then `_include`d and `_revinclude`d resources (each once), rendered."""
+    """Matches, then `_include`d and `_revinclude`d resources (each once), rendered.
+    Included types the token may not read are left out: an include never widens a scope
+    (and what is included passes the same visibility as a read)."""
+    access = grants.access
     spec = RESOURCE_TYPES[parsed.resource_type]
     page = store_search.run(db, parsed.query)
     matches = [spec.to_fhir(row) for row in page.rows]
@@ -108,11 +110,13 @@ def run_search(
             for resource_type, ident in include.refs(row):
                 wanted.setdefault(resource_type, set()).add(ident)
         for resource_type, targets in sorted(wanted.items()):
+            if not grants.allows(resource_type, "r"):
+                continue
             kind = RESOURCE_TYPES[resource_type].kind
             add(resource_type, store_search.get_many(db, kind, sorted(targets), access))
     for revinclude in parsed.revincludes:
         ids = [row.id for row in page.rows]
-        if not ids:
+        if not ids or not grants.allows(revinclude.source, "r"):
             continue
         source = RESOURCE_TYPES[revinclude.source]
         query = Query(

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from fhir_facade.auth import SCHEDULE_MANAGE, Grants
+from fhir_facade.auth import SCHEDULE_MANAGE, Forbidden, Grants
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import (
     base_url,
@@ -35,13 +35,14 @@ from mappings.audit import patient_of
 from mappings.coverage import coverage_from_fhir, coverage_to_fhir
 from mappings.directory import schedule_from_fhir, schedule_to_fhir
 from mappings.patient import patient_from_fhir, patient_to_fhir
-from mappings.search import parse_search
+from mappings.search import SEARCHES, parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
 from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
 from store.booking import Notice, book_patient, update_booking
-from store.errors import DuplicateIdentifier, StoreError
+from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.patients import register_patient, update_patient
+from store.search import get_one, narrowed
 from store.sessions import create_schedule, create_session, update_session
 from store.ssn import SsnHasher
 
@@ -77,7 +78,20 @@ class Writer:
 
     def audited(self, db: Session, spec: Any, ctx: WriteContext) -> Rendered:
         """Apply and record the AuditEvent, in the caller's transaction."""
+        access = ctx.grants.access_for(_LETTERS[self.interaction])
+        kind = SEARCHES[self.resource_type].kind
+        scoped = narrowed(kind, access)
+        if scoped and ctx.ident is not None and self.interaction == "update":
+            exists = db.get(kind, ctx.ident) is not None
+            if exists and get_one(db, kind, ctx.ident, access) is None:
+                raise NotFound(self.resource_type, ctx.ident)
         resource, warnings = self.apply(db, spec, ctx)
+        if scoped and get_one(db, kind, resource["id"], access) is None:
+            # A granular scope (e.g. Coverage.cu?payor=…) does not reach the result.
+            raise Forbidden(
+                f"the token's scopes do not allow this {self.resource_type}: "
+                "it does not match their query"
+            )
         entry = AuditEntry(
             _ACTIONS[self.interaction],
             self.interaction,
@@ -272,10 +286,10 @@ def conditional_match(
     parsed = parse_search(resource_type, params, grants.access, ssn=ssn())
     parsed.query.limit = 2
     if db is not None:
-        matches, _, _ = run_search(db, parsed, grants.access)
+        matches, _, _ = run_search(db, parsed, grants)
     else:
         with database().reading() as reading:
-            matches, _, _ = run_search(reading, parsed, grants.access)
+            matches, _, _ = run_search(reading, parsed, grants)
     if len(matches) > 1:
         raise FhirError(
             412, "multiple-matches", f"If-None-Exist matches several {resource_type} resources"

@@ -383,6 +383,12 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     return and_(*clauses)
 
 
+def narrowed(kind: type[Base], access: Access) -> bool:
+    """Whether anything beyond patient restriction limits what the caller sees of `kind`."""
+    members = access.coverage_members and kind in (Patient, Booking)
+    return members or any(n.kind is kind for n in access.narrowed)
+
+
 def _narrowing(kind: type[Base], access: Access) -> ColumnElement[bool]:
     """Granular scopes: the record matches one of its kind's scope queries."""
     for narrowing in access.narrowed:

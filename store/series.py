@@ -62,6 +62,7 @@ from store.recurrence import (
     Recurrence,
     expand,
 )
+from store.search import visibility
 
 # Parameter paths (FHIR operation parameters) named by refusals.
 FIELD_PATIENT = "Parameters.parameter[patient]"
@@ -183,7 +184,9 @@ def preview_series(
         max_occurrences=limits.max_occurrences,
         max_years=limits.max_years,
     )
-    sessions = _candidate_sessions(db, [s.id for s in schedules], occurrences, limits.tolerance)
+    sessions = _candidate_sessions(
+        db, [s.id for s in schedules], occurrences, limits.tolerance, access
+    )
     departments = {s.department_id for s in schedules}
     providers = {s.provider_ids for s in schedules}
     default = _Defaults(
@@ -480,8 +483,10 @@ def _candidate_sessions(
     schedule_ids: list[str],
     occurrences: Sequence[Occurrence],
     tolerance: dt.timedelta,
+    access: Access,
 ) -> list[GroupSession]:
-    """Every session of the schedules that could match an occurrence: one query."""
+    """Every session of the schedules that could match an occurrence and the caller may
+    see (a granular Slot scope narrows the matches too): one query."""
     starts = sorted(o.start for o in occurrences if o.start is not None)
     if not starts or not schedule_ids:
         return []
@@ -494,7 +499,7 @@ def _candidate_sessions(
         when = GroupSession.start.in_(starts)
     statement = (
         select(GroupSession)
-        .where(GroupSession.schedule_id.in_(schedule_ids), when)
+        .where(GroupSession.schedule_id.in_(schedule_ids), when, visibility(GroupSession, access))
         .order_by(GroupSession.start, GroupSession.schedule_id, GroupSession.id)
         # Their schedules are the ones just loaded: found in the session, not joined.
         .options(lazyload(GroupSession.schedule))
