@@ -1,7 +1,7 @@
 """SMART Backend Services: registered system clients and the assertion ids already used
 
-Revision ID: 0005_api_clients
-Revises: 0004
+Revision ID: 0006_api_clients
+Revises: 0005_record_versions
 Create Date: 2026-11-29 01:30:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_api_clients"
-down_revision = "0004"
+revision = "0006_api_clients"
+down_revision = "0005_record_versions"
 branch_labels = None
 depends_on = None
 
