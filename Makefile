@@ -6,6 +6,7 @@ FHIR_FACADE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/te
 export FHIR_FACADE_TEST_POSTGRES_URL
 
 GATE := conformance/gate
+CLIENTS := tests/e2e/clients
 
 .PHONY: install demo test check conformance clean
 
@@ -25,7 +26,15 @@ $(GATE)/node_modules/.installed: $(GATE)/package.json $(GATE)/package-lock.json
 		echo "npm not found: node validators skipped (install Node 20+ to run them)"; \
 	fi
 
-install: $(VENV)/.installed $(GATE)/node_modules/.installed
+# fhir-kit-client for the client-library scenario (tests/e2e/test_client_libraries.py).
+$(CLIENTS)/node_modules/.installed: $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(CLIENTS) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the fhir-kit-client scenario is skipped (install Node 20+)"; \
+	fi
+
+install: $(VENV)/.installed $(GATE)/node_modules/.installed $(CLIENTS)/node_modules/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/fhir-facade demo --port $(PORT)

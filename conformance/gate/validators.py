@@ -9,6 +9,9 @@ are validated inside them, and the Python invariant checker walks into each entr
   invariants  R4 FHIRPath invariants + our own rules on fhirpathpy (invariants.py)
   http        the walker's own checks: the status each request should get, a JSON
               FHIR resource in every body, an OperationOutcome in every error body
+  smart       the documents that are not FHIR (smart.py): SMART discovery with every
+              field it requires, agreeing with the oauth-uris extension; the token
+              endpoint's RFC 6749 error JSON
 
 Zero errors is the bar. A validator's known false positive is excused in `EXCUSES`
 below, narrowly (validator + message pattern + path pattern) and with its reason.
@@ -27,6 +30,7 @@ from typing import Any
 
 import fhirkit
 
+from conformance.gate import smart
 from conformance.gate.invariants import Checker
 
 GATE = Path(__file__).resolve().parent
@@ -160,6 +164,7 @@ def validate(out: Path, *, use_node: bool = True) -> Report:
     bodies: dict[str, Any] = {}
     for exchange in manifest["exchanges"]:
         _check_http(exchange, out, bodies, report)
+    _check_documents(manifest["exchanges"], out, report)
     report.files = len(bodies)
     for body in bodies.values():
         _count(body, report.resources)
@@ -187,6 +192,33 @@ def validate(out: Path, *, use_node: bool = True) -> Report:
     return report
 
 
+def _check_documents(exchanges: list[dict[str, Any]], out: Path, report: Report) -> None:
+    """The exchanges whose bodies are not FHIR: SMART discovery and OAuth errors."""
+    capability = next(
+        (_load(out, e["file"]) for e in exchanges if e["label"] == "metadata" and e["file"]), None
+    )
+    for exchange in exchanges:
+        kind, file = exchange.get("document", "fhir"), exchange["file"]
+        if kind == "fhir":
+            continue
+        report.validated["smart"] += 1
+        body = _load(out, file) if file else None
+        content_type = exchange.get("content_type", "")
+        if kind == "smart-configuration":
+            problems = smart.check_configuration(body, capability, content_type)
+        else:
+            problems = smart.check_oauth_error(body, exchange["status"], content_type)
+        for path, message in problems:
+            report.issues.append(Issue("smart", "error", file or exchange["label"], path, message))
+
+
+def _load(out: Path, file: str) -> Any:
+    try:
+        return json.loads((out / file).read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
 def _check_http(
     exchange: dict[str, Any], out: Path, bodies: dict[str, Any], report: Report
 ) -> None:
@@ -203,7 +235,7 @@ def _check_http(
                 f"status {status}, expected {' or '.join(map(str, exchange['expected']))}",
             )
         )
-    if file is None:
+    if file is None or exchange.get("document", "fhir") != "fhir":
         return
     try:
         body = json.loads((out / file).read_text(encoding="utf-8"))

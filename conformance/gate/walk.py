@@ -46,6 +46,9 @@ class Exchange:
     expected: list[int]
     file: str | None
     content_type: str = ""
+    #: "fhir" bodies are FHIR resources; "smart-configuration" and "oauth-error" are not
+    #: (conformance/gate/smart.py checks them).
+    document: str = "fhir"
 
     @property
     def unexpected(self) -> bool:
@@ -87,6 +90,8 @@ class Walk:
         token: str | None = "default",
         headers: dict[str, str] | None = None,
         params: list[tuple[str, str]] | None = None,
+        form: dict[str, str] | None = None,
+        document: str = "fhir",
     ) -> requests.Response:
         url = path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"
         sent = dict(headers or {})
@@ -99,7 +104,7 @@ class Walk:
             data = json.dumps(body).encode()
             sent.setdefault("Content-Type", FHIR_JSON)
         response = self.http.request(
-            method, url, data=data, headers=sent, params=params, timeout=TIMEOUT_S
+            method, url, data=form or data, headers=sent, params=params, timeout=TIMEOUT_S
         )
         index = len(self.exchanges) + 1
         file = None
@@ -117,6 +122,7 @@ class Walk:
                 sorted(expected),
                 file,
                 response.headers.get("Content-Type", ""),
+                document,
             )
         )
         return response
@@ -166,6 +172,35 @@ class Walk:
         response = self.call("metadata", "GET", "metadata", token=None)
         self.capability = self.json_of(response) or {}
         self.call("metadata-with-token", "GET", "metadata")
+        self.discovery()
+
+    def discovery(self) -> None:
+        """SMART discovery; and, when the token endpoint is this server's own, one token
+        request without an assertion (it must answer with an OAuth error)."""
+        response = self.call(
+            "smart-configuration",
+            "GET",
+            ".well-known/smart-configuration",
+            token=None,
+            headers={"Accept": "application/json"},
+            document="smart-configuration",
+        )
+        config = self.json_of(response) or {}
+        token_url = config.get("token_endpoint") if isinstance(config, dict) else None
+        origin = "/".join(self.base.split("/")[:3])
+        if not isinstance(token_url, str) or not token_url.startswith(f"{origin}/"):
+            self.note("token endpoint not probed: it is not this server's")
+            return
+        self.call(
+            "token-without-assertion",
+            "POST",
+            token_url,
+            expected=(400,),
+            token=None,
+            headers={"Accept": "application/json"},
+            form={"grant_type": "client_credentials", "scope": "system/Slot.rs"},
+            document="oauth-error",
+        )
 
     def declared_resources(self) -> dict[str, dict[str, Any]]:
         rest = (self.capability.get("rest") or [{}])[0]

@@ -168,3 +168,73 @@ def test_a_status_other_than_the_expected_one_is_an_error(tmp_path: Path) -> Non
     report = validate(out, use_node=False)
 
     assert [i.message for i in report.errors] == ["status 200, expected 404"]
+
+
+# -- SMART discovery (conformance/gate/smart.py) --------------------------------------
+
+TOKEN = "https://clinic.example/auth/token"
+CAPABILITY = {
+    "resourceType": "CapabilityStatement",
+    "rest": [
+        {
+            "security": {
+                "extension": [
+                    {
+                        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                        "extension": [{"url": "token", "valueUri": TOKEN}],
+                    }
+                ]
+            }
+        }
+    ],
+}
+GOOD_DISCOVERY = {
+    "token_endpoint": TOKEN,
+    "grant_types_supported": ["client_credentials"],
+    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+    "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+    "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+}
+
+
+def _discovery_saved(tmp_path: Path, discovery: dict[str, Any]) -> Path:
+    (tmp_path / "001-metadata.json").write_text(json.dumps(CAPABILITY))
+    (tmp_path / "002-smart.json").write_text(json.dumps(discovery))
+    common = {"method": "GET", "status": 200, "expected": [200]}
+    exchanges = [
+        common
+        | {"index": 1, "label": "metadata", "url": "metadata", "file": "001-metadata.json"}
+        | {"content_type": "application/fhir+json"},
+        common
+        | {"index": 2, "label": "smart-configuration", "url": "smart", "file": "002-smart.json"}
+        | {"content_type": "application/json", "document": "smart-configuration"},
+    ]
+    (tmp_path / "manifest.json").write_text(json.dumps({"exchanges": exchanges, "notes": []}))
+    return tmp_path
+
+
+def test_a_complete_discovery_document_that_agrees_with_oauth_uris_passes(tmp_path: Path):
+    report = validate(_discovery_saved(tmp_path, GOOD_DISCOVERY), use_node=False)
+    assert _errors(report, "smart") == []
+    assert report.validated["smart"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "caught"),
+    [
+        ({"token_endpoint": None}, "token_endpoint"),
+        ({"token_endpoint": "https://elsewhere/token"}, "oauth-uris#token"),
+        (
+            {"capabilities": ["launch-standalone", "client-confidential-asymmetric"]},
+            "authorization_endpoint",
+        ),
+        ({"token_endpoint_auth_signing_alg_values_supported": ["HS256"]}, "RS384 or ES384"),
+        ({"authorization_endpoint": "https://idp/auth"}, "S256"),
+    ],
+)
+def test_an_incomplete_or_disagreeing_discovery_document_is_caught(
+    tmp_path: Path, change: dict[str, Any], caught: str
+):
+    discovery = {k: v for k, v in (GOOD_DISCOVERY | change).items() if v is not None}
+    report = validate(_discovery_saved(tmp_path, discovery), use_node=False)
+    assert any(caught in e for e in _errors(report, "smart")), _errors(report, "smart")

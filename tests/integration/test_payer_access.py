@@ -121,6 +121,8 @@ def test_a_payer_reads_anything_of_another_payer_as_not_found(
     fhir(client.get(f"/fhir/Coverage/{world.cov['ann-x']}", headers=payer), 200)
     for url in (
         f"/fhir/Coverage/{world.cov['bob-y']}",
+        f"/fhir/Coverage/{world.cov['bob-y']}/_history/1",
+        f"/fhir/Coverage/{world.cov['bob-y']}/_history",
         f"/fhir/Coverage/{world.cov['cat-y']}",
         f"/fhir/Coverage/{world.cov['dan-self']}",
         f"/fhir/Patient/{world.bob}",
