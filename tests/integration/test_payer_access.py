@@ -227,6 +227,16 @@ def test_a_payer_writes_only_coverages_its_scope_reaches(
     assert coverages(database) == before
     body = _coverage(world.bob, "payer-x") | {"id": world.cov["bob-y"]}
     outcome(put(client, f"/fhir/Coverage/{world.cov['bob-y']}", body, writer), 404)
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": _coverage(world.ann, c), "request": {"method": "POST", "url": "Coverage"}}
+            for c in ("payer-x", "payer-y")
+        ],
+    }
+    outcome(post(client, "/fhir", transaction, writer), 403, code="forbidden")
+    assert coverages(database) == before
     fhir(post(client, "/fhir/Coverage", _coverage(world.ann, "payer-x"), writer), 201)
     assert coverages(database) == before + 1
 

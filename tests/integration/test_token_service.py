@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -289,3 +292,45 @@ def test_production_discovery_advertises_the_identity_provider_and_no_token_serv
 def test_an_identity_provider_without_a_token_endpoint_is_a_configuration_error(tmp_path: Path):
     with pytest.raises(ValueError, match="FHIR_FACADE_TOKEN_ENDPOINT"):
         create_app({"instance_path": tmp_path, "jwks_url": "https://idp.example/certs"})
+
+
+@pytest.fixture
+def published_keys() -> Iterator[tuple[BackendClient, str]]:
+    """A client publishing its JWK Set at a URL of its own (a local HTTP server)."""
+    backend = BackendClient("published-keys")
+    body = json.dumps(backend.jwks).encode()
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield backend, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_registered_with_a_jwks_url_is_checked_against_the_keys_found_there(
+    app: Flask, client: FlaskClient, published_keys: tuple[BackendClient, str]
+):
+    backend, url = published_keys
+    result = app.test_cli_runner().invoke(
+        args=["client", "add", backend.client_id, "--jwks-url", url, "--scope", "system/Slot.rs"]
+    )
+    assert result.exit_code == 0, result.output
+    form = backend.token_form(TOKEN_URL, "system/Slot.rs", headers={"jku": url})
+    assert client.post(TOKEN_URL, data=form).status_code == 200
+    forged = backend.token_form(TOKEN_URL, "system/Slot.rs", key=_stranger_key())
+    oauth_error(client.post(TOKEN_URL, data=forged), 401, "invalid_client")
+    elsewhere = backend.token_form(TOKEN_URL, "system/Slot.rs", headers={"jku": url + "?x"})
+    assert "jku" in oauth_error(client.post(TOKEN_URL, data=elsewhere), 401, "invalid_client")

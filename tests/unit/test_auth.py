@@ -17,6 +17,7 @@ from fhir_facade.auth import (
     grants_from_scopes,
 )
 from fhir_facade.config import Settings
+from fhir_facade.oauth import granted_scopes
 
 SECRET = "unit-test-signing-key-0123456789-abcdefghijklmnop"
 OTHER_SECRET = "another-signing-key-9876543210-zyxwvutsrqponmlkj"
@@ -194,3 +195,81 @@ def test_a_token_without_scope_grants_nothing(tokens):
     verified = tokens.verify(bearer(tokens.mint("me", "", HOUR)))
     assert verified.letters == {}
     assert verified.permissions == frozenset()
+
+
+# -- SMART v2 granular scopes ---------------------------------------------------------
+
+
+def test_a_granular_scope_keeps_its_query_and_grants_its_letters():
+    granted = grants("system/Coverage.rs?payor=Organization/payer-x&status=active")
+    assert rights(granted, "Coverage") == "rs"
+    assert granted.narrowing("Coverage", "rs") == (
+        (("payor", "Organization/payer-x"), ("status", "active")),
+    )
+
+
+def test_an_unrestricted_scope_for_the_same_letters_lifts_the_narrowing():
+    granted = grants("user/Slot.rs?schedule=Schedule/a user/Slot.s")
+    assert granted.narrowing("Slot", "rs") == ()
+    assert granted.narrowing("Slot", "u") == ()  # nothing grants u: nothing to narrow
+
+
+def test_two_queries_on_one_type_are_alternatives():
+    granted = grants("user/Slot.rs?schedule=Schedule/a user/Slot.rs?schedule=Schedule/b")
+    assert len(granted.narrowing("Slot", "rs")) == 2
+    assert len(granted.access.narrowed[0].alternatives) == 2
+
+
+def test_a_token_whose_coverage_scopes_all_name_a_payor_is_a_payers():
+    assert grants("system/Coverage.rs?payor=Organization/x").access.coverage_members
+    assert not grants("system/Coverage.rs?status=active").access.coverage_members
+    mixed = grants("system/Coverage.rs?payor=Organization/x system/Coverage.rs?status=active")
+    assert not mixed.access.coverage_members
+    assert not grants("system/Coverage.rs").access.coverage_members
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "user/Slot.rs?nonsense=1",
+        "user/Slot.rs?_count=5",
+        "user/Slot.rs?schedule.name=x",
+        "user/Slot.rs?start=someday",
+        "user/Slot.rs?schedule",
+        "user/*.rs?_id=x",
+        "user/Unknown.rs?_id=x",
+    ],
+)
+def test_a_granular_scope_we_cannot_honour_grants_nothing(scope):
+    assert rights(grants(scope), "Slot") == ""
+    assert grants(scope).scopes == ()
+
+
+@pytest.mark.parametrize(
+    ("asked", "registered", "granted"),
+    [
+        ("system/Slot.rs", "system/Slot.rs", "system/Slot.rs"),
+        ("system/Slot.r", "system/Slot.cruds", "system/Slot.r"),
+        ("system/Slot.rs", "system/*.rs", "system/Slot.rs"),
+        ("system/Slot.cruds", "system/Slot.rs", ""),
+        ("user/Slot.rs", "system/Slot.rs", ""),
+        (
+            "system/Coverage.rs?payor=Organization/x",
+            "system/Coverage.rs",
+            "system/Coverage.rs?payor=Organization/x",
+        ),
+        ("system/Coverage.rs", "system/Coverage.rs?payor=Organization/x", ""),
+        ("system/Coverage.rs?payor=Organization/y", "system/Coverage.rs?payor=Organization/x", ""),
+        (
+            f"{PATIENT_BLOCKED} system/Slot.rs",
+            f"system/Slot.rs {PATIENT_BLOCKED}",
+            f"{PATIENT_BLOCKED} system/Slot.rs",
+        ),
+        (SCHEDULE_MANAGE, "system/*.cruds", ""),
+        ("openid fhirUser system/Slot.rs system/Slot.rs", "system/Slot.rs", "system/Slot.rs"),
+    ],
+)
+def test_the_scopes_granted_are_those_asked_that_the_registration_covers(
+    asked, registered, granted
+):
+    assert granted_scopes(asked, registered) == granted
