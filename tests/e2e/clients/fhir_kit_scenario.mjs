@@ -1,6 +1,8 @@
 // The client-library scenario for fhir-kit-client (unmodified, from npm), run by
-// tests/e2e/test_client_libraries.py with one JSON argument (base URL, client id, key
-// file, ids). It prints what it saw as JSON; the Python test judges it.
+// tests/e2e/test_client_libraries.py with one JSON argument (steps, base URL, client id,
+// key file, ids). Steps "book": get a token, book with return=minimal, follow Location;
+// "search": get a token, page with _elements, read a Slot with _total=accurate. It
+// prints what it saw as JSON; the Python test judges it.
 import { createPrivateKey, randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client } from 'fhir-kit-client';
@@ -39,43 +41,53 @@ const token = await tokenResponse.json();
 if (!tokenResponse.ok) throw new Error(`token: ${JSON.stringify(token)}`);
 client.bearerToken = token.access_token;
 
-const created = await client.create({
-  resourceType: 'Appointment',
-  body: {
-    resourceType: 'Appointment',
-    status: 'booked',
-    slot: [{ reference: `Slot/${args.slot}` }],
-    participant: [{ actor: { reference: `Patient/${args.patient}` }, status: 'accepted' }],
-  },
-  options: { headers: { Prefer: 'return=minimal' } },
-});
-const { response } = Client.httpFor(created);
-const followed = await client.request(response.headers.get('location'));
+const report = { tokenScope: token.scope };
 
-const ids = [];
-const keys = new Set();
-let pages = 0;
-let page = await client.search({
-  resourceType: 'Slot',
-  searchParams: { schedule: `Schedule/${args.schedule}`, _count: args.page, _elements: 'start,status' },
-});
-while (page) {
-  pages += 1;
-  for (const entry of page.entry ?? []) {
-    ids.push(entry.resource.id);
-    Object.keys(entry.resource).forEach((k) => keys.add(k));
-  }
-  page = await client.nextPage({ bundle: page });
+if (args.steps === 'book') {
+  const created = await client.create({
+    resourceType: 'Appointment',
+    body: {
+      resourceType: 'Appointment',
+      status: 'booked',
+      slot: [{ reference: `Slot/${args.slot}` }],
+      participant: [{ actor: { reference: `Patient/${args.patient}` }, status: 'accepted' }],
+    },
+    options: { headers: { Prefer: 'return=minimal' } },
+  });
+  const { response } = Client.httpFor(created);
+  const followed = await client.request(response.headers.get('location'));
+  report.created = { status: response.status, body: { ...created } };
+  report.followed = { resourceType: followed.resourceType, slot: followed.slot };
 }
 
-const counted = await client.search({
-  resourceType: 'Slot', searchParams: { _id: args.slot, _total: 'accurate' },
-});
+if (args.steps === 'search') {
+  const ids = [];
+  const subsetted = [];
+  let pages = 0;
+  let page = await client.search({
+    resourceType: 'Slot',
+    searchParams: { schedule: `Schedule/${args.schedule}`, _count: args.page, _elements: 'start,status' },
+  });
+  while (page) {
+    pages += 1;
+    for (const entry of page.entry ?? []) {
+      const slot = entry.resource;
+      ids.push(slot.id);
+      // _elements=start,status: those, marked SUBSETTED, no optional element not asked for.
+      subsetted.push(
+        'start' in slot && 'status' in slot
+        && !['appointmentType', 'serviceType', 'extension'].some((k) => k in slot)
+        && (slot.meta?.tag ?? []).some((t) => t.code === 'SUBSETTED'),
+      );
+    }
+    page = await client.nextPage({ bundle: page });
+  }
 
-console.log(JSON.stringify({
-  tokenScope: token.scope,
-  created: { status: response.status, body: { ...created } },
-  followed: { resourceType: followed.resourceType, slot: followed.slot },
-  paged: { ids, pages, keys: [...keys].sort() },
-  counted: { total: counted.total, id: counted.entry?.[0]?.resource?.id },
-}));
+  const counted = await client.search({
+    resourceType: 'Slot', searchParams: { _id: args.slot, _total: 'accurate' },
+  });
+  report.paged = { ids, pages, subsetted };
+  report.counted = { total: counted.total, id: counted.entry?.[0]?.resource?.id };
+}
+
+console.log(JSON.stringify(report));
