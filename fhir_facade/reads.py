@@ -131,8 +131,11 @@ def run_search(
     db: Session, parsed: SearchRequest, grants: Grants
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
     """Matches, then `_include`d and `_revinclude`d resources (each once), rendered.
-    Included types the token may not read are left out: an include never widens a scope
-    (and what is included passes the same visibility as a read)."""
+    Included types the token may not read are left out, and a chain into a type it may
+    not search is refused: neither widens a scope (and what they reach passes the same
+    visibility as a read)."""
+    for target in sorted(parsed.chained):  # a chain searches its target type too
+        grants.require(target, "s")
     access = grants.access
     spec = RESOURCE_TYPES[parsed.resource_type]
     page = store_search.run(db, parsed.query)

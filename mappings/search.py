@@ -87,6 +87,8 @@ class SearchRequest:
     includes: list[Include]
     revincludes: list[RevInclude]
     canonical: list[tuple[str, str]]  # the parameters honoured, for self/next links
+    #: Types searched through chained parameters (the caller must be allowed to search them).
+    chained: set[str] = field(default_factory=set)
 
 
 # -- value parsers -------------------------------------------------------------------
@@ -705,6 +707,7 @@ def parse_search(
     includes: list[Include] = []
     revincludes: list[RevInclude] = []
     canonical: list[tuple[str, str]] = []
+    chained_types: set[str] = set()
     sort: list[tuple[str, bool]] = []
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
@@ -723,6 +726,7 @@ def parse_search(
                 ssn=ssn,
             )
             chained = Condition(spec.chains[head], "eq", (access, tuple(inner.query.where), ssn))
+            chained_types.add("Patient")
             query.where.append(AnyOf((chained,)))
             canonical.append((raw_name, _without_clear_ssn(tail, value, ssn)))
             continue
@@ -747,7 +751,7 @@ def parse_search(
         query.where.append(AnyOf(tuple(conditions)))
         canonical.append((raw_name, _without_clear_ssn(name, value, ssn)))
     query.sort = sort or list(spec.default_sort)
-    return SearchRequest(resource_type, query, includes, revincludes, canonical)
+    return SearchRequest(resource_type, query, includes, revincludes, canonical, chained_types)
 
 
 def _paging_integer(name: str, value: str) -> int:

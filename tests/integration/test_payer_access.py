@@ -194,13 +194,15 @@ def test_restricted_members_stay_hidden_unless_the_token_carries_the_permission(
     assert world.bob not in found(client, privileged, "/fhir/Patient")
 
 
-def test_without_a_patient_scope_a_payer_includes_no_patients(
+def test_without_a_patient_scope_a_payer_includes_no_patients_and_chains_into_none(
     client: FlaskClient, mint: Headers, world: World
 ):
     coverage_only = mint("system/Coverage.rs?payor=Organization/payer-x")
     url = "/fhir/Coverage?_include=Coverage:beneficiary"
     assert found(client, coverage_only, url, "include") == set()
     assert found(client, coverage_only, url) == {world.cov["ann-x"], world.cov["cat-x"]}
+    chain = client.get("/fhir/Coverage?beneficiary.family=Adams", headers=coverage_only)
+    outcome(chain, 403, code="forbidden")
 
 
 def _coverage(patient: str, payer: str) -> dict[str, Any]:
