@@ -10,14 +10,14 @@ from store.db import Database
 from store.ssn import SsnHasher
 
 
-def database() -> Database:
-    db: Database = current_app.extensions["fhir_facade.db"]
-    return db
-
-
 def settings() -> Settings:
     configured: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
     return configured
+
+
+def database() -> Database:
+    db: Database = current_app.extensions["fhir_facade.db"]
+    return db
 
 
 def tokens() -> TokenService:
