@@ -193,8 +193,8 @@ function App() {
     ${directory.loading && html`<${Loading} what="the clinic's calendars" />`}<${ErrorBox} error=${directory.error} /></main>`;
 
   const canManage = session.scope.split(/\s+/).includes(SCHEDULE_MANAGE);
-  const toCalendar = (slot) => {
-    setView((v) => ({ ...v, refresh: v.refresh + 1, ...(slot ? { slotId: slot.id, week: null } : {}) }));
+  const toCalendar = (slot, week) => {
+    setView((v) => ({ ...v, refresh: v.refresh + 1, ...(slot ? { slotId: slot.id, week } : {}) }));
     setScreen({ name: "calendar" });
   };
   const onAppointments = (patient) => setScreen({ name: "appointments", patient });

@@ -13,20 +13,20 @@ import { ClosedIcon, ErrorBox, Loading, LockIcon, WarnIcon, sessionFacts, useLoa
 
 function PatientSearch({ client, chosen, onChoose }) {
   const [text, setText] = useState("");
-  const [state, setState] = useState({ results: null, error: null, loading: false });
+  const [state, setState] = useState({ results: null, error: null, loading: false, searched: "" });
   const search = async (event) => {
     event.preventDefault();
     const queries = patientQueries(text);
-    if (!queries.length) return setState({ results: [], error: null, loading: false });
-    setState({ results: null, error: null, loading: true });
+    if (!queries.length) return setState({ results: [], error: null, loading: false, searched: text });
+    setState({ results: null, error: null, loading: true, searched: "" });
     try {
       const bundles = await Promise.all(queries.map((q) => client.search("Patient", [...q, ["_count", "50"]])));
       const byId = new Map();
       for (const patient of bundles.flatMap((b) => resources(b, "Patient"))) byId.set(patient.id, patient);
       const results = [...byId.values()].sort((a, b) => patientName(a).localeCompare(patientName(b)));
-      setState({ results, error: null, loading: false });
+      setState({ results, error: null, loading: false, searched: text });
     } catch (error) {
-      setState({ results: null, error, loading: false });
+      setState({ results: null, error, loading: false, searched: text });
     }
   };
   return html`<section aria-labelledby="find-heading">
@@ -39,13 +39,13 @@ function PatientSearch({ client, chosen, onChoose }) {
       <div class="field"><button class="primary" type="submit">Search</button></div>
     </form>
     ${state.loading && html`<${Loading} what="patients" />`}
-    <${ErrorBox} error=${state.error} />
+    <div data-searched=${state.searched}><${ErrorBox} error=${state.error} />
     ${state.results && (state.results.length === 0 ? html`<p role="status">No patient found for “${text}”.</p>` : html`
       <ul class="results" aria-label="Patients found">${state.results.map((p) => html`<li key=${p.id}>
         <button aria-pressed=${chosen?.id === p.id} data-patient=${p.id} onClick=${() => onChoose(p)}>
           ${isRestricted(p) && html`<${LockIcon} /> `}<strong>${patientName(p)}</strong> · DOB ${p.birthDate || "—"}
           · ${mrnOf(p) || p.id}${phoneOf(p) ? ` · ${phoneOf(p)}` : ""}${ssnOf(p) ? ` · SSN ${ssnOf(p)}` : ""}
-        </button></li>`)}</ul>`)}
+        </button></li>`)}</ul>`)}</div>
   </section>`;
 }
 
