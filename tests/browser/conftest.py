@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from store.db import Database, DatabaseSettings
 from store.demo import load_demo
 from store.migrate import upgrade
 from tests.conftest import PG_URL, REQUIRE_PG, TEST_SECRET
-from tests.e2e.conftest import REPO_ROOT, Server, _launch, _wait_ready
+from tests.e2e.conftest import REPO_ROOT, Server, _launch, _signal_group, _wait_ready
 
 CHROMIUM = os.environ.get("FHIR_FACADE_CHROMIUM", "/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("FHIR_FACADE_REQUIRE_BROWSER") == "1"
@@ -164,7 +165,7 @@ def clinic(
         database.write(lambda db: load_demo(db))
         database.dispose()
         server = _launch(url, folder / "server")
-        stack.callback(server.stop)
+        stack.callback(_quick_stop, server)
         problem = _wait_ready(server)
         if problem is not None:
             pytest.fail(f"fhir-facade did not start ({problem}):\n{server.stderr_tail()}")
@@ -172,8 +173,13 @@ def clinic(
         token = TokenService(Settings(jwt_secret=TEST_SECRET)).mint(
             "browser-test-checker", FULL_SCOPE, dt.timedelta(hours=1)
         )
+        # Connection: close, because a stopping gunicorn lingers on kept-alive connections.
         clinic.api.headers.update(
-            {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/fhir+json",
+                "Connection": "close",
+            }
         )
         stack.callback(clinic.api.close)
         yield clinic
@@ -221,17 +227,29 @@ class Screens:
         assert not found, f"axe-core on the {name!r} screen:\n" + "\n".join(found)
 
 
-@pytest.fixture
-def page(browser: Any, clinic: Clinic) -> Iterator[Any]:
-    """A fresh browser context at 1280x800 (nothing signed in yet)."""
+@dataclass
+class Tab:
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def tab(clinic: Clinic, browser: Any) -> Iterator[Tab]:
+    """One tab at 1280x800 for the module's tests: the app loads (and axe-core is injected)
+    once; each test signs out and in again through the app's own screens."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(10_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
+    opened = Tab(context.new_page())
+    opened.page.on("pageerror", lambda error: opened.errors.append(str(error)))
+    yield opened
     context.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(tab: Tab) -> Iterator[Any]:
+    tab.errors.clear()
+    yield tab.page
+    assert not tab.errors, f"JavaScript errors in the page: {tab.errors}"
 
 
 @pytest.fixture
@@ -240,9 +258,26 @@ def screen(request: pytest.FixtureRequest, clinic: Clinic) -> Screens:
     return Screens(ARTIFACTS / clinic.backend / name)
 
 
+def _quick_stop(server: Server) -> None:
+    """SIGKILL: the tests are over and the database is thrown away, so there is nothing to
+    drain (a graceful stop waits out gunicorn's 5 s graceful timeout on idle workers)."""
+    _signal_group(server.process.pid, signal.SIGKILL)
+    server.wait_stopped()
+
+
+def at_sign_in(page: Any, clinic: Clinic) -> None:
+    """The sign-in screen: sign out if someone is signed in, else open the app."""
+    sign_out = page.get_by_role("button", name="Sign out")
+    if page.url.startswith(clinic.app_url) and sign_out.count():
+        sign_out.click()
+    else:
+        page.goto(clinic.app_url)
+    page.locator("button.signin").first.wait_for()
+
+
 def sign_in(page: Any, clinic: Clinic, who: str) -> None:
     """Sign in through the app's sign-in screen as one of the demo staff users."""
-    page.goto(clinic.app_url)
+    at_sign_in(page, clinic)
     page.get_by_role("button", name=re.compile(who)).click()
     page.get_by_text(f"Signed in as {who}").wait_for()
     page.get_by_role("tab").first.wait_for()

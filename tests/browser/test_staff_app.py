@@ -9,7 +9,6 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 import requests
 
 from tests.browser.conftest import (
@@ -17,13 +16,12 @@ from tests.browser.conftest import (
     SCHEDULE_ZONE,
     Clinic,
     Screens,
+    at_sign_in,
     local_date,
     open_session,
     places,
     sign_in,
 )
-
-pytestmark = pytest.mark.xdist_group("browser")
 
 GROUP_CAPACITY = "http://fhir-facade.org/fhir/StructureDefinition/group-capacity"
 CLOSED = "http://fhir-facade.org/fhir/StructureDefinition/closed-session"
@@ -35,7 +33,13 @@ def monday(day: dt.date) -> dt.date:
 
 
 def new_session(
-    clinic: Clinic, schedule_id: str, days_ahead: int, at: str, capacity: int, *, closed: bool = False
+    clinic: Clinic,
+    schedule_id: str,
+    days_ahead: int,
+    at: str,
+    capacity: int,
+    *,
+    closed: bool = False,
 ) -> JSON:
     """A session created through the API (as an administrator would) at a local time."""
     zone = ZoneInfo(SCHEDULE_ZONE[schedule_id])
@@ -100,7 +104,7 @@ def start_booking(page: Any, slot: JSON, *, department: str | None = None) -> No
     page.get_by_role("heading", name="Book Appointment").wait_for()
 
 
-# ---- 1. calendar ---------------------------------------------------------------------------
+# ---- 1. calendar -------------------------------------------------------------------------
 
 
 def test_the_calendar_opens_on_this_week_and_shows_the_week_and_provider_chosen(
@@ -138,7 +142,7 @@ def test_the_calendar_opens_on_this_week_and_shows_the_week_and_provider_chosen(
     screen(page, "calendar-denver")
 
 
-# ---- 2. tiles ------------------------------------------------------------------------------
+# ---- 2. tiles ----------------------------------------------------------------------------
 
 
 def test_tiles_show_type_count_closed_icon_and_a_full_or_unavailable_look(
@@ -149,12 +153,17 @@ def test_tiles_show_type_count_closed_icon_and_a_full_or_unavailable_look(
         "Slot", start=[f"ge{start}", f"lt{start + dt.timedelta(days=7)}"], _count="200"
     )
     full = next(s for s in first if s["id"].startswith("lindqvist") and s["status"] == "busy")
-    closed = next(s for s in first if any(e["url"] == CLOSED and e["valueBoolean"] for e in s["extension"]))
+    closed = next(
+        s for s in first if any(e["url"] == CLOSED and e["valueBoolean"] for e in s["extension"])
+    )
     blocked = clinic.future_sessions("sched-haddad-dn")[3]
     blocked_body = {**blocked, "status": "busy-unavailable"}
     blocked_body.pop("meta")
     response = clinic.send(
-        "PUT", f"Slot/{blocked['id']}", blocked_body, **{"If-Match": f'W/"{blocked["meta"]["versionId"]}"'}
+        "PUT",
+        f"Slot/{blocked['id']}",
+        blocked_body,
+        **{"If-Match": f'W/"{blocked["meta"]["versionId"]}"'},
     )
     assert response.status_code == 200, response.text
 
@@ -162,8 +171,12 @@ def test_tiles_show_type_count_closed_icon_and_a_full_or_unavailable_look(
     open_session(page, closed)
     tile = page.locator(f'.tile[data-slot="{closed["id"]}"]')
     capacity, booked = places(closed)
-    assert f"{booked}/{capacity}" in tile.inner_text() and "Group therapy session" in tile.inner_text()
-    assert tile.locator(".closed").count() == 1 and tile.locator("svg").count() >= 2  # group + closed
+    assert (
+        f"{booked}/{capacity}" in tile.inner_text() and "Group therapy session" in tile.inner_text()
+    )
+    assert (
+        tile.locator(".closed").count() == 1 and tile.locator("svg").count() >= 2
+    )  # group + closed
     details = page.get_by_role("complementary")
     assert details.get_by_test_id("details-count").inner_text() == f"{booked}/{capacity}"
     assert "Closed session" in details.inner_text()
@@ -174,16 +187,22 @@ def test_tiles_show_type_count_closed_icon_and_a_full_or_unavailable_look(
     tile = page.locator(f'.tile[data-slot="{full["id"]}"]')
     assert "6/6" in tile.inner_text() and "Full" in tile.inner_text()
     assert "full" in (tile.get_attribute("class") or "")
-    assert page.get_by_role("complementary").get_by_role("button", name="Book Appointment").is_disabled()
+    assert (
+        page.get_by_role("complementary")
+        .get_by_role("button", name="Book Appointment")
+        .is_disabled()
+    )
     screen(page, "tile-full-details")
 
     open_session(page, blocked)
     tile = page.locator(f'.tile[data-slot="{blocked["id"]}"]')
-    assert "Unavailable" in tile.inner_text() and "unavailable" in (tile.get_attribute("class") or "")
+    assert "Unavailable" in tile.inner_text() and "unavailable" in (
+        tile.get_attribute("class") or ""
+    )
     screen(page, "tile-unavailable-details")
 
 
-# ---- 3. Book Appointment: search and the patient card -------------------------------------------
+# ---- 3. Book Appointment: search and the patient card ------------------------------------
 
 
 def test_one_search_box_finds_patients_by_name_mrn_id_ssn_and_phone_and_shows_their_plans(
@@ -235,7 +254,7 @@ def test_one_search_box_finds_patients_by_name_mrn_id_ssn_and_phone_and_shows_th
     screen(page, "book-patient-card")
 
 
-# ---- 4 and 6. booking form, review, booked --------------------------------------------------------
+# ---- 4 and 6. booking form, review, booked -----------------------------------------------
 
 
 def test_the_booking_form_is_prefilled_and_books_with_the_chosen_plans_providers_and_type(
@@ -277,7 +296,11 @@ def test_the_booking_form_is_prefilled_and_books_with_the_chosen_plans_providers
         "Coverage/cov-pat-050-2",  # secondary: Medicaid
     ]
     actors = {p["actor"]["reference"] for p in appointment["participant"]}
-    assert {"Practitioner/prac-chen", "Practitioner/prac-rivera", "Location/dept-brooklyn"} <= actors
+    assert {
+        "Practitioner/prac-chen",
+        "Practitioner/prac-rivera",
+        "Location/dept-brooklyn",
+    } <= actors
     assert appointment["appointmentType"]["coding"][0]["code"] == "group-therapy"
 
     page.get_by_role("button", name="Back to the calendar").click()
@@ -285,11 +308,11 @@ def test_the_booking_form_is_prefilled_and_books_with_the_chosen_plans_providers
     assert f"{booked + 1}/{capacity}" in tile.inner_text()
 
 
-# ---- 5. Create New Slot --------------------------------------------------------------------------
+# ---- 5. Create New Slot ------------------------------------------------------------------
 
 
 def test_create_new_slot_is_only_for_schedule_admins_and_the_new_session_books_at_once(
-    page: Any, browser: Any, clinic: Clinic, screen: Screens
+    page: Any, clinic: Clinic, screen: Screens
 ) -> None:
     slot = clinic.future_sessions("sched-okafor-bk")[0]
     sign_in(page, clinic, SAM)
@@ -316,13 +339,15 @@ def test_create_new_slot_is_only_for_schedule_admins_and_the_new_session_books_a
 
     start = dt.datetime.combine(day, dt.time(7, 15), tzinfo=ZoneInfo("America/New_York"))
     (created,) = clinic.search(
-        "Slot", schedule="Schedule/sched-okafor-bk", start=start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        "Slot",
+        schedule="Schedule/sched-okafor-bk",
+        start=start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     assert places(created) == (5, 1)
     assert appointments_of(clinic, "pat-010", slot=f"Slot/{created['id']}")
 
 
-# ---- 6. refusals and the closed session -------------------------------------------------------------
+# ---- 6. refusals and the closed session --------------------------------------------------
 
 
 def _to_review(page: Any, slot: JSON, mrn: str, patient_id: str) -> None:
@@ -386,7 +411,7 @@ def test_a_closed_session_shows_its_warning_and_still_books(
     assert appointments_of(clinic, "pat-020", slot=f"Slot/{closed['id']}", status="booked")
 
 
-# ---- 7. recurring series ------------------------------------------------------------------------
+# ---- 7. recurring series -----------------------------------------------------------------
 
 
 def test_a_recurring_series_is_previewed_trimmed_reviewed_and_booked_with_drafts(
@@ -394,7 +419,9 @@ def test_a_recurring_series_is_previewed_trimmed_reviewed_and_booked_with_drafts
 ) -> None:
     slot = clinic.future_sessions("sched-rivera-bk")[2]
     weekday = dt.date.fromisoformat(local_date(slot["start"], "America/New_York")).weekday()
-    gap_day = ["Tuesday", "Tuesday", "Thursday", "Thursday", "Saturday"][weekday]  # no Rivera session
+    gap_day = ["Tuesday", "Tuesday", "Thursday", "Thursday", "Saturday"][
+        weekday
+    ]  # no Rivera session
     before = {a["id"] for a in appointments_of(clinic, "pat-022")}
     sign_in(page, clinic, SAM)
     start_booking(page, slot)
@@ -433,11 +460,14 @@ def test_a_recurring_series_is_previewed_trimmed_reviewed_and_booked_with_drafts
     drafts = [a for a in held if a["status"] == "proposed"]
     assert len(booked) + len(drafts) == 4 and len(drafts) == 2
     assert f"{len(booked)} booked, 2 saved as drafts" in result.inner_text()
-    assert all(a["supportingInformation"][0]["reference"].startswith("Coverage/cov-pat-022") for a in booked)
+    assert all(
+        a["supportingInformation"][0]["reference"].startswith("Coverage/cov-pat-022")
+        for a in booked
+    )
     assert places(slot_now(clinic, slot["id"]))[1] == places(slot)[1] + 1
 
 
-# ---- 8. drafts and cancelling ---------------------------------------------------------------------
+# ---- 8. drafts and cancelling ------------------------------------------------------------
 
 
 def _drafts_for(clinic: Clinic, patient_id: str, first_day: str) -> list[JSON]:
@@ -464,11 +494,20 @@ def _drafts_for(clinic: Clinic, patient_id: str, first_day: str) -> list[JSON]:
     }
     preview = clinic.send("POST", "Appointment/$find", find)
     assert preview.status_code == 200, preview.text
-    kept = [e["resource"] for e in preview.json()["entry"] if e["resource"]["resourceType"] == "Appointment"]
-    book = {"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": a} for a in kept]}
+    kept = [
+        e["resource"]
+        for e in preview.json()["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+    ]
+    book = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment-resource", "resource": a} for a in kept],
+    }
     response = clinic.send("POST", "Appointment/$book", book)
     assert response.status_code == 200, response.text
-    return [e["resource"] for e in response.json()["entry"] if e["resource"].get("status") == "proposed"]
+    return [
+        e["resource"] for e in response.json()["entry"] if e["resource"].get("status") == "proposed"
+    ]
 
 
 def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
@@ -488,7 +527,9 @@ def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
 
     sign_in(page, clinic, SAM)
     open_session(page, held_slot)
-    page.get_by_role("complementary").get_by_role("button", name=re.compile("^López, Olivia")).click()
+    page.get_by_role("complementary").get_by_role(
+        "button", name=re.compile("^López, Olivia")
+    ).click()
     page.get_by_role("heading", name=re.compile("^Appointments: ")).wait_for()
     rows = page.locator("tr[data-status]")
     rows.first.wait_for()
@@ -499,7 +540,9 @@ def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
 
     page.get_by_role("button", name=re.compile("^Reschedule")).click()
     editor = page.locator(f'[data-draft="{drafts[0]["id"]}"]')
-    editor.get_by_label("Date for this occurrence").fill(local_date(target["start"], "America/New_York"))
+    editor.get_by_label("Date for this occurrence").fill(
+        local_date(target["start"], "America/New_York")
+    )
     editor.locator(f'[data-slot="{target["id"]}"]').click()
     screen(page, "reschedule-chosen")
     editor.get_by_role("button", name="Review").click()
@@ -507,7 +550,9 @@ def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
     page.get_by_text("It is no longer a draft").wait_for()
     screen(page, "reschedule-confirmed")
     resolved = clinic.get(f"Appointment/{drafts[0]['id']}")
-    assert resolved["status"] == "booked" and resolved["slot"] == [{"reference": f"Slot/{target['id']}"}]
+    assert resolved["status"] == "booked" and resolved["slot"] == [
+        {"reference": f"Slot/{target['id']}"}
+    ]
     assert places(slot_now(clinic, target["id"]))[1] == places(target)[1] + 1
 
     page.get_by_role("button", name="Back to the patient's appointments").click()
@@ -520,15 +565,14 @@ def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
     assert places(slot_now(clinic, held_slot["id"]))[1] == places(held_slot)[1]
 
 
-# ---- 9. sign-in ----------------------------------------------------------------------------------
+# ---- 9. sign-in --------------------------------------------------------------------------
 
 
 def test_sign_in_offers_three_staff_users_whose_tokens_carry_their_permissions(
     page: Any, clinic: Clinic, screen: Screens
 ) -> None:
-    page.goto(clinic.app_url)
+    at_sign_in(page, clinic)
     buttons = page.locator("button.signin")
-    buttons.first.wait_for()
     assert buttons.count() == 3
     screen(page, "sign-in")
     scopes = {}
@@ -543,8 +587,14 @@ def test_sign_in_offers_three_staff_users_whose_tokens_carry_their_permissions(
         )
         assert metadata.status_code == 200  # the instance's key signed it
     assert not {"__schedule.manage", "__patient.blocked"} & scopes["sam.ortiz"]
-    assert "__schedule.manage" in scopes["alex.morgan"] and "__patient.blocked" not in scopes["alex.morgan"]
-    assert "__patient.blocked" in scopes["priya.shah"] and "__schedule.manage" not in scopes["priya.shah"]
+    assert (
+        "__schedule.manage" in scopes["alex.morgan"]
+        and "__patient.blocked" not in scopes["alex.morgan"]
+    )
+    assert (
+        "__patient.blocked" in scopes["priya.shah"]
+        and "__schedule.manage" not in scopes["priya.shah"]
+    )
     refused = requests.post(f"{clinic.app_url}sign-in", json={"user": "root"}, timeout=10)
     assert refused.status_code == 400 and refused.json()["resourceType"] == "OperationOutcome"
 
@@ -554,7 +604,7 @@ def test_sign_in_offers_three_staff_users_whose_tokens_carry_their_permissions(
     buttons.first.wait_for()
 
 
-# ---- blocked patients --------------------------------------------------------------------------
+# ---- blocked patients --------------------------------------------------------------------
 
 
 def test_a_restricted_patient_leaves_no_trace_without_the_privacy_permission(
@@ -566,7 +616,9 @@ def test_a_restricted_patient_leaves_no_trace_without_the_privacy_permission(
     sign_in(page, clinic, SAM)
     start_booking(page, held, department="Denver Behavioral Health")
     search_patients(page, "Jensen")
-    assert "pat-013" not in page.locator("[data-patient]").evaluate_all("els => els.map(e => e.dataset.patient)")
+    assert "pat-013" not in page.locator("[data-patient]").evaluate_all(
+        "els => els.map(e => e.dataset.patient)"
+    )
     assert "James" not in page.get_by_role("list", name="Patients found").inner_text()
     search_patients(page, "MRN100013")
     assert "No patient found" in page.get_by_role("main").inner_text()

@@ -180,7 +180,7 @@ function App() {
   const [view, setView] = useState({ refresh: 0 });
   const client = useMemo(() => session && new Client(session.token, () => { forgetSession(); setSession(null); }), [session]);
   const directory = useLoad(() => (client ? loadDirectory(client) : Promise.resolve(null)), [client]);
-  const signOut = () => { forgetSession(); setSession(null); setScreen({ name: "calendar" }); };
+  const signOut = () => { forgetSession(); setSession(null); setScreen({ name: "calendar" }); setView({ refresh: 0 }); };
   useEffect(() => { document.querySelector("main h2")?.focus?.(); }, [screen.name]);
 
   const header = html`<header class="top">
