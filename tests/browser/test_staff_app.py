@@ -131,7 +131,7 @@ def test_the_calendar_opens_on_this_week_and_shows_the_week_and_provider_chosen(
         start=[f"ge{shown_monday}", f"lt{shown_monday + dt.timedelta(days=7)}"],
     )
     assert shown == sorted(s["id"] for s in held) and len(shown) == 2  # Chen: Tue and Thu
-    screen(page, "calendar-chen-later-week", docs="calendar.png")
+    screen(page, "calendar-chen-later-week")
 
     # Keyboard: arrows move between provider tabs.
     page.get_by_role("tab", name="Dr. Wei Chen").focus()
@@ -181,7 +181,7 @@ def test_tiles_show_type_count_closed_icon_and_a_full_or_unavailable_look(
     assert details.get_by_test_id("details-count").inner_text() == f"{booked}/{capacity}"
     assert "Closed session" in details.inner_text()
     assert details.get_by_role("button", name="Book Appointment").is_enabled()
-    screen(page, "tile-closed-details")
+    screen(page, "tile-closed-details", docs="calendar.png")
 
     open_session(page, full, department="Denver Behavioral Health")
     tile = page.locator(f'.tile[data-slot="{full["id"]}"]')

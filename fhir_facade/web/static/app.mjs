@@ -44,19 +44,18 @@ function SignIn({ onSignedIn }) {
 // ---- calendar -------------------------------------------------------------------------------
 
 async function loadDirectory(client) {
-  const [locations, schedules, practitioners] = await Promise.all([
+  // All at once: the first week view waits for these and then for one Slot search.
+  const [locations, schedules, practitioners, organizations] = await Promise.all([
     client.search("Location", [["_count", "100"]]),
     client.search("Schedule", [["active", "true"], ["_count", "200"]]),
     client.search("Practitioner", [["_count", "200"]]),
+    client.search("Organization", [["_count", "200"]]),
   ]);
-  const locs = resources(locations, "Location");
-  const orgRefs = [...new Set(locs.map((l) => l.managingOrganization?.reference).filter(Boolean))];
-  const organizations = await Promise.all(orgRefs.map((r) => client.read(...r.split("/"))));
   return {
-    locations: locs,
+    locations: resources(locations, "Location"),
     schedules: resources(schedules, "Schedule").sort((a, b) => (a.actor[0].display || "").localeCompare(b.actor[0].display || "")),
     practitioners: resources(practitioners, "Practitioner"),
-    organizations,
+    organizations: resources(organizations, "Organization"),
   };
 }
 
