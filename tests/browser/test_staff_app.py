@@ -141,6 +141,14 @@ def test_the_calendar_opens_on_this_week_and_shows_the_week_and_provider_chosen(
     assert page.get_by_role("tab").all_inner_texts() == ["Dr. Maja Lindqvist", "Rami Haddad"]
     screen(page, "calendar-denver")
 
+    # A tablet held upright: the week still fits the width (no sideways scrolling).
+    page.set_viewport_size({"width": 820, "height": 1180})
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        screen(page, "calendar-tablet")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 800})
+
 
 # ---- 2. tiles ----------------------------------------------------------------------------
 
