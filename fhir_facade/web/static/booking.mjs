@@ -164,7 +164,7 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
   const [patient, setPatient] = useState(null);
   const [insurance, setInsurance] = useState(null);
   const providerRef = facts.provider?.reference;
-  const [form, setForm] = useState({ department: facts.department?.id, resources: [providerRef], type: codingOf(slot.appointmentType)?.code });
+  const [form, setForm] = useState({ department: facts.department?.id, resources: [providerRef], type: codingOf(slot.appointmentType)?.code || "" });
   const [mode, setMode] = useState("form"); // form | new-slot | review | series | booked
   const [notice, setNotice] = useState(null);
   const [result, setResult] = useState({ busy: false, error: null, warning: null });
@@ -237,6 +237,7 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
               : html`<input id="booking-department" readonly value=${department?.name} />`}</div>
           <div class="field"><label for="booking-type">Appointment Type</label>
             ${types.loading ? html`<${Loading} what="appointment types" />` : html`<select id="booking-type" value=${form.type} onChange=${(e) => setForm({ ...form, type: e.target.value })}>
+              ${!form.type && html`<option value="">Not set</option>`}
               ${(types.data || []).map((t) => html`<option value=${t.code}>${t.display}</option>`)}</select>`}
             <${ErrorBox} error=${types.error} /></div>
           <div class="field"><label for="booking-time">Time</label><input id="booking-time" readonly value=${facts.time} /></div>
@@ -249,7 +250,7 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
       </fieldset>
       ${mode === "new-slot" && html`<${CreateSlot} client=${client} schedule=${schedule} slot=${slot} facts=${facts} types=${types.data || []}
           onCancel=${() => setMode("form")}
-          onCreated=${(created) => { setSlot(created); setMode("form"); setNotice(`New session created: ${formatDate(localDate(created.start, facts.tz))} ${formatTime(created.start, facts.tz)}. It is selected for this booking.`); }} />`}
+          onCreated=${(created) => { setSlot(created); setForm({ ...form, type: codingOf(created.appointmentType)?.code }); setMode("form"); setNotice(`New session created: ${formatDate(localDate(created.start, facts.tz))} ${formatTime(created.start, facts.tz)}. It is selected for this booking.`); }} />`}
       ${!patient && html`<p class="muted" id="needs-patient">Find and select a patient to continue.</p>`}
       ${form.resources.length === 0 && html`<p class="warning">Choose at least one provider.</p>`}
       <div class="row">
