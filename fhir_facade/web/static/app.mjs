@@ -43,6 +43,33 @@ function SignIn({ onSignedIn }) {
 
 // ---- calendar -------------------------------------------------------------------------------
 
+// The first week view's sessions are asked for as soon as the directory answers, without
+// waiting for the calendar to render; the calendar takes that answer once, then asks anew.
+const prefetched = new Map();
+
+const weekQuery = (client, schedule, week) =>
+  client.search("Slot", [
+    ["schedule", ref(schedule)], ["start", `ge${addDays(week, -1)}`], ["start", `lt${addDays(week, 8)}`], ["_count", "500"],
+  ]).then((bundle) => resources(bundle, "Slot"));
+
+function prefetchWeek(client, schedule, week) {
+  const answer = weekQuery(client, schedule, week);
+  answer.catch(() => {}); // a failure shows when the calendar takes it
+  prefetched.set(`${schedule.id}|${week}`, answer);
+}
+
+function slotsOfWeek(client, schedule, week) {
+  const key = `${schedule.id}|${week}`;
+  const answer = prefetched.get(key);
+  prefetched.delete(key);
+  return answer || weekQuery(client, schedule, week);
+}
+
+function firstSchedule(directory) {
+  const department = directory.locations[0];
+  return directory.schedules.find((s) => s.actor.some((a) => a.reference === ref(department)));
+}
+
 async function loadDirectory(client) {
   // All at once: the first week view waits for these and then for one Slot search.
   const [locations, schedules, practitioners, organizations] = await Promise.all([
@@ -51,12 +78,15 @@ async function loadDirectory(client) {
     client.search("Practitioner", [["_count", "200"]]),
     client.search("Organization", [["_count", "200"]]),
   ]);
-  return {
+  const directory = {
     locations: resources(locations, "Location"),
     schedules: resources(schedules, "Schedule").sort((a, b) => (a.actor[0].display || "").localeCompare(b.actor[0].display || "")),
     practitioners: resources(practitioners, "Practitioner"),
     organizations: resources(organizations, "Organization"),
   };
+  const schedule = firstSchedule(directory);
+  if (schedule) prefetchWeek(client, schedule, mondayOf(todayIn(timezoneOf(directory.locations[0]))));
+  return directory;
 }
 
 function Tile({ slot, facts, selected, onSelect }) {
@@ -114,13 +144,7 @@ function Calendar({ client, directory, view, setView, onBook, onAppointments }) 
   const week = view.week || mondayOf(todayIn(tz));
   const schedules = directory.schedules.filter((s) => s.actor.some((a) => a.reference === ref(department)));
   const schedule = schedules.find((s) => s.id === view.scheduleId) || schedules[0];
-  const slots = useLoad(async () => {
-    if (!schedule) return [];
-    const bundle = await client.search("Slot", [
-      ["schedule", ref(schedule)], ["start", `ge${addDays(week, -1)}`], ["start", `lt${addDays(week, 8)}`], ["_count", "500"],
-    ]);
-    return resources(bundle, "Slot");
-  }, [schedule?.id, week, view.refresh]);
+  const slots = useLoad(async () => (schedule ? slotsOfWeek(client, schedule, week) : []), [schedule?.id, week, view.refresh]);
   const days = [...Array(7).keys()].map((i) => addDays(week, i));
   const today = todayIn(tz);
   const selected = slots.data?.find((s) => s.id === view.slotId);
