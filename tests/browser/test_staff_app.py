@@ -670,3 +670,35 @@ def test_a_restricted_patient_leaves_no_trace_without_the_privacy_permission(
     page.get_by_role("button", name="Book appointment").click()
     page.get_by_role("heading", name="Appointment booked").wait_for()
     assert appointments_of(clinic, "pat-013", slot=f"Slot/{other['id']}", status="booked")
+
+
+# ---- keyboard ----------------------------------------------------------------------------
+
+
+def test_a_scheduler_reaches_book_appointment_and_finds_a_patient_with_the_keyboard_alone(
+    page: Any, clinic: Clinic, screen: Screens
+) -> None:
+    slot = clinic.future_sessions("sched-rivera-bk")[3]
+    sign_in(page, clinic, SAM)
+    page.get_by_label("Show the week of").fill(local_date(slot["start"], "America/New_York"))
+    page.locator('[role=tab][data-schedule="sched-rivera-bk"]').focus()
+    page.keyboard.press("Enter")
+    tile = page.locator(f'.tile[data-slot="{slot["id"]}"]')
+    tile.focus()
+    page.keyboard.press("Enter")
+    focused = "document.activeElement && document.activeElement.id"
+    page.wait_for_function(f"{focused} === 'details-heading'")  # focus moved to the details
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Book Appointment"
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Book Appointment").wait_for()
+    page.get_by_label("Find a patient").focus()
+    page.keyboard.type("MRN100010")
+    page.keyboard.press("Enter")  # the search form submits
+    page.locator('[data-searched="MRN100010"]').wait_for()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the Search button to the first result
+    assert page.evaluate("document.activeElement.dataset.patient") == "pat-010"
+    page.keyboard.press("Enter")
+    page.get_by_test_id("patient-card").get_by_text("SELF PAY").wait_for()
+    screen(page, "keyboard-patient-chosen")
