@@ -87,6 +87,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from fhir_facade.oauth import blueprint as token_service
 
         app.register_blueprint(token_service())
+    from fhir_facade import web
+
+    web.register(app, settings)
     app.register_error_handler(Exception, _error_response)
 
     @app.before_request

@@ -28,6 +28,7 @@ class Settings:
     statement_timeout_ms: int = 15_000
     series_max_occurrences: int = 366
     series_max_years: int = 2
+    app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -55,6 +56,7 @@ class Settings:
             "token_endpoint": "TOKEN_ENDPOINT",
             "authorization_endpoint": "AUTHORIZATION_ENDPOINT",
             "ssn_keys": "SSN_KEYS",
+            "app_client_id": "APP_CLIENT_ID",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):
