@@ -39,7 +39,7 @@ from mappings.errors import MappingError
 from mappings.search import parse_search
 from store import search as store_search
 from store.common import new_id
-from store.errors import NotFound, StoreError
+from store.errors import DatabaseUnavailable, NotFound, StoreError
 
 _URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
@@ -209,6 +209,8 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
                 entry.ident,
             ):
                 database().write(lambda db: _run(db, entry, grants, hasher))
+    except DatabaseUnavailable:
+        raise  # the next entries would wait on the same database: the whole batch is 503
     except Exception as exc:  # each entry answers for itself in a batch
         status, outcome = describe(exc)
         entry.result = None

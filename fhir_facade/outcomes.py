@@ -91,6 +91,7 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (store_errors.NotFound, Mapped(404, "not-found")),
     (store_errors.VersionMismatch, Mapped(412, "conflict", "version-mismatch")),
     (store_errors.PermissionRequired, Mapped(403, "forbidden")),
+    (store_errors.DatabaseUnavailable, Mapped(503, "no-store", "database-unavailable")),
     (store_errors.CapacityBelowBooked, Mapped(422, "business-rule", "capacity-below-booked")),
     (recurrence.SeriesTooLong, Mapped(422, "too-costly", "series-too-long")),
     (recurrence.InvalidRecurrence, Mapped(422, "business-rule", "invalid-recurrence")),

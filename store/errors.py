@@ -10,6 +10,10 @@ StoreError
  ├── PermissionRequired       the change needs a permission the caller lacks
  └── RuleViolation            a business rule refuses the change
       └── CapacityBelowBooked
+
+DatabaseUnavailable           the database cannot be reached or stopped answering
+                              (not a StoreError: nothing was refused, and recording a
+                              failure would wait on the same database again)
 """
 
 from __future__ import annotations
@@ -75,6 +79,12 @@ class PermissionRequired(StoreError):
 
 class RuleViolation(StoreError):
     pass
+
+
+class DatabaseUnavailable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class CapacityBelowBooked(RuleViolation):

@@ -407,6 +407,11 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "The occurrence's local time does not exist (the clocks jump forward over it); nothing "
         "was shifted.",
     ),
+    "database-unavailable": (
+        "Database unavailable",
+        "The database cannot be reached or stopped answering within the configured bounds "
+        "(503); nothing is known to have changed. Retry later.",
+    ),
     "dst-ambiguous": (
         "Time repeated by daylight saving",
         "The occurrence's local time happens twice (the clocks fall back); the first instant is "
