@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -313,7 +313,7 @@ def update_booking(
     if old_place is not None and old_place != new_place:
         _give_back_place(db, old_place)
     if request.status in HOLDS_PLACE and session is not None:
-        _check_times(request, session)
+        _check_times(_times_moved_with_slot(request, booking, session), session)
     coverage_ids: list[str] | None = None
     # A resolved draft may carry no insurance yet: it gets the default choice, as a new booking.
     gains_place = new_place is not None and not booking.coverages
@@ -428,6 +428,19 @@ def _check_times(request: BookingRequest, session: GroupSession) -> None:
             f"{session.end.isoformat()}; leave end out or copy it from the slot",
             field="Appointment.end",
         )
+
+
+def _times_moved_with_slot(
+    request: BookingRequest, booking: Booking, session: GroupSession
+) -> BookingRequest:
+    """A client that changes only the slot sends the old start/end back unchanged: those
+    times are the old slot's, not a wish, so they move with the slot. Only a time that is
+    neither the old one nor the new slot's contradicts the slot (and is refused)."""
+    if session.id == booking.session_id:
+        return request
+    start = None if request.start == booking.start else request.start
+    end = None if request.end == booking.end else request.end
+    return replace(request, start=start, end=end)
 
 
 def _apply(

@@ -246,6 +246,47 @@ def test_rescheduling_by_changing_the_slot_moves_the_place(client, database, min
     assert capacity_of(read_slot(client, mint, later)) == "1/10"
 
 
+def test_rescheduling_by_changing_only_the_slot_moves_the_old_times_with_it(
+    client, database, mint
+):
+    w = world(database)
+    later = add_session(database, w.clinic, start=MONDAY + dt.timedelta(days=7), minutes=60)
+    stored = booked_through_api(client, mint, w.session, w.patients[0])
+    moved = stored | {"slot": [{"reference": f"Slot/{later}"}]}  # start/end: the old slot's
+
+    response = put(
+        client, f"/fhir/Appointment/{stored['id']}", moved, mint() | {"If-Match": 'W/"1"'}
+    )
+
+    result = fhir(response, 200)
+    assert result["slot"] == [{"reference": f"Slot/{later}"}]
+    assert (result["start"], result["end"]) == (
+        instant(MONDAY + dt.timedelta(days=7)),
+        instant(MONDAY + dt.timedelta(days=7, minutes=60)),
+    )
+    assert capacity_of(read_slot(client, mint, w.session)) == "0/10"
+    assert capacity_of(read_slot(client, mint, later)) == "1/10"
+
+
+def test_rescheduling_with_times_that_are_neither_the_old_nor_the_new_slots_gets_422(
+    client, database, mint
+):
+    w = world(database)
+    later = add_session(database, w.clinic, start=MONDAY + dt.timedelta(days=7), minutes=60)
+    stored = booked_through_api(client, mint, w.session, w.patients[0])
+    before = state(database)
+    moved = stored | {
+        "slot": [{"reference": f"Slot/{later}"}],
+        "start": instant(MONDAY + dt.timedelta(days=7, minutes=30)),
+        "end": instant(MONDAY + dt.timedelta(days=7, minutes=90)),
+    }
+
+    response = put(client, f"/fhir/Appointment/{stored['id']}", moved, mint())
+
+    outcome(response, 422, code="business-rule", expression="Appointment.start")
+    assert state(database) == before
+
+
 def test_rescheduling_into_a_full_session_gets_409_and_moves_nothing(client, database, mint):
     w = world(database)
     full = add_session(database, w.clinic, start=MONDAY + dt.timedelta(days=7), capacity=1)
