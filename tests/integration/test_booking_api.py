@@ -246,9 +246,7 @@ def test_rescheduling_by_changing_the_slot_moves_the_place(client, database, min
     assert capacity_of(read_slot(client, mint, later)) == "1/10"
 
 
-def test_rescheduling_by_changing_only_the_slot_moves_the_old_times_with_it(
-    client, database, mint
-):
+def test_rescheduling_by_changing_only_the_slot_moves_the_old_times_with_it(client, database, mint):
     w = world(database)
     later = add_session(database, w.clinic, start=MONDAY + dt.timedelta(days=7), minutes=60)
     stored = booked_through_api(client, mint, w.session, w.patients[0])
