@@ -511,12 +511,28 @@ def _saving(db: Session, session_id: str | None) -> Iterator[None]:
 
 
 def _session_warnings(session: GroupSession) -> list[Notice]:
+    """What a booking into this session should tell the client, though it succeeded.
+
+    A session that has already ended is booked with a warning, not refused: clinics
+    record a walk-in after the group met, and a refusal would push that into a second
+    system; the warning catches the client that picked the wrong week. (Closed sessions
+    work the same way, DESIGN §1.)
+    """
+    notices: list[Notice] = []
+    if session.end <= utcnow():
+        notices.append(
+            Notice(
+                "session-ended",
+                f"group session {session.id!r} ended at {session.end.isoformat()}: the "
+                "booking was recorded after the fact",
+            )
+        )
     if session.closed:
-        return [
+        notices.append(
             Notice(
                 "session-closed",
                 f"group session {session.id!r} is closed: the provider prefers no new patients "
                 "once the session has started; the booking was made anyway",
             )
-        ]
-    return []
+        )
+    return notices

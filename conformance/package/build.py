@@ -363,6 +363,11 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "The session is closed (the provider prefers no new patients once it has started); the "
         "booking succeeds with this warning.",
     ),
+    "session-ended": (
+        "Session ended",
+        "The session has already ended; the booking is recorded after the fact (e.g. a walk-in) "
+        "and succeeds with this warning.",
+    ),
     "already-booked": (
         "Already booked",
         "The patient already holds a place in that session.",
