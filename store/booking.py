@@ -489,7 +489,9 @@ def _record_identifiers(booking: Booking, request: BookingRequest) -> None:
         return
     booking.identifiers[:] = [i for i in booking.identifiers if (i.system, i.value) in wanted]
     booking.identifiers.extend(
-        BookingIdentifier(system=s, value=v) for s, v in request.identifiers if (s, v) not in have
+        BookingIdentifier(system=s, value=v, patient_id=booking.patient_id)
+        for s, v in request.identifiers
+        if (s, v) not in have
     )
 
 

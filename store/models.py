@@ -400,15 +400,31 @@ class BookingProvider(Base):
 
 
 class BookingIdentifier(Base):
-    """Business identifiers of bookings are unique: a retried create cannot book twice."""
+    """Business identifiers of bookings are unique per patient: a retried create cannot
+    book twice.
+
+    Why per patient and not across all bookings: a restricted patient's bookings do not
+    exist for most callers, and a clinic-wide rule would tell them otherwise (booking
+    someone with identifier X, or `If-None-Exist` on X, would be refused exactly when a
+    hidden booking carries X). Within one patient every booking is visible to anyone who
+    may book that patient, so a refusal never reveals a hidden booking, and a retry (always
+    for the same patient) is still caught. The price: two patients' bookings may carry the
+    same system|value, which a caller who sees both finds with `identifier=` (add
+    `patient=` to an `If-None-Exist` that must match one).
+    """
 
     __tablename__ = "booking_identifier"
-    __table_args__ = (UniqueConstraint("system", "value", name="uq_booking_identifier"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "system", "value", name="uq_booking_identifier_patient"),
+        Index("ix_booking_identifier_value", "system", "value"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     booking_id: Mapped[str] = mapped_column(
         ForeignKey("booking.id", ondelete="CASCADE"), index=True
     )
+    #: The booking's patient (a booking never changes patient): the uniqueness scope.
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id"))
     system: Mapped[str] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(100))
 
@@ -439,8 +455,9 @@ class AuditRecord(Base):
     agent: Mapped[str] = mapped_column(String(200))
     entity_kind: Mapped[str | None] = mapped_column(String(40))
     entity_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The patient whose data this is. Whether the record is shown follows the patient's
+    #: *current* restriction (store.search.visibility), so nothing about it is kept here.
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(Text)
 
 

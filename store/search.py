@@ -370,7 +370,8 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     if kind is Booking:
         return not_(exists().where(Patient.id == Booking.patient_id, Patient.restricted.is_(True)))
     if kind is AuditRecord:
-        return AuditRecord.restricted.is_(False)
+        # NOT EXISTS each (not NOT (a OR b)): PostgreSQL plans every one as an anti-join.
+        return and_(*(not_(reason) for reason in _audit_hidden_by(access)))
     if kind is Coverage:
         return not_(
             exists().where(
@@ -383,6 +384,30 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
             )
         )
     return true()
+
+
+#: The records an audit record may name as its entity (by the resource type the HTTP
+#: layer records), each hidden exactly when that record is.
+_AUDITED_KINDS: dict[str, Any] = {"Patient": Patient, "Appointment": Booking, "Coverage": Coverage}
+
+
+def _audit_hidden_by(access: Access) -> list[ColumnElement[bool]]:
+    """Why an audit record is hidden: its patient is restricted *now*, or the record it
+    names is hidden now (a restricted patient's appointment, a coverage a restricted
+    patient subscribes to). Decided at every read, so restricting a patient hides the
+    trail about them at once, and lifting the restriction shows it again."""
+    hidden: list[ColumnElement[bool]] = [
+        exists().where(Patient.id == AuditRecord.patient_id, Patient.restricted.is_(True))
+    ]
+    for name, model in _AUDITED_KINDS.items():
+        hidden.append(
+            exists().where(
+                AuditRecord.entity_kind == name,
+                model.id == AuditRecord.entity_id,
+                not_(visibility(model, access)),
+            )
+        )
+    return hidden
 
 
 def where_clause(query: Query) -> ColumnElement[bool]:
