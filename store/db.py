@@ -32,6 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.errors import DatabaseUnavailable
+from store.history import Renderer, keep_versions
 
 T = TypeVar("T")
 
@@ -184,6 +185,10 @@ class Database:
             if self.is_sqlite or not _unreachable(exc):
                 raise
             raise DatabaseUnavailable("the database cannot be reached") from exc
+
+    def keep_versions(self, render: Renderer) -> None:
+        """Keep every version written through `write` (store.history)."""
+        keep_versions(self._write_sessions, render)
 
     def dispose(self) -> None:
         self.engine.dispose()
