@@ -208,6 +208,14 @@ class Patient(Versioned, Base):
     __table_args__ = (
         Index("ix_patient_name_order", "family_folded", "given_folded", "id"),
         Index("ix_patient_given_prefix", "given_folded"),
+        # The few restricted patients, found without scanning every patient (the audit
+        # trail's visibility starts from them: store.search).
+        Index(
+            "ix_patient_restricted",
+            "id",
+            sqlite_where=text("restricted IS 1"),
+            postgresql_where=text("restricted IS TRUE"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,5 +1,6 @@
 """privacy follows the patient: audit records no longer keep a restriction flag of their
-own (visibility is decided at read time from the patient's current restriction);
+own (visibility is decided at read time from the patient's current restriction, found
+through a partial index of the restricted patients);
 booking identifiers are unique per patient, not across all bookings
 
 Revision ID: 0005_privacy_follows_patient
@@ -37,9 +38,17 @@ def upgrade() -> None:
             "uq_booking_identifier_patient", ["patient_id", "system", "value"]
         )
         table.create_index("ix_booking_identifier_value", ["system", "value"])
+    op.create_index(
+        "ix_patient_restricted",
+        "patient",
+        ["id"],
+        sqlite_where=sa.text("restricted IS 1"),
+        postgresql_where=sa.text("restricted IS TRUE"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_patient_restricted", table_name="patient")
     # Back to one identifier across all bookings: fails (and changes nothing) if two
     # patients' bookings now share one, which the old schema cannot hold.
     with op.batch_alter_table("booking_identifier") as table:
