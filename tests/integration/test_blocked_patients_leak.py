@@ -1001,6 +1001,14 @@ def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_whe
         walk.check(probe)
     walk.check(get(f"/fhir/Appointment/{w.restricted_draft}", status=404))
     walk.check(get("/fhir/Appointment", ("status", "proposed"), expect_ids=()))
+    histories = [
+        f"Appointment/{w.restricted_appointment}",
+        f"Appointment/{w.restricted_draft}",
+        f"Coverage/{w.family_plan}",
+    ]
+    for path in histories:
+        walk.check(get(f"/fhir/{path}/_history", status=404))
+        walk.check(get(f"/fhir/{path}/_history/1", status=404))
 
     set_restriction(client, token(app, PRIVACY_OFFICER, "officer"), w.restricted, restricted=False)
     staff, auditor = token(app, STAFF, "front-desk"), token(app, PLAIN_AUDITOR, "auditor")
@@ -1013,6 +1021,7 @@ def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_whe
         f"Appointment/{w.restricted_appointment}",
         f"Appointment/{w.restricted_draft}",
         f"Coverage/{w.family_plan}",
+        *(f"{path}/_history/1" for path in histories),
     ):
         body(client.get(f"/fhir/{path}", headers=staff), 200)
     assert sorted(found("/fhir/Coverage", staff, patient=w.restricted)) == sorted(
