@@ -158,7 +158,14 @@ def _demo_clinic(db: Session) -> None:
     coverage = db.scalars(select(Coverage).order_by(Coverage.id).limit(1)).one()
     db.add(CoverageIdentifier(coverage_id=coverage.id, system="urn:example:member", value="M1"))
     booking = db.scalars(select(Booking).order_by(Booking.id).limit(1)).one()
-    db.add(BookingIdentifier(booking_id=booking.id, system="urn:example:ehr", value="B1"))
+    db.add(
+        BookingIdentifier(
+            booking_id=booking.id,
+            patient_id=booking.patient_id,
+            system="urn:example:ehr",
+            value="B1",
+        )
+    )
 
 
 @pytest.fixture
