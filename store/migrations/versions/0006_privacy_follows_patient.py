@@ -3,7 +3,7 @@ own (visibility is decided at read time from the patient's current restriction, 
 through a partial index of the restricted patients);
 booking identifiers are unique per patient, not across all bookings
 
-Revision ID: 0005_privacy_follows_patient
+Revision ID: 0006_privacy_follows_patient
 Revises: 0005_record_versions
 Create Date: 2026-11-29 00:00:00
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_privacy_follows_patient"
+revision = "0006_privacy_follows_patient"
 down_revision = "0005_record_versions"
 branch_labels = None
 depends_on = None
