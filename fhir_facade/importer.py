@@ -47,8 +47,7 @@ class Item:
     def label(self) -> str:
         if not isinstance(self.resource, dict):
             return self.where
-        kind = self.resource.get("resourceType", "?")
-        return f"{self.where} ({kind}{f' {self.key}' if self.key else ''})"
+        return f"{self.where} ({self.key or self.resource.get('resourceType', '?')})"
 
 
 @dataclass
