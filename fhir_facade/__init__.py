@@ -13,6 +13,7 @@ from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, fhir_response
 from fhir_facade.outcomes import describe
+from fhir_facade.registry import snapshot
 from store.db import Database, DatabaseSettings
 
 log = logging.getLogger("fhir_facade")
@@ -70,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             statement_timeout_ms=settings.statement_timeout_ms,
         )
     )
+    database.keep_versions(snapshot)
     app.extensions["fhir_facade.db"] = database
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)

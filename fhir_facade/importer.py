@@ -26,6 +26,7 @@ from fhir_facade.context import database, ssn
 from fhir_facade.outcomes import describe
 from fhir_facade.writes import WRITERS, WriteContext, conditional_match, failures_audited
 from store.common import new_id
+from store.history import savepoint
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
@@ -214,7 +215,7 @@ def _import(
     body["id"] = existing["id"]
     spec = updater.parse(body)
     try:
-        with db.begin_nested():  # rolled back when the update says nothing new
+        with savepoint(db):  # rolled back when the update says nothing new
             stored, _ = updater.audited(db, spec, WriteContext(grants, ssn(), existing["id"]))
             if _without_meta(stored) == _without_meta(existing):
                 raise _Unchanged

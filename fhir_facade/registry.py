@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from fhir_facade.auth import AUDIT_READ
 from mappings.appointment import appointment_to_fhir
 from mappings.audit import audit_event_to_fhir
@@ -51,7 +53,7 @@ AUDIT_EVENT = ResourceType(
     "AuditEvent",
     AuditRecord,
     audit_event_to_fhir,
-    ("read", "search-type"),
+    ("read", "vread", "history-instance", "search-type"),
     documentation=(
         "The audit trail: every write and every read of a restricted patient's data. "
         "Needs the __audit.read permission."
@@ -66,7 +68,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Organization",
             ProviderGroup,
             organization_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Provider groups (read-only in bookings) and payers (type organization-type#ins). "
@@ -77,7 +79,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Location",
             Department,
             location_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Departments, each with its IANA time zone (timezone extension, required) and "
@@ -91,7 +93,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Practitioner",
             Provider,
             practitioner_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Providers who run group sessions. Create and update need the "
@@ -102,7 +104,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Schedule",
             ProviderSchedule,
             schedule_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "A provider's calendar in one department (actor: one Location, at most one "
@@ -115,7 +117,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Slot",
             GroupSession,
             slot_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Group sessions. Capacity and booked count in the group-capacity extension "
@@ -129,7 +131,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Patient",
             Patient,
             patient_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Patients. Restricted ones (meta.security R) exist only for callers with "
@@ -140,7 +142,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Coverage",
             Coverage,
             coverage_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Insurance plans and self-pay (type coverage-selfpay#pay, payor = the Patient); "
@@ -151,7 +153,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Appointment",
             Booking,
             appointment_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Bookings into group sessions. Create = book (409 when the session is full "
@@ -162,3 +164,10 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         AUDIT_EVENT,
     )
 }
+
+_BY_KIND: dict[type[Base], ResourceType] = {r.kind: r for r in RESOURCE_TYPES.values()}
+
+
+def snapshot(record: Base) -> str:
+    """A record as the API shows it, as JSON text: what `store.history` keeps per version."""
+    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()

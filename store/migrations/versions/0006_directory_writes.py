@@ -1,8 +1,8 @@
 """directory writes: providers, departments and provider groups can be inactive and keep
 the document a client sent; sessions keep a searchable business identifier
 
-Revision ID: 0005_directory_writes
-Revises: 0004
+Revision ID: 0006_directory_writes
+Revises: 0005_record_versions
 Create Date: 2026-11-29 00:00:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_directory_writes"
-down_revision = "0004"
+revision = "0006_directory_writes"
+down_revision = "0005_record_versions"
 branch_labels = None
 depends_on = None
 
