@@ -18,6 +18,7 @@ from typing import Any
 import click
 from flask import Flask, current_app, g
 from flask.cli import ScriptInfo, with_appcontext
+from sqlalchemy.exc import IntegrityError
 
 from fhir_facade.auth import grants_from_scopes, unknown_scopes
 from fhir_facade.context import database, tokens
@@ -76,8 +77,17 @@ def db_load_demo(as_of: dt.datetime | None) -> None:
 def _demo_data(today: dt.date | None = None) -> tuple[bool, int]:
     """Load the demo clinic into an empty database, or extend the one there."""
     loaded = database().write(lambda db: load_demo(db, today=today))
-    added = 0 if loaded else database().write(lambda db: extend_demo(db, today=today))
-    return loaded, added
+    return loaded, 0 if loaded else _extend_demo(today)
+
+
+def _extend_demo(today: dt.date | None = None) -> int:
+    """Add the demo clinic's sessions for the weeks ahead (if it is loaded). Instances
+    starting together on one PostgreSQL may race to add the same sessions: the loser's
+    retry finds them there."""
+    try:
+        return database().write(lambda db: extend_demo(db, today=today))
+    except IntegrityError:
+        return database().write(lambda db: extend_demo(db, today=today))
 
 
 def _demo_state(loaded: bool, added: int) -> str:
@@ -188,7 +198,7 @@ def _print_report(report: ImportReport) -> None:
 @with_appcontext
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     upgrade(database().engine)
-    database().write(lambda db: extend_demo(db))  # only where the demo clinic is loaded
+    _extend_demo()  # only where the demo clinic is loaded
     _gunicorn(host, port, workers, threads)
 
 

@@ -124,50 +124,32 @@ def _new_schedule(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return schedule_to_fhir(create_schedule(db, spec, schedule_id=ctx.ident)), []
 
 
-def _change_schedule(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    schedule = update_schedule(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return schedule_to_fhir(schedule), []
+def _updating(
+    change: Callable[..., Any], render: Callable[[Any], dict[str, Any]]
+) -> Callable[[Session, Any, WriteContext], Rendered]:
+    """An update whose store function is `change(db, id, spec, *, expected_version)`."""
+
+    def apply(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+        assert ctx.ident is not None
+        return render(change(db, ctx.ident, spec, expected_version=ctx.expected_version)), []
+
+    return apply
 
 
 def _new_organization(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return organization_to_fhir(create_provider_group(db, spec, group_id=ctx.ident)), []
 
 
-def _change_organization(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    group = update_provider_group(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return organization_to_fhir(group), []
-
-
 def _new_location(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return location_to_fhir(create_department(db, spec, department_id=ctx.ident)), []
-
-
-def _change_location(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    department = update_department(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return location_to_fhir(department), []
 
 
 def _new_practitioner(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return practitioner_to_fhir(create_provider(db, spec, provider_id=ctx.ident)), []
 
 
-def _change_practitioner(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    provider = update_provider(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return practitioner_to_fhir(provider), []
-
-
 def _new_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
-
-
-def _change_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    session = update_session(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return slot_to_fhir(session), []
 
 
 def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
@@ -220,12 +202,16 @@ WRITERS: dict[tuple[str, str], Writer] = {
             "Organization",
             "update",
             organization_from_fhir,
-            _change_organization,
+            _updating(update_provider_group, organization_to_fhir),
             permission=SCHEDULE_MANAGE,
         ),
         Writer("Location", "create", location_from_fhir, _new_location, permission=SCHEDULE_MANAGE),
         Writer(
-            "Location", "update", location_from_fhir, _change_location, permission=SCHEDULE_MANAGE
+            "Location",
+            "update",
+            location_from_fhir,
+            _updating(update_department, location_to_fhir),
+            permission=SCHEDULE_MANAGE,
         ),
         Writer(
             "Practitioner",
@@ -238,15 +224,25 @@ WRITERS: dict[tuple[str, str], Writer] = {
             "Practitioner",
             "update",
             practitioner_from_fhir,
-            _change_practitioner,
+            _updating(update_provider, practitioner_to_fhir),
             permission=SCHEDULE_MANAGE,
         ),
         Writer("Schedule", "create", schedule_from_fhir, _new_schedule, permission=SCHEDULE_MANAGE),
         Writer(
-            "Schedule", "update", schedule_from_fhir, _change_schedule, permission=SCHEDULE_MANAGE
+            "Schedule",
+            "update",
+            schedule_from_fhir,
+            _updating(update_schedule, schedule_to_fhir),
+            permission=SCHEDULE_MANAGE,
         ),
         Writer("Slot", "create", slot_from_fhir, _new_slot, permission=SCHEDULE_MANAGE),
-        Writer("Slot", "update", slot_from_fhir, _change_slot, permission=SCHEDULE_MANAGE),
+        Writer(
+            "Slot",
+            "update",
+            slot_from_fhir,
+            _updating(update_session, slot_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
         Writer("Patient", "create", patient_from_fhir, _register),
         Writer("Patient", "update", patient_from_fhir, _change_patient),
         Writer("Coverage", "create", coverage_from_fhir, _new_coverage, _covered_patient),

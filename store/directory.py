@@ -4,8 +4,8 @@ admin's work, like opening calendars and sessions).
 Two rules guard what is already booked. A department's time zone is how its
 sessions' local times are read, and a schedule's department and provider are where
 and with whom its sessions happen: neither changes while a session of theirs that
-has not ended holds bookings (`SessionsWouldMove`). Inactive providers, departments
-and provider groups keep their history; `store.sessions` refuses them new sessions.
+has not ended holds bookings (`SessionsWouldMove`). Inactive providers and
+departments keep their history; `store.sessions` refuses them new sessions.
 """
 
 from __future__ import annotations
