@@ -29,7 +29,7 @@ from store.migrate import upgrade
 
 DEMO_SCOPE = (
     "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
-    "user/Schedule.rs user/Practitioner.rs user/Location.rs user/Organization.rs "
+    "user/Schedule.cruds user/Practitioner.cruds user/Location.cruds user/Organization.cruds "
     "__schedule.manage"
 )
 

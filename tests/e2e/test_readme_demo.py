@@ -136,6 +136,9 @@ def test_the_readme_walkthrough_runs_as_written_on_a_demo_loaded_three_months_ag
     assert '"sched-rivera-bk"' in calendar, calendar
     cancel = next(o for b, o in by_content.items() if "cancelled" in b)
     assert cancel.strip() == '"cancelled"', cancel
+    department = next(o for b, o in by_content.items() if '"$B/Location"' in b)
+    assert '"name":"Berlin Behavioral Health"' in department and "Europe/Berlin" in department
+    assert department.strip().endswith("1"), department
     booked = next(o for b, o in by_content.items() if "$book" in b)
     assert '"status":"booked"' in booked and '"status":"proposed"' in booked, booked
 
