@@ -25,6 +25,7 @@ class Settings:
     statement_timeout_ms: int = 15_000
     series_max_occurrences: int = 366
     series_max_years: int = 2
+    app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -45,6 +46,7 @@ class Settings:
             "jwt_audience": "JWT_AUDIENCE",
             "jwks_url": "JWKS_URL",
             "ssn_keys": "SSN_KEYS",
+            "app_client_id": "APP_CLIENT_ID",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):
