@@ -356,7 +356,7 @@ V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 def _add_coverages(db: Session, patient: Patient, n: int, today: dt.date) -> None:
     """Two of three patients insured (every fifth with a secondary plan); the rest self-pay.
-    Plans run from the start of last year to the end of next year."""
+    Plans run from the start of the year of this week's Monday to the end of next year."""
     if n % 3 == 0:
         db.add(
             Coverage(
@@ -385,7 +385,7 @@ def _add_coverages(db: Session, patient: Patient, n: int, today: dt.date) -> Non
             subscriber_patient_id=patient.id,
             subscriber_id=f"{prefix}{700000 + n}",
             order=1,
-            period_start=dt.datetime(today.year - 1, 1, 1, tzinfo=dt.UTC),
+            period_start=dt.datetime(monday_of(today).year, 1, 1, tzinfo=dt.UTC),
             period_end=dt.datetime(today.year + 2, 1, 1, tzinfo=dt.UTC),
         )
     )
