@@ -93,6 +93,8 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (store_errors.PermissionRequired, Mapped(403, "forbidden")),
     (store_errors.DatabaseUnavailable, Mapped(503, "no-store", "database-unavailable")),
     (store_errors.CapacityBelowBooked, Mapped(422, "business-rule", "capacity-below-booked")),
+    (store_errors.SessionsWouldMove, Mapped(422, "business-rule", "booked-sessions-would-move")),
+    (store_errors.Inactive, Mapped(422, "business-rule", "inactive")),
     (recurrence.SeriesTooLong, Mapped(422, "too-costly", "series-too-long")),
     (recurrence.InvalidRecurrence, Mapped(422, "business-rule", "invalid-recurrence")),
     (store_errors.RuleViolation, Mapped(422, "business-rule")),

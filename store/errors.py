@@ -9,7 +9,9 @@ StoreError
  ├── VersionMismatch          optimistic-locking check failed (If-Match)
  ├── PermissionRequired       the change needs a permission the caller lacks
  └── RuleViolation            a business rule refuses the change
-      └── CapacityBelowBooked
+      ├── CapacityBelowBooked
+      ├── SessionsWouldMove    re-zoning a department / re-pointing a schedule with bookings
+      └── Inactive             an inactive provider, department or schedule takes no new sessions
 
 DatabaseUnavailable           the database cannot be reached or stopped answering
                               (not a StoreError: nothing was refused, and recording a
@@ -92,3 +94,11 @@ class CapacityBelowBooked(RuleViolation):
         super().__init__(
             f"capacity {capacity} is below the {booked} places already booked", field=field
         )
+
+
+class SessionsWouldMove(RuleViolation):
+    pass
+
+
+class Inactive(RuleViolation):
+    pass

@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -84,9 +85,16 @@ class ProviderGroup(Versioned, Base):
     )
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The Organization as a client sent it (JSON, without id/meta), so elements we do
+    # not model come back as sent; None for records made by the clinic's own tools.
+    document: Mapped[str | None] = mapped_column(Text)
 
 
 class Department(Versioned, Base):
+    """A department (FHIR Location) with its IANA time zone. Inactive ones keep their
+    sessions and bookings but take no new sessions."""
+
     __tablename__ = "department"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -95,9 +103,14 @@ class Department(Versioned, Base):
     provider_group_id: Mapped[str] = mapped_column(ForeignKey("provider_group.id"))
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    document: Mapped[str | None] = mapped_column(Text)  # as for ProviderGroup
 
 
 class Provider(Versioned, Base):
+    """A provider (FHIR Practitioner). Inactive ones keep their history but take no new
+    sessions."""
+
     __tablename__ = "provider"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -106,6 +119,8 @@ class Provider(Versioned, Base):
     prefix: Mapped[str | None] = mapped_column(String(20))
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    document: Mapped[str | None] = mapped_column(Text)  # as for ProviderGroup
 
     @property
     def display(self) -> str:
@@ -168,6 +183,7 @@ class GroupSession(Versioned, Base):
         CheckConstraint("end_at > start_at", name="ck_session_end_after_start"),
         Index("ix_session_schedule_start", "schedule_id", "start_at"),
         Index("ix_session_start", "start_at"),
+        Index("ix_session_identifier", "identifier_value"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -181,6 +197,9 @@ class GroupSession(Versioned, Base):
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str | None] = mapped_column(Text)
+    # The first business identifier a client gave (searchable: Slot?identifier=...).
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
     # The client's Slot elements we do not model (identifier, serviceCategory, ...) and
     # the status a held session was declared with; JSON, None when there are none.
     document: Mapped[str | None] = mapped_column(Text)

@@ -306,6 +306,9 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
         "availability": _session_availability,
         "appointment_type": _column(GroupSession.appointment_type),
         "service_type": _column(GroupSession.service_type),
+        "identifier": _single_identifier(
+            GroupSession.identifier_system, GroupSession.identifier_value
+        ),
     },
     Patient: {
         "id": _column(Patient.id),

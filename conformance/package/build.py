@@ -384,6 +384,16 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "Capacity below booked",
         "A session's capacity cannot drop below the places already booked.",
     ),
+    "booked-sessions-would-move": (
+        "Booked sessions would move",
+        "Re-zoning a department, or giving a schedule another department or provider, would "
+        "move sessions that hold bookings and have not ended; nothing was changed.",
+    ),
+    "inactive": (
+        "Inactive",
+        "The provider, department, provider group or schedule is inactive: it keeps its history "
+        "but takes no new sessions.",
+    ),
     "series-too-long": (
         "Series too long",
         "The recurrence has more occurrences, or spans more years, than the server allows.",
