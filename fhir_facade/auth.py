@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -188,6 +189,21 @@ def grants_from_scopes(subject: str, scope: str) -> Grants:
         frozenset(permissions),
         tuple(scopes),
     )
+
+
+def unknown_scopes(scope: str, resource_types: Collection[str]) -> list[str]:
+    """The scopes in `scope` that would grant nothing here: not a permission, not a
+    user/ or system/ scope on a type we serve (`patient/` needs a launch context we
+    do not offer)."""
+    unknown = []
+    for item in scope.split():
+        parsed = parse_scope(item)  # None also for a granular query we cannot honour
+        known = item in PERMISSION_SCOPES or (
+            parsed is not None and parsed.resource_type in {"*", *resource_types}
+        )
+        if not known:
+            unknown.append(item)
+    return unknown
 
 
 class TokenService:

@@ -26,6 +26,9 @@ class Settings:
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
+    db_connect_timeout_s: int = 5
+    db_read_timeout_ms: int = 20_000
+    db_keepalive_s: int = 10
     series_max_occurrences: int = 366
     series_max_years: int = 2
     app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
@@ -65,6 +68,9 @@ class Settings:
             "max_body_bytes": "MAX_BODY_BYTES",
             "db_pool_size": "DB_POOL_SIZE",
             "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
+            "db_connect_timeout_s": "DB_CONNECT_TIMEOUT_S",
+            "db_read_timeout_ms": "DB_READ_TIMEOUT_MS",
+            "db_keepalive_s": "DB_KEEPALIVE_S",
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
         }

@@ -1,7 +1,7 @@
 """SMART Backend Services: registered system clients and the assertion ids already used
 
-Revision ID: 0006_api_clients
-Revises: 0005_record_versions
+Revision ID: 0008_api_clients
+Revises: 0007_directory_writes
 Create Date: 2026-11-29 01:30:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_api_clients"
-down_revision = "0005_record_versions"
+revision = "0008_api_clients"
+down_revision = "0007_directory_writes"
 branch_labels = None
 depends_on = None
 
