@@ -9,6 +9,7 @@ import orjson
 from flask import Response, current_app, request
 
 from fhir_facade.outcomes import FhirError
+from fhir_facade.references import without_hidden_references
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -17,6 +18,8 @@ _ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json", "applicatio
 def fhir_response(
     body: dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    if body is not None:
+        without_hidden_references(body)
     payload = orjson.dumps(body) if body is not None else b""
     response = Response(payload, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
     for name, value in (headers or {}).items():

@@ -31,7 +31,7 @@ from store.errors import (
     VersionMismatch,
 )
 from store.history import bumped
-from store.insurance import CoverageChooser, choose_coverages
+from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
     Booking,
@@ -321,6 +321,8 @@ def update_booking(
     if request.coverage_ids or gains_place:
         on = session.start if session is not None else (request.start or booking.created)
         coverage_ids = choose_coverages(db, booking.patient_id, request.coverage_ids, on, access)
+        current = [c.coverage_id for c in booking.coverages]
+        coverage_ids = keeping_hidden(db, current, coverage_ids, access)
     with _saving(db, request.session_id):
         _apply(db, booking, request, session)
         if coverage_ids is not None:

@@ -17,7 +17,7 @@ from store.access import Access
 from store.common import new_id, visible_patient
 from store.errors import NotFound, RuleViolation, VersionMismatch
 from store.models import Coverage, CoverageIdentifier, ProviderGroup
-from store.search import visibility
+from store.search import visibility, visible_ids
 
 ACTIVE = "active"
 COVERAGE_FIELD = "Appointment.supportingInformation"
@@ -78,6 +78,30 @@ def choose_coverages(
     """The coverages to record on a booking of `patient_id` for a session starting `on`
     (see `CoverageChooser.choose`)."""
     return CoverageChooser(db, patient_id, access).choose(chosen, on)
+
+
+def keeping_hidden(db: Session, current: list[str], chosen: list[str], access: Access) -> list[str]:
+    """A booking's new coverages when the caller chose `chosen` among those they see:
+    the ones on it they may not see (a plan whose subscriber is restricted) stay at their
+    rank, since the caller can neither remove nor replace what they cannot see; the
+    choice fills the other ranks. Refused like any choice when together they break a rule.
+    """
+    hidden = set(current) - visible_ids(db, Coverage, current, access)
+    if not hidden:
+        return chosen
+    remaining = iter(chosen)
+    merged = [cid if cid in hidden else next(remaining, None) for cid in current]
+    merged += list(remaining)
+    result = [cid for cid in merged if cid is not None]
+    if len(result) > 2:
+        raise RuleViolation("at most a primary and a secondary coverage", field=COVERAGE_FIELD)
+    together = db.scalars(select(Coverage.self_pay).where(Coverage.id.in_(result)))
+    if len(result) > 1 and any(together):
+        raise RuleViolation(
+            "self-pay is a choice of its own: it cannot be combined with another coverage",
+            field=COVERAGE_FIELD,
+        )
+    return result
 
 
 class CoverageChooser:

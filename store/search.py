@@ -9,7 +9,7 @@ SQLite would otherwise probe the child index once per parent row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -539,6 +539,15 @@ def get_many(db: Session, kind: type[M], ids: Sequence[str], access: Access) -> 
     statement = select(kind).where(id_col.in_(set(ids)), visibility(kind, access))
     statement = statement.options(*_PAGE_LOADING.get(kind, ()))
     return list(db.scalars(statement).unique().all())
+
+
+def visible_ids(db: Session, kind: type[Base], ids: Iterable[str], access: Access) -> set[str]:
+    """Which of these ids name a record of `kind` the caller may see (one query)."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    id_col: Any = kind.id  # type: ignore[attr-defined]
+    return set(db.scalars(select(id_col).where(id_col.in_(wanted), visibility(kind, access))))
 
 
 def get_one(db: Session, kind: type[M], ident: str, access: Access) -> M | None:

@@ -1118,3 +1118,88 @@ def test_the_walk_uses_every_search_parameter_include_and_revinclude():
             assert any(n.startswith(f"{chain}.") for n in used[kind]), (kind, chain)
     chained = {n.partition(".")[2] for k in ("Appointment", "Coverage") for n in used[k]}
     assert set(SEARCHES["Patient"].params) <= chained
+
+
+def family_probes(w: World, booked: str, series: str) -> list[Probe]:
+    """Every path that renders V's appointments booked on the family plan (subscriber R):
+    `booked` (a single booking) and `series` (an occurrence of a series)."""
+    V = w.visible
+    mine = (w.visible_appointment, booked, series)
+    return [
+        *(get(f"/fhir/Appointment/{a}") for a in (booked, series)),
+        *(get(f"/fhir/Appointment/{a}/_history") for a in (booked, series)),
+        *(get(f"/fhir/Appointment/{a}/_history/1") for a in (booked, series)),
+        get("/fhir/Appointment", ("patient", f"Patient/{V}"), expect_ids=mine),
+        get("/fhir/Appointment", expect_ids=mine),
+        get("/fhir/Appointment", ("_id", booked), ("_include", "Appointment:patient")),
+        get("/fhir/Slot", ("_revinclude", "Appointment:slot")),
+        get("/fhir/Coverage", ("patient", f"Patient/{V}")),
+        post(
+            "/fhir",
+            _bundle(
+                "batch",
+                ("GET", f"Appointment/{booked}", None),
+                ("GET", f"Appointment?patient=Patient/{V}", None),
+                ("GET", f"Slot?_id={w.spare_session}&_revinclude=Appointment:slot", None),
+            ),
+            200,
+        ),
+    ]
+
+
+def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight_and_stored(
+    app, client, database
+):
+    """V's bookings on the family plan (its subscriber R restricted) show no trace of the
+    plan to a caller without the permission, on every path and in every version, following
+    R's restriction as it is now, both ways; with the permission the plan is there. An
+    update by that caller keeps the link they cannot see (README, Security)."""
+    w = build_world(app, client, database)
+    officer = token(app, PRIVACY_OFFICER, "privacy-officer")
+    staff = token(app, STAFF, "front-desk")
+    other = database.write(
+        lambda db: make_session(db, w.clinic, start=MONDAY + dt.timedelta(days=14)).id
+    )
+    family = [{"reference": f"Coverage/{w.family_plan}"}]
+    booked = create(client, appointment(other, w.visible, supportingInformation=family), officer)[
+        "id"
+    ]
+    on_family_plan = book_parameters([proposal(w, w.visible)], w.family_plan)
+    made = body(send(client, "POST", "/fhir/Appointment/$book", on_family_plan, officer), 200)
+    series = made["entry"][0]["resource"]["id"]
+    walk = Walk(app, client, Secrets.of(w))
+
+    def seen(appointment_id: str, headers: dict[str, str]) -> dict[str, Any]:
+        return body(client.get(f"/fhir/Appointment/{appointment_id}", headers=headers), 200)
+
+    for probe in family_probes(w, booked, series):
+        walk.check(probe)
+    assert seen(booked, officer)["supportingInformation"] == family
+
+    # An edit by staff: the plan they see replaces nothing they cannot see.
+    edited = {**seen(booked, staff), "supportingInformation": [
+        {"reference": f"Coverage/{w.visible_plan}"}]}  # fmt: skip
+    answer = walk.check(put(f"/fhir/Appointment/{booked}", edited, 200))
+    assert answer["supportingInformation"] == [{"reference": f"Coverage/{w.visible_plan}"}]
+    assert seen(booked, officer)["supportingInformation"] == [
+        *family,
+        {"reference": f"Coverage/{w.visible_plan}"},
+    ]
+    # A cancel by staff, sending back what they see (no family plan): the link stays.
+    cancelled = {**seen(series, staff), "status": "cancelled"}
+    assert "supportingInformation" not in cancelled
+    walk.check(put(f"/fhir/Appointment/{series}", cancelled, 200))
+    kept = seen(series, officer)
+    assert (kept["status"], kept["supportingInformation"]) == ("cancelled", family)
+    for probe in family_probes(w, booked, series):
+        walk.check(probe)
+
+    set_restriction(client, officer, w.restricted, restricted=False)
+    assert seen(series, staff)["supportingInformation"] == family
+    history = body(client.get(f"/fhir/Appointment/{booked}/_history", headers=staff), 200)
+    assert [e["resource"].get("supportingInformation") for e in history["entry"]] == [
+        [*family, {"reference": f"Coverage/{w.visible_plan}"}],
+        family,
+    ]
+    set_restriction(client, officer, w.restricted, restricted=True)
+    assert "supportingInformation" not in seen(series, staff)
