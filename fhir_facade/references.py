@@ -1,11 +1,11 @@
-"""References from a record the caller sees to one they may not (DESIGN §security).
+"""References from a record the caller sees to one they may not (README, Security).
 
-A visible patient's Appointment may name a Coverage the caller cannot see: a family
-plan whose subscriber is restricted (now, or since the booking), or a payer's view of
-another payer's plan. The reference is left out of every response body at the moment
-it is sent, whatever path rendered the Appointment (read, search, include, vread and
-history snapshots, writes, Bundles, operations), so it follows the restriction as it
-is now, both ways.
+A visible patient's Appointment may name a Coverage the caller cannot see (a family
+plan whose subscriber is restricted, now or since the booking), a kept Patient or
+Coverage document may name a restricted patient. Such references are left out of
+every response body as it is sent, whatever path rendered the record (read, search,
+include, vread and history snapshots, writes, Bundles, operations), so they follow the
+restriction as it is at that moment, both ways.
 """
 
 from __future__ import annotations
@@ -13,20 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_facade.context import caller, database
-from mappings.appointment import appointments_in, coverage_ids_of, without_coverages
-from store.models import Coverage
+from fhir_facade.registry import RESOURCE_TYPES
+from mappings.references import checked_references, resources_in, without_references
 from store.search import visible_ids
 
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
-    appointments = [a for a in appointments_in(body) if coverage_ids_of(a)]
-    if not appointments:
+    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
+    wanted: dict[str, set[str]] = {}
+    for _, references in named.values():
+        for kind, ident in references:
+            wanted.setdefault(kind, set()).add(ident)
+    if not wanted:
         return
-    named = {cid for a in appointments for cid in coverage_ids_of(a)}
     access = caller().access
     with database().reading() as db:
-        hidden = named - visible_ids(db, Coverage, named, access)
-    if hidden:
-        for appointment in appointments:
-            without_coverages(appointment, hidden)
+        hidden = {
+            (kind, ident)
+            for kind, ids in wanted.items()
+            for ident in ids - visible_ids(db, RESOURCE_TYPES[kind].kind, ids, access)
+        }
+    for resource, references in named.values():
+        if references & hidden:
+            without_references(resource, hidden)

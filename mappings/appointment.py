@@ -73,46 +73,6 @@ def appointment_to_fhir(booking: Booking) -> JSON:
     return resource
 
 
-def appointments_in(body: Any) -> list[JSON]:
-    """Every Appointment inside a response body: the body itself, Bundle entries, nested
-    Bundles (a batch response), operation outputs."""
-    found: list[JSON] = []
-    stack = [body]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if item.get("resourceType") == "Appointment":
-                found.append(item)
-            else:
-                stack.extend(v for v in item.values() if isinstance(v, dict | list))
-    return found
-
-
-def coverage_ids_of(appointment: JSON) -> list[str]:
-    """The Coverages an Appointment names in supportingInformation."""
-    return [
-        ref.removeprefix("Coverage/")
-        for info in appointment.get("supportingInformation", [])
-        if isinstance(ref := info.get("reference"), str) and ref.startswith("Coverage/")
-    ]
-
-
-def without_coverages(appointment: JSON, hidden: set[str]) -> None:
-    """Leave out the references to `hidden` Coverages (ones the reader may not see)."""
-    references = {f"Coverage/{ident}" for ident in hidden}
-    kept = [
-        info
-        for info in appointment.get("supportingInformation", [])
-        if info.get("reference") not in references
-    ]
-    if kept:
-        appointment["supportingInformation"] = kept
-    else:
-        appointment.pop("supportingInformation", None)
-
-
 def _participant(resource_type: str, ident: str, status: str = "accepted") -> JSON:
     return {"actor": {"reference": f"{resource_type}/{ident}"}, "status": status}
 

@@ -1134,6 +1134,9 @@ def family_probes(w: World, booked: str, series: str) -> list[Probe]:
         get("/fhir/Appointment", ("_id", booked), ("_include", "Appointment:patient")),
         get("/fhir/Slot", ("_revinclude", "Appointment:slot")),
         get("/fhir/Coverage", ("patient", f"Patient/{V}")),
+        get(f"/fhir/Patient/{V}"),
+        get(f"/fhir/Patient/{V}/_history"),
+        get("/fhir/Appointment", ("_id", booked), ("_include", "Appointment:patient")),
         post(
             "/fhir",
             _bundle(
@@ -1167,6 +1170,14 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
     on_family_plan = book_parameters([proposal(w, w.visible)], w.family_plan)
     made = body(send(client, "POST", "/fhir/Appointment/$book", on_family_plan, officer), 200)
     series = made["entry"][0]["resource"]["id"]
+    # What an EHR sent and we keep as sent may name R too: V's link to R, V's plan's holder.
+    v_patient = body(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
+    related = {"other": {"reference": f"Patient/{w.restricted}"}, "type": "seealso"}
+    body(send(client, "PUT", f"/fhir/Patient/{w.visible}", {**v_patient, "link": [related]},
+              officer), 200)  # fmt: skip
+    v_plan = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
+    held = {**v_plan, "policyHolder": {"reference": f"Patient/{w.restricted}"}}
+    body(send(client, "PUT", f"/fhir/Coverage/{w.visible_plan}", held, officer), 200)
     walk = Walk(app, client, Secrets.of(w))
 
     def seen(appointment_id: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -1196,6 +1207,8 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
 
     set_restriction(client, officer, w.restricted, restricted=False)
     assert seen(series, staff)["supportingInformation"] == family
+    v_now = body(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
+    assert v_now["link"] == [related]
     history = body(client.get(f"/fhir/Appointment/{booked}/_history", headers=staff), 200)
     assert [e["resource"].get("supportingInformation") for e in history["entry"]] == [
         [*family, {"reference": f"Coverage/{w.visible_plan}"}],

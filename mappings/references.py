@@ -1,0 +1,87 @@
+"""References inside rendered resources, and leaving out the ones a reader may not follow.
+
+A record the caller sees may name one they may not: a visible patient's Appointment
+booked on a plan whose subscriber is restricted (`supportingInformation`), or what an
+EHR sent and we keep as sent (`Patient.link`, `Coverage.policyHolder`, a reference in
+an extension). The element holding such a reference is left out: a list item, or the
+element itself. The elements that make a record what it is (an Appointment's
+participants, a Coverage's beneficiary, subscriber and payor, an AuditEvent's
+entities) are never touched: the record itself is hidden when they name hidden ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mappings.common import JSON
+
+#: The kinds of record a reference may name that can be hidden from a caller.
+CHECKED = ("Patient", "Coverage", "Appointment")
+#: Elements whose references decide whether the record itself is visible.
+_DEFINING: dict[str, frozenset[str]] = {
+    "Appointment": frozenset({"participant"}),
+    "Coverage": frozenset({"beneficiary", "subscriber", "payor"}),
+    "AuditEvent": frozenset({"entity"}),
+}
+_OWN = frozenset({"resourceType", "id", "meta"})
+_CONTAINERS = ("Bundle", "Parameters", "OperationOutcome")
+
+
+def resources_in(body: Any) -> list[JSON]:
+    """Every resource inside a response body (the body itself, Bundle entries, nested
+    Bundles of a batch response, operation outputs), outermost containers excepted."""
+    found: list[JSON] = []
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            kind = item.get("resourceType")
+            if isinstance(kind, str) and kind not in _CONTAINERS:
+                found.append(item)
+            else:
+                stack.extend(v for v in item.values() if isinstance(v, dict | list))
+    return found
+
+
+def checked_references(resource: JSON) -> set[tuple[str, str]]:
+    """(kind, id) of each reference to a `CHECKED` kind outside the defining elements."""
+    return {ref for _, value in _elements(resource) for ref in _references(value)}
+
+
+def without_references(resource: JSON, hidden: set[tuple[str, str]]) -> None:
+    """Leave out, in place, each element (or list item) naming one of `hidden`."""
+    for name, value in _elements(resource):
+        if isinstance(value, list):
+            kept = [item for item in value if not _references(item) & hidden]
+            if not kept:
+                del resource[name]
+            elif len(kept) < len(value):
+                resource[name] = kept
+        elif _references(value) & hidden:
+            del resource[name]
+
+
+def _elements(resource: JSON) -> list[tuple[str, Any]]:
+    defining = _DEFINING.get(resource.get("resourceType", ""), frozenset())
+    skipped = _OWN | defining
+    return [(k, v) for k, v in resource.items() if k not in skipped]
+
+
+def _references(value: Any) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            reference = item.get("reference")
+            if isinstance(reference, str):
+                kind, _, ident = reference.rpartition("/")
+                kind = kind.rpartition("/")[2]  # an absolute URL ends in Type/id too
+                if kind in CHECKED and ident:
+                    found.add((kind, ident))
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+    return found
