@@ -12,28 +12,55 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from sqlalchemy.orm import Session
+
 from fhir_facade.context import caller, database
 from fhir_facade.registry import RESOURCE_TYPES
-from mappings.references import checked_references, resources_in, without_references
+from mappings.references import (
+    checked_references,
+    resources_in,
+    with_hidden_kept,
+    without_references,
+)
+from store.access import Access
 from store.search import visible_ids
 
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
     named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
-    wanted: dict[str, set[str]] = {}
-    for _, references in named.values():
-        for kind, ident in references:
-            wanted.setdefault(kind, set()).add(ident)
-    if not wanted:
+    if not any(references for _, references in named.values()):
         return
-    access = caller().access
     with database().reading() as db:
-        hidden = {
-            (kind, ident)
-            for kind, ids in wanted.items()
-            for ident in ids - visible_ids(db, RESOURCE_TYPES[kind].kind, ids, access)
-        }
+        named_refs = {ref for _, references in named.values() for ref in references}
+        hidden = _hidden(db, named_refs, caller().access)
     for resource, references in named.values():
         if references & hidden:
             without_references(resource, hidden)
+
+
+def document_keeping_hidden(
+    db: Session, resource_type: str, kept: str | None, sent: str | None, access: Access
+) -> str | None:
+    """An update's kept document (JSON text) with the elements of the old one that name
+    records the caller may not see put back (see `mappings.references.with_hidden_kept`)."""
+    if not kept or sent is None:
+        return sent
+    old = {"resourceType": resource_type, **orjson.loads(kept)}
+    hidden = _hidden(db, checked_references(old), access)
+    if not hidden:
+        return sent
+    return orjson.dumps(with_hidden_kept(old, orjson.loads(sent), hidden)).decode()
+
+
+def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> set[tuple[str, str]]:
+    """Which of these (kind, id) references name a record the caller may not see."""
+    wanted: dict[str, set[str]] = {}
+    for kind, ident in references:
+        wanted.setdefault(kind, set()).add(ident)
+    return {
+        (kind, ident)
+        for kind, ids in wanted.items()
+        for ident in ids - visible_ids(db, RESOURCE_TYPES[kind].kind, ids, access)
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,6 +30,7 @@ from fhir_facade.http import (
 )
 from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
 from fhir_facade.reads import authorize, run_search
+from fhir_facade.references import document_keeping_hidden
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.audit import patient_of
 from mappings.coverage import coverage_from_fhir, coverage_to_fhir
@@ -58,6 +59,7 @@ from store.directory import (
 )
 from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
+from store.models import Coverage, Patient
 from store.patients import register_patient, update_patient
 from store.search import get_one, narrowed
 from store.sessions import create_schedule, create_session, update_schedule, update_session
@@ -173,6 +175,7 @@ def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
 
 def _change_patient(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
+    spec = _keeping_hidden(db, db.get(Patient, ctx.ident), spec, ctx)
     patient = update_patient(
         db, ctx.ident, spec, ctx.hasher, ctx.grants.access, expected_version=ctx.expected_version
     )
@@ -186,10 +189,21 @@ def _new_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
 
 def _change_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
+    spec = _keeping_hidden(db, db.get(Coverage, ctx.ident), spec, ctx)
     coverage = update_coverage(
         db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
     )
     return coverage_to_fhir(coverage), []
+
+
+def _keeping_hidden(
+    db: Session, current: Patient | Coverage | None, spec: Any, ctx: WriteContext
+) -> Any:
+    """The update's spec, its kept document still holding what names hidden records."""
+    kept = current.document if current is not None else None
+    resource_type = "Patient" if isinstance(current, Patient) else "Coverage"
+    document = document_keeping_hidden(db, resource_type, kept, spec.document, ctx.grants.access)
+    return replace(spec, document=document)
 
 
 def _booked_patient(spec: Any) -> str | None:

@@ -85,3 +85,19 @@ def _references(value: Any) -> set[tuple[str, str]]:
                     found.add((kind, ident))
             stack.extend(v for v in item.values() if isinstance(v, dict | list))
     return found
+
+
+def with_hidden_kept(kept: JSON, sent: JSON, hidden: set[tuple[str, str]]) -> JSON:
+    """A client's new document (`sent`) with what the old one (`kept`) held that names a
+    `hidden` record put back: the caller could not see it, so neither sent it nor may
+    remove or replace it. A list keeps its hidden items after the sent ones; an element
+    naming a hidden record stays as it was."""
+    merged = dict(sent)
+    for name, value in _elements(kept):
+        if isinstance(value, list):
+            keep = [item for item in value if _references(item) & hidden]
+            if keep:
+                merged[name] = [*merged.get(name, []), *keep]
+        elif _references(value) & hidden:
+            merged[name] = value
+    return merged

@@ -1202,6 +1202,17 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
     walk.check(put(f"/fhir/Appointment/{series}", cancelled, 200))
     kept = seen(series, officer)
     assert (kept["status"], kept["supportingInformation"]) == ("cancelled", family)
+    # Staff update V and V's plan with what they see: the link and the holder stay.
+    v_seen = body(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
+    assert "link" not in v_seen
+    walk.check(put(f"/fhir/Patient/{w.visible}", {**v_seen, "gender": "male"}, 200))
+    plan_seen = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=staff), 200)
+    assert "policyHolder" not in plan_seen
+    walk.check(put(f"/fhir/Coverage/{w.visible_plan}", {**plan_seen, "order": 3}, 200))
+    v_kept = body(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
+    assert (v_kept["gender"], v_kept["link"]) == ("male", [related])
+    plan_kept = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
+    assert (plan_kept["order"], plan_kept["policyHolder"]) == (3, held["policyHolder"])
     for probe in family_probes(w, booked, series):
         walk.check(probe)
 
