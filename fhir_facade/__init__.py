@@ -8,11 +8,14 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as NoRoute
 
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
-from fhir_facade.http import check_accept, fhir_response
-from fhir_facade.outcomes import describe
+from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.registry import RESOURCE_TYPES
+from mappings.limits import check_id
 from store.db import Database, DatabaseSettings
 
 log = logging.getLogger("fhir_facade")
@@ -32,6 +35,8 @@ class FhirApi(Api):  # type: ignore[misc]
 
 
 def _error_response(error: BaseException) -> Response:
+    if isinstance(error, NoRoute) and request.path.startswith("/fhir/"):
+        error = _no_route(request.path.split("/")[2])
     status, outcome = describe(error)
     if status == 500:
         log.exception("unhandled error", exc_info=error)
@@ -39,6 +44,15 @@ def _error_response(error: BaseException) -> Response:
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="fhir-facade"'
     return fhir_response(outcome, status, headers)
+
+
+def _no_route(segment: str) -> FhirError:
+    if segment[:1].isupper() and segment not in RESOURCE_TYPES:
+        served = ", ".join(sorted(RESOURCE_TYPES))
+        return FhirError(
+            404, "not-supported", f"resource type {segment!r} is not served here; served: {served}"
+        )
+    return FhirError(404, "not-found", "no FHIR interaction is served at this URL")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -85,12 +99,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _authenticate() -> None:
+        check_request_size()
         if not request.path.startswith("/fhir"):
             return
         check_accept()
         if request.path in _PUBLIC:
             return
         g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
+        ident = (request.view_args or {}).get("ident")
+        if isinstance(ident, str):
+            check_id(ident, request.path.split("/")[2])
 
     from fhir_facade.cli import register_commands
 

@@ -39,6 +39,8 @@ PERMISSION_SCOPES = {
 
 _SCOPE = re.compile(r"^(user|system|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)$")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+#: RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQCHAR.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 class AuthError(Exception):
@@ -91,10 +93,28 @@ def ssn_hasher(settings: Settings) -> SsnHasher:
     return SsnHasher([SsnKey("local", secret.encode())])
 
 
+def scope_tokens(scope: str) -> list[str]:
+    """The scope claim's tokens, separated by the space character (0x20) alone.
+
+    A claim holding anything else (another kind of whitespace such as U+00A0, U+3000
+    or U+001F, a control character, non-ASCII) is not an RFC 6749 scope: the token is
+    refused (401) rather than guessed at, since a lenient split could turn
+    `x\u00a0__patient.blocked` into a permission. Repeated spaces are tolerated.
+    """
+    tokens = [item for item in scope.split(" ") if item]
+    for item in tokens:
+        if not _SCOPE_TOKEN.fullmatch(item):
+            raise AuthError(
+                "the token's scope claim is not a list of RFC 6749 scope tokens separated "
+                f"by spaces: {item.encode('unicode_escape').decode()!r}"
+            )
+    return tokens
+
+
 def grants_from_scopes(subject: str, scope: str) -> Grants:
     letters: dict[str, set[str]] = {}
     permissions: set[str] = set()
-    for item in scope.split():
+    for item in scope_tokens(scope):
         if item in PERMISSION_SCOPES:
             permissions.add(item)
             continue

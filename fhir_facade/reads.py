@@ -117,7 +117,7 @@ def run_search(
         source = RESOURCE_TYPES[revinclude.source]
         query = Query(
             kind=source.kind,
-            where=[AnyOf(tuple(Condition(revinclude.field, "eq", i) for i in ids))],
+            where=[AnyOf((Condition(revinclude.field, "in", tuple(ids)),))],
             limit=10_000,
             access=access,
             count_total=False,
