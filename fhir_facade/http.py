@@ -8,7 +8,11 @@ from typing import Any
 
 import orjson
 from flask import Response, current_app, request
-from werkzeug.exceptions import RequestHeaderFieldsTooLarge, RequestURITooLarge
+from werkzeug.exceptions import (
+    RequestEntityTooLarge,
+    RequestHeaderFieldsTooLarge,
+    RequestURITooLarge,
+)
 
 from fhir_facade.outcomes import FhirError
 from mappings.limits import check_body
@@ -62,7 +66,14 @@ def read_json_body() -> Any:
             "not-supported",
             f"send {FHIR_JSON} (got {request.content_type or 'no Content-Type'})",
         )
-    return parse_json(request.get_data(cache=True))
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    # A streamed (chunked) body is cut at the limit without a word (werkzeug's
+    # LimitedStream): one byte more behind it means the body was too large.
+    at_limit = limit is not None and len(raw) >= limit
+    if request.content_length is None and at_limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    return parse_json(raw)
 
 
 def parse_json(raw: bytes) -> Any:

@@ -121,15 +121,17 @@ def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) 
 
 def aware(value: Any, expression: str) -> dt.datetime:
     """An input instant/dateTime as an aware datetime; FHIR instants carry a zone."""
-    if not isinstance(value, dt.datetime):
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
         try:
-            value = dt.datetime.fromisoformat(str(value))
+            parsed = dt.datetime.fromisoformat(str(value))
         except ValueError:
             raise InvalidResource(f"{value!r} is not a dateTime", expression=expression) from None
-    if value.tzinfo is None:
+    if parsed.tzinfo is None:
         raise InvalidResource("a time zone is required", expression=expression)
     try:
-        return value.astimezone(dt.UTC)
+        return parsed.astimezone(dt.UTC)
     except OverflowError:
         raise beyond_calendar(value, expression) from None
 

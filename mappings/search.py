@@ -789,7 +789,9 @@ def _alternatives(name: str, value: str) -> list[str]:
             f"{name}: at most {MAX_ALTERNATIVES} comma-separated values", expression=name
         )
     if any(len(v) > MAX_VALUE_CHARS for v in values):
-        raise TooLong(f"{name}: a value is longer than {MAX_VALUE_CHARS} characters", expression=name)
+        raise TooLong(
+            f"{name}: a value is longer than {MAX_VALUE_CHARS} characters", expression=name
+        )
     return values
 
 
