@@ -14,7 +14,7 @@ from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
 from fhir_facade.outcomes import FhirError, describe
-from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.registry import RESOURCE_TYPES, snapshot
 from mappings.limits import check_id
 from store.db import Database, DatabaseSettings
 
@@ -84,6 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             statement_timeout_ms=settings.statement_timeout_ms,
         )
     )
+    database.keep_versions(snapshot)
     app.extensions["fhir_facade.db"] = database
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)

@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from fhir_facade import bundles, openapi, operations
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.http import base_url, fhir_response
-from fhir_facade.reads import read, search
+from fhir_facade.reads import history, read, search, vread
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.writes import WRITES
 
@@ -89,12 +89,29 @@ def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> No
         )
     }
 
+    history_methods: dict[str, Any] = {
+        "get": openapi.documented(blp, openapi.history_doc(name))(
+            lambda self, ident: history(name, ident, _query_pairs())
+        )
+    }
+    vread_methods: dict[str, Any] = {
+        "get": openapi.documented(blp, openapi.vread_doc(name))(
+            lambda self, ident, version: vread(name, ident, version)
+        )
+    }
+
     blp.route(f"/{name}", endpoint=f"{name}-type")(type(f"{name}Type", (MethodView,), type_methods))
     blp.route(f"/{name}/<string:ident>", endpoint=f"{name}-instance")(
         type(f"{name}Instance", (MethodView,), instance_methods)
     )
     blp.route(f"/{name}/_search", endpoint=f"{name}-search")(
         type(f"{name}Search", (MethodView,), search_methods)
+    )
+    blp.route(f"/{name}/<string:ident>/_history", endpoint=f"{name}-history")(
+        type(f"{name}History", (MethodView,), history_methods)
+    )
+    blp.route(f"/{name}/<string:ident>/_history/<string:version>", endpoint=f"{name}-vread")(
+        type(f"{name}Version", (MethodView,), vread_methods)
     )
 
 

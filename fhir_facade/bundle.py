@@ -49,3 +49,52 @@ def _page_url(base: str, request: SearchRequest, offset: int) -> str:
     if offset:
         params.append(("_offset", str(offset)))
     return f"{base}/{request.resource_type}?{urlencode(params)}"
+
+
+def history(
+    base: str, resource_type: str, ident: str, versions: list[dict[str, Any]], page: slice
+) -> dict[str, Any]:
+    """An instance history Bundle (R4 §3.1.0.4): `versions` newest first, one page of them."""
+    url = f"{base}/{resource_type}/{ident}/_history"
+    count = page.stop - page.start
+
+    def page_url(offset: int) -> str:
+        params = [("_count", count), ("_offset", offset)] if offset else [("_count", count)]
+        return f"{url}?{urlencode(params)}"
+
+    link = [{"relation": "self", "url": page_url(page.start)}]
+    if page.stop < len(versions):
+        link.append({"relation": "next", "url": page_url(page.stop)})
+    if page.start > 0:
+        link.append({"relation": "previous", "url": page_url(max(page.start - count, 0))})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": len(versions),
+        "link": link,
+    }
+    entries = [_history_entry(base, r) for r in versions[page]]
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def _history_entry(base: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """A version and the interaction that made it: version 1 was created, later ones updated."""
+    meta = resource["meta"]
+    created = meta["versionId"] == "1"
+    path = f"{resource['resourceType']}/{resource['id']}"
+    return {
+        "fullUrl": f"{base}/{path}",
+        "resource": resource,
+        "request": {
+            "method": "POST" if created else "PUT",
+            "url": resource["resourceType"] if created else path,
+        },
+        "response": {
+            "status": "201 Created" if created else "200 OK",
+            "location": f"{path}/_history/{meta['versionId']}",
+            "etag": f'W/"{meta["versionId"]}"',
+            "lastModified": meta["lastUpdated"],
+        },
+    }

@@ -30,7 +30,7 @@ def capability_statement(base: str) -> dict[str, Any]:
             "documentation": spec.documentation,
             "interaction": [{"code": code} for code in spec.interactions],
             "versioning": "versioned-update" if "update" in spec.interactions else "versioned",
-            "readHistory": False,
+            "readHistory": "vread" in spec.interactions,
             "updateCreate": False,
             "conditionalCreate": spec.conditional_create,
             "conditionalUpdate": False,

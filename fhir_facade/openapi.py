@@ -366,6 +366,44 @@ def read_doc(resource_type: str) -> dict[str, Any]:
     }
 
 
+def vread_doc(resource_type: str) -> dict[str, Any]:
+    return {
+        "operationId": f"vread-{resource_type}",
+        "tags": [resource_type],
+        "summary": f"Read a version of a {resource_type} (Location and meta.versionId name it)",
+        "responses": _responses(
+            {"200": (f"The {resource_type} as it was at that version", resource_type)},
+            ("401", "403", "404", "406"),
+        ),
+    }
+
+
+def history_doc(resource_type: str) -> dict[str, Any]:
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema,
+        }
+        for name, description, schema in (
+            ("_count", "Versions per page (at most 1000)", _INTEGER),
+            ("_offset", "Versions to skip (follow the Bundle's next link)", _INTEGER),
+            ("_format", "json only", _enum(["json", "application/json", "application/fhir+json"])),
+        )
+    ]
+    return {
+        "operationId": f"history-{resource_type}",
+        "tags": [resource_type],
+        "summary": f"Every version of a {resource_type}, newest first",
+        "parameters": [*parameters, _PREFER],
+        "responses": _responses(
+            {"200": ("A history Bundle", "Bundle")}, ("400", "401", "403", "404", "406")
+        ),
+    }
+
+
 def create_doc(resource_type: str) -> dict[str, Any]:
     parameters = [_PREFER]
     if RESOURCE_TYPES[resource_type].conditional_create:

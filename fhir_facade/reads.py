@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
+from fhir_facade.bundle import history as history_bundle
 from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.audit import patient_of
-from mappings.search import SearchRequest, parse_search
+from mappings.search import SearchRequest, parse_history, parse_search
+from store import history as store_history
 from store import search as store_search
 from store.access import Access
 from store.audit import AuditEntry, record_many, restricted_among
@@ -35,14 +38,54 @@ def authorize(grants: Grants, resource_type: str, letter: str) -> None:
 def read(resource_type: str, ident: str) -> Response:
     grants = caller()
     authorize(grants, resource_type, "r")
-    spec = RESOURCE_TYPES[resource_type]
     with database().reading() as db:
-        record_ = store_search.get_one(db, spec.kind, ident, grants.access)
-        if record_ is None:
-            raise NotFound(resource_type, ident)
-        resource = spec.to_fhir(record_)
+        resource = _visible(db, resource_type, ident, grants)
     audit_restricted_reads(grants, [resource], "R", "read")
     return fhir_response(resource, headers=resource_headers(resource))
+
+
+def vread(resource_type: str, ident: str, version: str) -> Response:
+    """A version of a resource (R4 §3.1.0.3). Visibility follows the record as it is now:
+    a patient restricted today hides every version of their data."""
+    grants = caller()
+    authorize(grants, resource_type, "r")
+    with database().reading() as db:
+        current = _visible(db, resource_type, ident, grants)
+        resource = current if current["meta"]["versionId"] == version else None
+        if resource is None and version.isascii() and version.isdigit():
+            kept = store_history.version_of(
+                db, RESOURCE_TYPES[resource_type].kind, ident, int(version)
+            )
+            resource = orjson.loads(kept.document) if kept is not None else None
+        if resource is None:
+            raise NotFound(resource_type, f"{ident}/_history/{version}")
+    audit_restricted_reads(grants, [resource], "R", "vread")
+    return fhir_response(resource, headers=resource_headers(resource))
+
+
+def history(resource_type: str, ident: str, params: list[tuple[str, str]]) -> Response:
+    """Every kept version of a resource, newest first (R4 §3.1.0.4, history-instance)."""
+    grants = caller()
+    authorize(grants, resource_type, "r")
+    page = parse_history(params, lenient=prefer("handling") == "lenient")
+    with database().reading() as db:
+        current = _visible(db, resource_type, ident, grants)
+        kept = store_history.versions_of(db, RESOURCE_TYPES[resource_type].kind, ident)
+        older = [
+            orjson.loads(v.document) for v in kept if v.version < int(current["meta"]["versionId"])
+        ]
+    versions = [current, *older]
+    audit_restricted_reads(grants, versions[page], "R", "history-instance")
+    return fhir_response(history_bundle(base_url(), resource_type, ident, versions, page))
+
+
+def _visible(db: Session, resource_type: str, ident: str, grants: Grants) -> dict[str, Any]:
+    """The resource as it is now, rendered; NotFound when unknown or hidden from the caller."""
+    spec = RESOURCE_TYPES[resource_type]
+    record_ = store_search.get_one(db, spec.kind, ident, grants.access)
+    if record_ is None:
+        raise NotFound(resource_type, ident)
+    return spec.to_fhir(record_)
 
 
 def search(resource_type: str, params: list[tuple[str, str]]) -> Response:

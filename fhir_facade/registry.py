@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from fhir_facade.auth import AUDIT_READ
 from mappings.appointment import appointment_to_fhir
 from mappings.audit import audit_event_to_fhir
@@ -51,7 +53,7 @@ AUDIT_EVENT = ResourceType(
     "AuditEvent",
     AuditRecord,
     audit_event_to_fhir,
-    ("read", "search-type"),
+    ("read", "vread", "history-instance", "search-type"),
     documentation=(
         "The audit trail: every write and every read of a restricted patient's data. "
         "Needs the __audit.read permission."
@@ -66,28 +68,28 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Organization",
             ProviderGroup,
             organization_to_fhir,
-            ("read", "search-type"),
+            ("read", "vread", "history-instance", "search-type"),
             documentation="Provider groups (read-only in bookings).",
         ),
         ResourceType(
             "Location",
             Department,
             location_to_fhir,
-            ("read", "search-type"),
+            ("read", "vread", "history-instance", "search-type"),
             documentation="Departments, each with its IANA time zone (timezone extension).",
         ),
         ResourceType(
             "Practitioner",
             Provider,
             practitioner_to_fhir,
-            ("read", "search-type"),
+            ("read", "vread", "history-instance", "search-type"),
             documentation="Providers who run group sessions.",
         ),
         ResourceType(
             "Schedule",
             ProviderSchedule,
             schedule_to_fhir,
-            ("read", "search-type", "create"),
+            ("read", "vread", "history-instance", "search-type", "create"),
             documentation=(
                 "A provider's calendar in one department (actor: one Location, at most one "
                 "Practitioner). Create needs the __schedule.manage permission."
@@ -97,7 +99,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Slot",
             GroupSession,
             slot_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             documentation=(
                 "Group sessions. Capacity and booked count in the group-capacity extension "
                 "(a Slot created without it has one place); create and update need the "
@@ -110,7 +112,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Patient",
             Patient,
             patient_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Patients. Restricted ones (meta.security R) exist only for callers with "
@@ -121,7 +123,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Coverage",
             Coverage,
             coverage_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Insurance plans and self-pay (type coverage-selfpay#pay, payor = the Patient); "
@@ -132,7 +134,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Appointment",
             Booking,
             appointment_to_fhir,
-            ("read", "search-type", "create", "update"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
             conditional_create=True,
             documentation=(
                 "Bookings into group sessions. Create = book (409 when the session is full "
@@ -143,3 +145,10 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         AUDIT_EVENT,
     )
 }
+
+_BY_KIND: dict[type[Base], ResourceType] = {r.kind: r for r in RESOURCE_TYPES.values()}
+
+
+def snapshot(record: Base) -> str:
+    """A record as the API shows it, as JSON text: what `store.history` keeps per version."""
+    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()

@@ -768,6 +768,31 @@ def parse_search(
     return SearchRequest(resource_type, query, includes, revincludes, canonical)
 
 
+def _paging_integer(name: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_OFFSET:
+        raise InvalidSearch(f"{name} must be an integer from 0 to {MAX_OFFSET}", expression=name)
+    return int(value)
+
+
+def parse_history(params: list[tuple[str, str]], *, lenient: bool = False) -> slice:
+    """The page of an instance history (`_count`, `_offset`; `_format` as anywhere), as a
+    slice of the versions, newest first. Other parameters are refused unless `lenient`."""
+    count, offset = DEFAULT_COUNT, 0
+    for name, value in params:
+        if name == "_count":
+            count = min(_paging_integer(name, value), MAX_COUNT)
+        elif name == "_offset":
+            offset = _paging_integer(name, value)
+        elif name == "_format":
+            _check_format(value)
+        elif not lenient:
+            raise InvalidSearch(
+                f"unknown history parameter {name!r}; supported: _count, _offset, _format",
+                expression=name,
+            )
+    return slice(offset, offset + count)
+
+
 def _without_clear_ssn(name: str, value: str, ssn: SsnHasher | None) -> str:
     """The value as it may appear in self/next links: SSNs replaced by their keyed hash."""
     if name != "identifier" or SSN_SYSTEM not in value:
@@ -813,15 +838,11 @@ def _result_param(
     lenient: bool,
 ) -> None:
     if name in ("_count", "_offset"):
-        if not value.isascii() or not value.isdigit() or int(value) > MAX_OFFSET:
-            raise InvalidSearch(
-                f"{name} must be an integer from 0 to {MAX_OFFSET}", expression=name
-            )
         if name == "_count":
-            query.limit = min(int(value), MAX_COUNT)
+            query.limit = min(_paging_integer(name, value), MAX_COUNT)
             query.count_total = True
         else:
-            query.offset = int(value)
+            query.offset = _paging_integer(name, value)
     elif name == "_include":
         include = spec.includes.get(value)
         if include is None:
@@ -862,5 +883,10 @@ def _result_param(
             query.count_total = True
         elif value != "false":
             raise InvalidSearch("_summary supports count and false", expression="_summary")
-    elif name == "_format" and value not in ("json", "application/json", "application/fhir+json"):
+    elif name == "_format":
+        _check_format(value)
+
+
+def _check_format(value: str) -> None:
+    if value not in ("json", "application/json", "application/fhir+json"):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")

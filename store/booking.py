@@ -30,6 +30,7 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
+from store.history import bumped
 from store.insurance import CoverageChooser, choose_coverages
 from store.models import (
     HOLDS_PLACE,
@@ -361,7 +362,9 @@ def _take_places(db: Session, session_ids: list[str]) -> set[str]:
         .returning(GroupSession.id)
         .execution_options(synchronize_session=False)
     )
-    return set(taken.scalars())
+    ids = set(taken.scalars())
+    bumped(db, GroupSession, ids)
+    return ids
 
 
 def _take_place(db: Session, session_id: str) -> GroupSession:
@@ -379,7 +382,7 @@ def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
 
 
 def _give_back_place(db: Session, session_id: str) -> None:
-    db.execute(
+    given = db.execute(
         update(GroupSession)
         .where(GroupSession.id == session_id, GroupSession.booked > 0)
         .values(
@@ -387,8 +390,10 @@ def _give_back_place(db: Session, session_id: str) -> None:
             version=GroupSession.version + 1,
             last_updated=utcnow(),
         )
+        .returning(GroupSession.id)
         .execution_options(synchronize_session=False)
     )
+    bumped(db, GroupSession, given.scalars())
 
 
 def _get_session(db: Session, session_id: str) -> GroupSession:

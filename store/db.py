@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.history import Renderer, keep_versions
+
 T = TypeVar("T")
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -113,6 +115,10 @@ class Database:
                 if attempt > self.max_retries or not _retryable(exc):
                     raise
                 time.sleep(0.01 * 2**attempt)
+
+    def keep_versions(self, render: Renderer) -> None:
+        """Keep every version written through `write` (store.history)."""
+        keep_versions(self._write_sessions, render)
 
     def dispose(self) -> None:
         self.engine.dispose()

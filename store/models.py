@@ -472,3 +472,17 @@ class Series(Base):
     until: Mapped[dt.date | None] = mapped_column(Date)
     excluded: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RecordVersion(Base):
+    """A version of a record as the API showed it (store.history): opaque JSON text,
+    one row per version number a record was given, written in the transaction that
+    gave it. `kind` is the record's table name."""
+
+    __tablename__ = "record_version"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    document: Mapped[str] = mapped_column(Text)

@@ -153,6 +153,7 @@ class Walk:
                     self.samples[kind].append(resource)
             for name, decl in resources.items():
                 self.reads(name, decl)
+                self.versions(name, decl, created)
                 self.searches(name, decl)
                 self.includes(name, decl)
                 self.paging(name, decl)
@@ -188,6 +189,24 @@ class Walk:
             return
         for resource in {r["id"]: r for r in (found[0], found[-1])}.values():
             self.call(f"{name}-read-{resource['id']}", "GET", f"{name}/{resource['id']}")
+
+    def versions(self, name: str, decl: dict[str, Any], created: dict[str, Any]) -> None:
+        """vread and history-instance: of what the walk wrote (its version before the
+        update, too) and of a sampled resource."""
+        wanted = [
+            created[k] for k in (name, f"{name}-previous") if isinstance(created.get(k), dict)
+        ]
+        wanted += (self.samples.get(name) or [])[:1]
+        if not wanted:
+            self.note(f"{name}: vread and history not exercised (no {name} found)")
+            return
+        for resource in wanted:
+            path = f"{name}/{resource['id']}/_history"
+            if _has(decl, "vread"):
+                version = resource["meta"]["versionId"]
+                self.call(f"{name}-vread-{resource['id']}-{version}", "GET", f"{path}/{version}")
+            if _has(decl, "history-instance"):
+                self.call(f"{name}-history-{resource['id']}", "GET", path)
 
     def searches(self, name: str, decl: dict[str, Any]) -> None:
         for param in decl.get("searchParam", []):

@@ -204,6 +204,8 @@ def _declared_routes(server: Server) -> set[tuple[str, str]]:
         "search-type": [("GET", "/fhir/{t}"), ("POST", "/fhir/{t}/_search")],
         "create": [("POST", "/fhir/{t}")],
         "update": [("PUT", "/fhir/{t}/<id>")],
+        "vread": [("GET", "/fhir/{t}/<id>/_history/<id>")],
+        "history-instance": [("GET", "/fhir/{t}/<id>/_history")],
     }
     for name, entry in server.declared().items():
         for interaction in entry["interaction"]:
@@ -280,6 +282,15 @@ def test_every_declared_type_is_searched_and_read(server):
             for resource in matches[:3]:
                 read = server.get(f"/fhir/{name}/{resource['id']}")
                 assert read == resource, (name, resource["id"])
+        if "vread" in interactions:
+            resource = matches[0]
+            version = resource["meta"]["versionId"]
+            assert server.get(f"/fhir/{name}/{resource['id']}/_history/{version}") == resource
+        if "history-instance" in interactions:
+            resource = matches[0]
+            history = server.get(f"/fhir/{name}/{resource['id']}/_history")
+            assert history["type"] == "history", name
+            assert history["entry"][0]["resource"] == resource, name
 
 
 def _patient_token(r: Resource) -> str | None:
@@ -513,6 +524,12 @@ def test_every_declared_create_and_update_succeeds(server):
             updated = server.send("PUT", f"/fhir/{name}/{existing['id']}", existing)
             assert updated["id"] == existing["id"]
             assert int(updated["meta"]["versionId"]) >= int(existing["meta"]["versionId"])
+            if name in ids and {"code": "vread"} in entry["interaction"]:
+                # A version a client was given stays readable after the next write.
+                before = server.get(f"/fhir/{name}/{ids[name]}")
+                server.send("PUT", f"/fhir/{name}/{ids[name]}", before)
+                version = f"/fhir/{name}/{ids[name]}/_history/{before['meta']['versionId']}"
+                assert server.get(version) == before, name
 
 
 def _timing(start: dt.date) -> Resource:

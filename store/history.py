@@ -1,0 +1,85 @@
+"""Past versions of the records the API exposes (vread and instance history).
+
+Whenever a record is given a version number (created, or `touch`ed, or its count
+moved by a conditional UPDATE), a snapshot of it is kept in `record_version`, in
+the transaction that gave the number, so a committed version always has its
+snapshot and a rolled-back one never does. The store knows no FHIR: the
+application hands `keep_versions` a renderer, and the snapshot is the record as
+the API showed it then (opaque JSON text).
+
+Versions are found by watching the write sessions: records new or with a changed
+`version` at each flush, plus the ids a Core UPDATE reports through `bumped` (the
+place-taking UPDATE bypasses the ORM). They are rendered once, just before
+commit, in their final state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session, lazyload, sessionmaker
+
+from store.models import Base, RecordVersion, Versioned
+
+Renderer = Callable[[Base], str]
+
+_PENDING = "store.history.pending"
+
+
+def keep_versions(sessions: sessionmaker[Session], render: Renderer) -> None:
+    """Keep a snapshot of every version that transactions of `sessions` commit."""
+
+    def collect(db: Session, _context: Any) -> None:
+        pending = db.info.setdefault(_PENDING, {})
+        for record in db.new:
+            if isinstance(record, Versioned):
+                pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+        for record in db.dirty:
+            if isinstance(record, Versioned) and inspect(record).attrs.version.history.added:
+                pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+
+    def write(db: Session) -> None:
+        db.flush()  # what changed since the last flush is collected too
+        pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
+        for (kind, ident), record in pending.items():
+            if record is None:  # changed by a Core UPDATE: load it as it will be committed
+                record = db.get(kind, ident, populate_existing=True, options=[lazyload("*")])
+                if record is None:
+                    continue
+            assert isinstance(record, Versioned)
+            db.add(
+                RecordVersion(
+                    kind=kind.__tablename__,
+                    record_id=ident,
+                    version=record.version,
+                    last_updated=record.last_updated,
+                    document=render(record),
+                )
+            )
+
+    event.listen(sessions, "after_flush", collect)
+    event.listen(sessions, "before_commit", write)
+
+
+def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
+    """Records whose version a Core UPDATE moved, inside `db`'s transaction (they are
+    reloaded before their snapshot: a copy in the session may predate the UPDATE)."""
+    pending = db.info.setdefault(_PENDING, {})
+    for ident in ids:
+        pending[(kind, ident)] = None
+
+
+def version_of(db: Session, kind: type[Base], ident: str, version: int) -> RecordVersion | None:
+    return db.get(RecordVersion, (kind.__tablename__, ident, version))
+
+
+def versions_of(db: Session, kind: type[Base], ident: str) -> list[RecordVersion]:
+    """Every kept version of a record, newest first."""
+    statement = (
+        select(RecordVersion)
+        .where(RecordVersion.kind == kind.__tablename__, RecordVersion.record_id == ident)
+        .order_by(RecordVersion.version.desc())
+    )
+    return list(db.scalars(statement))
