@@ -59,6 +59,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application. `test_config` overrides `Settings` fields (see config.py)."""
     settings = Settings.from_env(test_config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    # Werkzeug would answer `//` in a path with an HTML redirect to the merged path;
+    # FHIR clients get a 404 OperationOutcome for a URL we do not serve instead.
+    app.url_map.merge_slashes = False
     app.config.update(
         API_TITLE="fhir-facade",
         API_VERSION="0.1.0",
@@ -107,9 +110,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if request.path in _PUBLIC:
             return
         g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
-        ident = (request.view_args or {}).get("ident")
-        if isinstance(ident, str):
-            check_id(ident, request.path.split("/")[2])
+        path = request.view_args or {}
+        for name, element in (("ident", "id"), ("version", "meta.versionId")):
+            if isinstance(value := path.get(name), str):
+                check_id(value, request.path.split("/")[2], element)
 
     from fhir_facade.cli import register_commands
 

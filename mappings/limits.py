@@ -66,12 +66,12 @@ def check_text(text: str, expression: str | None, error: type[MappingError]) -> 
         )
 
 
-def check_id(ident: str, resource_type: str) -> None:
-    """A logical id in a URL: FHIR's id syntax, 1-64 of [A-Za-z0-9-.]."""
+def check_id(ident: str, resource_type: str, element: str = "id") -> None:
+    """A logical or version id in a URL: FHIR's id syntax, 1-64 of [A-Za-z0-9-.]."""
     if not _ID.fullmatch(ident):
         raise InvalidSearch(
-            f"{resource_type} ids are 1-64 letters, digits, '-' or '.' (FHIR id)",
-            expression=f"{resource_type}.id",
+            f"{resource_type} {element}s are 1-64 letters, digits, '-' or '.' (FHIR id)",
+            expression=f"{resource_type}.{element}",
         )
 
 

@@ -4,7 +4,7 @@ server keeps its word: schemathesis generates requests for every documented oper
 all-powerful token, and every answer must be no 5xx and match its documented schema.
 
 FHIR_FACADE_FUZZ_EXAMPLES raises the budget per operation (default below). The fuzz
-runs on both backends, PostgreSQL with a third of the budget (same seed, so the same
+runs on both backends, PostgreSQL with a quarter of the budget (same seed, so the same
 first cases): the database-specific refusals (NUL, lengths, statement size) are what
 differ between them, and tests/integration/test_hostile_input.py aims at those.
 """
@@ -103,7 +103,7 @@ def test_resources_are_documented_with_schemas_derived_from_the_r4b_models(
 def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
     app: Flask, client: FlaskClient, database_url: str
 ) -> None:
-    share = 1 if database_url.startswith("sqlite") else 3
+    share = 1 if database_url.startswith("sqlite") else 4
     app.extensions["fhir_facade.db"].write(lambda db: load_demo(db))
     token = app.extensions["fhir_facade.tokens"].mint("fuzzer", SCOPES, dt.timedelta(hours=1))
     auth = {"Authorization": f"Bearer {token}"}
