@@ -624,6 +624,14 @@ BAD = [
         "not-found",
     ),
     Bad(
+        "a DELETE, which no resource serves",
+        "DELETE",
+        "/fhir/Appointment/{booking}",
+        lambda s: {},
+        405,
+        "not-supported",
+    ),
+    Bad(
         "a read of an unknown id",
         "GET",
         "/fhir/Appointment/never-booked",

@@ -31,7 +31,7 @@ from werkzeug.test import TestResponse
 from fhir_facade import create_app
 from fhir_facade.writes import WRITERS
 from mappings.codes import EXT_GROUP_CAPACITY
-from mappings.search import SEARCHES
+from mappings.search import RESULT_PARAMS, SEARCHES
 from store.demo import load_demo
 from store.models import AuditRecord, Base
 from tests.conftest import TEST_SECRET, empty_database
@@ -187,13 +187,21 @@ def _fuzz_settings(examples: int) -> Any:
         deadline=None,
         database=None,
         derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
+        # Shrinking runs only after a failure, to print the smallest failing request.
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
     )
 
 
+#: Every search parameter of every type, the result parameters, and chains into Patient.
 SEARCH_PARAMS = sorted(
-    (resource_type, name) for resource_type, spec in SEARCHES.items() for name in spec.params
+    (resource_type, name)
+    for resource_type, spec in SEARCHES.items()
+    for name in [
+        *spec.params,
+        *RESULT_PARAMS,
+        *(f"{chain}.{inner}" for chain in spec.chains for inner in SEARCHES["Patient"].params),
+    ]
 )
 
 
@@ -206,10 +214,12 @@ def test_generated_search_values_get_the_same_fhir_answer_on_both_backends(
         modifier=st.sampled_from(MODIFIERS),
         value=search_values,
         post=st.booleans(),
+        repeat=st.sampled_from([1, 1, 1, 2, 51]),
     )
-    def search(target: tuple[str, str], modifier: str, value: str, post: bool) -> None:
+    def search(target: tuple[str, str], modifier: str, value: str, post: bool, repeat: int) -> None:
         resource_type, name = target
-        query = f"{quote(name + modifier)}={quote(value, errors='surrogatepass')}"
+        pair = f"{quote(name + modifier)}={quote(value, errors='surrogatepass')}"
+        query = "&".join([pair] * repeat)
 
         def send(backend: Backend) -> TestResponse:
             if post:
