@@ -89,7 +89,7 @@ def parse_json(raw: bytes) -> Any:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
-    check_body(body)
+    check_body(body, characters=_ESCAPED_CONTROL.search(raw) is not None)
     try:
         json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
     except _DuplicateKey as exc:
@@ -99,6 +99,11 @@ def parse_json(raw: bytes) -> Any:
     except ValueError as exc:  # what orjson accepted, the stdlib should too
         raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
     return body
+
+
+#: orjson refuses raw control characters and lone surrogate escapes in strings, so a
+#: forbidden character (mappings.limits) can only arrive as one of these escapes.
+_ESCAPED_CONTROL = re.compile(rb"\\u00[01][0-9a-fA-F]")
 
 
 class _DuplicateKey(Exception):

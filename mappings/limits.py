@@ -156,59 +156,81 @@ LIMITS: dict[str, dict[str, Element]] = {
 }
 
 
-def check_body(body: Any) -> None:
+#: A position in the body: (parent, key or index), None at the root; spelled out as an
+#: expression only when something there is refused.
+_Path = tuple[Any, Any] | None
+
+
+def check_body(body: Any, *, characters: bool = True) -> None:
     """Refuse a parsed JSON body nested too deep, holding a forbidden character
     anywhere, or with an element longer than the store keeps (see the module doc).
 
     Resources nested in Bundles, Parameters or `contained` are held to their own
     type's limits; expressions name the full path (`Bundle.entry[0].resource.…`).
+    `characters=False` skips the character check, for a caller that knows the text
+    holds none (JSON text without a `\u0000`-`\u001f` escape cannot).
     """
     root = body.get("resourceType") if isinstance(body, dict) else None
     start = root if isinstance(root, str) and _ID.fullmatch(root) else "$"
-    # (value, expression, resource type, element path within that resource, depth)
-    stack: list[tuple[Any, str, str | None, str, int]] = [(body, start, root, "", 0)]
+    if isinstance(body, str):
+        _text(body, start, None, characters)
+    # (container, where it is, resource type, element path within that resource, depth)
+    stack: list[tuple[Any, _Path, str | None, str, int]] = [(body, None, root, "", 0)]
     while stack:
-        value, expression, owner, element, depth = stack.pop()
+        value, path, owner, element, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidResource(
                 f"the body nests deeper than {MAX_DEPTH} levels", expression=start
             )
-        if isinstance(value, str):
-            check_text(value, expression, InvalidResource)
-            continue
         if isinstance(value, list):
             limit = _element(owner, element)
             if limit is not None and limit.joined and all(isinstance(v, str) for v in value):
-                _check_length(" ".join(value), expression, limit)
-            elif limit is not None:
-                for i, item in enumerate(value):
-                    if isinstance(item, str):
-                        _check_length(item, f"{expression}[{i}]", limit)
-            stack.extend(
-                (item, f"{expression}[{i}]", owner, element, depth + 1)
-                for i, item in enumerate(value)
-            )
+                _check_length(" ".join(value), start, path, limit)
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    _text(item, start, (path, index), characters)
+                    if limit is not None and not limit.joined:
+                        _check_length(item, start, (path, index), limit)
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, (path, index), owner, element, depth + 1))
             continue
         if not isinstance(value, dict):
             continue
         if depth and isinstance(kind := value.get("resourceType"), str) and kind in LIMITS:
             owner, element = kind, ""
+        table = LIMITS.get(owner or "")
         for key, item in value.items():
-            check_text(key, expression, InvalidResource)
-            path = f"{element}.{key}" if element else key
-            inner = f"{expression}.{key}"
-            if isinstance(item, str) and (limit := _element(owner, path)) is not None:
-                _check_length(item, inner, limit)
-            stack.append((item, inner, owner, path, depth + 1))
+            _text(key, start, path, characters)
+            sub = f"{element}.{key}" if element else key
+            if isinstance(item, str):
+                _text(item, start, (path, key), characters)
+                if table and (limit := table.get(sub)) is not None:
+                    _check_length(item, start, (path, key), limit)
+            elif isinstance(item, (dict, list)):
+                stack.append((item, (path, key), owner, sub, depth + 1))
+
+
+def _expression(start: str, path: _Path) -> str:
+    parts: list[Any] = []
+    while path is not None:
+        path, part = path
+        parts.append(part)
+    return start + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in reversed(parts))
+
+
+def _text(text: str, start: str, path: _Path, characters: bool) -> None:
+    if characters and _FORBIDDEN.search(text):
+        check_text(text, _expression(start, path), InvalidResource)
 
 
 def _element(owner: str | None, path: str) -> Element | None:
     return LIMITS.get(owner or "", {}).get(path)
 
 
-def _check_length(text: str, expression: str, element: Element) -> None:
+def _check_length(text: str, start: str, path: _Path, element: Element) -> None:
     for limit in element.limits:
         if limit.exceeded(text):
+            expression = _expression(start, path)
             raise TooLong(
                 f"{expression} is longer than the {limit.length} characters kept"
                 + (" (in its search form)" if limit.transform else ""),
