@@ -23,8 +23,12 @@ class Settings:
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
+    db_connect_timeout_s: int = 5
+    db_read_timeout_ms: int = 20_000
+    db_keepalive_s: int = 10
     series_max_occurrences: int = 366
     series_max_years: int = 2
+    app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -45,6 +49,7 @@ class Settings:
             "jwt_audience": "JWT_AUDIENCE",
             "jwks_url": "JWKS_URL",
             "ssn_keys": "SSN_KEYS",
+            "app_client_id": "APP_CLIENT_ID",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):
@@ -53,6 +58,9 @@ class Settings:
             "max_body_bytes": "MAX_BODY_BYTES",
             "db_pool_size": "DB_POOL_SIZE",
             "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
+            "db_connect_timeout_s": "DB_CONNECT_TIMEOUT_S",
+            "db_read_timeout_ms": "DB_READ_TIMEOUT_MS",
+            "db_keepalive_s": "DB_KEEPALIVE_S",
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
         }
