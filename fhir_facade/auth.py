@@ -132,8 +132,11 @@ def unknown_scopes(scope: str, resource_types: Collection[str]) -> list[str]:
     user/ or system/ scope on a type we serve (`patient/` needs a launch context we
     do not offer)."""
     unknown = []
-    for item in scope.split():
+    for item in (item for item in scope.split(" ") if item):  # split as verify splits
         match = _SCOPE.match(item)
+        if not _SCOPE_TOKEN.fullmatch(item):
+            unknown.append(item)
+            continue
         known = item in PERMISSION_SCOPES or (
             match is not None
             and match.group(1) != "patient"
