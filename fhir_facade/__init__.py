@@ -8,12 +8,14 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as NoRoute
 
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
-from fhir_facade.http import check_accept, fhir_response
-from fhir_facade.outcomes import describe
-from fhir_facade.registry import snapshot
+from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.registry import RESOURCE_TYPES, snapshot
+from mappings.limits import check_id
 from store.db import Database, DatabaseSettings
 
 log = logging.getLogger("fhir_facade")
@@ -33,6 +35,8 @@ class FhirApi(Api):  # type: ignore[misc]
 
 
 def _error_response(error: BaseException) -> Response:
+    if isinstance(error, NoRoute) and request.path.startswith("/fhir/"):
+        error = _no_route(request.path.split("/")[2])
     status, outcome = describe(error)
     if status == 500:
         log.exception("unhandled error", exc_info=error)
@@ -42,10 +46,22 @@ def _error_response(error: BaseException) -> Response:
     return fhir_response(outcome, status, headers)
 
 
+def _no_route(segment: str) -> FhirError:
+    if segment[:1].isupper() and segment not in RESOURCE_TYPES:
+        served = ", ".join(sorted(RESOURCE_TYPES))
+        return FhirError(
+            404, "not-supported", f"resource type {segment!r} is not served here; served: {served}"
+        )
+    return FhirError(404, "not-found", "no FHIR interaction is served at this URL")
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application. `test_config` overrides `Settings` fields (see config.py)."""
     settings = Settings.from_env(test_config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    # Werkzeug would answer `//` in a path with an HTML redirect to the merged path;
+    # FHIR clients get a 404 OperationOutcome for a URL we do not serve instead.
+    app.url_map.merge_slashes = False
     app.config.update(
         API_TITLE="fhir-facade",
         API_VERSION="0.1.0",
@@ -97,12 +113,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _authenticate() -> None:
+        check_request_size()
         if not request.path.startswith("/fhir"):
             return
         check_accept()
         if request.path in _PUBLIC:
             return
         g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
+        path = request.view_args or {}
+        for name, element in (("ident", "id"), ("version", "meta.versionId")):
+            if isinstance(value := path.get(name), str):
+                check_id(value, request.path.split("/")[2], element)
 
     from fhir_facade.cli import register_commands
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import orjson
 from flask import Response, current_app, request
+from werkzeug.exceptions import (
+    RequestEntityTooLarge,
+    RequestHeaderFieldsTooLarge,
+    RequestURITooLarge,
+)
 
 from fhir_facade.outcomes import FhirError
+from mappings.limits import check_body
+
+#: Longest path and query string answered (414 beyond); below gunicorn's request-line
+#: limit (8190 bytes with the method and version, see cli.py), so the app answers first.
+MAX_URL_CHARS = 8000
+#: Largest sum of header names and values answered (431 beyond).
+MAX_HEADER_BYTES = 32_000
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -54,10 +67,69 @@ def read_json_body() -> Any:
             f"send {FHIR_JSON} (got {request.content_type or 'no Content-Type'})",
         )
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    # A streamed (chunked) body is cut at the limit without a word (werkzeug's
+    # LimitedStream): one byte more behind it means the body was too large.
+    at_limit = limit is not None and len(raw) >= limit
+    if request.content_length is None and at_limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """One unambiguous JSON document, or a 400.
+
+    orjson refuses what JSON itself forbids: NaN and Infinity, trailing data, invalid
+    UTF-8, lone surrogates in escapes, more than 1024 levels. `check_body` then refuses
+    deep nesting, forbidden characters and over-long elements (mappings.limits), and a
+    second, stdlib pass refuses an object naming one key twice at any depth, which
+    parsers answer differently (last or first wins) and so cannot be trusted.
+    """
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
+    check_body(body, characters=_ESCAPED_CONTROL.search(raw) is not None)
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise FhirError(
+            400, "structure", f"malformed JSON: the key {exc.key!r} appears twice in one object"
+        ) from None
+    except ValueError as exc:  # what orjson accepted, the stdlib should too
+        raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
+    return body
+
+
+#: orjson refuses raw control characters and lone surrogate escapes in strings, so a
+#: forbidden character (mappings.limits) can only arrive as one of these escapes.
+_ESCAPED_CONTROL = re.compile(rb"\\u00[01][0-9a-fA-F]")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({key for key, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+
+
+def check_request_size() -> None:
+    """414 for a URL, 431 for headers larger than we answer (see the limits above)."""
+    if len(request.full_path) > MAX_URL_CHARS:
+        raise RequestURITooLarge(f"the URL is longer than {MAX_URL_CHARS} characters")
+    size = sum(len(name) + len(value) for name, value in request.headers.items())
+    if size > MAX_HEADER_BYTES:
+        raise RequestHeaderFieldsTooLarge(
+            f"the request's headers are larger than {MAX_HEADER_BYTES} bytes"
+        )
 
 
 _ETAG = re.compile(r'^(?:W/)?"(\d+)"$')

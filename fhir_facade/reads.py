@@ -51,7 +51,9 @@ def vread(resource_type: str, ident: str, version: str) -> Response:
     with database().reading() as db:
         current = _visible(db, resource_type, ident, grants)
         resource = current if current["meta"]["versionId"] == version else None
-        if resource is None and version.isascii() and version.isdigit():
+        # Versions are INTEGER columns: a longer number names no version (and PostgreSQL
+        # would refuse to compare with it).
+        if resource is None and version.isascii() and version.isdigit() and len(version) < 10:
             kept = store_history.version_of(
                 db, RESOURCE_TYPES[resource_type].kind, ident, int(version)
             )
@@ -167,7 +169,7 @@ def run_search(
         source = RESOURCE_TYPES[revinclude.source]
         query = Query(
             kind=source.kind,
-            where=[AnyOf(tuple(Condition(revinclude.field, "eq", i) for i in ids))],
+            where=[AnyOf((Condition(revinclude.field, "in", tuple(ids)),))],
             limit=10_000,
             access=access,
             count_total=False,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
-from mappings.errors import InvalidSearch
+from mappings.errors import InvalidSearch, TooCostly, TooLong
+from mappings.limits import check_text
 from store.access import Access
 from store.models import (
     AuditRecord,
@@ -39,6 +40,13 @@ COVERAGE_STATUSES = ("active", "cancelled", "draft", "entered-in-error")
 MAX_COUNT = 1000
 #: Largest _offset (and _count before capping) accepted: beyond it the database refuses.
 MAX_OFFSET = 2**31 - 1
+#: Most comma-separated values (alternatives) one parameter may have, and most
+#: parameters one search may have: beyond them SQLite refuses the statement
+#: (expression depth) while PostgreSQL grinds through it, so both answer 400.
+MAX_ALTERNATIVES = 100
+MAX_PARAMETERS = 50
+#: Longest search value (one alternative): longer than any stored value it could match.
+MAX_VALUE_CHARS = 500
 
 Translate = Callable[[str | None, str], list[Condition]]
 
@@ -129,6 +137,12 @@ def date_range(text: str, name: str) -> tuple[dt.datetime, dt.datetime]:
     except ValueError as exc:
         raise InvalidSearch(
             f"{name}: {text!r} is not a valid date ({exc})", expression=name
+        ) from None
+    except OverflowError:
+        # The value, or the range it stands for, reaches past 0001-01-01 or 9999-12-31 UTC.
+        raise InvalidSearch(
+            f"{name}: {text!r} reaches beyond the calendar (years 0001 to 9999 in UTC)",
+            expression=name,
         ) from None
 
 
@@ -712,8 +726,12 @@ def parse_search(
     canonical: list[tuple[str, str]] = []
     chained_types: set[str] = set()
     sort: list[tuple[str, bool]] = []
+    if len(params) > MAX_PARAMETERS:
+        raise TooCostly(f"a search takes at most {MAX_PARAMETERS} parameters")
     for raw_name, value in params:
+        check_text(raw_name, None, InvalidSearch)
         name, _, modifier = raw_name.partition(":")
+        check_text(value, name, InvalidSearch)
         if name in RESULT_PARAMS:
             _result_param(spec, name, raw_name, value, query, includes, revincludes, sort, lenient)
             if name != "_offset":
@@ -749,7 +767,7 @@ def parse_search(
         if value == "":
             raise InvalidSearch(f"{name}: empty value", expression=name)
         conditions: list[Condition] = []
-        for alternative in _split_values(value):
+        for alternative in _alternatives(name, value):
             conditions.extend(param.translate(modifier or None, alternative))
         query.where.append(AnyOf(tuple(conditions)))
         canonical.append((raw_name, _without_clear_ssn(name, value, ssn)))
@@ -793,6 +811,20 @@ def _without_clear_ssn(name: str, value: str, ssn: SsnHasher | None) -> str:
             alternative = f"{system}|{link_safe(ssn, ident)}"
         parts.append(alternative.replace(",", "\\,"))
     return ",".join(parts)
+
+
+def _alternatives(name: str, value: str) -> list[str]:
+    """A parameter's values, within the bounds above."""
+    values = _split_values(value)
+    if len(values) > MAX_ALTERNATIVES:
+        raise TooCostly(
+            f"{name}: at most {MAX_ALTERNATIVES} comma-separated values", expression=name
+        )
+    if any(len(v) > MAX_VALUE_CHARS for v in values):
+        raise TooLong(
+            f"{name}: a value is longer than {MAX_VALUE_CHARS} characters", expression=name
+        )
+    return values
 
 
 def _split_values(value: str) -> list[str]:

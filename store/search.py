@@ -52,9 +52,10 @@ from store.ssn import SSN_SYSTEM, SsnHasher
 M = TypeVar("M", bound=Base)
 
 #: Operators: eq/ne (equality), lt/le/gt/ge (ordering), startswith/contains
-#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range).
+#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range),
+#: in (value is a tuple: one bound list, where as many ORed `eq` would nest too deep).
 OPERATORS = frozenset(
-    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside"}
+    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside", "in"}
 )
 
 
@@ -123,6 +124,8 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "outside":
         lo, hi = value
         return or_(col < lo, col >= hi)
+    if op == "in":
+        return col.in_(value)  # type: ignore[no-any-return]
     raise ValueError(f"unknown operator {op!r}")
 
 
