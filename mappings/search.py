@@ -856,5 +856,13 @@ def _result_param(
 
 
 def _check_format(value: str) -> None:
-    if value not in ("json", "application/json", "application/fhir+json"):
+    """JSON in any spelling (json, application/json, application/fhir+json, with
+    parameters); the HTTP layer has already refused other versions and charsets."""
+    media_type = value.partition(";")[0].strip().lower()
+    if media_type not in (
+        "json",
+        "application/json",
+        "application/fhir+json",
+        "application/json+fhir",
+    ):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")
