@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from fhir_facade import docs
+from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, fhir_response
@@ -92,6 +92,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if request.path in _PUBLIC:
             return
         g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
+
+    # Registered last: CORS puts its preflight answer ahead of authentication, and
+    # compression sees the finished response.
+    cors.install(app, cors.allowed_origins(settings.cors_origins))
+    compression.install(app, settings.compress_min_bytes)
 
     from fhir_facade.cli import register_commands
 

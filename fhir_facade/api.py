@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 
 from fhir_facade import bundles, openapi, operations
 from fhir_facade.capability import capability_statement, smart_configuration
+from fhir_facade.context import settings
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import history, read, search, vread
 from fhir_facade.registry import RESOURCE_TYPES
@@ -31,7 +32,8 @@ def build_blueprint() -> Blueprint:
     class Metadata(MethodView):
         @openapi.documented(blp, openapi.metadata_doc())
         def get(self) -> Response:
-            return fhir_response(capability_statement(base_url()))
+            cors = bool(settings().cors_origins)
+            return fhir_response(capability_statement(base_url(), cors=cors))
 
     @blp.route("/.well-known/smart-configuration")
     class SmartConfiguration(MethodView):

@@ -21,7 +21,8 @@ SEARCH_PARAMETER_DEFINITIONS = {
 }
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, *, cors: bool = False) -> dict[str, Any]:
+    """What the server does; `cors`: FHIR_FACADE_CORS_ORIGINS is set."""
     resources = []
     for name, spec in RESOURCE_TYPES.items():
         search = SEARCHES[name]
@@ -78,7 +79,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                     "subscriber.<param>, with any Patient search parameter."
                 ),
                 "security": {
-                    "cors": False,
+                    "cors": cors,
                     "service": [
                         {
                             "coding": [

@@ -25,6 +25,8 @@ class Settings:
     statement_timeout_ms: int = 15_000
     series_max_occurrences: int = 366
     series_max_years: int = 2
+    cors_origins: str | None = None  # "https://app.example.org,https://other" or "*"
+    compress_min_bytes: int = 1400  # 0: never compress
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -45,6 +47,7 @@ class Settings:
             "jwt_audience": "JWT_AUDIENCE",
             "jwks_url": "JWKS_URL",
             "ssn_keys": "SSN_KEYS",
+            "cors_origins": "CORS_ORIGINS",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):
@@ -55,6 +58,7 @@ class Settings:
             "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
+            "compress_min_bytes": "COMPRESS_MIN_BYTES",
         }
         for attr, name in numbers.items():
             if env.get(PREFIX + name):

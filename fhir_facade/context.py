@@ -5,8 +5,14 @@ from __future__ import annotations
 from flask import current_app, g
 
 from fhir_facade.auth import Grants, TokenService
+from fhir_facade.config import Settings
 from store.db import Database
 from store.ssn import SsnHasher
+
+
+def settings() -> Settings:
+    configured: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
+    return configured
 
 
 def database() -> Database:
