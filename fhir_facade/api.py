@@ -78,7 +78,7 @@ def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> No
         )
     instance_methods: dict[str, Any] = {
         "get": openapi.documented(blp, openapi.read_doc(name))(
-            lambda self, ident: read(name, ident)
+            lambda self, ident: read(name, ident, _query_pairs())
         )
     }
     if "update" in interactions:
