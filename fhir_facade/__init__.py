@@ -82,6 +82,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register(api)
 
     api.register_blueprint(build_blueprint())
+    from fhir_facade import web
+
+    web.register(app, settings)
     app.register_error_handler(Exception, _error_response)
 
     @app.before_request

@@ -84,6 +84,7 @@ def demo_command(host: str, port: int) -> None:
     click.echo(
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
         f"{'demo clinic loaded' if loaded else 'existing data kept'})\n\n"
+        f"Staff app: http://{host}:{port}/app/  (sign in as one of the demo staff users)\n\n"
         f"Bearer token (12 h, all demo scopes):\n\n  export TOKEN={token}\n\n"
         "Try:\n"
         f'  curl -H "Authorization: Bearer $TOKEN" \\\n'

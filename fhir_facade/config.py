@@ -27,6 +27,7 @@ class Settings:
     series_max_years: int = 2
     cors_origins: str | None = None  # "https://app.example.org,https://other" or "*"
     compress_min_bytes: int = 1400  # 0: never compress
+    app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -48,6 +49,7 @@ class Settings:
             "jwks_url": "JWKS_URL",
             "ssn_keys": "SSN_KEYS",
             "cors_origins": "CORS_ORIGINS",
+            "app_client_id": "APP_CLIENT_ID",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):

@@ -98,7 +98,9 @@ def _free_port() -> int:
         return port
 
 
-def _server_env(database_url: str, folder: Path) -> dict[str, str]:
+def _server_env(
+    database_url: str, folder: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_FACADE_")}
     env.update(
         FHIR_FACADE_DATABASE_URL=database_url,
@@ -109,10 +111,11 @@ def _server_env(database_url: str, folder: Path) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra or {})
     return env
 
 
-def _launch(database_url: str, folder: Path) -> Server:
+def _launch(database_url: str, folder: Path, env: dict[str, str] | None = None) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     command = [
@@ -131,7 +134,7 @@ def _launch(database_url: str, folder: Path) -> Server:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            env=_server_env(database_url, folder),
+            env=_server_env(database_url, folder, env),
             cwd=folder,
             start_new_session=True,
         )
