@@ -50,7 +50,8 @@ Organization); `status` (active, `:not` cancelled); `type` (self-pay, insurance)
 `identifier` (R's and the family plan's member ids, with and without system);
 chained `patient.family`, `patient.phone`, `beneficiary.identifier`,
 `beneficiary.name`, `subscriber.family`, `subscriber.given`, `subscriber._id`,
-`patient._id`, `beneficiary._lastUpdated`; `_lastUpdated`; `_include=Coverage:payor`, `_include=Coverage:beneficiary`.
+`patient._id`, `beneficiary._lastUpdated`; `_lastUpdated`; `_include=Coverage:payor`,
+`_include=Coverage:beneficiary`.
 
 Operations — `POST /fhir/Appointment/$find` for R and for V; `$book` of a proposal
 for R, of V with R's coverage, of R's appointment as a draft to resolve;
