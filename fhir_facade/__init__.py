@@ -67,6 +67,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             url=settings.effective_database_url,
             pool_size=settings.db_pool_size,
             statement_timeout_ms=settings.statement_timeout_ms,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            read_timeout_ms=settings.db_read_timeout_ms,
+            keepalive_s=settings.db_keepalive_s,
         )
     )
     database.keep_versions(snapshot)

@@ -17,6 +17,7 @@ import datetime as dt
 import os
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,23 @@ def grants_from_scopes(subject: str, scope: str) -> Grants:
         _, resource_type, rights = match.groups()
         letters.setdefault(resource_type, set()).update(_V1.get(rights, rights))
     return Grants(subject, {k: frozenset(v) for k, v in letters.items()}, frozenset(permissions))
+
+
+def unknown_scopes(scope: str, resource_types: Collection[str]) -> list[str]:
+    """The scopes in `scope` that would grant nothing here: not a permission, not a
+    user/ or system/ scope on a type we serve (`patient/` needs a launch context we
+    do not offer)."""
+    unknown = []
+    for item in scope.split():
+        match = _SCOPE.match(item)
+        known = item in PERMISSION_SCOPES or (
+            match is not None
+            and match.group(1) != "patient"
+            and match.group(2) in {"*", *resource_types}
+        )
+        if not known:
+            unknown.append(item)
+    return unknown
 
 
 class TokenService:

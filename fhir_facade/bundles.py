@@ -39,7 +39,7 @@ from mappings.errors import MappingError
 from mappings.search import parse_search
 from store import search as store_search
 from store.common import new_id
-from store.errors import NotFound, StoreError
+from store.errors import DatabaseUnavailable, NotFound, StoreError
 
 _URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
@@ -168,12 +168,12 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
             if entry.full_url:
                 ident = entry.ident if existing is None else existing["id"]
                 assigned[entry.full_url] = f"{entry.resource_type}/{ident}"
-        for entry in _in_order(entries):
+        for entry in in_order(entries):
             if entry.result is not None:
                 continue
             running[:] = [entry]
             if entry.resource is not None:
-                entry.resource = _resolve(entry.resource, assigned)
+                entry.resource = resolve_references(entry.resource, assigned)
             _run(db, entry, grants, hasher)
 
     with failures_audited("E", "transaction", "Bundle"):
@@ -209,6 +209,8 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
                 entry.ident,
             ):
                 database().write(lambda db: _run(db, entry, grants, hasher))
+    except DatabaseUnavailable:
+        raise  # the next entries would wait on the same database: the whole batch is 503
     except Exception as exc:  # each entry answers for itself in a batch
         status, outcome = describe(exc)
         entry.result = None
@@ -267,7 +269,7 @@ def _authorize(entry: Entry, grants: Grants) -> None:
         _writer(entry).authorize(grants)
 
 
-def _in_order(entries: list[Entry]) -> list[Entry]:
+def in_order(entries: list[Entry]) -> list[Entry]:
     """POSTs, then PUTs, then GETs; a created resource before those that refer to it."""
     posts = [e for e in entries if e.method == "POST"]
     by_url = {e.full_url: e for e in posts if e.full_url}
@@ -284,7 +286,7 @@ def _in_order(entries: list[Entry]) -> list[Entry]:
                 "the Bundle's new resources refer to each other in a cycle",
                 expression=f"Bundle.entry[{entry.index}]",
             )
-        for ref in _references(entry.resource):
+        for ref in references(entry.resource):
             if ref in by_url:
                 place(by_url[ref], (*path, entry.index))
         placed.add(entry.index)
@@ -298,25 +300,25 @@ def _in_order(entries: list[Entry]) -> list[Entry]:
     return ordered + rest
 
 
-def _references(value: Any) -> list[str]:
+def references(value: Any) -> list[str]:
     if isinstance(value, dict):
         found = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return found + [r for v in value.values() for r in _references(v)]
+        return found + [r for v in value.values() for r in references(v)]
     if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
+        return [r for v in value for r in references(v)]
     return []
 
 
-def _resolve(value: Any, assigned: dict[str, str]) -> Any:
+def resolve_references(value: Any, assigned: dict[str, str]) -> Any:
     """The resource with every reference to a fullUrl of this Bundle made local."""
     if isinstance(value, dict):
-        resolved = {k: _resolve(v, assigned) for k, v in value.items()}
+        resolved = {k: resolve_references(v, assigned) for k, v in value.items()}
         ref = resolved.get("reference")
         if isinstance(ref, str) and ref in assigned:
             resolved["reference"] = assigned[ref]
         return resolved
     if isinstance(value, list):
-        return [_resolve(v, assigned) for v in value]
+        return [resolve_references(v, assigned) for v in value]
     return value
 
 

@@ -1,34 +1,47 @@
-"""Command line: `fhir-facade demo | serve | token | db upgrade | db load-demo`.
+"""Command line: `fhir-facade demo | serve | token | import | db upgrade | db load-demo`.
 
-Commands are registered on the app (Flask CLI); `main` is the console entry point.
+Commands are registered on the app (Flask CLI, for tests); `main` is the console entry
+point: our commands only, each run in an app built by `create_app`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask, current_app, g
+from flask.cli import ScriptInfo, with_appcontext
+from sqlalchemy.exc import IntegrityError
 
+from fhir_facade.auth import grants_from_scopes, unknown_scopes
 from fhir_facade.context import database, tokens
-from store.demo import load_demo
+from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, read_items
+from fhir_facade.registry import RESOURCE_TYPES
+from store.demo import extend_demo, load_demo
 from store.migrate import upgrade
 
 DEMO_SCOPE = (
     "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
-    "user/Schedule.rs user/Practitioner.rs user/Location.rs user/Organization.rs "
+    "user/Schedule.cruds user/Practitioner.cruds user/Location.cruds user/Organization.cruds "
     "__schedule.manage"
 )
 
 
+IMPORT_SCOPE = "user/*.cruds __schedule.manage __patient.blocked"
+#: Files with more resources than this show a progress bar on a terminal.
+PROGRESS_FROM = 100
+
+
 def register_commands(app: Flask) -> None:
-    app.cli.add_command(demo_command)
-    app.cli.add_command(serve_command)
-    app.cli.add_command(token_command)
-    app.cli.add_command(db_group)
+    for command in COMMANDS:
+        app.cli.add_command(command)
 
 
 @click.group("db", help="Database schema and data.")
@@ -43,21 +56,138 @@ def db_upgrade() -> None:
     click.echo(f"schema up to date: {_safe_url()}")
 
 
-@db_group.command("load-demo", help="Load the demo clinic into an empty database.")
+@db_group.command(
+    "load-demo",
+    help="Load the demo clinic into an empty database; with data present, keep the demo "
+    "clinic current (sessions for the weeks ahead).",
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Load (or extend) as if today were this date (YYYY-MM-DD).",
+)
 @with_appcontext
-def db_load_demo() -> None:
+def db_load_demo(as_of: dt.datetime | None) -> None:
     upgrade(database().engine)
-    loaded = database().write(lambda db: load_demo(db))
-    click.echo("demo clinic loaded" if loaded else "data present; demo not loaded")
+    loaded, added = _demo_data(as_of.date() if as_of else None)
+    click.echo(_demo_state(loaded, added))
+
+
+def _demo_data(today: dt.date | None = None) -> tuple[bool, int]:
+    """Load the demo clinic into an empty database, or extend the one there."""
+    loaded = database().write(lambda db: load_demo(db, today=today))
+    return loaded, 0 if loaded else _extend_demo(today)
+
+
+def _extend_demo(today: dt.date | None = None) -> int:
+    """Add the demo clinic's sessions for the weeks ahead (if it is loaded). Instances
+    starting together on one PostgreSQL may race to add the same sessions: the loser's
+    retry finds them there."""
+    try:
+        return database().write(lambda db: extend_demo(db, today=today))
+    except IntegrityError:
+        return database().write(lambda db: extend_demo(db, today=today))
+
+
+def _demo_state(loaded: bool, added: int) -> str:
+    if loaded:
+        return "demo clinic loaded"
+    if added:
+        return f"existing data kept; {added} demo sessions added for the weeks ahead"
+    return "existing data kept"
 
 
 @click.command("token", help="Mint a development token signed with the instance's key.")
 @click.option("--scope", default=DEMO_SCOPE, show_default=True)
 @click.option("--subject", default="staff-demo", show_default=True)
-@click.option("--hours", default=12, show_default=True, type=int)
+@click.option("--hours", default=12, show_default=True, type=click.IntRange(min=1))
 @with_appcontext
 def token_command(scope: str, subject: str, hours: int) -> None:
+    unknown = unknown_scopes(scope, RESOURCE_TYPES)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown scope(s): {', '.join(unknown)} (use user/<Type>.<cruds>, system/..., "
+            "user/*.cruds, or a permission: __schedule.manage, __patient.blocked, "
+            "__audit.read)",
+            param_hint="--scope",
+        )
     click.echo(tokens().mint(subject, scope, dt.timedelta(hours=hours)))
+
+
+@click.command(
+    "import",
+    help="Import a Bundle or NDJSON (one resource per line). Each resource is matched on its "
+    "first identifier: created, updated or left unchanged, so importing again changes "
+    "nothing. A refused resource stops nothing else unless --atomic.",
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--atomic", is_flag=True, help="All or nothing: one refusal imports nothing.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help=f"Progress bar on stderr (default: on a terminal, for files of {PROGRESS_FROM}+ "
+    "resources).",
+)
+@click.option("--subject", default="import", show_default=True, help="Who the audit trail names.")
+@with_appcontext
+def import_command(file: Path, atomic: bool, progress: bool | None, subject: str) -> None:
+    upgrade(database().engine)
+    items = read_items(file.read_text(encoding="utf-8"))
+    g.grants = grants_from_scopes(subject, IMPORT_SCOPE)
+    if progress is None:
+        progress = sys.stderr.isatty() and len(items) >= PROGRESS_FROM
+    bar = _Progress(len(items)) if progress else None
+    report = import_items(items, g.grants, atomic=atomic, tick=bar.tick if bar else _nothing)
+    if bar:
+        bar.done()
+    _print_report(report)
+    if report.refused:
+        sys.exit(1)
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Progress:
+    """`import  1234/5000 [#####.....]  24%` on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.drawn = max(total, 1), 0, 0.0
+
+    def tick(self) -> None:
+        self.count += 1
+        if time.monotonic() - self.drawn >= 0.1 or self.count == self.total:
+            self.draw()
+
+    def draw(self) -> None:
+        self.drawn = time.monotonic()
+        share = min(self.count / self.total, 1.0)
+        filled = int(share * 30)
+        bar = "#" * filled + "." * (30 - filled)
+        click.echo(
+            f"\rimport {self.count:>7}/{self.total} [{bar}] {share:4.0%}", nl=False, err=True
+        )
+
+    def done(self) -> None:
+        self.draw()
+        click.echo("", err=True)
+
+
+def _print_report(report: ImportReport) -> None:
+    for what, refs in report.outcomes.items():
+        kinds: dict[str, int] = {}
+        for ref in refs:
+            kinds[ref.split("/")[0]] = kinds.get(ref.split("/")[0], 0) + 1
+        detail = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        click.echo(f"{what}: {len(refs)}" + (f" ({detail})" if detail else ""))
+        if what in (CREATED, UPDATED):
+            for ref in refs:
+                click.echo(f"  {ref}")
+    click.echo(f"refused: {len(report.refused)}")
+    for reason in report.refused:
+        click.echo(f"  {reason}")
 
 
 @click.command("serve", help="Serve the API with gunicorn (production-style).")
@@ -68,22 +198,28 @@ def token_command(scope: str, subject: str, hours: int) -> None:
 @with_appcontext
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     upgrade(database().engine)
+    _extend_demo()  # only where the demo clinic is loaded
     _gunicorn(host, port, workers, threads)
 
 
-@click.command("demo", help="Create the demo clinic (SQLite by default), print a token, serve.")
+@click.command(
+    "demo",
+    help="Create the demo clinic (SQLite by default), or keep the one there current, print a "
+    "token, serve.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @with_appcontext
 def demo_command(host: str, port: int) -> None:
+    _check_port_free(host, port)
     upgrade(database().engine)
-    loaded = database().write(lambda db: load_demo(db))
+    loaded, added = _demo_data()
     everything = f"{DEMO_SCOPE} __patient.blocked user/AuditEvent.rs __audit.read"
     token = tokens().mint("staff-demo", everything, dt.timedelta(hours=12))
     base = f"http://{host}:{port}/fhir"
     click.echo(
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
-        f"{'demo clinic loaded' if loaded else 'existing data kept'})\n\n"
+        f"{_demo_state(loaded, added)})\n\n"
         f"Staff app: http://{host}:{port}/app/  (sign in as one of the demo staff users)\n\n"
         f"Bearer token (12 h, all demo scopes):\n\n  export TOKEN={token}\n\n"
         "Try:\n"
@@ -91,6 +227,19 @@ def demo_command(host: str, port: int) -> None:
         f'       "{base}/Schedule?actor=Practitioner/prac-rivera"\n'
     )
     _gunicorn(host, port, workers=2, threads=8)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before anything is printed when another process holds the port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc} (another server is "
+                "running there? try --port)"
+            ) from None
 
 
 def _safe_url() -> str:
@@ -122,15 +271,34 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
     Server().run()
 
 
+COMMANDS = (demo_command, serve_command, token_command, import_command, db_group)
+
+
+def _version() -> str:
+    try:
+        return version("fhir-facade")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+@click.group(
+    "fhir-facade",
+    help="A FHIR R4 server that books behavioral-health patients into group sessions. "
+    "Configuration comes from FHIR_FACADE_* environment variables (see the README).",
+)
+@click.version_option(_version(), "--version", prog_name="fhir-facade")
+def cli() -> None:
+    pass
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
 def main() -> None:
     from fhir_facade import create_app
 
-    cli = FlaskGroup(create_app=lambda: create_app(), add_default_commands=False)
-    cli.add_command(demo_command)
-    cli.add_command(serve_command)
-    cli.add_command(token_command)
-    cli.add_command(db_group)
-    cli(prog_name="fhir-facade")
+    cli(prog_name="fhir-facade", obj=ScriptInfo(create_app=lambda: create_app()))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ class Settings:
     max_body_bytes: int = 1_000_000
     db_pool_size: int = 10
     statement_timeout_ms: int = 15_000
+    db_connect_timeout_s: int = 5
+    db_read_timeout_ms: int = 20_000
+    db_keepalive_s: int = 10
     series_max_occurrences: int = 366
     series_max_years: int = 2
     cors_origins: str | None = None  # "https://app.example.org,https://other" or "*"
@@ -58,6 +61,9 @@ class Settings:
             "max_body_bytes": "MAX_BODY_BYTES",
             "db_pool_size": "DB_POOL_SIZE",
             "statement_timeout_ms": "STATEMENT_TIMEOUT_MS",
+            "db_connect_timeout_s": "DB_CONNECT_TIMEOUT_S",
+            "db_read_timeout_ms": "DB_READ_TIMEOUT_MS",
+            "db_keepalive_s": "DB_KEEPALIVE_S",
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
             "compress_min_bytes": "COMPRESS_MIN_BYTES",

@@ -68,31 +68,49 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             "Organization",
             ProviderGroup,
             organization_to_fhir,
-            ("read", "vread", "history-instance", "search-type"),
-            documentation="Provider groups (read-only in bookings).",
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
+            conditional_create=True,
+            documentation=(
+                "Provider groups (read-only in bookings) and payers (type organization-type#ins). "
+                "Create and update need the __schedule.manage permission."
+            ),
         ),
         ResourceType(
             "Location",
             Department,
             location_to_fhir,
-            ("read", "vread", "history-instance", "search-type"),
-            documentation="Departments, each with its IANA time zone (timezone extension).",
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
+            conditional_create=True,
+            documentation=(
+                "Departments, each with its IANA time zone (timezone extension, required) and "
+                "its provider group (managingOrganization). Create and update need the "
+                "__schedule.manage permission; the time zone cannot change while sessions that "
+                "have not ended hold bookings (422). An inactive or suspended department takes "
+                "no new sessions."
+            ),
         ),
         ResourceType(
             "Practitioner",
             Provider,
             practitioner_to_fhir,
-            ("read", "vread", "history-instance", "search-type"),
-            documentation="Providers who run group sessions.",
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
+            conditional_create=True,
+            documentation=(
+                "Providers who run group sessions. Create and update need the "
+                "__schedule.manage permission; an inactive provider takes no new sessions."
+            ),
         ),
         ResourceType(
             "Schedule",
             ProviderSchedule,
             schedule_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create"),
+            ("read", "vread", "history-instance", "search-type", "create", "update"),
+            conditional_create=True,
             documentation=(
                 "A provider's calendar in one department (actor: one Location, at most one "
-                "Practitioner). Create needs the __schedule.manage permission."
+                "Practitioner). Create and update need the __schedule.manage permission; its "
+                "Location and Practitioner cannot change while sessions that have not ended "
+                "hold bookings (422)."
             ),
         ),
         ResourceType(
@@ -100,6 +118,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             GroupSession,
             slot_to_fhir,
             ("read", "vread", "history-instance", "search-type", "create", "update"),
+            conditional_create=True,
             documentation=(
                 "Group sessions. Capacity and booked count in the group-capacity extension "
                 "(a Slot created without it has one place); create and update need the "

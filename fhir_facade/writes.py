@@ -33,16 +33,33 @@ from fhir_facade.reads import authorize, run_search
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.audit import patient_of
 from mappings.coverage import coverage_from_fhir, coverage_to_fhir
-from mappings.directory import schedule_from_fhir, schedule_to_fhir
+from mappings.directory import (
+    location_from_fhir,
+    location_to_fhir,
+    organization_from_fhir,
+    organization_to_fhir,
+    practitioner_from_fhir,
+    practitioner_to_fhir,
+    schedule_from_fhir,
+    schedule_to_fhir,
+)
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search import parse_search
 from mappings.slot import slot_from_fhir, slot_to_fhir
 from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
 from store.booking import Notice, book_patient, update_booking
+from store.directory import (
+    create_department,
+    create_provider,
+    create_provider_group,
+    update_department,
+    update_provider,
+    update_provider_group,
+)
 from store.errors import DuplicateIdentifier, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.patients import register_patient, update_patient
-from store.sessions import create_schedule, create_session, update_session
+from store.sessions import create_schedule, create_session, update_schedule, update_session
 from store.ssn import SsnHasher
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
@@ -107,14 +124,32 @@ def _new_schedule(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return schedule_to_fhir(create_schedule(db, spec, schedule_id=ctx.ident)), []
 
 
+def _updating(
+    change: Callable[..., Any], render: Callable[[Any], dict[str, Any]]
+) -> Callable[[Session, Any, WriteContext], Rendered]:
+    """An update whose store function is `change(db, id, spec, *, expected_version)`."""
+
+    def apply(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+        assert ctx.ident is not None
+        return render(change(db, ctx.ident, spec, expected_version=ctx.expected_version)), []
+
+    return apply
+
+
+def _new_organization(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    return organization_to_fhir(create_provider_group(db, spec, group_id=ctx.ident)), []
+
+
+def _new_location(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    return location_to_fhir(create_department(db, spec, department_id=ctx.ident)), []
+
+
+def _new_practitioner(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    return practitioner_to_fhir(create_provider(db, spec, provider_id=ctx.ident)), []
+
+
 def _new_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
-
-
-def _change_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    session = update_session(db, ctx.ident, spec, expected_version=ctx.expected_version)
-    return slot_to_fhir(session), []
 
 
 def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
@@ -156,9 +191,58 @@ WRITERS: dict[tuple[str, str], Writer] = {
     for w in (
         Writer("Appointment", "create", appointment_from_fhir, _book, _booked_patient),
         Writer("Appointment", "update", appointment_from_fhir, _rebook, _booked_patient),
+        Writer(
+            "Organization",
+            "create",
+            organization_from_fhir,
+            _new_organization,
+            permission=SCHEDULE_MANAGE,
+        ),
+        Writer(
+            "Organization",
+            "update",
+            organization_from_fhir,
+            _updating(update_provider_group, organization_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
+        Writer("Location", "create", location_from_fhir, _new_location, permission=SCHEDULE_MANAGE),
+        Writer(
+            "Location",
+            "update",
+            location_from_fhir,
+            _updating(update_department, location_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
+        Writer(
+            "Practitioner",
+            "create",
+            practitioner_from_fhir,
+            _new_practitioner,
+            permission=SCHEDULE_MANAGE,
+        ),
+        Writer(
+            "Practitioner",
+            "update",
+            practitioner_from_fhir,
+            _updating(update_provider, practitioner_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
         Writer("Schedule", "create", schedule_from_fhir, _new_schedule, permission=SCHEDULE_MANAGE),
+        Writer(
+            "Schedule",
+            "update",
+            schedule_from_fhir,
+            _updating(update_schedule, schedule_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
         Writer("Slot", "create", slot_from_fhir, _new_slot, permission=SCHEDULE_MANAGE),
-        Writer("Slot", "update", slot_from_fhir, _change_slot, permission=SCHEDULE_MANAGE),
+        Writer(
+            "Slot",
+            "update",
+            slot_from_fhir,
+            _updating(update_session, slot_to_fhir),
+            permission=SCHEDULE_MANAGE,
+        ),
         Writer("Patient", "create", patient_from_fhir, _register),
         Writer("Patient", "update", patient_from_fhir, _change_patient),
         Writer("Coverage", "create", coverage_from_fhir, _new_coverage, _covered_patient),

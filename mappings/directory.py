@@ -1,6 +1,8 @@
 """Organization (provider group), Location (department), Practitioner (provider), Schedule.
 
-FHIR R4: Organization §8.1, Location §8.10, Practitioner §8.4, Schedule §11.4.
+FHIR R4: Organization §8.1, Location §8.10, Practitioner §8.4, Schedule §11.4. What a
+client creates is given back as it sent it (elements we do not model included); what
+the clinic's own tools made is rendered from the columns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from mappings.codes import (
     CS_ORGANIZATION_TYPE,
     EXT_TIMEZONE,
     IDENTIFIER_USES,
+    REQUIRED_CODES,
     check_required_codes,
 )
 from mappings.common import (
@@ -26,6 +29,7 @@ from mappings.common import (
     reference,
 )
 from mappings.errors import Unprocessable
+from store.directory import DepartmentSpec, OrganizationSpec, ProviderSpec
 from store.models import (
     Department,
     OrganizationKind,
@@ -51,14 +55,29 @@ _ORGANIZATION_TYPES = {
 }
 
 
+def _as_sent(resource_type: str, record: Any, document: str | None) -> JSON | None:
+    """A resource a client created, given back as it was sent."""
+    if not document:
+        return None
+    resource: JSON = {
+        "resourceType": resource_type,
+        "id": record.id,
+        "meta": meta(record.version, record.last_updated),
+    }
+    resource.update(orjson.loads(document))
+    return resource
+
+
 def organization_to_fhir(group: ProviderGroup) -> JSON:
+    if (sent := _as_sent("Organization", group, group.document)) is not None:
+        return sent
     kind = OrganizationKind(group.kind or OrganizationKind.PROVIDER_GROUP)
     code, display, text = _ORGANIZATION_TYPES[kind]
     resource: JSON = {
         "resourceType": "Organization",
         "id": group.id,
         "meta": meta(group.version, group.last_updated),
-        "active": True,
+        "active": group.active is not False,
         "type": [
             {
                 "coding": [{"system": CS_ORGANIZATION_TYPE, "code": code, "display": display}],
@@ -73,12 +92,14 @@ def organization_to_fhir(group: ProviderGroup) -> JSON:
 
 
 def location_to_fhir(department: Department) -> JSON:
+    if (sent := _as_sent("Location", department, department.document)) is not None:
+        return sent
     resource: JSON = {
         "resourceType": "Location",
         "id": department.id,
         "meta": meta(department.version, department.last_updated),
         "extension": [{"url": EXT_TIMEZONE, "valueCode": department.timezone}],
-        "status": "active",
+        "status": "inactive" if department.active is False else "active",
         "name": department.name,
         "mode": "instance",
         "managingOrganization": reference("Organization", department.provider_group_id),
@@ -89,6 +110,8 @@ def location_to_fhir(department: Department) -> JSON:
 
 
 def practitioner_to_fhir(provider: Provider) -> JSON:
+    if (sent := _as_sent("Practitioner", provider, provider.document)) is not None:
+        return sent
     name: JSON = {"text": provider.display, "family": provider.family}
     if provider.given:
         name["given"] = provider.given.split()
@@ -98,7 +121,7 @@ def practitioner_to_fhir(provider: Provider) -> JSON:
         "resourceType": "Practitioner",
         "id": provider.id,
         "meta": meta(provider.version, provider.last_updated),
-        "active": True,
+        "active": provider.active is not False,
         "name": [name],
     }
     if identifiers := _identifiers(provider.identifier_system, provider.identifier_value):
@@ -152,7 +175,7 @@ def schedule_from_fhir(body: Any) -> ScheduleSpec:
             expression="Schedule.actor",
         )
     horizon = schedule.planningHorizon
-    first = (schedule.identifier or [None])[0]
+    system, value = _first_identifier(schedule.identifier)
     return ScheduleSpec(
         department_id=actors["Location"][0],
         provider_id=actors["Practitioner"][0] if actors["Practitioner"] else None,
@@ -163,8 +186,108 @@ def schedule_from_fhir(body: Any) -> ScheduleSpec:
         horizon_end=aware(horizon.end, "Schedule.planningHorizon.end")
         if horizon and horizon.end
         else None,
-        identifier_system=first.system if first else None,
-        identifier_value=first.value if first else None,
+        identifier_system=system,
+        identifier_value=value,
         name=schedule.comment,
+        document=kept_document(body),
+    )
+
+
+def _first_identifier(identifiers: Any) -> tuple[str | None, str | None]:
+    first = (identifiers or [None])[0]
+    return (first.system, first.value) if first else (None, None)
+
+
+def organization_from_fhir(body: Any) -> OrganizationSpec:
+    """Read an Organization: a provider group, or a payer when its type is
+    organization-type#ins. It needs a name."""
+    organization: Any = parse_resource(body, "Organization")
+    check_required_codes(body, "Organization")
+    if not organization.name:
+        raise Unprocessable("an organization needs a name", expression="Organization.name")
+    codes = {
+        coding.code
+        for concept in organization.type or []
+        for coding in concept.coding or []
+        if coding.system == CS_ORGANIZATION_TYPE
+    }
+    kind = OrganizationKind.PAYER if "ins" in codes else OrganizationKind.PROVIDER_GROUP
+    system, value = _first_identifier(organization.identifier)
+    return OrganizationSpec(
+        name=organization.name,
+        kind=kind,
+        active=organization.active is not False,
+        identifier_system=system,
+        identifier_value=value,
+        document=kept_document(body),
+    )
+
+
+_LOCATION_CODES = {
+    **REQUIRED_CODES,
+    "status": ("active", "suspended", "inactive"),
+    "mode": ("instance", "kind"),
+}
+
+
+def location_from_fhir(body: Any) -> DepartmentSpec:
+    """Read a Location (a department): a name, the provider group managing it
+    (managingOrganization) and its IANA time zone in the timezone extension. `status`
+    other than active (suspended, inactive) makes the department take no new sessions."""
+    location: Any = parse_resource(body, "Location")
+    check_required_codes(body, "Location", _LOCATION_CODES)
+    zones = [
+        (index, ext.valueCode)
+        for index, ext in enumerate(location.extension or [])
+        if ext.url == EXT_TIMEZONE
+    ]
+    if len(zones) != 1 or not zones[0][1]:
+        raise Unprocessable(
+            f"a department needs exactly one time zone: extension {EXT_TIMEZONE} with an "
+            "IANA zone as valueCode (e.g. Europe/Berlin)",
+            expression="Location.extension",
+        )
+    if not location.name:
+        raise Unprocessable("a department needs a name", expression="Location.name")
+    managing = location.managingOrganization
+    _, group_id = parse_reference(
+        managing.reference if managing else None,
+        ("Organization",),
+        "Location.managingOrganization",
+    )
+    system, value = _first_identifier(location.identifier)
+    return DepartmentSpec(
+        name=location.name,
+        timezone=str(zones[0][1]),
+        provider_group_id=group_id,
+        active=location.status in (None, "active"),
+        identifier_system=system,
+        identifier_value=value,
+        document=kept_document(body),
+    )
+
+
+def practitioner_from_fhir(body: Any) -> ProviderSpec:
+    """Read a Practitioner (a provider). Its official name (else its first) needs a family
+    name; given names and the first prefix are kept for display."""
+    practitioner: Any = parse_resource(body, "Practitioner")
+    check_required_codes(body, "Practitioner")
+    names = practitioner.name or []
+    index, name = next(
+        ((i, n) for i, n in enumerate(names) if n.use == "official"),
+        (0, names[0] if names else None),
+    )
+    if name is None or not name.family:
+        raise Unprocessable(
+            "a provider needs a family name", expression=f"Practitioner.name[{index}].family"
+        )
+    system, value = _first_identifier(practitioner.identifier)
+    return ProviderSpec(
+        family=name.family,
+        given=" ".join(name.given or []),
+        prefix=(name.prefix or [None])[0],
+        active=practitioner.active is not False,
+        identifier_system=system,
+        identifier_value=value,
         document=kept_document(body),
     )

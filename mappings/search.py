@@ -488,6 +488,9 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "Service type of the session",
                 _coded("service_type", SERVICE_TYPES),
             ),
+            "identifier": _p(
+                "identifier", "token", "Identifier (system|value)", _identifier("identifier")
+            ),
         },
         {
             "start": "start",

@@ -143,6 +143,8 @@ def slot_from_fhir(body: Any) -> SessionSpec:
         closed=closed,
         blocked={"free": False, "busy-unavailable": True}.get(slot.status),
         comment=slot.comment,
+        identifier_system=slot.identifier[0].system if slot.identifier else None,
+        identifier_value=slot.identifier[0].value if slot.identifier else None,
         document=kept_document(body, without=_COLUMNS) if _unmodelled(body) else None,
     )
 

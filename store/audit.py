@@ -38,8 +38,8 @@ def record(db: Session, entry: AuditEntry) -> AuditRecord:
 
 
 def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
-    """Write audit records (one query for the patients' restriction, one flush)."""
-    restricted = set(restricted_among(db, (e.patient_id for e in entries if e.patient_id)))
+    """Write audit records (one flush). Who may read them is decided when they are read,
+    from the patient's restriction at that moment (store.search.visibility)."""
     audits = [
         AuditRecord(
             id=new_id(),
@@ -51,7 +51,6 @@ def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
             entity_kind=entry.entity_kind,
             entity_id=entry.entity_id,
             patient_id=entry.patient_id,
-            restricted=entry.patient_id in restricted,
             description=entry.description,
         )
         for entry in entries

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -314,7 +314,7 @@ def update_booking(
     if old_place is not None and old_place != new_place:
         _give_back_place(db, old_place)
     if request.status in HOLDS_PLACE and session is not None:
-        _check_times(request, session)
+        _check_times(_times_moved_with_slot(request, booking, session), session)
     coverage_ids: list[str] | None = None
     # A resolved draft may carry no insurance yet: it gets the default choice, as a new booking.
     gains_place = new_place is not None and not booking.coverages
@@ -435,6 +435,19 @@ def _check_times(request: BookingRequest, session: GroupSession) -> None:
         )
 
 
+def _times_moved_with_slot(
+    request: BookingRequest, booking: Booking, session: GroupSession
+) -> BookingRequest:
+    """A client that changes only the slot sends the old start/end back unchanged: those
+    times are the old slot's, not a wish, so they move with the slot. Only a time that is
+    neither the old one nor the new slot's contradicts the slot (and is refused)."""
+    if session.id == booking.session_id:
+        return request
+    start = None if request.start == booking.start else request.start
+    end = None if request.end == booking.end else request.end
+    return replace(request, start=start, end=end)
+
+
 def _apply(
     db: Session, booking: Booking, request: BookingRequest, session: GroupSession | None
 ) -> None:
@@ -481,7 +494,9 @@ def _record_identifiers(booking: Booking, request: BookingRequest) -> None:
         return
     booking.identifiers[:] = [i for i in booking.identifiers if (i.system, i.value) in wanted]
     booking.identifiers.extend(
-        BookingIdentifier(system=s, value=v) for s, v in request.identifiers if (s, v) not in have
+        BookingIdentifier(system=s, value=v, patient_id=booking.patient_id)
+        for s, v in request.identifiers
+        if (s, v) not in have
     )
 
 
@@ -503,12 +518,28 @@ def _saving(db: Session, session_id: str | None) -> Iterator[None]:
 
 
 def _session_warnings(session: GroupSession) -> list[Notice]:
+    """What a booking into this session should tell the client, though it succeeded.
+
+    A session that has already ended is booked with a warning, not refused: clinics
+    record a walk-in after the group met, and a refusal would push that into a second
+    system; the warning catches the client that picked the wrong week. (Closed sessions
+    work the same way, DESIGN §1.)
+    """
+    notices: list[Notice] = []
+    if session.end <= utcnow():
+        notices.append(
+            Notice(
+                "session-ended",
+                f"group session {session.id!r} ended at {session.end.isoformat()}: the "
+                "booking was recorded after the fact",
+            )
+        )
     if session.closed:
-        return [
+        notices.append(
             Notice(
                 "session-closed",
                 f"group session {session.id!r} is closed: the provider prefers no new patients "
                 "once the session has started; the booking was made anyway",
             )
-        ]
-    return []
+        )
+    return notices

@@ -4,6 +4,16 @@ SQLite (embedded default) runs in WAL mode; write transactions start with
 `BEGIN IMMEDIATE` so two writers queue on the lock instead of failing on a
 stale snapshot. PostgreSQL transactions that die on a deadlock or a
 serialization failure are retried here, so the client never sees them.
+
+A PostgreSQL that stops answering (a silent network: packets dropped, not refused)
+must not hang a request. Statement timeouts run inside the server and cannot help,
+so the driver bounds every wait itself: `connect_timeout` for a new connection,
+TCP keepalives and `tcp_user_timeout` so the kernel gives up on a dead peer, and a
+read bound on every round trip (`BoundedConnection`), after which the connection is
+closed and the pool replaces it. A request then fails with `DatabaseUnavailable`
+(503) within about `read_timeout_ms` + `connect_timeout_s`, and the next one after
+the network returns gets a fresh connection (pre-ping drops the dead ones). SQLite
+is a local file: there is no network to bound.
 """
 
 from __future__ import annotations
@@ -14,10 +24,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.errors import DatabaseUnavailable
 from store.history import Renderer, keep_versions
 
 T = TypeVar("T")
@@ -30,6 +44,9 @@ class DatabaseSettings:
     url: str
     pool_size: int = 10
     statement_timeout_ms: int = 15000
+    connect_timeout_s: int = 5  # libpq's minimum is 2
+    read_timeout_ms: int = 20000  # above the statement timeout: the server's own comes first
+    keepalive_s: int = 10
     echo: bool = False
 
 
@@ -46,14 +63,55 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         )
         _configure_sqlite(engine, settings)
         return engine
-    return create_engine(
+    engine = create_engine(
         settings.url,
         echo=settings.echo,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
-        connect_args={"options": f"-c statement_timeout={settings.statement_timeout_ms}"},
+        pool_pre_ping=True,  # the ping is bounded too: a dead connection is replaced
+        pool_timeout=settings.connect_timeout_s,  # waiting for a free connection
+        connect_args={
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "connect_timeout": settings.connect_timeout_s,
+            "keepalives": 1,
+            "keepalives_idle": settings.keepalive_s,
+            "keepalives_interval": settings.keepalive_s,
+            "keepalives_count": 3,
+            "tcp_user_timeout": settings.read_timeout_ms,
+        },
     )
+    read_timeout = settings.read_timeout_ms / 1000
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.read_timeout = read_timeout
+        return connection
+
+    return engine
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait for the server (query, fetch, commit,
+    rollback, the pool's ping) gives up after `read_timeout` seconds.
+
+    Keepalives and `tcp_user_timeout` only notice a peer whose packets go
+    unacknowledged; a proxy or a half-dead server that acknowledges and never answers
+    needs this bound. A connection that timed out is mid-protocol, so it is closed:
+    the pool sees it broken and replaces it.
+    """
+
+    read_timeout: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        bound = timeout if timeout is not None else self.read_timeout
+        try:
+            return super().wait(gen, interval, bound)
+        except pg_errors._WaitTimeout as exc:  # psycopg's own, meant to be converted
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"no answer from the database within {self.read_timeout} s"
+            ) from exc
 
 
 def _configure_sqlite(engine: Engine, settings: DatabaseSettings) -> None:
@@ -97,7 +155,7 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._read_sessions() as session, session.begin():
+        with self._unavailable(), self._read_sessions() as session, session.begin():
             yield session
 
     def write(self, work: Callable[[Session], T]) -> T:
@@ -108,7 +166,7 @@ class Database:
         attempt = 0
         while True:
             try:
-                with self._write_sessions() as session, session.begin():
+                with self._unavailable(), self._write_sessions() as session, session.begin():
                     return work(session)
             except DBAPIError as exc:
                 attempt += 1
@@ -116,12 +174,33 @@ class Database:
                     raise
                 time.sleep(0.01 * 2**attempt)
 
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """A database that cannot be reached (or stopped answering) is DatabaseUnavailable."""
+        try:
+            yield
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("no database connection became free in time") from exc
+        except (OperationalError, InterfaceError) as exc:
+            if self.is_sqlite or not _unreachable(exc):
+                raise
+            raise DatabaseUnavailable("the database cannot be reached") from exc
+
     def keep_versions(self, render: Renderer) -> None:
         """Keep every version written through `write` (store.history)."""
         keep_versions(self._write_sessions, render)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    """Lost or never made: the connection broke, or the driver gave up before the server
+    said anything (psycopg's own errors carry no SQLSTATE), or the server is going away."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 def _retryable(exc: DBAPIError) -> bool:

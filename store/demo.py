@@ -1,7 +1,12 @@
 """The demo clinic: one provider group, two departments in different time zones,
 five providers with weekly group sessions for the next 12 weeks, 60 patients.
 
-Bookings are made through `store.booking.book_patient`, so booked counts are real.
+The demo stays current: `extend_demo` (run whenever the demo starts) adds the weekly
+sessions of the 12 weeks ahead of *today*, whenever the clinic was loaded, and sets up
+what the README walkthrough shows on the coming Monday (the first Monday after today,
+as GNU `date -d "next monday"` says): Dr. Rivera's 10:00 group closed, Dr. Lindqvist's
+09:00 DBT group full. Bookings are made through `store.booking.book_patient`, so
+booked counts are real.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from sqlalchemy.orm import Session
 from store.access import PRIVACY_OFFICER
 from store.booking import BookingRequest, book_patient
 from store.models import (
+    HOLDS_PLACE,
+    Booking,
     Coverage,
     Department,
     GroupSession,
@@ -32,6 +39,11 @@ from store.text import fold, phone_digits
 MRN_SYSTEM = "http://fhir-facade.org/fhir/sid/mrn"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 WEEKS = 12
+DEMO_GROUP = "org-harbor"
+#: The README walkthrough books this patient itself: the demo books them nowhere.
+WALKTHROUGH_PATIENT = "pat-003"
+CLOSED_SCHEDULE = "sched-rivera-bk"  # the coming Monday's session is closed
+FULL_SCHEDULE = "sched-lindqvist-dn"  # the coming Monday's session is full
 
 DEPARTMENTS = [
     ("dept-brooklyn", "Brooklyn Behavioral Health", "America/New_York"),
@@ -117,14 +129,21 @@ def monday_of(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
+def coming_monday(day: dt.date) -> dt.date:
+    """The first Monday after `day` (a Monday gives the next week's): GNU `date -d
+    "next monday"`."""
+    return day + dt.timedelta(days=7 - day.weekday())
+
+
 def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> bool:
     """Load the demo clinic unless data is already present. Returns True when loaded."""
     if db.scalar(select(func.count()).select_from(Department)):
         return False
+    today = today or dt.date.today()
     rng = random.Random(seed)
     db.add(
         ProviderGroup(
-            id="org-harbor",
+            id=DEMO_GROUP,
             name="Harbor Behavioral Health Group",
             identifier_system="http://hl7.org/fhir/sid/us-npi",
             identifier_value="1912345678",
@@ -134,7 +153,7 @@ def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> b
         db.add(ProviderGroup(id=ident, name=name, kind=OrganizationKind.PAYER))
     db.flush()
     for ident, name, zone in DEPARTMENTS:
-        db.add(Department(id=ident, name=name, timezone=zone, provider_group_id="org-harbor"))
+        db.add(Department(id=ident, name=name, timezone=zone, provider_group_id=DEMO_GROUP))
     for ident, prefix, given, family, npi in PROVIDERS:
         db.add(
             Provider(
@@ -147,7 +166,7 @@ def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> b
             )
         )
     db.flush()
-    start_week = monday_of(today or dt.date.today())
+    start_week = monday_of(today)
     horizon_start = dt.datetime.combine(start_week, dt.time(0), tzinfo=dt.UTC)
     for schedule_id, provider_id, department_id, *_ in SESSIONS:
         if db.get(ProviderSchedule, schedule_id) is None:
@@ -166,22 +185,72 @@ def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> b
             )
             db.flush()
     sessions = _add_sessions(db, start_week)
-    patients = _add_patients(db, rng)
+    patients = _add_patients(db, rng, today)
     _book_some(db, rng, sessions, patients)
+    _prepare_walkthrough(db, today)
     return True
 
 
+def extend_demo(db: Session, *, today: dt.date | None = None) -> int:
+    """Keep a demo clinic loaded earlier current: add the weekly sessions of the WEEKS
+    weeks from this week on that are missing, and set up the coming Monday's closed and
+    full sessions. Does nothing without the demo clinic. Returns the sessions added."""
+    if db.get(ProviderGroup, DEMO_GROUP) is None or any(
+        db.get(ProviderSchedule, schedule_id) is None for schedule_id, *_ in SESSIONS
+    ):
+        return 0
+    today = today or dt.date.today()
+    start_week = monday_of(today)
+    added = _add_sessions(db, start_week)
+    horizon_end = dt.datetime.combine(start_week, dt.time(0), tzinfo=dt.UTC)
+    horizon_end += dt.timedelta(weeks=WEEKS)
+    for schedule_id in {s[0] for s in SESSIONS}:
+        schedule = db.get(ProviderSchedule, schedule_id)
+        assert schedule is not None
+        if schedule.horizon_end is None or schedule.horizon_end < horizon_end:
+            schedule.horizon_end = horizon_end
+            schedule.touch()
+    _renew_plans(db, today)
+    _prepare_walkthrough(db, today)
+    db.flush()
+    return len(added)
+
+
+def _renew_plans(db: Session, today: dt.date) -> None:
+    """The demo patients' insurance plans run to the end of next year, as when loaded."""
+    end = dt.datetime(today.year + 2, 1, 1, tzinfo=dt.UTC)
+    plans = db.scalars(
+        select(Coverage).where(
+            Coverage.id.like("cov-pat-%"),
+            Coverage.period_end.is_not(None),
+            Coverage.period_end < end,
+        )
+    )
+    for plan in plans:
+        plan.period_end = end
+        plan.touch()
+
+
+def _session_id(schedule_id: str, day: dt.date, at: str) -> str:
+    hour, minute = map(int, at.split(":"))
+    return f"{schedule_id.removeprefix('sched-')}-{day:%Y%m%d}-{hour:02d}{minute:02d}"
+
+
 def _add_sessions(db: Session, start_week: dt.date) -> list[GroupSession]:
+    """The weekly sessions of WEEKS weeks from `start_week` that do not exist yet."""
     sessions: list[GroupSession] = []
     zones = {ident: ZoneInfo(zone) for ident, _, zone in DEPARTMENTS}
     for week in range(WEEKS):
         for schedule_id, _, dept, weekday, at, minutes, capacity, kind in SESSIONS:
             day = start_week + dt.timedelta(weeks=week, days=weekday)
+            ident = _session_id(schedule_id, day, at)
+            if db.get(GroupSession, ident) is not None:
+                continue
             hour, minute = map(int, at.split(":"))
             local = dt.datetime.combine(day, dt.time(hour, minute), tzinfo=zones[dept])
             start = local.astimezone(dt.UTC)
             session = GroupSession(
-                id=f"{schedule_id.removeprefix('sched-')}-{day:%Y%m%d}-{hour:02d}{minute:02d}",
+                id=ident,
                 schedule_id=schedule_id,
                 start=start,
                 end=start + dt.timedelta(minutes=minutes),
@@ -197,7 +266,54 @@ def _add_sessions(db: Session, start_week: dt.date) -> list[GroupSession]:
     return sessions
 
 
-def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
+def _prepare_walkthrough(db: Session, today: dt.date) -> None:
+    """The coming Monday's Rivera group closed and Lindqvist DBT group full, whatever
+    day it is: the README walkthrough books into them."""
+    monday = coming_monday(today)
+    for schedule_id, _, _, weekday, at, *_ in SESSIONS:
+        if weekday != 0 or schedule_id not in (CLOSED_SCHEDULE, FULL_SCHEDULE):
+            continue
+        session = db.get(GroupSession, _session_id(schedule_id, monday, at))
+        if session is None:
+            continue
+        if schedule_id == CLOSED_SCHEDULE and not session.closed:
+            session.closed = True
+            session.touch()
+        if schedule_id == FULL_SCHEDULE:
+            _fill(db, session)
+
+
+def _fill(db: Session, session: GroupSession) -> None:
+    """Book demo patients into the session until it is full (the walkthrough's patient
+    and restricted patients excepted)."""
+    held = set(
+        db.scalars(
+            select(Booking.patient_id).where(
+                Booking.session_id == session.id, Booking.status.in_(HOLDS_PLACE)
+            )
+        )
+    )
+    candidates = db.scalars(
+        select(Patient.id)
+        .where(
+            Patient.id.like("pat-%"),
+            Patient.id != WALKTHROUGH_PATIENT,
+            Patient.restricted.is_(False),
+        )
+        .order_by(Patient.id)
+    ).all()
+    for patient_id in candidates:
+        if session.booked >= session.capacity:
+            break
+        if patient_id in held:
+            continue
+        book_patient(
+            db, BookingRequest(patient_id=patient_id, session_id=session.id), PRIVACY_OFFICER
+        )
+        db.refresh(session)
+
+
+def _add_patients(db: Session, rng: random.Random, today: dt.date) -> list[Patient]:
     patients: list[Patient] = []
     for n in range(1, 61):
         family = FAMILIES[(n - 1) % len(FAMILIES)]
@@ -225,7 +341,7 @@ def _add_patients(db: Session, rng: random.Random) -> list[Patient]:
         patients.append(patient)
     db.flush()
     for patient in patients:
-        _add_coverages(db, patient, int(patient.id.removeprefix("pat-")))
+        _add_coverages(db, patient, int(patient.id.removeprefix("pat-")), today)
     db.flush()
     return patients
 
@@ -238,8 +354,9 @@ SELF_PAY_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 
-def _add_coverages(db: Session, patient: Patient, n: int) -> None:
-    """Two of three patients insured (every fifth with a secondary plan); the rest self-pay."""
+def _add_coverages(db: Session, patient: Patient, n: int, today: dt.date) -> None:
+    """Two of three patients insured (every fifth with a secondary plan); the rest self-pay.
+    Plans run from the start of the year of this week's Monday to the end of next year."""
     if n % 3 == 0:
         db.add(
             Coverage(
@@ -268,8 +385,8 @@ def _add_coverages(db: Session, patient: Patient, n: int) -> None:
             subscriber_patient_id=patient.id,
             subscriber_id=f"{prefix}{700000 + n}",
             order=1,
-            period_start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-            period_end=dt.datetime(2028, 1, 1, tzinfo=dt.UTC),
+            period_start=dt.datetime(monday_of(today).year, 1, 1, tzinfo=dt.UTC),
+            period_end=dt.datetime(today.year + 2, 1, 1, tzinfo=dt.UTC),
         )
     )
     if n % 5 == 0:
@@ -293,19 +410,12 @@ def _add_coverages(db: Session, patient: Patient, n: int) -> None:
 def _book_some(
     db: Session, rng: random.Random, sessions: list[GroupSession], patients: list[Patient]
 ) -> None:
-    """First two weeks partly booked; the first Monday DBT group full; the first
-    Monday therapy group closed (it has started, the provider wants no newcomers)."""
+    """The first two weeks partly booked (the walkthrough's patient nowhere)."""
     first_weeks = [s for s in sessions if s.start < sessions[0].start + dt.timedelta(weeks=2)]
-    first_of: dict[str, GroupSession] = {}
-    for session in sorted(first_weeks, key=lambda s: s.start):
-        first_of.setdefault(session.schedule_id, session)
+    others = [p for p in patients if p.id != WALKTHROUGH_PATIENT]
     for session in first_weeks:
         wanted = rng.randrange(1, session.capacity // 2 + 1)
-        if session is first_of["sched-lindqvist-dn"]:
-            wanted = session.capacity
-        if session is first_of["sched-rivera-bk"]:
-            session.closed = True
-        for patient in rng.sample(patients, wanted):
+        for patient in rng.sample(others, wanted):
             book_patient(
                 db,
                 BookingRequest(patient_id=patient.id, session_id=session.id),

@@ -9,7 +9,13 @@ StoreError
  ├── VersionMismatch          optimistic-locking check failed (If-Match)
  ├── PermissionRequired       the change needs a permission the caller lacks
  └── RuleViolation            a business rule refuses the change
-      └── CapacityBelowBooked
+      ├── CapacityBelowBooked
+      ├── SessionsWouldMove    re-zoning a department / re-pointing a schedule with bookings
+      └── Inactive             an inactive provider, department or schedule takes no new sessions
+
+DatabaseUnavailable           the database cannot be reached or stopped answering
+                              (not a StoreError: nothing was refused, and recording a
+                              failure would wait on the same database again)
 """
 
 from __future__ import annotations
@@ -77,8 +83,22 @@ class RuleViolation(StoreError):
     pass
 
 
+class DatabaseUnavailable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class CapacityBelowBooked(RuleViolation):
     def __init__(self, capacity: int, booked: int, *, field: str | None = None) -> None:
         super().__init__(
             f"capacity {capacity} is below the {booked} places already booked", field=field
         )
+
+
+class SessionsWouldMove(RuleViolation):
+    pass
+
+
+class Inactive(RuleViolation):
+    pass

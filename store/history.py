@@ -15,7 +15,8 @@ commit, in their final state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event, inspect, select
@@ -61,6 +62,21 @@ def keep_versions(sessions: sessionmaker[Session], render: Renderer) -> None:
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
+
+
+@contextmanager
+def savepoint(db: Session) -> Iterator[None]:
+    """A SAVEPOINT in `db`'s transaction; when it is rolled back (an exception leaves
+    it), the versions its flushes gave are forgotten with it."""
+    before = dict(db.info.get(_PENDING, {}))
+    nested = db.begin_nested()
+    try:
+        yield
+    except BaseException:
+        nested.rollback()
+        db.info[_PENDING] = before
+        raise
+    nested.commit()
 
 
 def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:

@@ -17,6 +17,7 @@ from store.access import Access
 from store.common import new_id, visible_patient
 from store.errors import NotFound, RuleViolation, VersionMismatch
 from store.models import Coverage, CoverageIdentifier, ProviderGroup
+from store.search import visibility
 
 ACTIVE = "active"
 COVERAGE_FIELD = "Appointment.supportingInformation"
@@ -121,6 +122,9 @@ class CoverageChooser:
                 self.db.scalars(
                     select(Coverage)
                     .where(Coverage.beneficiary_id == self.patient_id)
+                    # Not one the caller may not see (a plan a restricted patient
+                    # subscribes to): choosing it would show its id in the booking.
+                    .where(visibility(Coverage, self.access))
                     # Choosing needs no identifiers: load them only if something asks.
                     .options(lazyload(Coverage.identifiers))
                 )

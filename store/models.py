@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -84,9 +85,16 @@ class ProviderGroup(Versioned, Base):
     )
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The Organization as a client sent it (JSON, without id/meta), so elements we do
+    # not model come back as sent; None for records made by the clinic's own tools.
+    document: Mapped[str | None] = mapped_column(Text)
 
 
 class Department(Versioned, Base):
+    """A department (FHIR Location) with its IANA time zone. Inactive ones keep their
+    sessions and bookings but take no new sessions."""
+
     __tablename__ = "department"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -95,9 +103,14 @@ class Department(Versioned, Base):
     provider_group_id: Mapped[str] = mapped_column(ForeignKey("provider_group.id"))
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    document: Mapped[str | None] = mapped_column(Text)  # as for ProviderGroup
 
 
 class Provider(Versioned, Base):
+    """A provider (FHIR Practitioner). Inactive ones keep their history but take no new
+    sessions."""
+
     __tablename__ = "provider"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -106,6 +119,8 @@ class Provider(Versioned, Base):
     prefix: Mapped[str | None] = mapped_column(String(20))
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    document: Mapped[str | None] = mapped_column(Text)  # as for ProviderGroup
 
     @property
     def display(self) -> str:
@@ -168,6 +183,7 @@ class GroupSession(Versioned, Base):
         CheckConstraint("end_at > start_at", name="ck_session_end_after_start"),
         Index("ix_session_schedule_start", "schedule_id", "start_at"),
         Index("ix_session_start", "start_at"),
+        Index("ix_session_identifier", "identifier_value"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -181,6 +197,9 @@ class GroupSession(Versioned, Base):
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str | None] = mapped_column(Text)
+    # The first business identifier a client gave (searchable: Slot?identifier=...).
+    identifier_system: Mapped[str | None] = mapped_column(String(200))
+    identifier_value: Mapped[str | None] = mapped_column(String(100))
     # The client's Slot elements we do not model (identifier, serviceCategory, ...) and
     # the status a held session was declared with; JSON, None when there are none.
     document: Mapped[str | None] = mapped_column(Text)
@@ -208,6 +227,14 @@ class Patient(Versioned, Base):
     __table_args__ = (
         Index("ix_patient_name_order", "family_folded", "given_folded", "id"),
         Index("ix_patient_given_prefix", "given_folded"),
+        # The few restricted patients, found without scanning every patient (the audit
+        # trail's visibility starts from them: store.search).
+        Index(
+            "ix_patient_restricted",
+            "id",
+            sqlite_where=text("restricted IS 1"),
+            postgresql_where=text("restricted IS TRUE"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -400,15 +427,31 @@ class BookingProvider(Base):
 
 
 class BookingIdentifier(Base):
-    """Business identifiers of bookings are unique: a retried create cannot book twice."""
+    """Business identifiers of bookings are unique per patient: a retried create cannot
+    book twice.
+
+    Why per patient and not across all bookings: a restricted patient's bookings do not
+    exist for most callers, and a clinic-wide rule would tell them otherwise (booking
+    someone with identifier X, or `If-None-Exist` on X, would be refused exactly when a
+    hidden booking carries X). Within one patient every booking is visible to anyone who
+    may book that patient, so a refusal never reveals a hidden booking, and a retry (always
+    for the same patient) is still caught. The price: two patients' bookings may carry the
+    same system|value, which a caller who sees both finds with `identifier=` (add
+    `patient=` to an `If-None-Exist` that must match one).
+    """
 
     __tablename__ = "booking_identifier"
-    __table_args__ = (UniqueConstraint("system", "value", name="uq_booking_identifier"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "system", "value", name="uq_booking_identifier_patient"),
+        Index("ix_booking_identifier_value", "system", "value"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     booking_id: Mapped[str] = mapped_column(
         ForeignKey("booking.id", ondelete="CASCADE"), index=True
     )
+    #: The booking's patient (a booking never changes patient): the uniqueness scope.
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id"))
     system: Mapped[str] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(100))
 
@@ -439,8 +482,9 @@ class AuditRecord(Base):
     agent: Mapped[str] = mapped_column(String(200))
     entity_kind: Mapped[str | None] = mapped_column(String(40))
     entity_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The patient whose data this is. Whether the record is shown follows the patient's
+    #: *current* restriction (store.search.visibility), so nothing about it is kept here.
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(Text)
 
 

@@ -37,6 +37,7 @@ from store.booking import (
 )
 from store.common import new_id, visible_patient
 from store.errors import (
+    Inactive,
     NotFound,
     RuleViolation,
     SessionFull,
@@ -62,6 +63,7 @@ from store.recurrence import (
     Recurrence,
     expand,
 )
+from store.sessions import inactive_reason
 
 # Parameter paths (FHIR operation parameters) named by refusals.
 FIELD_PATIENT = "Parameters.parameter[patient]"
@@ -443,6 +445,8 @@ def _schedules(db: Session, query: SeriesQuery) -> list[ProviderSchedule]:
                 f"Schedule/{schedule.id} is not Practitioner/{query.provider_id}'s",
                 field=FIELD_SCHEDULE,
             )
+        if reason := inactive_reason(schedule):
+            raise Inactive(f"{reason}: it takes no new series", field=FIELD_SCHEDULE)
         return [schedule]
     if query.provider_id is None:
         raise RuleViolation("give a practitioner or a schedule", field=FIELD_PRACTITIONER)
@@ -453,8 +457,16 @@ def _schedules(db: Session, query: SeriesQuery) -> list[ProviderSchedule]:
         statement = statement.where(ProviderSchedule.department_id == query.department_id)
     schedules = list(db.scalars(statement.order_by(ProviderSchedule.id)).all())
     # After the schedules, which load their provider: on success this costs no query.
-    if db.get(Provider, query.provider_id) is None:
+    provider = db.get(Provider, query.provider_id)
+    if provider is None:
         raise NotFound("Practitioner", query.provider_id, field=FIELD_PRACTITIONER)
+    if not provider.active:
+        raise Inactive(
+            f"Practitioner/{query.provider_id} is inactive: it takes no new series",
+            field=FIELD_PRACTITIONER,
+        )
+    # An inactive department's calendars take no new series either.
+    schedules = [s for s in schedules if s.department.active]
     if not schedules:
         raise RuleViolation(
             f"Practitioner/{query.provider_id} has no active schedule"

@@ -343,7 +343,16 @@ class Walk:
     def writes(self, resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Create (then update) one resource of every writable type we know how to build."""
         created: dict[str, dict[str, Any]] = {}
-        order = ["Patient", "Coverage", "Schedule", "Slot", "Appointment"]
+        order = [
+            "Organization",
+            "Location",
+            "Practitioner",
+            "Patient",
+            "Coverage",
+            "Schedule",
+            "Slot",
+            "Appointment",
+        ]
         writable = [n for n, d in resources.items() if _has(d, "create")]
         for name in writable:
             if name not in order:
@@ -404,6 +413,38 @@ class Walk:
                 "gender": "unknown",
                 "birthDate": "1990-01-02",
             }
+        if name == "Organization":
+            return {
+                "resourceType": "Organization",
+                "identifier": [{"system": "urn:fhir-facade:gate", "value": f"{self.run_id}-o"}],
+                "active": True,
+                "name": "Gatewalker Provider Group",
+            }
+        if name == "Location":
+            organization = created.get("Organization")
+            if organization is None:
+                return None
+            return {
+                "resourceType": "Location",
+                "identifier": [{"system": "urn:fhir-facade:gate", "value": f"{self.run_id}-l"}],
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/timezone",
+                        "valueCode": "Europe/Berlin",
+                    }
+                ],
+                "status": "active",
+                "name": "Gatewalker Berlin",
+                "mode": "instance",
+                "managingOrganization": {"reference": f"Organization/{organization['id']}"},
+            }
+        if name == "Practitioner":
+            return {
+                "resourceType": "Practitioner",
+                "identifier": [{"system": "urn:fhir-facade:gate", "value": f"{self.run_id}-p"}],
+                "active": True,
+                "name": [{"family": "Gatewalker", "given": ["Prax"], "prefix": ["Dr."]}],
+            }
         if name == "Coverage":
             patient = created.get("Patient")
             if patient is None:
@@ -427,6 +468,7 @@ class Walk:
             start = _far_slot_start()
             return {
                 "resourceType": "Slot",
+                "identifier": [{"system": "urn:fhir-facade:gate", "value": f"{self.run_id}-t"}],
                 "extension": [
                     {
                         "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
@@ -451,8 +493,12 @@ class Walk:
             body["telecom"] = [{"system": "phone", "value": "555-010-8888", "use": "mobile"}]
         elif name == "Coverage":
             body["subscriberId"] = f"SELF-{self.run_id}"
-        elif name in ("Slot", "Appointment"):
+        elif name in ("Slot", "Appointment", "Schedule"):
             body["comment"] = "updated by the validator gate"
+        elif name in ("Organization", "Location"):
+            body["name"] = f"{body['name']} (updated by the validator gate)"
+        elif name == "Practitioner":
+            body["name"][0]["given"] = ["Prax", "Val"]
         return dict(body)
 
     def _schedule_with_slots(self) -> str | None:
@@ -667,6 +713,25 @@ class Walk:
                 "POST",
                 "Appointment",
                 body=body,
+                expected=(422,),
+            )
+        location = self.build("Location", created)
+        if location is not None:
+            self.call(
+                "error-422-location-without-time-zone",
+                "POST",
+                "Location",
+                body={k: v for k, v in location.items() if k != "extension"},
+                expected=(422,),
+            )
+            self.call(
+                "error-422-location-unknown-time-zone",
+                "POST",
+                "Location",
+                body={
+                    **location,
+                    "extension": [{**location["extension"][0], "valueCode": "Mars/Olympus_Mons"}],
+                },
                 expected=(422,),
             )
         self.invalid_codes(created)

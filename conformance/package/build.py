@@ -363,6 +363,11 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "The session is closed (the provider prefers no new patients once it has started); the "
         "booking succeeds with this warning.",
     ),
+    "session-ended": (
+        "Session ended",
+        "The session has already ended; the booking is recorded after the fact (e.g. a walk-in) "
+        "and succeeds with this warning.",
+    ),
     "already-booked": (
         "Already booked",
         "The patient already holds a place in that session.",
@@ -378,6 +383,16 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "capacity-below-booked": (
         "Capacity below booked",
         "A session's capacity cannot drop below the places already booked.",
+    ),
+    "booked-sessions-would-move": (
+        "Booked sessions would move",
+        "Re-zoning a department, or giving a schedule another department or provider, would "
+        "move sessions that hold bookings and have not ended; nothing was changed.",
+    ),
+    "inactive": (
+        "Inactive",
+        "The provider, department, provider group or schedule is inactive: it keeps its history "
+        "but takes no new sessions.",
     ),
     "series-too-long": (
         "Series too long",
@@ -406,6 +421,11 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "Time skipped by daylight saving",
         "The occurrence's local time does not exist (the clocks jump forward over it); nothing "
         "was shifted.",
+    ),
+    "database-unavailable": (
+        "Database unavailable",
+        "The database cannot be reached or stopped answering within the configured bounds "
+        "(503); nothing is known to have changed. Retry later.",
     ),
     "dst-ambiguous": (
         "Time repeated by daylight saving",

@@ -265,7 +265,13 @@ def test_one_search_box_finds_patients_by_name_mrn_id_ssn_and_phone_and_shows_th
     choose_patient(page, "MRN100010", "pat-010")
     card = page.get_by_test_id("patient-card")
     assert card.get_by_text("Blue Harbor Health Plan").is_visible()
-    assert "Member ID BH700010" in card.inner_text() and "valid 2026-01-01 to" in card.inner_text()
+    (plan,) = [
+        c
+        for c in clinic.search("Coverage", beneficiary="Patient/pat-010")
+        if c["subscriberId"] == "BH700010"
+    ]
+    validity = f"valid {plan['period']['start'][:10]} to {plan['period']['end'][:10]}"
+    assert "Member ID BH700010" in card.inner_text() and validity in card.inner_text()
     assert card.get_by_label("SELF PAY").is_visible()
     assert card.get_by_role("radio").nth(0).is_checked()  # the primary plan first
     secondary = page.get_by_label("Secondary insurance (optional)")

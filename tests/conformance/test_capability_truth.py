@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from fhir_facade.auth import AUDIT_READ, PATIENT_BLOCKED, SCHEDULE_MANAGE
-from mappings.codes import EXT_GROUP_CAPACITY
+from mappings.codes import EXT_GROUP_CAPACITY, EXT_TIMEZONE
 from mappings.coverage import CS_SELF_PAY
 from mappings.search import RESULT_PARAMS, SEARCHES
 from store.db import Database
@@ -39,6 +39,7 @@ from store.models import (
     Coverage,
     CoverageIdentifier,
     Department,
+    GroupSession,
     ProviderSchedule,
 )
 
@@ -155,10 +156,20 @@ def _demo_clinic(db: Session) -> None:
     assert department is not None and schedule is not None
     department.identifier_system, department.identifier_value = "urn:example:dept", "BK"
     schedule.identifier_system, schedule.identifier_value = "urn:example:calendar", "RIV-1"
+    session = db.scalars(select(GroupSession).order_by(GroupSession.start).limit(1)).one()
+    session.identifier_system, session.identifier_value = "urn:example:session", "S1"
+    session.document = '{"identifier": [{"system": "urn:example:session", "value": "S1"}]}'
     coverage = db.scalars(select(Coverage).order_by(Coverage.id).limit(1)).one()
     db.add(CoverageIdentifier(coverage_id=coverage.id, system="urn:example:member", value="M1"))
     booking = db.scalars(select(Booking).order_by(Booking.id).limit(1)).one()
-    db.add(BookingIdentifier(booking_id=booking.id, system="urn:example:ehr", value="B1"))
+    db.add(
+        BookingIdentifier(
+            booking_id=booking.id,
+            patient_id=booking.patient_id,
+            system="urn:example:ehr",
+            value="B1",
+        )
+    )
 
 
 @pytest.fixture
@@ -318,6 +329,7 @@ VALUES: dict[tuple[str, str], Callable[[Resource], str | None]] = {
     ("Slot", "status"): lambda r: r["status"],
     ("Slot", "appointment-type"): lambda r: coded(r.get("appointmentType")),
     ("Slot", "service-type"): lambda r: coded(first(r, "serviceType")),
+    ("Slot", "identifier"): lambda r: token(first(r, "identifier")),
     ("Patient", "identifier"): _patient_token,
     ("Patient", "family"): lambda r: first(r, "name", "family"),
     ("Patient", "given"): lambda r: first(r, "name", "given"),
@@ -456,10 +468,22 @@ def test_every_declared_include_and_revinclude_brings_what_it_names(server):
 
 def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource]]:
     """Minimal valid create bodies, in dependency order; the ids created so far are passed."""
-    existing = server.everything("Schedule")[0]
-    department = next(a for a in existing["actor"] if a["reference"].startswith("Location/"))
     start = dt.datetime.now(dt.UTC).replace(microsecond=0, second=0, minute=0)
     start += dt.timedelta(days=400)
+
+    def organization(ids: dict[str, str]) -> Resource:
+        return {"resourceType": "Organization", "name": "Truthful Group"}
+
+    def location(ids: dict[str, str]) -> Resource:
+        return {
+            "resourceType": "Location",
+            "extension": [{"url": EXT_TIMEZONE, "valueCode": "Europe/Berlin"}],
+            "name": "Truthful Berlin",
+            "managingOrganization": {"reference": f"Organization/{ids['Organization']}"},
+        }
+
+    def practitioner(ids: dict[str, str]) -> Resource:
+        return {"resourceType": "Practitioner", "name": [{"family": "Truthful"}]}
 
     def patient(ids: dict[str, str]) -> Resource:
         return {
@@ -479,7 +503,13 @@ def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource
         }
 
     def schedule(ids: dict[str, str]) -> Resource:
-        return {"resourceType": "Schedule", "actor": [{"reference": department["reference"]}]}
+        return {
+            "resourceType": "Schedule",
+            "actor": [
+                {"reference": f"Practitioner/{ids['Practitioner']}"},
+                {"reference": f"Location/{ids['Location']}"},
+            ],
+        }
 
     def slot(ids: dict[str, str]) -> Resource:
         capacity = {"url": "capacity", "valueUnsignedInt": 4}
@@ -504,6 +534,9 @@ def _new_bodies(server: Server) -> dict[str, Callable[[dict[str, str]], Resource
         }
 
     return {
+        "Organization": organization,
+        "Location": location,
+        "Practitioner": practitioner,
         "Patient": patient,
         "Coverage": coverage,
         "Schedule": schedule,

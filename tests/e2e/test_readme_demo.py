@@ -1,19 +1,33 @@
-"""The README's first command: `fhir-facade demo` loads the clinic, prints a token, serves."""
+"""The README's first command and its walkthrough: `fhir-facade demo` loads the clinic,
+prints a token and serves; every shell block of "Walking through the clinic workflow"
+runs as written (curl, jq, GNU date) and reaches a closed and a full session, also on a
+demo loaded three months before."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.validation import assert_valid
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+CLOSED = {
+    "url": "http://fhir-facade.org/fhir/StructureDefinition/closed-session",
+    "valueBoolean": True,
+}
 
 
 def _free_port() -> int:
@@ -22,22 +36,52 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: Path) -> None:
-    port = _free_port()
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_FACADE_")}
-    env |= {"FHIR_FACADE_INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1"}
-    out = tmp_path / "demo.out"
+    return env | {"FHIR_FACADE_INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fhir_facade.cli", *args],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@contextmanager
+def demo(tmp_path: Path, port: int) -> Iterator[tuple[str, str, Path]]:
+    """`fhir-facade demo --port PORT`: (base URL, token, its output file)."""
+    out = tmp_path / f"demo-{port}.out"
     with out.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "fhir_facade.cli", "demo", "--port", str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=_env(tmp_path),
             start_new_session=True,
         )
     try:
         base = f"http://127.0.0.1:{port}/fhir"
-        token = _wait_for_token_and_server(out, base)
+        yield base, _wait_for_token_and_server(out, base), out
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def _slots(base: str, headers: dict[str, str], **params: str) -> list[dict]:
+    bundle = requests.get(
+        f"{base}/Slot", params={"_count": "1000", **params}, headers=headers, timeout=10
+    ).json()
+    assert_valid(bundle)
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: Path) -> None:
+    with demo(tmp_path, _free_port()) as (base, token, _):
         headers = {"Authorization": f"Bearer {token}"}
         schedules = requests.get(
             f"{base}/Schedule",
@@ -47,28 +91,76 @@ def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: 
         ).json()
         assert_valid(schedules)
         assert [e["resource"]["id"] for e in schedules["entry"]] == ["sched-rivera-bk"]
-        slots = requests.get(
-            f"{base}/Slot", params={"_count": "500"}, headers=headers, timeout=10
-        ).json()
-        assert_valid(slots)
-        statuses = [e["resource"]["status"] for e in slots["entry"]]
-        assert statuses.count("busy") == 1, "the demo has exactly one full session"
-        closed = [
-            e["resource"]["id"]
-            for e in slots["entry"]
-            if {
-                "url": "http://fhir-facade.org/fhir/StructureDefinition/closed-session",
-                "valueBoolean": True,
-            }
-            in e["resource"]["extension"]
-        ]
-        assert len(closed) == 1, "the demo has exactly one closed session"
-        assert slots["total"] == 9 * 12, "nine weekly sessions over twelve weeks"
+        slots = _slots(base, headers)
+        assert [s["status"] for s in slots].count("busy") == 1, "one full session"
+        assert len([s for s in slots if CLOSED in s["extension"]]) == 1, "one closed session"
+        assert len(slots) == 9 * 12, "nine weekly sessions over twelve weeks"
         patients = requests.get(f"{base}/Patient", headers=headers, timeout=10).json()
         assert patients["total"] >= 50
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
+
+
+def walkthrough_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Walking through the clinic workflow", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "date")),
+    reason="the walkthrough needs bash, curl, jq and GNU date",
+)
+def test_the_readme_walkthrough_runs_as_written_on_a_demo_loaded_three_months_ago(
+    tmp_path: Path,
+) -> None:
+    today = dt.date.today()
+    loaded = _cli(tmp_path, "db", "load-demo", "--as-of", str(today - dt.timedelta(days=91)))
+    assert loaded.returncode == 0, loaded.stderr
+    port = _free_port()
+    with demo(tmp_path, port) as (base, token, out):
+        assert "demo sessions added for the weeks ahead" in out.read_text()
+        headers = {"Authorization": f"Bearer {token}"}
+        ahead = _slots(base, headers, start=f"ge{today}")
+        weeks = {dt.date.fromisoformat(s["start"][:10]).isocalendar()[:2] for s in ahead}
+        assert len(weeks) >= 11, "sessions in the weeks ahead of today, not of the load"
+
+        outputs = run_blocks(walkthrough_blocks(), token, port, tmp_path)
+
+    by_content = dict(zip(walkthrough_blocks(), outputs, strict=True))
+    booking = next(o for b, o in by_content.items() if "visit-0001" in b)
+    assert re.search(r"HTTP/1.1 201", booking), booking
+    assert re.search(r"(?im)^warning: 299 fhir-facade \".*closed", booking), booking
+    full = next(o for b, o in by_content.items() if "FULL=" in b)
+    assert '"status":"busy"' in full and '"valueUnsignedInt":6' in full, full
+    assert '{"code":"conflict","detail":"session-full"}' in full, full
+    calendar = next(o for b, o in by_content.items() if "Schedule?actor" in b)
+    assert '"sched-rivera-bk"' in calendar, calendar
+    cancel = next(o for b, o in by_content.items() if "cancelled" in b)
+    assert cancel.strip() == '"cancelled"', cancel
+    department = next(o for b, o in by_content.items() if '"$B/Location"' in b)
+    assert '"name":"Berlin Behavioral Health"' in department and "Europe/Berlin" in department
+    assert department.strip().endswith("1"), department
+    booked = next(o for b, o in by_content.items() if "$book" in b)
+    assert '"status":"booked"' in booked and '"status":"proposed"' in booked, booked
+
+
+def run_blocks(blocks: list[str], token: str, port: int, folder: Path) -> list[str]:
+    """Every block in one bash, as a reader pastes them; each block's output apart."""
+    marker = "@@ block done @@"
+    script = [f"export TOKEN={token}", "set -o pipefail"]
+    for block in blocks:
+        script += [block.replace(":8080/", f":{port}/"), f"echo; echo '{marker}'"]
+    done = subprocess.run(
+        ["bash", "-e", "-c", "\n".join(script)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = done.stdout.split(marker + "\n")[: len(blocks)]
+    assert len(outputs) == len(blocks), done.stdout
+    return outputs
 
 
 def _wait_for_token_and_server(out: Path, base: str) -> str:

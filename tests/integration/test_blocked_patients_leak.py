@@ -98,7 +98,7 @@ from werkzeug.test import TestResponse
 
 from mappings.search import SEARCHES
 from mappings.timing import EXT_RECURRENCE_ID, EXT_SERIES_TIMING
-from store.models import Booking, PatientIdentifier
+from store.models import AuditRecord, Booking, PatientIdentifier
 from tests.factories import (
     MONDAY,
     MRN,
@@ -112,6 +112,7 @@ from tests.integration.helpers import BOOKING_ID_SYSTEM, appointment, capacity_o
 from tests.integration.privacy_helpers import (
     ACT_CODE,
     MEMBER,
+    PLAIN_AUDITOR,
     PRIVACY_OFFICER,
     RESTRICTED,
     SELF_PAY,
@@ -164,9 +165,13 @@ class World:
     restricted_appointment: str
     ssn_hash: str
     twin_ssn_hash: str  # the keyed hash of the stand-in SSN (512-44-8402)
+    restricted_draft: str | None = None  # R's draft (only in the restricted-later world)
 
 
-def build_world(app, client: FlaskClient, database) -> World:
+def build_world(app, client: FlaskClient, database, *, restrict_later: bool = False) -> World:
+    """The world above. With `restrict_later`, R is registered unrestricted, gets every
+    record (and a draft of a series) while visible, and is restricted only then."""
+
     def store_part(db):
         clinic = make_clinic(db)
         session = make_session(db, clinic, capacity=10)
@@ -178,11 +183,10 @@ def build_world(app, client: FlaskClient, database) -> World:
     clinic, session, spare, visible, visible_self_pay = database.write(store_part)
     officer = token(app, PRIVACY_OFFICER, "privacy-officer")
     staff = token(app, STAFF, "front-desk")
-    restricted = create(
-        client,
-        patient_body(FAMILY, GIVEN, mrn=R_MRN, ssn=R_SSN, phone=R_PHONE, restricted=True),
-        officer,
-    )["id"]
+    registration = patient_body(
+        FAMILY, GIVEN, mrn=R_MRN, ssn=R_SSN, phone=R_PHONE, restricted=not restrict_later
+    )
+    restricted = create(client, registration, officer)["id"]
     plan = coverage_body(restricted, payor=f"Organization/{PAYER}", order=1, member=R_MEMBER)
     restricted_plan = create(client, plan, officer)["id"]
     self_pay = coverage_body(restricted, payor=f"Patient/{restricted}", self_pay=True)
@@ -220,6 +224,15 @@ def build_world(app, client: FlaskClient, database) -> World:
         ),
         staff,
     )["id"]
+    draft = None
+    if restrict_later:
+        drafted = {**proposal_for(session, clinic, restricted), "requestedPeriod": [
+            {"start": "2027-01-11T15:00:00Z", "end": "2027-01-11T16:30:00Z"}]}  # fmt: skip
+        del drafted["slot"], drafted["start"], drafted["end"]
+        stored = body(send(client, "POST", "/fhir/Appointment/$book",
+                           book_parameters([drafted]), officer), 200)  # fmt: skip
+        draft = stored["entry"][0]["resource"]["id"]
+        set_restriction(client, officer, restricted, restricted=True)
     with database.reading() as db:
         ssn_hash = db.scalar(
             select(PatientIdentifier.value).where(
@@ -241,7 +254,18 @@ def build_world(app, client: FlaskClient, database) -> World:
         restricted_appointment,
         ssn_hash,
         app.extensions["fhir_facade.ssn"].digest("512448402"),
+        draft,
     )
+
+
+def set_restriction(
+    client: FlaskClient, officer: dict[str, str], patient: str, *, restricted: bool
+) -> None:
+    """Restrict or unrestrict a patient as a privacy officer does: PUT with or without the
+    `v3-Confidentiality#R` label."""
+    current = body(client.get(f"/fhir/Patient/{patient}", headers=officer), 200)
+    current["meta"] = {"security": [RESTRICTED]} if restricted else {}
+    body(send(client, "PUT", f"/fhir/Patient/{patient}", current, officer), 200)
 
 
 # -- secrets: what must not show, and a same-length stand-in for each --------------------
@@ -269,7 +293,8 @@ class Secrets:
         return cls(
             forms={
                 "patient id": [(w.restricted, _stand_in(0))],
-                "appointment id": [(w.restricted_appointment, _stand_in(1))],
+                "appointment id": [(w.restricted_appointment, _stand_in(1))]
+                + ([(w.restricted_draft, _stand_in(5))] if w.restricted_draft else []),
                 "coverage id": [
                     (w.restricted_plan, _stand_in(2)),
                     (w.restricted_self_pay, _stand_in(3)),
@@ -403,10 +428,15 @@ class Walk:
             probe.path, method=probe.method, query_string=list(probe.params), headers=headers
         )
 
-    def check(self, probe: Probe) -> dict[str, Any]:
-        """Make the request; prove the answer shows nothing of R; return its body."""
+    def check(
+        self, probe: Probe, undo: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Make the request; prove the answer shows nothing of R; return its body.
+        `undo` is called with each answer, so the twin request meets the same state."""
         response = self.send(probe)
         answer = body(response, probe.status)
+        if undo is not None:
+            undo(answer)
         asked = self.secrets.found(probe.text())
         if "SSN" in asked:
             # Paging links carry the keyed hash of an SSN the caller sent, never the SSN.
@@ -415,7 +445,9 @@ class Walk:
         assert shown <= asked, (probe.name, shown - asked, response.get_data(as_text=True))
         if asked:
             twin = self.send(probe.substituted(self.secrets))
-            body(twin, probe.status)
+            twin_answer = body(twin, probe.status)
+            if undo is not None:
+                undo(twin_answer)
             assert response.headers.get("Content-Length") == twin.headers.get("Content-Length"), (
                 probe.name
             )
@@ -683,6 +715,10 @@ def find_parameters(w: World, patient: str) -> dict[str, Any]:
 
 def proposal(w: World, patient: str) -> dict[str, Any]:
     """The second occurrence as $find proposes it (into the empty session)."""
+    return proposal_for(w.spare_session, w.clinic, patient)
+
+
+def proposal_for(session: str, clinic: Clinic, patient: str) -> dict[str, Any]:
     return {
         "resourceType": "Appointment",
         "extension": [
@@ -692,11 +728,11 @@ def proposal(w: World, patient: str) -> dict[str, Any]:
         "status": "proposed",
         "start": "2027-01-11T15:00:00Z",
         "end": "2027-01-11T16:30:00Z",
-        "slot": [{"reference": f"Slot/{w.spare_session}"}],
+        "slot": [{"reference": f"Slot/{session}"}],
         "participant": [
             {"actor": {"reference": f"Patient/{patient}"}, "status": "needs-action"},
-            {"actor": {"reference": f"Practitioner/{w.clinic.provider_id}"}, "status": "accepted"},
-            {"actor": {"reference": f"Location/{w.clinic.department_id}"}, "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/{clinic.provider_id}"}, "status": "accepted"},
+            {"actor": {"reference": f"Location/{clinic.department_id}"}, "status": "accepted"},
         ],
     }
 
@@ -911,28 +947,115 @@ def test_without_the_permission_no_write_can_reach_a_blocked_patient(app, client
     assert [privileged_view(f"/fhir/{r['resourceType']}/{r['id']}") for r in r_before] == r_before
 
 
-def test_a_retried_booking_naming_a_hidden_booking_identifier_shows_nothing_of_it(
+def test_booking_with_a_hidden_bookings_identifier_answers_as_an_unused_one_would(
     app, client, database
 ):
-    """A booking identifier is unique across all bookings, so reusing a hidden one is
-    refused (409) while a fresh one books (201): the uniqueness rule itself tells that
-    *some* booking carries it. What must not show is whose booking it is."""
+    """R's booking carries R_BOOKING. Booking a visible patient with it, plainly or with
+    `If-None-Exist` on it, books (201) exactly as with a value nobody uses: identifiers are
+    unique per patient, so a hidden booking's identifier never collides with a visible
+    patient's (store.models.BookingIdentifier)."""
     w = build_world(app, client, database)
     walk = Walk(app, client, Secrets.of(w))
-    retried = appointment(w.spare_session, w.visible, identifier=R_BOOKING)
-    probe = post(
+    other = database.write(lambda db: make_patient(db, family="Other", given="Otto").id)
+    database.write(lambda db: make_coverage(db, other, self_pay=True))
+    staff = token(app, STAFF, "front-desk")
+
+    def cancel(answer: dict[str, Any]) -> None:
+        """Free the place again, so the same request with the unused value books too."""
+        cancelled = {**answer, "status": "cancelled"}
+        body(send(client, "PUT", f"/fhir/Appointment/{answer['id']}", cancelled, staff), 200)
+
+    retried = post(
         "/fhir/Appointment",
-        retried,
-        409,
+        appointment(w.spare_session, w.visible, identifier=R_BOOKING),
+        201,
         headers=(("If-None-Exist", f"identifier={BOOKING_ID_SYSTEM}|{R_BOOKING}"),),
     )
+    plain = post(
+        "/fhir/Appointment", appointment(w.spare_session, other, identifier=R_BOOKING), 201
+    )
 
-    response = walk.send(probe)
+    for probe in (retried, plain):
+        assert walk.check(probe, undo=cancel)["identifier"][0]["value"] == R_BOOKING
+    assert capacity_of(body(client.get(f"/fhir/Slot/{w.spare_session}", headers=staff), 200)) == (
+        "0/10"
+    )
 
-    body(response, 409)
-    shown = walk.secrets.found(_visible_text(response)) - walk.secrets.found(probe.text())
-    assert not shown, response.get_data(as_text=True)
-    assert w.restricted not in response.get_data(as_text=True)
+
+def audit_probes(w: World, r_event: str) -> list[Probe]:
+    """The audit trail as an auditor without the privacy permission reads it."""
+    R, auditor = w.restricted, PLAIN_AUDITOR
+    entities = [f"Patient/{R}", f"Appointment/{w.restricted_appointment}"]
+    entities += [f"Appointment/{w.restricted_draft}"] if w.restricted_draft else []
+    entities += [f"Coverage/{c}" for c in (w.restricted_plan, w.restricted_self_pay, w.family_plan)]
+    return [
+        get("/fhir/AuditEvent", ("_count", "1000"), scope=auditor),
+        get("/fhir/AuditEvent", ("patient", f"Patient/{R}"), scope=auditor, expect_ids=()),
+        *(get("/fhir/AuditEvent", ("entity", e), scope=auditor, expect_ids=()) for e in entities),
+        get(f"/fhir/AuditEvent/{r_event}", scope=auditor, status=404),
+    ]
+
+
+def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_when_lifted(
+    app, client, database
+):
+    """Everything derived from R (appointment, draft, coverages, the family plan R
+    subscribes to, booking identifier, AuditEvents) follows R's *current* restriction,
+    both ways: hidden everywhere once R is restricted, shown again once it is lifted."""
+    w = build_world(app, client, database, restrict_later=True)
+    with database.reading() as db:
+        r_event = db.scalar(
+            select(AuditRecord.id).where(AuditRecord.entity_id == w.family_plan).limit(1)
+        )
+    walk = Walk(app, client, Secrets.of(w))
+
+    for probe in read_probes(w) + audit_probes(w, r_event):
+        walk.check(probe)
+    walk.check(get(f"/fhir/Appointment/{w.restricted_draft}", status=404))
+    walk.check(get("/fhir/Appointment", ("status", "proposed"), expect_ids=()))
+    histories = [
+        f"Appointment/{w.restricted_appointment}",
+        f"Appointment/{w.restricted_draft}",
+        f"Coverage/{w.family_plan}",
+    ]
+    for path in histories:
+        walk.check(get(f"/fhir/{path}/_history", status=404))
+        walk.check(get(f"/fhir/{path}/_history/1", status=404))
+
+    set_restriction(client, token(app, PRIVACY_OFFICER, "officer"), w.restricted, restricted=False)
+    staff, auditor = token(app, STAFF, "front-desk"), token(app, PLAIN_AUDITOR, "auditor")
+
+    def found(path: str, headers: dict[str, str], **params: str) -> list[str]:
+        return match_ids(body(client.get(path, query_string=params, headers=headers), 200))
+
+    for path in (
+        f"Patient/{w.restricted}",
+        f"Appointment/{w.restricted_appointment}",
+        f"Appointment/{w.restricted_draft}",
+        f"Coverage/{w.family_plan}",
+        *(f"{path}/_history/1" for path in histories),
+    ):
+        body(client.get(f"/fhir/{path}", headers=staff), 200)
+    assert sorted(found("/fhir/Coverage", staff, patient=w.restricted)) == sorted(
+        [w.restricted_plan, w.restricted_self_pay]
+    )
+    assert found("/fhir/Appointment", staff, identifier=R_BOOKING) == [w.restricted_appointment]
+    assert found("/fhir/AuditEvent", auditor, patient=f"Patient/{w.restricted}")
+    assert found("/fhir/AuditEvent", auditor, entity=f"Coverage/{w.family_plan}") == [r_event]
+    body(client.get(f"/fhir/AuditEvent/{r_event}", headers=auditor), 200)
+
+
+def test_the_default_insurance_of_a_booking_is_never_a_plan_the_caller_cannot_see(
+    app, client, database
+):
+    """V's family plan (order 2) has R as its subscriber: hidden, so a booking without a
+    coverage choice takes V's own plan alone, never the hidden one as secondary."""
+    w = build_world(app, client, database)
+    walk = Walk(app, client, Secrets.of(w))
+
+    made = walk.check(post("/fhir/Appointment", appointment(w.spare_session, w.visible), 201))
+
+    assert made["supportingInformation"] == [{"reference": f"Coverage/{w.visible_plan}"}]
 
 
 def test_with_the_permission_the_blocked_patient_is_found_labelled_and_booked(

@@ -1,0 +1,115 @@
+"""A silent network to the database does not hang requests (issue 11, item 6).
+
+Between the server and PostgreSQL sits a proxy the test controls. When it black-holes
+the traffic (bytes accepted, never delivered, never answered), a request gets a 503
+OperationOutcome once the configured bounds run out, instead of waiting for ever; when
+the network returns, the pool drops the dead connections and requests succeed again.
+SQLite is a local file, with no network to lose: these tests run on PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy.engine import make_url
+from werkzeug.test import TestResponse
+
+from fhir_facade import create_app
+from tests.conftest import TEST_SECRET
+from tests.factories import make_patient
+from tests.integration.helpers import fhir, outcome
+from tests.integration.tcp_proxy import BlackHoleProxy
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+#: Far above the bounds below (0.3 s read, 2 s connect): only a hang takes this long.
+HANG = 60
+HOUR = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[BlackHoleProxy]:
+    url = make_url(database_url)
+    with BlackHoleProxy((url.host or "127.0.0.1", url.port or 5432)) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied_app(database_url: str, proxy: BlackHoleProxy, tmp_path: Path) -> Iterator[Flask]:
+    through_proxy = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
+    application = create_app(
+        {
+            "database_url": through_proxy.render_as_string(hide_password=False),
+            "instance_path": tmp_path / "instance",
+            "jwt_secret": TEST_SECRET,
+            "base_url": "http://testserver/fhir",
+            "db_connect_timeout_s": 2,
+            "db_read_timeout_ms": 300,
+        }
+    )
+    yield application
+    application.extensions["fhir_facade.db"].dispose()
+
+
+def _request(app: Flask, method: str, path: str, **options: Any) -> TestResponse:
+    """Make the request in a thread; fail (instead of hanging the suite) if it hangs."""
+    answers: list[TestResponse] = []
+    token = app.extensions["fhir_facade.tokens"].mint("tester", "user/*.cruds", HOUR)
+    headers = {"Authorization": f"Bearer {token}"}
+    worker = threading.Thread(
+        target=lambda: answers.append(
+            app.test_client().open(path, method=method, headers=headers, **options)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(HANG)
+    assert answers, f"{method} {path} hung with the database unreachable"
+    return answers[0]
+
+
+def test_a_read_during_a_network_black_hole_gets_a_503_and_the_next_after_it_a_200(
+    proxied_app, proxy, database
+):
+    patient = database.write(lambda db: make_patient(db, family="Reachable")).id
+    path = f"/fhir/Patient/{patient}"
+    assert fhir(_request(proxied_app, "GET", path), 200)["id"] == patient  # pooled now
+
+    proxy.black_hole()
+    refused = _request(proxied_app, "GET", path)
+    issue = outcome(refused, 503, code="no-store", detail="database-unavailable")
+    assert patient not in issue["details"]["text"]
+
+    proxy.restore()
+    assert fhir(_request(proxied_app, "GET", path), 200)["id"] == patient
+
+
+def test_a_write_during_a_network_black_hole_gets_a_503_and_stores_nothing(
+    proxied_app, proxy, database
+):
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": "Unreachable", "given": ["Uma"]}],
+        "gender": "female",
+    }
+    fhir(_request(proxied_app, "GET", "/fhir/Patient"), 200)  # a pooled connection
+
+    proxy.black_hole()
+    refused = _request(
+        proxied_app, "POST", "/fhir/Patient", json=body, content_type="application/fhir+json"
+    )
+    outcome(refused, 503, code="no-store", detail="database-unavailable")
+
+    proxy.restore()
+    found = fhir(_request(proxied_app, "GET", "/fhir/Patient?family=unreachable"), 200)
+    assert found["total"] == 0
+    created = _request(
+        proxied_app, "POST", "/fhir/Patient", json=body, content_type="application/fhir+json"
+    )
+    fhir(created, 201)
