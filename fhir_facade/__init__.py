@@ -10,6 +10,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import NotFound as NoRoute
 
+from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
@@ -68,9 +69,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        # Interactive docs at /docs; the page loads Swagger UI from a CDN in the browser.
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/",
         API_SPEC_OPTIONS={
             "info": {"description": "FHIR R4 (4.0.1) group-session booking; JSON only."},
             "servers": [{"url": "/"}],
@@ -95,6 +93,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)
 
+    docs.configure(app)  # interactive docs at /docs, Swagger UI served from the package
     api = FhirApi(app)
     from fhir_facade.api import build_blueprint
     from fhir_facade.openapi import register
@@ -124,6 +123,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         for name, element in (("ident", "id"), ("version", "meta.versionId")):
             if isinstance(value := path.get(name), str):
                 check_id(value, request.path.split("/")[2], element)
+
+    # Registered last: CORS puts its preflight answer ahead of authentication, and
+    # compression sees the finished response.
+    cors.install(app, cors.allowed_origins(settings.cors_origins))
+    compression.install(app, settings.compress_min_bytes)
 
     from fhir_facade.cli import register_commands
 

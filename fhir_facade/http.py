@@ -13,6 +13,7 @@ from werkzeug.exceptions import (
     RequestHeaderFieldsTooLarge,
     RequestURITooLarge,
 )
+from werkzeug.http import parse_options_header
 
 from fhir_facade.outcomes import FhirError
 from mappings.limits import check_body
@@ -24,7 +25,6 @@ MAX_URL_CHARS = 8000
 MAX_HEADER_BYTES = 32_000
 
 FHIR_JSON = "application/fhir+json"
-_ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
 def fhir_response(
@@ -60,11 +60,14 @@ def base_url() -> str:
 def read_json_body() -> Any:
     """The request body as JSON; 415 for other media types, 400 for malformed JSON."""
     mimetype = (request.mimetype or "").lower()
-    if mimetype not in _ACCEPTED_BODY_TYPES:
+    params = {k.lower(): v for k, v in request.mimetype_params.items()}
+    if mimetype not in _JSON_TYPES or _refusal(mimetype, params) is not None:
         raise FhirError(
             415,
             "not-supported",
-            f"send {FHIR_JSON} (got {request.content_type or 'no Content-Type'})",
+            f"send {FHIR_JSON} for FHIR 4.0 in utf-8 "
+            f"(got {request.content_type or 'no Content-Type'})",
+            expression="Content-Type",
         )
     raw = request.get_data(cache=True)
     limit = request.max_content_length
@@ -160,18 +163,67 @@ def prefer(name: str) -> str | None:
     return None
 
 
+#: Media types we answer with (FHIR R4 §2.21.0.6: application/fhir+json; the others are
+#: what clients also send for it).
+_JSON_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+_FORMAT_ALIASES = {"json": FHIR_JSON}
+#: `fhirVersion` values naming the version we serve (R4 §3.1.0.1.6: major.minor).
+_FHIR_VERSIONS = frozenset({"4.0", "4.0.1"})
+
+
 def check_accept() -> None:
-    """406 unless the client accepts JSON; `_format` overrides Accept."""
+    """406 unless the client accepts FHIR R4 JSON (R4 §3.1.0.1.6 content types).
+
+    `_format` overrides Accept; both may carry `charset` (utf-8 only) and `fhirVersion`
+    (4.0 only) parameters; media ranges (`*/*`, `application/*`) and `q` are honoured.
+    """
     wanted = request.args.get("_format")
     if wanted is not None:
-        if "json" not in wanted:
+        media_type, params = parse_options_header(wanted)
+        media_type = _FORMAT_ALIASES.get(media_type.lower(), media_type.lower())
+        refusal = _refusal(media_type, params)
+        if refusal is not None:
             raise FhirError(
-                406, "not-supported", "only JSON is served (_format=json)", expression="_format"
+                406, "not-supported", f"_format={wanted}: {refusal}", expression="_format"
             )
         return
-    accept = request.accept_mimetypes
-    if not accept or accept.provided is False:
+    header = request.headers.get("Accept", "").strip()
+    if not header:
         return
-    if any(accept[m] for m in (FHIR_JSON, "application/json", "application/json+fhir")):
-        return
-    raise FhirError(406, "not-supported", f"only {FHIR_JSON} is served")
+    refusals = []
+    for item in header.split(","):
+        media_type, params = parse_options_header(item)
+        if not media_type or _quality(params) == 0:
+            continue
+        refusal = _refusal(media_type.lower(), params)
+        if refusal is None:
+            return
+        refusals.append(f"{item.strip()}: {refusal}")
+    raise FhirError(
+        406,
+        "not-supported",
+        "; ".join(refusals) or f"nothing acceptable: only {FHIR_JSON} is served",
+        expression="Accept",
+    )
+
+
+def _refusal(media_type: str, params: dict[str, str]) -> str | None:
+    """Why one media range cannot be served, or None when FHIR R4 JSON fits it."""
+    if media_type not in _JSON_TYPES and media_type not in ("*/*", "application/*"):
+        if "xml" in media_type:
+            return f"only {FHIR_JSON} is served, not XML"
+        return f"only {FHIR_JSON} is served"
+    version = params.get("fhirversion")
+    if version is not None and version not in _FHIR_VERSIONS:
+        return f"only FHIR 4.0 (R4) is served, not fhirVersion={version}"
+    charset = params.get("charset")
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        return f"only charset=utf-8 is served, not {charset}"
+    return None
+
+
+def _quality(params: dict[str, str]) -> float:
+    try:
+        return float(params.get("q", "1"))
+    except ValueError:
+        return 0.0

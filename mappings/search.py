@@ -17,6 +17,7 @@ from typing import Any
 from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
 from mappings.errors import InvalidSearch, TooCostly, TooLong
 from mappings.limits import check_text
+from mappings.subsetting import Subset, elements, summary
 from store.access import Access
 from store.models import (
     AuditRecord,
@@ -95,6 +96,7 @@ class SearchRequest:
     includes: list[Include]
     revincludes: list[RevInclude]
     canonical: list[tuple[str, str]]  # the parameters honoured, for self/next links
+    subset: Subset | None = None  # _summary=true|text|data or _elements: part of each match
     #: Types searched through chained parameters (the caller must be allowed to search them).
     chained: set[str] = field(default_factory=set)
 
@@ -346,6 +348,15 @@ def _id(kind: str) -> SearchParam:
     return _p("_id", "token", f"Logical id of the {kind}", _plain("id"))
 
 
+def _last_updated(kind: str) -> SearchParam:
+    return _p(
+        "_lastUpdated",
+        "date",
+        f"When the {kind} last changed, meta.lastUpdated (eq, ne, gt, ge, lt, le, sa, eb)",
+        _date("last_updated", "_lastUpdated"),
+    )
+
+
 _SLOT_STATUS = {
     "free": "open",
     "busy": "full",
@@ -359,6 +370,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         ProviderGroup,
         {
             "_id": _id("Organization"),
+            "_lastUpdated": _last_updated("Organization"),
             "name": _p(
                 "name",
                 "string",
@@ -370,13 +382,14 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {"name": "name"},
+        {"name": "name", "identifier": "identifier", "_id": "id", "_lastUpdated": "last_updated"},
         (("name", False),),
     ),
     "Location": ResourceSearch(
         Department,
         {
             "_id": _id("Location"),
+            "_lastUpdated": _last_updated("Location"),
             "name": _p("name", "string", "Name of the department", _string("name"), _STRING),
             "identifier": _p(
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
@@ -388,13 +401,20 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _reference({"Organization": "provider_group"}, "organization"),
             ),
         },
-        {"name": "name"},
+        {
+            "name": "name",
+            "identifier": "identifier",
+            "organization": "provider_group",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("name", False),),
     ),
     "Practitioner": ResourceSearch(
         Provider,
         {
             "_id": _id("Practitioner"),
+            "_lastUpdated": _last_updated("Practitioner"),
             "name": _p(
                 "name", "string", "Any part of the provider's name", _string("name"), _STRING
             ),
@@ -404,13 +424,21 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier, e.g. NPI", _identifier("identifier")
             ),
         },
-        {"family": "family", "given": "given"},
+        {
+            "name": "name",
+            "family": "family",
+            "given": "given",
+            "identifier": "identifier",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("family", False), ("given", False)),
     ),
     "Schedule": ResourceSearch(
         ProviderSchedule,
         {
             "_id": _id("Schedule"),
+            "_lastUpdated": _last_updated("Schedule"),
             "actor": _p(
                 "actor",
                 "reference",
@@ -430,7 +458,13 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {},
+        {
+            "active": "active",
+            "date": "horizon",
+            "identifier": "identifier",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (),
         revincludes={"Slot:schedule": RevInclude("Slot", "schedule")},
     ),
@@ -438,6 +472,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         GroupSession,
         {
             "_id": _id("Slot"),
+            "_lastUpdated": _last_updated("Slot"),
             "schedule": _p(
                 "schedule",
                 "reference",
@@ -473,7 +508,14 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {"start": "start"},
+        {
+            "start": "start",
+            "schedule": "schedule",
+            "appointment-type": "appointment_type",
+            "service-type": "service_type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("start", False),),
         includes={"Slot:schedule": Include(lambda s: [("Schedule", s.schedule_id)])},
         revincludes={"Appointment:slot": RevInclude("Appointment", "session")},
@@ -482,6 +524,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         Patient,
         {
             "_id": _id("Patient"),
+            "_lastUpdated": _last_updated("Patient"),
             "identifier": _p(
                 "identifier",
                 "token",
@@ -526,13 +569,22 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "phone", "token", "Phone number, any formatting", _phone("phone_digits", "phone")
             ),
         },
-        {"family": "family", "given": "given", "birthdate": "birth_date"},
+        {
+            "family": "family",
+            "given": "given",
+            "name": "name",
+            "birthdate": "birth_date",
+            "gender": "gender",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("family", False), ("given", False)),
     ),
     "Appointment": ResourceSearch(
         Booking,
         {
             "_id": _id("Appointment"),
+            "_lastUpdated": _last_updated("Appointment"),
             "patient": _p(
                 "patient",
                 "reference",
@@ -589,7 +641,16 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {"date": "start"},
+        {
+            "date": "start",
+            "status": "status",
+            "patient": "patient",
+            "slot": "session",
+            "location": "department",
+            "appointment-type": "appointment_type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("start", False),),
         includes={
             "Appointment:patient": Include(lambda b: [("Patient", b.patient_id)]),
@@ -607,6 +668,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         AuditRecord,
         {
             "_id": _id("AuditEvent"),
+            "_lastUpdated": _last_updated("AuditEvent"),
             "date": _p("date", "date", "When the event was recorded", _date("recorded", "date")),
             "patient": _p(
                 "patient",
@@ -633,13 +695,23 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier_value("subtype"),
             ),
         },
-        {"date": "recorded"},
+        {
+            "date": "recorded",
+            "patient": "patient",
+            "entity": "entity",
+            "agent": "agent",
+            "action": "action",
+            "subtype": "subtype",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("recorded", True),),
     ),
     "Coverage": ResourceSearch(
         Coverage,
         {
             "_id": _id("Coverage"),
+            "_lastUpdated": _last_updated("Coverage"),
             "patient": _p(
                 "patient",
                 "reference",
@@ -684,7 +756,16 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {},
+        {
+            "status": "status",
+            "patient": "beneficiary",
+            "beneficiary": "beneficiary",
+            "subscriber": "subscriber",
+            "payor": "payor",
+            "type": "type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("order", False),),
         includes={
             "Coverage:payor": Include(
@@ -702,8 +783,19 @@ SEARCHES: dict[str, ResourceSearch] = {
 
 #: Result parameters understood everywhere (besides the resource's own parameters).
 RESULT_PARAMS = frozenset(
-    {"_count", "_offset", "_include", "_revinclude", "_sort", "_format", "_summary"}
+    {
+        "_count",
+        "_offset",
+        "_include",
+        "_revinclude",
+        "_sort",
+        "_format",
+        "_summary",
+        "_elements",
+        "_total",
+    }
 )
+TOTAL_MODES = ("none", "estimate", "accurate")
 
 
 def parse_search(
@@ -728,12 +820,18 @@ def parse_search(
     sort: list[tuple[str, bool]] = []
     if len(params) > MAX_PARAMETERS:
         raise TooCostly(f"a search takes at most {MAX_PARAMETERS} parameters")
+    shaping = _Shaping(resource_type)
     for raw_name, value in params:
         check_text(raw_name, None, InvalidSearch)
         name, _, modifier = raw_name.partition(":")
         check_text(value, name, InvalidSearch)
         if name in RESULT_PARAMS:
-            _result_param(spec, name, raw_name, value, query, includes, revincludes, sort, lenient)
+            if name in _Shaping.PARAMS:
+                shaping.take(name, value, query)
+            else:
+                _result_param(
+                    spec, name, raw_name, value, query, includes, revincludes, sort, lenient
+                )
             if name != "_offset":
                 canonical.append((raw_name, value))
             continue
@@ -772,7 +870,55 @@ def parse_search(
         query.where.append(AnyOf(tuple(conditions)))
         canonical.append((raw_name, _without_clear_ssn(name, value, ssn)))
     query.sort = sort or list(spec.default_sort)
-    return SearchRequest(resource_type, query, includes, revincludes, canonical, chained_types)
+    if shaping.total == "none" and query.limit > 0:
+        query.count_total = False  # a next link still comes when more matches follow
+    return SearchRequest(
+        resource_type, query, includes, revincludes, canonical, shaping.subset, chained_types
+    )
+
+
+class _Shaping:
+    """`_summary`, `_elements` and `_total`: how much of each match, and of the total."""
+
+    PARAMS = frozenset({"_summary", "_elements", "_total"})
+
+    def __init__(self, resource_type: str) -> None:
+        self.resource_type = resource_type
+        self.subset: Subset | None = None
+        self.total = "accurate"
+
+    def take(self, name: str, value: str, query: Query) -> None:
+        if name == "_total":
+            if value not in TOTAL_MODES:
+                raise InvalidSearch(
+                    f"_total must be one of {', '.join(TOTAL_MODES)}", expression="_total"
+                )
+            self.total = value  # estimate: our totals are exact and cost no more
+            return
+        if name == "_summary" and value == "count":
+            query.limit = 0
+            query.count_total = True
+            return
+        subset = (
+            summary(self.resource_type, value)
+            if name == "_summary"
+            else elements(self.resource_type, value)
+        )
+        if subset is not None and self.subset is not None:
+            raise InvalidSearch(
+                "give one of _summary (true, text, data) and _elements, not both", expression=name
+            )
+        self.subset = subset or self.subset
+
+
+def parse_read(resource_type: str, params: list[tuple[str, str]]) -> Subset | None:
+    """The part of a read resource to return (`_summary`, `_elements`); `_format` is the
+    HTTP layer's, and a read ignores other parameters, as it always has."""
+    shaping = _Shaping(resource_type)
+    for name, value in params:
+        if name in ("_summary", "_elements"):
+            shaping.take(name, value, Query(kind=SEARCHES[resource_type].kind))
+    return shaping.subset
 
 
 def _paging_integer(name: str, value: str) -> int:
@@ -883,19 +1029,20 @@ def _result_param(
                     expression="_sort",
                 )
             sort.append((field_name, descending))
-    elif name == "_summary":
-        # count: the total only; false: the full resources (what we always return).
-        if value == "count":
-            query.limit = 0
-            query.count_total = True
-        elif value != "false":
-            raise InvalidSearch("_summary supports count and false", expression="_summary")
     elif name == "_format":
         _check_format(value)
 
 
 def _check_format(value: str) -> None:
-    if value not in ("json", "application/json", "application/fhir+json"):
+    """JSON in any spelling (json, application/json, application/fhir+json, with
+    parameters); the HTTP layer has already refused other versions and charsets."""
+    media_type = value.partition(";")[0].strip().lower()
+    if media_type not in (
+        "json",
+        "application/json",
+        "application/fhir+json",
+        "application/json+fhir",
+    ):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")
 
 
