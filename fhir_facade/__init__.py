@@ -8,12 +8,15 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as NoRoute
 
+from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
-from fhir_facade.http import check_accept, fhir_response
-from fhir_facade.outcomes import describe
-from fhir_facade.registry import snapshot
+from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.registry import RESOURCE_TYPES, snapshot
+from mappings.limits import check_id
 from store.db import Database, DatabaseSettings
 
 log = logging.getLogger("fhir_facade")
@@ -33,6 +36,8 @@ class FhirApi(Api):  # type: ignore[misc]
 
 
 def _error_response(error: BaseException) -> Response:
+    if isinstance(error, NoRoute) and request.path.startswith("/fhir/"):
+        error = _no_route(request.path.split("/")[2])
     status, outcome = describe(error)
     if status == 500:
         log.exception("unhandled error", exc_info=error)
@@ -42,19 +47,28 @@ def _error_response(error: BaseException) -> Response:
     return fhir_response(outcome, status, headers)
 
 
+def _no_route(segment: str) -> FhirError:
+    if segment[:1].isupper() and segment not in RESOURCE_TYPES:
+        served = ", ".join(sorted(RESOURCE_TYPES))
+        return FhirError(
+            404, "not-supported", f"resource type {segment!r} is not served here; served: {served}"
+        )
+    return FhirError(404, "not-found", "no FHIR interaction is served at this URL")
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application. `test_config` overrides `Settings` fields (see config.py)."""
     settings = Settings.from_env(test_config)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    # Werkzeug would answer `//` in a path with an HTML redirect to the merged path;
+    # FHIR clients get a 404 OperationOutcome for a URL we do not serve instead.
+    app.url_map.merge_slashes = False
     app.config.update(
         API_TITLE="fhir-facade",
         API_VERSION="0.1.0",
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        # Interactive docs at /docs; the page loads Swagger UI from a CDN in the browser.
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/",
         API_SPEC_OPTIONS={
             "info": {"description": "FHIR R4 (4.0.1) group-session booking; JSON only."},
             "servers": [{"url": "/"}],
@@ -79,6 +93,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)
 
+    docs.configure(app)  # interactive docs at /docs, Swagger UI served from the package
     api = FhirApi(app)
     from fhir_facade.api import build_blueprint
     from fhir_facade.openapi import register
@@ -97,12 +112,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _authenticate() -> None:
+        check_request_size()
         if not request.path.startswith("/fhir"):
             return
         check_accept()
         if request.path in _PUBLIC:
             return
         g.grants = app.extensions["fhir_facade.tokens"].verify(request.headers.get("Authorization"))
+        path = request.view_args or {}
+        for name, element in (("ident", "id"), ("version", "meta.versionId")):
+            if isinstance(value := path.get(name), str):
+                check_id(value, request.path.split("/")[2], element)
+
+    # Registered last: CORS puts its preflight answer ahead of authentication, and
+    # compression sees the finished response.
+    cors.install(app, cors.allowed_origins(settings.cors_origins))
+    compression.install(app, settings.compress_min_bytes)
 
     from fhir_facade.cli import register_commands
 

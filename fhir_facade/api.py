@@ -33,7 +33,9 @@ def build_blueprint() -> Blueprint:
         @openapi.documented(blp, openapi.metadata_doc())
         def get(self) -> Response:
             base = base_url()
-            return fhir_response(capability_statement(base, OAuthEndpoints.of(settings(), base)))
+            endpoints = OAuthEndpoints.of(settings(), base)
+            cors = bool(settings().cors_origins)
+            return fhir_response(capability_statement(base, endpoints, cors=cors))
 
     @blp.route("/.well-known/smart-configuration")
     class SmartConfiguration(MethodView):
@@ -79,7 +81,7 @@ def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> No
         )
     instance_methods: dict[str, Any] = {
         "get": openapi.documented(blp, openapi.read_doc(name))(
-            lambda self, ident: read(name, ident)
+            lambda self, ident: read(name, ident, _query_pairs())
         )
     }
     if "update" in interactions:

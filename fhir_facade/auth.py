@@ -88,6 +88,10 @@ def parse_scope(item: str) -> Scope | None:
     return Scope(resource_type, letters, pairs)
 
 
+#: RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQCHAR.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
 class AuthError(Exception):
     """401: no token, or one we cannot trust."""
 
@@ -170,11 +174,29 @@ def ssn_hasher(settings: Settings) -> SsnHasher:
     return SsnHasher([SsnKey("local", secret.encode())])
 
 
+def scope_tokens(scope: str) -> list[str]:
+    """The scope claim's tokens, separated by the space character (0x20) alone.
+
+    A claim holding anything else (another kind of whitespace such as U+00A0, U+3000
+    or U+001F, a control character, non-ASCII) is not an RFC 6749 scope: the token is
+    refused (401) rather than guessed at, since a lenient split could turn
+    `x\u00a0__patient.blocked` into a permission. Repeated spaces are tolerated.
+    """
+    tokens = [item for item in scope.split(" ") if item]
+    for item in tokens:
+        if not _SCOPE_TOKEN.fullmatch(item):
+            raise AuthError(
+                "the token's scope claim is not a list of RFC 6749 scope tokens separated "
+                f"by spaces: {item.encode('unicode_escape').decode()!r}"
+            )
+    return tokens
+
+
 def grants_from_scopes(subject: str, scope: str) -> Grants:
     letters: dict[str, set[str]] = {}
     permissions: set[str] = set()
     scopes: list[Scope] = []
-    for item in scope.split():
+    for item in scope_tokens(scope):
         if item in PERMISSION_SCOPES:
             permissions.add(item)
             continue
@@ -196,7 +218,10 @@ def unknown_scopes(scope: str, resource_types: Collection[str]) -> list[str]:
     user/ or system/ scope on a type we serve (`patient/` needs a launch context we
     do not offer)."""
     unknown = []
-    for item in scope.split():
+    for item in (item for item in scope.split(" ") if item):  # split as verify splits
+        if not _SCOPE_TOKEN.fullmatch(item):
+            unknown.append(item)
+            continue
         parsed = parse_scope(item)  # None also for a granular query we cannot honour
         known = item in PERMISSION_SCOPES or (
             parsed is not None and parsed.resource_type in {"*", *resource_types}

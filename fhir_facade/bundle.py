@@ -14,10 +14,13 @@ def searchset(
     matches: list[dict[str, Any]],
     included: list[dict[str, Any]],
     total: int | None,
+    more: bool = False,
 ) -> dict[str, Any]:
+    """One page of matches (`more`: another page follows), cut to `request.subset`."""
     query = request.query
     link = [{"relation": "self", "url": _page_url(base, request, query.offset)}]
-    if total is not None and query.limit > 0 and query.offset + query.limit < total:
+    known_more = total is not None and query.offset + query.limit < total
+    if query.limit > 0 and (more or known_more):
         link.append(
             {"relation": "next", "url": _page_url(base, request, query.offset + query.limit)}
         )
@@ -28,6 +31,8 @@ def searchset(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = link
+    if request.subset is not None:
+        matches = [request.subset.apply(r) for r in matches]
     entries = [_entry(base, r, "match") for r in matches]
     entries.extend(_entry(base, r, "include") for r in included)
     if entries:

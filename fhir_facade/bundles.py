@@ -241,8 +241,8 @@ def _get(db: Session, entry: Entry, grants: Grants) -> dict[str, Any]:
         return spec.to_fhir(record)
     params = parse_qsl(entry.query or "", keep_blank_values=True)
     parsed = parse_search(entry.resource_type, params, grants.access, ssn=ssn())
-    matches, included, total = run_search(db, parsed, grants)
-    return searchset(base_url(), parsed, matches, included, total)
+    matches, included, page = run_search(db, parsed, grants)
+    return searchset(base_url(), parsed, matches, included, page.total, page.more)
 
 
 def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status: int) -> None:

@@ -49,8 +49,11 @@ class OAuthEndpoints:
         )
 
 
-def capability_statement(base: str, endpoints: OAuthEndpoints | None = None) -> dict[str, Any]:
-    """`endpoints` default to the embedded token service beside `base`."""
+def capability_statement(
+    base: str, endpoints: OAuthEndpoints | None = None, *, cors: bool = False
+) -> dict[str, Any]:
+    """What the server does. `endpoints` default to the embedded token service beside
+    `base`; `cors`: FHIR_FACADE_CORS_ORIGINS is set."""
     endpoints = endpoints or OAuthEndpoints(token=token_endpoint_url(base))
     resources = []
     for name, spec in RESOURCE_TYPES.items():
@@ -100,16 +103,27 @@ def capability_statement(base: str, endpoints: OAuthEndpoints | None = None) -> 
             {
                 "mode": "server",
                 "documentation": (
-                    "Search result parameters: _count, _offset (paging), _sort, _include, "
-                    "_revinclude, _summary=count, _format=json. Unknown parameters are "
-                    "refused (400) unless the request carries Prefer: handling=lenient. "
+                    "Search result parameters: _count, _offset (paging); _sort on the "
+                    "search parameters where order means something, _id and _lastUpdated "
+                    "(comma-separated keys, '-' for descending); _include, _revinclude; "
+                    "_summary=true|text|data|count|false (true: the R4 isSummary elements) "
+                    "and _elements=a,b (also on read; mandatory and modifier elements are "
+                    "always kept, and the resource is tagged SUBSETTED); "
+                    "_total=none|estimate|accurate (totals are exact; none leaves total "
+                    "out, next links stay); _format=json. Unknown parameters are refused "
+                    "(400, handling=strict, the default: safer for a clinic than a search "
+                    "quietly wider than asked) unless the request carries "
+                    "Prefer: handling=lenient, which ignores them. "
+                    "Content types: application/fhir+json (also application/json), with "
+                    "charset=utf-8 and fhirVersion=4.0 parameters; others get 406. "
+                    "Versions: vread and history on every type. "
                     "Chained search into the Patient: Appointment?patient.<param>, "
                     "Coverage?patient|beneficiary|"
                     "subscriber.<param>, with any Patient search parameter."
                 ),
                 "security": {
                     "extension": [_oauth_uris(endpoints)],
-                    "cors": False,
+                    "cors": cors,
                     "service": [
                         {
                             "coding": [

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from flask import Flask, current_app, g
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from fhir_facade.auth import grants_from_scopes, unknown_scopes
 from fhir_facade.context import database, tokens
+from fhir_facade.http import FHIR_JSON
 from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, read_items
 from fhir_facade.oauth import validate_jwks
+from fhir_facade.outcomes import issue, operation_outcome
 from fhir_facade.registry import RESOURCE_TYPES
 from store.clients import ClientSpec, register_client
 from store.demo import extend_demo, load_demo
@@ -284,8 +287,39 @@ def _safe_url() -> str:
     return str(url.render_as_string(hide_password=True))
 
 
+#: gunicorn's own limits: the longest request line it reads (its maximum; the app's own
+#: 414 limit, fhir_facade.http.MAX_URL_CHARS, lies below it), the most header fields
+#: and the longest header line (gunicorn's defaults, kept explicit).
+LIMIT_REQUEST_LINE = 8190
+LIMIT_REQUEST_FIELDS = 100
+LIMIT_REQUEST_FIELD_SIZE = 8190
+_GUNICORN_CODES = {400: "invalid", 403: "forbidden", 414: "too-long", 431: "too-long"}
+
+
+def outcome_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's refusal of a request it could not parse (request line or headers too
+    long, raw non-ASCII or garbage in the request line, bad chunking), written as an
+    OperationOutcome instead of gunicorn's HTML page. Same signature and behaviour as
+    `gunicorn.util.write_error`, which `_gunicorn` replaces with it."""
+    from gunicorn.util import write_nonblock
+
+    code = _GUNICORN_CODES.get(status_int, "exception" if status_int >= 500 else "invalid")
+    severity = "fatal" if status_int >= 500 else "error"
+    body = orjson.dumps(operation_outcome(issue(severity, code, mesg or reason)))
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: {FHIR_JSON}; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin-1") + body)
+
+
 def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
+    import gunicorn.util
     from gunicorn.app.base import BaseApplication
+
+    # gunicorn answers what it cannot parse itself, through this module-level function
+    # (gunicorn.workers.base.Worker.handle_error); the workers inherit it at fork.
+    gunicorn.util.write_error = outcome_error
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     database().dispose()  # each worker opens its own connections after the fork
@@ -298,6 +332,9 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", os.environ.get("FHIR_FACADE_ACCESS_LOG") or None)
             self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("limit_request_line", LIMIT_REQUEST_LINE)
+            self.cfg.set("limit_request_fields", LIMIT_REQUEST_FIELDS)
+            self.cfg.set("limit_request_field_size", LIMIT_REQUEST_FIELD_SIZE)
             # One shared control socket per user would make instances on one host collide.
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)

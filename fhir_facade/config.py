@@ -31,6 +31,8 @@ class Settings:
     db_keepalive_s: int = 10
     series_max_occurrences: int = 366
     series_max_years: int = 2
+    cors_origins: str | None = None  # "https://app.example.org,https://other" or "*"
+    compress_min_bytes: int = 1400  # 0: never compress
     app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
 
     def __post_init__(self) -> None:
@@ -59,6 +61,7 @@ class Settings:
             "token_endpoint": "TOKEN_ENDPOINT",
             "authorization_endpoint": "AUTHORIZATION_ENDPOINT",
             "ssn_keys": "SSN_KEYS",
+            "cors_origins": "CORS_ORIGINS",
             "app_client_id": "APP_CLIENT_ID",
         }
         for attr, name in text.items():
@@ -73,6 +76,7 @@ class Settings:
             "db_keepalive_s": "DB_KEEPALIVE_S",
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
+            "compress_min_bytes": "COMPRESS_MIN_BYTES",
         }
         for attr, name in numbers.items():
             if env.get(PREFIX + name):

@@ -32,7 +32,8 @@ from flask_smorest import Api, Blueprint
 
 from fhir_facade.operations import OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
-from mappings.search import SEARCHES
+from mappings.search import SEARCHES, TOTAL_MODES
+from mappings.subsetting import SUMMARY_MODES
 
 #: The resource types whose schemas the routes use.
 RESOURCES = (
@@ -308,7 +309,14 @@ def _search_parameters(resource_type: str) -> list[dict[str, Any]]:
         add("_revinclude", "Also return referring resources", _enum(list(spec.revincludes)))
     sorts = sorted(spec.sorts)
     add("_sort", f"Comma-separated sort keys, '-' for descending: {', '.join(sorts)}")
-    add("_summary", "count: only the total", _enum(["count", "false"]))
+    add(
+        "_summary",
+        "true: the R4 summary elements; text; data: all but the narrative; count: only the "
+        "total; false: everything",
+        _enum(list(SUMMARY_MODES)),
+    )
+    add("_elements", "Comma-separated element names: only those (and the mandatory ones)")
+    add("_total", "none: leave the total out; estimate, accurate: exact", _enum(list(TOTAL_MODES)))
     add("_format", "json only", _enum(["json", "application/json", "application/fhir+json"]))
     return params
 
@@ -360,6 +368,22 @@ def read_doc(resource_type: str) -> dict[str, Any]:
         "operationId": f"read-{resource_type}",
         "tags": [resource_type],
         "summary": f"Read a {resource_type}",
+        "parameters": [
+            {
+                "name": "_elements",
+                "in": "query",
+                "required": False,
+                "description": "Comma-separated element names: only those (and the mandatory)",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "_summary",
+                "in": "query",
+                "required": False,
+                "description": "true | text | data | false",
+                "schema": _enum(["true", "text", "data", "false"]),
+            },
+        ],
         "responses": _responses(
             {"200": (f"The {resource_type}", resource_type)}, ("401", "403", "404", "406")
         ),

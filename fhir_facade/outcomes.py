@@ -13,7 +13,14 @@ from werkzeug.exceptions import HTTPException
 
 from fhir_facade.auth import AuthError, Forbidden
 from mappings.codes import CANONICAL
-from mappings.errors import InvalidResource, InvalidSearch, MappingError, Unprocessable
+from mappings.errors import (
+    InvalidResource,
+    InvalidSearch,
+    MappingError,
+    TooCostly,
+    TooLong,
+    Unprocessable,
+)
 from store import errors as store_errors
 from store import recurrence
 
@@ -98,6 +105,8 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (recurrence.SeriesTooLong, Mapped(422, "too-costly", "series-too-long")),
     (recurrence.InvalidRecurrence, Mapped(422, "business-rule", "invalid-recurrence")),
     (store_errors.RuleViolation, Mapped(422, "business-rule")),
+    (TooLong, Mapped(400, "too-long")),
+    (TooCostly, Mapped(400, "too-costly")),
     (InvalidResource, Mapped(400, "structure")),
     (InvalidSearch, Mapped(400, "invalid")),
     (Unprocessable, Mapped(422, "processing")),
@@ -114,7 +123,15 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
         )
     if isinstance(exc, HTTPException):
         status = exc.code or 500
-        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported"}
+        code = {
+            400: "invalid",
+            404: "not-found",
+            405: "not-supported",
+            413: "too-long",
+            414: "too-long",
+            415: "not-supported",
+            431: "too-long",
+        }
         return status, operation_outcome(
             issue("error", code.get(status, "processing"), exc.description or exc.name)
         )
@@ -124,7 +141,7 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
             if isinstance(exc, MappingError):
                 expression = exc.expression
             else:
-                expression = getattr(exc, "field", None)
+                expression = getattr(exc, "field", None) or _default_expression(exc)
             if isinstance(exc, store_errors.NotFound):
                 message = f"{exc.kind}/{exc.ident} is not known"
             return mapped.status, operation_outcome(
@@ -133,3 +150,13 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, operation_outcome(
         issue("fatal", "exception", "internal error; the request changed nothing")
     )
+
+
+def _default_expression(exc: BaseException) -> str | None:
+    """Where a 404 or 412 points when the store named no element: the id asked for,
+    or the If-Match header whose version did not match."""
+    if isinstance(exc, store_errors.NotFound):
+        return f"{exc.kind}.id"
+    if isinstance(exc, store_errors.VersionMismatch):
+        return "If-Match"
+    return None

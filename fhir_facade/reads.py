@@ -19,12 +19,12 @@ from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.audit import patient_of
-from mappings.search import SearchRequest, parse_history, parse_search
+from mappings.search import SearchRequest, parse_history, parse_read, parse_search
 from store import history as store_history
 from store import search as store_search
 from store.audit import AuditEntry, record_many, restricted_among
 from store.errors import NotFound
-from store.search import AnyOf, Condition, Query
+from store.search import AnyOf, Condition, Page, Query
 
 
 def authorize(grants: Grants, resource_type: str, letter: str) -> None:
@@ -34,13 +34,16 @@ def authorize(grants: Grants, resource_type: str, letter: str) -> None:
         grants.require_permission(permission)
 
 
-def read(resource_type: str, ident: str) -> Response:
+def read(resource_type: str, ident: str, params: list[tuple[str, str]]) -> Response:
+    """Read, whole or in part (`_summary`, `_elements`: marked SUBSETTED)."""
     grants = caller()
     authorize(grants, resource_type, "r")
+    subset = parse_read(resource_type, params)
     with database().reading() as db:
         resource = _visible(db, resource_type, ident, grants)
     audit_restricted_reads(grants, [resource], "R", "read")
-    return fhir_response(resource, headers=resource_headers(resource))
+    headers = resource_headers(resource)
+    return fhir_response(subset.apply(resource) if subset else resource, headers=headers)
 
 
 def vread(resource_type: str, ident: str, version: str) -> Response:
@@ -51,7 +54,9 @@ def vread(resource_type: str, ident: str, version: str) -> Response:
     with database().reading() as db:
         current = _visible(db, resource_type, ident, grants)
         resource = current if current["meta"]["versionId"] == version else None
-        if resource is None and version.isascii() and version.isdigit():
+        # Versions are INTEGER columns: a longer number names no version (and PostgreSQL
+        # would refuse to compare with it).
+        if resource is None and version.isascii() and version.isdigit() and len(version) < 10:
             kept = store_history.version_of(
                 db, RESOURCE_TYPES[resource_type].kind, ident, int(version)
             )
@@ -93,9 +98,10 @@ def search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     lenient = prefer("handling") == "lenient"
     parsed = parse_search(resource_type, params, grants.access, lenient=lenient, ssn=ssn())
     with database().reading() as db:
-        matches, included, total = run_search(db, parsed, grants)
+        matches, included, page = run_search(db, parsed, grants)
     audit_restricted_reads(grants, matches + included, "E", "search-type")
-    return fhir_response(searchset(base_url(), parsed, matches, included, total))
+    bundle = searchset(base_url(), parsed, matches, included, page.total, page.more)
+    return fhir_response(bundle)
 
 
 def audit_restricted_reads(
@@ -129,11 +135,11 @@ def audit_restricted_reads(
 
 def run_search(
     db: Session, parsed: SearchRequest, grants: Grants
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
-    """Matches, then `_include`d and `_revinclude`d resources (each once), rendered.
-    Included types the token may not read are left out, and a chain into a type it may
-    not search is refused: neither widens a scope (and what they reach passes the same
-    visibility as a read)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Page]:
+    """Matches, then `_include`d and `_revinclude`d resources (each once), rendered; and
+    the page (its total, and whether more matches follow). Included types the token may
+    not read are left out, and a chain into a type it may not search is refused: neither
+    widens a scope (and what they reach passes the same visibility as a read)."""
     for target in sorted(parsed.chained):  # a chain searches its target type too
         grants.require(target, "s")
     access = grants.access
@@ -167,10 +173,10 @@ def run_search(
         source = RESOURCE_TYPES[revinclude.source]
         query = Query(
             kind=source.kind,
-            where=[AnyOf(tuple(Condition(revinclude.field, "eq", i) for i in ids))],
+            where=[AnyOf((Condition(revinclude.field, "in", tuple(ids)),))],
             limit=10_000,
             access=access,
             count_total=False,
         )
         add(revinclude.source, list(store_search.run(db, query).rows))
-    return matches, included, page.total
+    return matches, included, page

@@ -122,13 +122,26 @@ def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) 
 def aware(value: Any, expression: str) -> dt.datetime:
     """An input instant/dateTime as an aware datetime; FHIR instants carry a zone."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise InvalidResource("a time zone is required", expression=expression)
-        return value.astimezone(dt.UTC)
-    parsed = dt.datetime.fromisoformat(str(value))
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidResource(f"{value!r} is not a dateTime", expression=expression) from None
     if parsed.tzinfo is None:
         raise InvalidResource("a time zone is required", expression=expression)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise beyond_calendar(value, expression) from None
+
+
+def beyond_calendar(value: Any, expression: str) -> InvalidResource:
+    """For a time whose UTC value (or the range it stands for) leaves years 0001-9999."""
+    return InvalidResource(
+        f"{value} reaches beyond the calendar (years 0001 to 9999 in UTC)",
+        expression=expression,
+    )
 
 
 def client_elements(body: dict[str, Any], *, without: tuple[str, ...] = ()) -> JSON:

@@ -11,7 +11,15 @@ from typing import Any
 
 import orjson
 
-from mappings.common import JSON, instant, kept_document, meta, parse_reference, parse_resource
+from mappings.common import (
+    JSON,
+    beyond_calendar,
+    instant,
+    kept_document,
+    meta,
+    parse_reference,
+    parse_resource,
+)
 from mappings.errors import InvalidResource, Unprocessable
 from mappings.search import date_range
 from store.insurance import CoverageSpec
@@ -116,12 +124,15 @@ def coverage_from_fhir(body: Any) -> CoverageSpec:
 
 def _bound(value: Any, expression: str) -> tuple[dt.datetime, dt.datetime]:
     """The UTC range [lo, hi) a FHIR dateTime of any precision covers."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        value = value.astimezone(dt.UTC)
-        return value, value + dt.timedelta(seconds=1)
-    if isinstance(value, dt.date):
-        lo = dt.datetime.combine(value, dt.time(0), tzinfo=dt.UTC)
-        return lo, lo + dt.timedelta(days=1)
+    try:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            value = value.astimezone(dt.UTC)
+            return value, value + dt.timedelta(seconds=1)
+        if isinstance(value, dt.date):
+            lo = dt.datetime.combine(value, dt.time(0), tzinfo=dt.UTC)
+            return lo, lo + dt.timedelta(days=1)
+    except OverflowError:
+        raise beyond_calendar(value, expression) from None
     return date_range(str(value), expression)

@@ -2,7 +2,9 @@
 
 MappingError
  ├── InvalidResource   the body is not a valid R4 resource of the expected type (400)
- ├── InvalidSearch     a search parameter is unknown or malformed (400)
+ ├── InvalidSearch     a search parameter or a URL id is unknown or malformed (400)
+ │    └── TooCostly     more values than a search may have (400)
+ ├── TooLong           a value longer than the store keeps (400)
  └── Unprocessable     valid FHIR that our model cannot take (422)
 """
 
@@ -26,3 +28,11 @@ class InvalidSearch(MappingError):
 
 class Unprocessable(MappingError):
     pass
+
+
+class TooLong(MappingError):
+    """A value longer than the store keeps (400 too-long)."""
+
+
+class TooCostly(InvalidSearch):
+    """A search with more values than we answer (400 too-costly)."""

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
-from mappings.errors import InvalidSearch
+from mappings.errors import InvalidSearch, TooCostly, TooLong
+from mappings.limits import check_text
+from mappings.subsetting import Subset, elements, summary
 from store.access import Access
 from store.models import (
     AuditRecord,
@@ -39,6 +41,13 @@ COVERAGE_STATUSES = ("active", "cancelled", "draft", "entered-in-error")
 MAX_COUNT = 1000
 #: Largest _offset (and _count before capping) accepted: beyond it the database refuses.
 MAX_OFFSET = 2**31 - 1
+#: Most comma-separated values (alternatives) one parameter may have, and most
+#: parameters one search may have: beyond them SQLite refuses the statement
+#: (expression depth) while PostgreSQL grinds through it, so both answer 400.
+MAX_ALTERNATIVES = 100
+MAX_PARAMETERS = 50
+#: Longest search value (one alternative): longer than any stored value it could match.
+MAX_VALUE_CHARS = 500
 
 Translate = Callable[[str | None, str], list[Condition]]
 
@@ -87,6 +96,7 @@ class SearchRequest:
     includes: list[Include]
     revincludes: list[RevInclude]
     canonical: list[tuple[str, str]]  # the parameters honoured, for self/next links
+    subset: Subset | None = None  # _summary=true|text|data or _elements: part of each match
     #: Types searched through chained parameters (the caller must be allowed to search them).
     chained: set[str] = field(default_factory=set)
 
@@ -129,6 +139,12 @@ def date_range(text: str, name: str) -> tuple[dt.datetime, dt.datetime]:
     except ValueError as exc:
         raise InvalidSearch(
             f"{name}: {text!r} is not a valid date ({exc})", expression=name
+        ) from None
+    except OverflowError:
+        # The value, or the range it stands for, reaches past 0001-01-01 or 9999-12-31 UTC.
+        raise InvalidSearch(
+            f"{name}: {text!r} reaches beyond the calendar (years 0001 to 9999 in UTC)",
+            expression=name,
         ) from None
 
 
@@ -332,6 +348,15 @@ def _id(kind: str) -> SearchParam:
     return _p("_id", "token", f"Logical id of the {kind}", _plain("id"))
 
 
+def _last_updated(kind: str) -> SearchParam:
+    return _p(
+        "_lastUpdated",
+        "date",
+        f"When the {kind} last changed, meta.lastUpdated (eq, ne, gt, ge, lt, le, sa, eb)",
+        _date("last_updated", "_lastUpdated"),
+    )
+
+
 _SLOT_STATUS = {
     "free": "open",
     "busy": "full",
@@ -345,6 +370,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         ProviderGroup,
         {
             "_id": _id("Organization"),
+            "_lastUpdated": _last_updated("Organization"),
             "name": _p(
                 "name",
                 "string",
@@ -356,13 +382,14 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {"name": "name"},
+        {"name": "name", "identifier": "identifier", "_id": "id", "_lastUpdated": "last_updated"},
         (("name", False),),
     ),
     "Location": ResourceSearch(
         Department,
         {
             "_id": _id("Location"),
+            "_lastUpdated": _last_updated("Location"),
             "name": _p("name", "string", "Name of the department", _string("name"), _STRING),
             "identifier": _p(
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
@@ -374,13 +401,20 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _reference({"Organization": "provider_group"}, "organization"),
             ),
         },
-        {"name": "name"},
+        {
+            "name": "name",
+            "identifier": "identifier",
+            "organization": "provider_group",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("name", False),),
     ),
     "Practitioner": ResourceSearch(
         Provider,
         {
             "_id": _id("Practitioner"),
+            "_lastUpdated": _last_updated("Practitioner"),
             "name": _p(
                 "name", "string", "Any part of the provider's name", _string("name"), _STRING
             ),
@@ -390,13 +424,21 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier, e.g. NPI", _identifier("identifier")
             ),
         },
-        {"family": "family", "given": "given"},
+        {
+            "name": "name",
+            "family": "family",
+            "given": "given",
+            "identifier": "identifier",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("family", False), ("given", False)),
     ),
     "Schedule": ResourceSearch(
         ProviderSchedule,
         {
             "_id": _id("Schedule"),
+            "_lastUpdated": _last_updated("Schedule"),
             "actor": _p(
                 "actor",
                 "reference",
@@ -416,7 +458,13 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {},
+        {
+            "active": "active",
+            "date": "horizon",
+            "identifier": "identifier",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (),
         revincludes={"Slot:schedule": RevInclude("Slot", "schedule")},
     ),
@@ -424,6 +472,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         GroupSession,
         {
             "_id": _id("Slot"),
+            "_lastUpdated": _last_updated("Slot"),
             "schedule": _p(
                 "schedule",
                 "reference",
@@ -459,7 +508,14 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "identifier", "token", "Identifier (system|value)", _identifier("identifier")
             ),
         },
-        {"start": "start"},
+        {
+            "start": "start",
+            "schedule": "schedule",
+            "appointment-type": "appointment_type",
+            "service-type": "service_type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("start", False),),
         includes={"Slot:schedule": Include(lambda s: [("Schedule", s.schedule_id)])},
         revincludes={"Appointment:slot": RevInclude("Appointment", "session")},
@@ -468,6 +524,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         Patient,
         {
             "_id": _id("Patient"),
+            "_lastUpdated": _last_updated("Patient"),
             "identifier": _p(
                 "identifier",
                 "token",
@@ -512,13 +569,22 @@ SEARCHES: dict[str, ResourceSearch] = {
                 "phone", "token", "Phone number, any formatting", _phone("phone_digits", "phone")
             ),
         },
-        {"family": "family", "given": "given", "birthdate": "birth_date"},
+        {
+            "family": "family",
+            "given": "given",
+            "name": "name",
+            "birthdate": "birth_date",
+            "gender": "gender",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("family", False), ("given", False)),
     ),
     "Appointment": ResourceSearch(
         Booking,
         {
             "_id": _id("Appointment"),
+            "_lastUpdated": _last_updated("Appointment"),
             "patient": _p(
                 "patient",
                 "reference",
@@ -575,7 +641,16 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {"date": "start"},
+        {
+            "date": "start",
+            "status": "status",
+            "patient": "patient",
+            "slot": "session",
+            "location": "department",
+            "appointment-type": "appointment_type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("start", False),),
         includes={
             "Appointment:patient": Include(lambda b: [("Patient", b.patient_id)]),
@@ -593,6 +668,7 @@ SEARCHES: dict[str, ResourceSearch] = {
         AuditRecord,
         {
             "_id": _id("AuditEvent"),
+            "_lastUpdated": _last_updated("AuditEvent"),
             "date": _p("date", "date", "When the event was recorded", _date("recorded", "date")),
             "patient": _p(
                 "patient",
@@ -619,13 +695,23 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier_value("subtype"),
             ),
         },
-        {"date": "recorded"},
+        {
+            "date": "recorded",
+            "patient": "patient",
+            "entity": "entity",
+            "agent": "agent",
+            "action": "action",
+            "subtype": "subtype",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("recorded", True),),
     ),
     "Coverage": ResourceSearch(
         Coverage,
         {
             "_id": _id("Coverage"),
+            "_lastUpdated": _last_updated("Coverage"),
             "patient": _p(
                 "patient",
                 "reference",
@@ -670,7 +756,16 @@ SEARCHES: dict[str, ResourceSearch] = {
                 _identifier("identifier"),
             ),
         },
-        {},
+        {
+            "status": "status",
+            "patient": "beneficiary",
+            "beneficiary": "beneficiary",
+            "subscriber": "subscriber",
+            "payor": "payor",
+            "type": "type",
+            "_id": "id",
+            "_lastUpdated": "last_updated",
+        },
         (("order", False),),
         includes={
             "Coverage:payor": Include(
@@ -688,8 +783,19 @@ SEARCHES: dict[str, ResourceSearch] = {
 
 #: Result parameters understood everywhere (besides the resource's own parameters).
 RESULT_PARAMS = frozenset(
-    {"_count", "_offset", "_include", "_revinclude", "_sort", "_format", "_summary"}
+    {
+        "_count",
+        "_offset",
+        "_include",
+        "_revinclude",
+        "_sort",
+        "_format",
+        "_summary",
+        "_elements",
+        "_total",
+    }
 )
+TOTAL_MODES = ("none", "estimate", "accurate")
 
 
 def parse_search(
@@ -712,10 +818,20 @@ def parse_search(
     canonical: list[tuple[str, str]] = []
     chained_types: set[str] = set()
     sort: list[tuple[str, bool]] = []
+    if len(params) > MAX_PARAMETERS:
+        raise TooCostly(f"a search takes at most {MAX_PARAMETERS} parameters")
+    shaping = _Shaping(resource_type)
     for raw_name, value in params:
+        check_text(raw_name, None, InvalidSearch)
         name, _, modifier = raw_name.partition(":")
+        check_text(value, name, InvalidSearch)
         if name in RESULT_PARAMS:
-            _result_param(spec, name, raw_name, value, query, includes, revincludes, sort, lenient)
+            if name in _Shaping.PARAMS:
+                shaping.take(name, value, query)
+            else:
+                _result_param(
+                    spec, name, raw_name, value, query, includes, revincludes, sort, lenient
+                )
             if name != "_offset":
                 canonical.append((raw_name, value))
             continue
@@ -749,12 +865,60 @@ def parse_search(
         if value == "":
             raise InvalidSearch(f"{name}: empty value", expression=name)
         conditions: list[Condition] = []
-        for alternative in _split_values(value):
+        for alternative in _alternatives(name, value):
             conditions.extend(param.translate(modifier or None, alternative))
         query.where.append(AnyOf(tuple(conditions)))
         canonical.append((raw_name, _without_clear_ssn(name, value, ssn)))
     query.sort = sort or list(spec.default_sort)
-    return SearchRequest(resource_type, query, includes, revincludes, canonical, chained_types)
+    if shaping.total == "none" and query.limit > 0:
+        query.count_total = False  # a next link still comes when more matches follow
+    return SearchRequest(
+        resource_type, query, includes, revincludes, canonical, shaping.subset, chained_types
+    )
+
+
+class _Shaping:
+    """`_summary`, `_elements` and `_total`: how much of each match, and of the total."""
+
+    PARAMS = frozenset({"_summary", "_elements", "_total"})
+
+    def __init__(self, resource_type: str) -> None:
+        self.resource_type = resource_type
+        self.subset: Subset | None = None
+        self.total = "accurate"
+
+    def take(self, name: str, value: str, query: Query) -> None:
+        if name == "_total":
+            if value not in TOTAL_MODES:
+                raise InvalidSearch(
+                    f"_total must be one of {', '.join(TOTAL_MODES)}", expression="_total"
+                )
+            self.total = value  # estimate: our totals are exact and cost no more
+            return
+        if name == "_summary" and value == "count":
+            query.limit = 0
+            query.count_total = True
+            return
+        subset = (
+            summary(self.resource_type, value)
+            if name == "_summary"
+            else elements(self.resource_type, value)
+        )
+        if subset is not None and self.subset is not None:
+            raise InvalidSearch(
+                "give one of _summary (true, text, data) and _elements, not both", expression=name
+            )
+        self.subset = subset or self.subset
+
+
+def parse_read(resource_type: str, params: list[tuple[str, str]]) -> Subset | None:
+    """The part of a read resource to return (`_summary`, `_elements`); `_format` is the
+    HTTP layer's, and a read ignores other parameters, as it always has."""
+    shaping = _Shaping(resource_type)
+    for name, value in params:
+        if name in ("_summary", "_elements"):
+            shaping.take(name, value, Query(kind=SEARCHES[resource_type].kind))
+    return shaping.subset
 
 
 def _paging_integer(name: str, value: str) -> int:
@@ -793,6 +957,20 @@ def _without_clear_ssn(name: str, value: str, ssn: SsnHasher | None) -> str:
             alternative = f"{system}|{link_safe(ssn, ident)}"
         parts.append(alternative.replace(",", "\\,"))
     return ",".join(parts)
+
+
+def _alternatives(name: str, value: str) -> list[str]:
+    """A parameter's values, within the bounds above."""
+    values = _split_values(value)
+    if len(values) > MAX_ALTERNATIVES:
+        raise TooCostly(
+            f"{name}: at most {MAX_ALTERNATIVES} comma-separated values", expression=name
+        )
+    if any(len(v) > MAX_VALUE_CHARS for v in values):
+        raise TooLong(
+            f"{name}: a value is longer than {MAX_VALUE_CHARS} characters", expression=name
+        )
+    return values
 
 
 def _split_values(value: str) -> list[str]:
@@ -851,19 +1029,20 @@ def _result_param(
                     expression="_sort",
                 )
             sort.append((field_name, descending))
-    elif name == "_summary":
-        # count: the total only; false: the full resources (what we always return).
-        if value == "count":
-            query.limit = 0
-            query.count_total = True
-        elif value != "false":
-            raise InvalidSearch("_summary supports count and false", expression="_summary")
     elif name == "_format":
         _check_format(value)
 
 
 def _check_format(value: str) -> None:
-    if value not in ("json", "application/json", "application/fhir+json"):
+    """JSON in any spelling (json, application/json, application/fhir+json, with
+    parameters); the HTTP layer has already refused other versions and charsets."""
+    media_type = value.partition(";")[0].strip().lower()
+    if media_type not in (
+        "json",
+        "application/json",
+        "application/fhir+json",
+        "application/json+fhir",
+    ):
         raise InvalidSearch("only JSON is served (_format=json)", expression="_format")
 
 

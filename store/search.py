@@ -52,9 +52,10 @@ from store.ssn import SSN_SYSTEM, SsnHasher
 M = TypeVar("M", bound=Base)
 
 #: Operators: eq/ne (equality), lt/le/gt/ge (ordering), startswith/contains
-#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range).
+#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range),
+#: in (value is a tuple: one bound list, where as many ORed `eq` would nest too deep).
 OPERATORS = frozenset(
-    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside"}
+    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside", "in"}
 )
 
 
@@ -88,6 +89,7 @@ class Query:
 class Page:
     rows: Sequence[Any]
     total: int | None
+    more: bool = False  # matches follow this page
 
 
 Builder = Callable[[str, Any], ColumnElement[bool]]
@@ -123,6 +125,8 @@ def _compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "outside":
         lo, hi = value
         return or_(col < lo, col >= hi)
+    if op == "in":
+        return col.in_(value)  # type: ignore[no-any-return]
     raise ValueError(f"unknown operator {op!r}")
 
 
@@ -359,22 +363,88 @@ FIELDS: dict[type[Base], dict[str, Builder]] = {
     },
 }
 
+#: Sort keys per kind: a column, or several (a name sorts by family, then given).
 _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
-    ProviderGroup: {"name": ProviderGroup.name, "id": ProviderGroup.id},
-    Department: {"name": Department.name, "id": Department.id},
-    Provider: {"family": Provider.family, "given": Provider.given, "id": Provider.id},
-    ProviderSchedule: {"id": ProviderSchedule.id},
-    GroupSession: {"start": GroupSession.start, "id": GroupSession.id},
+    ProviderGroup: {
+        "name": ProviderGroup.name,
+        "identifier": (ProviderGroup.identifier_system, ProviderGroup.identifier_value),
+    },
+    Department: {
+        "name": Department.name,
+        "identifier": (Department.identifier_system, Department.identifier_value),
+        "provider_group": Department.provider_group_id,
+    },
+    Provider: {
+        "family": Provider.family,
+        "given": Provider.given,
+        "name": (Provider.family, Provider.given),
+        "identifier": (Provider.identifier_system, Provider.identifier_value),
+    },
+    ProviderSchedule: {
+        "active": ProviderSchedule.active,
+        "horizon": ProviderSchedule.horizon_start,
+        "identifier": (ProviderSchedule.identifier_system, ProviderSchedule.identifier_value),
+    },
+    GroupSession: {
+        "start": GroupSession.start,
+        "schedule": GroupSession.schedule_id,
+        "appointment_type": GroupSession.appointment_type,
+        "service_type": GroupSession.service_type,
+    },
     Patient: {
         "family": Patient.family_folded,
         "given": Patient.given_folded,
+        "name": (Patient.family_folded, Patient.given_folded),
         "birth_date": Patient.birth_date,
-        "id": Patient.id,
+        "gender": Patient.gender,
     },
-    Booking: {"start": Booking.start, "id": Booking.id, "last_updated": Booking.last_updated},
-    Coverage: {"order": Coverage.order, "id": Coverage.id},
-    AuditRecord: {"recorded": AuditRecord.recorded, "id": AuditRecord.id},
+    Booking: {
+        "start": Booking.start,
+        "patient": Booking.patient_id,
+        "session": Booking.session_id,
+        "department": Booking.department_id,
+        "status": Booking.status,
+        "appointment_type": Booking.appointment_type,
+    },
+    Coverage: {
+        "order": Coverage.order,
+        "beneficiary": Coverage.beneficiary_id,
+        "subscriber": Coverage.subscriber_patient_id,
+        "payor": (Coverage.payor_kind, Coverage.payor_id),
+        "status": Coverage.status,
+        "type": (Coverage.type_system, Coverage.type_code),
+    },
+    AuditRecord: {
+        "recorded": AuditRecord.recorded,
+        "last_updated": AuditRecord.recorded,  # an audit record never changes
+        "patient": AuditRecord.patient_id,
+        "agent": AuditRecord.agent,
+        "action": AuditRecord.action,
+        "subtype": AuditRecord.subtype,
+        "entity": (AuditRecord.entity_kind, AuditRecord.entity_id),
+    },
 }
+for _kind, _columns in _SORT_COLUMNS.items():
+    _columns.setdefault("id", _kind.id)  # type: ignore[attr-defined]
+    if "last_updated" not in _columns:
+        _columns["last_updated"] = _kind.last_updated  # type: ignore[attr-defined]
+
+
+def _order_by(kind: type[Base], sort: list[tuple[str, bool]]) -> list[Any]:
+    """ORDER BY for (key, descending) pairs, then the id; missing values last either way,
+    the same on SQLite and PostgreSQL."""
+    columns = _SORT_COLUMNS[kind]
+    order = []
+    for name, descending in sort:
+        chosen = columns[name]
+        for column in chosen if isinstance(chosen, tuple) else (chosen,):
+            order.append((column.desc() if descending else column.asc()).nulls_last())
+    order.append(columns["id"].asc())
+    return order
+
+
+for _kind, _fields in FIELDS.items():
+    _fields.setdefault("last_updated", _column(_SORT_COLUMNS[_kind]["last_updated"]))
 
 
 def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
@@ -506,22 +576,22 @@ def run(db: Session, query: Query) -> Page:
     """Execute a query: one SELECT for the page, one COUNT for the total."""
     condition = where_clause(query)
     statement: Select[Any] = select(query.kind).where(condition)
-    sort_columns = _SORT_COLUMNS[query.kind]
-    # Missing values sort last either way, the same on SQLite and PostgreSQL.
-    order = [
-        (sort_columns[name].desc() if descending else sort_columns[name].asc()).nulls_last()
-        for name, descending in query.sort
-    ]
-    order.append(sort_columns["id"].asc())
-    statement = statement.order_by(*order).offset(query.offset).limit(query.limit)
+    # Without a total, one row past the page tells whether another page follows.
+    peek = 0 if query.count_total or query.limit == 0 else 1
+    statement = statement.order_by(*_order_by(query.kind, query.sort))
+    statement = statement.offset(query.offset).limit(query.limit + peek)
     rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
     total = None
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
     if query.count_total:
         if len(rows) < query.limit and (rows or query.offset == 0):
             total = query.offset + len(rows)  # a page that is not full is the last one
         else:
-            total = db.scalar(select(func.count()).select_from(query.kind).where(condition))
-    return Page(rows, total)
+            counted = db.scalar(select(func.count()).select_from(query.kind).where(condition))
+            total = counted or 0
+        more = query.offset + len(rows) < total
+    return Page(rows, total, more)
 
 
 #: Relationships a search page does not render: not joined into its SELECT (a 500-Slot

@@ -160,6 +160,7 @@ class Walk:
             for name, decl in resources.items():
                 self.reads(name, decl)
                 self.versions(name, decl, created)
+                self.subsets(name, decl)
                 self.searches(name, decl)
                 self.includes(name, decl)
                 self.paging(name, decl)
@@ -243,6 +244,27 @@ class Walk:
             if _has(decl, "history-instance"):
                 self.call(f"{name}-history-{resource['id']}", "GET", path)
 
+    def subsets(self, name: str, decl: dict[str, Any]) -> None:
+        """`_elements` and `_summary` output (SUBSETTED resources) on search and read."""
+        found = self.samples.get(name) or []
+        if not found or not _has(decl, "search-type"):
+            return
+        resource = found[0]
+        wanted = next((k for k in resource if k not in ("resourceType", "id", "meta")), "id")
+        for label, params in (
+            ("elements", [("_elements", wanted), ("_count", "3")]),
+            ("summary-true", [("_summary", "true"), ("_count", "3")]),
+            ("summary-data", [("_summary", "data"), ("_count", "3")]),
+        ):
+            self.call(f"{name}-search-{label}", "GET", name, params=params)
+        if _has(decl, "read"):
+            self.call(
+                f"{name}-read-elements",
+                "GET",
+                f"{name}/{resource['id']}",
+                params=[("_elements", wanted)],
+            )
+
     def searches(self, name: str, decl: dict[str, Any]) -> None:
         for param in decl.get("searchParam", []):
             code, kind = param["name"], param.get("type", "string")
@@ -294,6 +316,8 @@ class Walk:
         if code == "_id":
             return [found[0]["id"]] if found else []
         expressions = _search_expressions().get(name, {}).get(code)
+        if code == "_lastUpdated":  # a parameter of every resource (Resource.meta)
+            expressions = [f"{name}.meta.lastUpdated"]
         if expressions is None:
             # Not an official R4 parameter: try an element of the same name.
             expressions = [f"{name}.{_camel(code)}"]

@@ -376,6 +376,9 @@ def test_every_declared_search_parameter_finds_what_it_names(server):
             code = param["name"]
             if code == "_id":
                 value, owner = server.everything(name)[0]["id"], server.everything(name)[0]
+            elif code == "_lastUpdated":
+                owner = server.everything(name)[0]
+                value = owner["meta"]["lastUpdated"]
             else:
                 assert (name, code) in VALUES, f"{name}?{code} is declared: add a value to VALUES"
                 found = [(VALUES[name, code](r), r) for r in server.everything(name)]
@@ -411,6 +414,8 @@ RESULT_VALUES: dict[str, Callable[[str], str]] = {
     "_count": lambda name: "2",
     "_offset": lambda name: "1",
     "_summary": lambda name: "count",
+    "_elements": lambda name: "outcome" if name == "AuditEvent" else "identifier",
+    "_total": lambda name: "none",
     "_format": lambda name: "json",
 }
 

@@ -5,9 +5,7 @@ tests/e2e/clients/fhir_kit_scenario.mjs) each play a system client registered wi
 token service: find the token endpoint, get a token with a signed JWT assertion,
 book a patient with `Prefer: return=minimal` and follow the `Location` it gets back
 (one test per library); then page through a search with `_elements` and read a Slot
-with `_total=accurate` (one test for all three: `_elements` and `_total` are issue 13
-item 5, built on another branch; until it lands that test is a strict xfail, which
-fails as soon as it passes, so that its marker goes when the feature comes).
+with `_total=accurate` (one test for all three).
 """
 
 from __future__ import annotations
@@ -229,9 +227,6 @@ def test_fhir_kit_client_gets_its_own_token_books_and_follows_the_location(
 # -- page with _elements, read a Slot with _total=accurate ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="_elements and _total: issue 13 item 5, not on this branch yet"
-)
 def test_every_library_pages_a_search_with_elements_and_reads_a_slot_with_total(
     server: Server, database: Database, clinic: Clinic, tmp_path: Path
 ) -> None:

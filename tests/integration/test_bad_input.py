@@ -297,6 +297,7 @@ BAD = [
         lambda s: as_json(s.existing(status="cancelled"), **{"If-Match": 'W/"9"'}),
         412,
         "conflict",
+        "If-Match",
     ),
     Bad(
         "If-Match that is not an ETag",
@@ -405,6 +406,256 @@ BAD = [
         "Slot.extension",
         auth=ADMIN_SCOPE,
     ),
+    # -- hostile input (issue 11); tests/integration/test_hostile_input.py generates more
+    Bad(
+        "a NUL character in a JSON string",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(s.new_booking(comment="a\u0000b")),
+        400,
+        "structure",
+        "Appointment.comment",
+    ),
+    Bad(
+        "a unit separator (U+001F) in a JSON string",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(s.new_booking(comment="a\u001fb")),
+        400,
+        "structure",
+        "Appointment.comment",
+    ),
+    Bad(
+        "an identifier value longer than its column",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(s.new_booking(identifier="v" * 500)),
+        400,
+        "too-long",
+        "Appointment.identifier[0].value",
+    ),
+    Bad(
+        "an identifier system longer than its column",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(
+            {**s.new_booking(), "identifier": [{"system": "urn:" + "s" * 1000, "value": "v"}]}
+        ),
+        400,
+        "too-long",
+        "Appointment.identifier[0].system",
+    ),
+    Bad(
+        "a family name of 5,000 characters",
+        "POST",
+        "/fhir/Patient",
+        lambda s: as_json({"resourceType": "Patient", "name": [{"family": "F" * 5000}]}),
+        400,
+        "too-long",
+        "Patient.name[0].family",
+    ),
+    Bad(
+        "a phone number of 300 characters",
+        "POST",
+        "/fhir/Patient",
+        lambda s: as_json(
+            {
+                "resourceType": "Patient",
+                "name": [{"family": "Okafor"}],
+                "telecom": [{"system": "phone", "value": "5" * 300}],
+            }
+        ),
+        400,
+        "too-long",
+        "Patient.telecom[0].value",
+    ),
+    Bad(
+        "a NUL character in a path id",
+        "GET",
+        "/fhir/Appointment/a%00b",
+        lambda s: {},
+        400,
+        "invalid",
+        "Appointment.id",
+    ),
+    Bad(
+        "a NUL character in a search value",
+        "GET",
+        "/fhir/Patient?family=a%00b",
+        lambda s: {},
+        400,
+        "invalid",
+        "family",
+    ),
+    Bad(
+        "a NUL character in If-None-Exist",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(s.new_booking(), **{"If-None-Exist": "identifier=a\x00b"}),
+        400,
+        "invalid",
+        "identifier",
+    ),
+    Bad(
+        "a search from the calendar's last second on",
+        "GET",
+        "/fhir/Slot?start=ge9999-12-31T23:59:59Z",
+        lambda s: {},
+        400,
+        "invalid",
+        "start",
+    ),
+    Bad(
+        "a search after the calendar's last day",
+        "GET",
+        "/fhir/Slot?start=gt9999-12-31",
+        lambda s: {},
+        400,
+        "invalid",
+        "start",
+    ),
+    Bad(
+        "a search from before the calendar's first instant",
+        "GET",
+        "/fhir/Slot?start=0001-01-01T00:00:00%2B14:00",
+        lambda s: {},
+        400,
+        "invalid",
+        "start",
+    ),
+    Bad(
+        "a booking starting before the calendar's first instant",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(
+            s.new_booking(start="0001-01-01T00:00:00+14:00", end="0001-01-01T05:00:00Z")
+        ),
+        400,
+        "structure",
+        "Appointment.start",
+    ),
+    Bad(
+        "1,500 alternatives for one parameter",
+        "GET",
+        "/fhir/Patient?family=" + ",".join(["a"] * 1500),
+        lambda s: {},
+        400,
+        "too-costly",
+        "family",
+    ),
+    Bad(
+        "a duplicate resourceType key",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {
+            "data": '{"resourceType": "Patient", ' + json.dumps(s.new_booking())[1:],
+            "content_type": FHIR_JSON,
+        },
+        400,
+        "structure",
+    ),
+    Bad(
+        "a duplicate key deep inside",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {
+            "data": json.dumps(s.new_booking()).replace(
+                '"status": "accepted"', '"status": "accepted", "status": "declined"'
+            ),
+            "content_type": FHIR_JSON,
+        },
+        400,
+        "structure",
+    ),
+    Bad(
+        "NaN in JSON",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {
+            "data": json.dumps(s.new_booking(minutesDuration=float("nan"))),
+            "content_type": FHIR_JSON,
+        },
+        400,
+        "structure",
+    ),
+    Bad(
+        "trailing data after the document",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {"data": json.dumps(s.new_booking()) + " {}", "content_type": FHIR_JSON},
+        400,
+        "structure",
+    ),
+    Bad(
+        "a lone surrogate in an escape",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: as_json(s.new_booking(comment="\ud800")),
+        400,
+        "structure",
+    ),
+    Bad(
+        "JSON nested 200 levels deep",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {
+            "data": json.dumps(s.new_booking(extension=[]))[:-1].replace(
+                '"extension": []', '"extension": ' + "[" * 200 + "]" * 200
+            ),
+            "content_type": FHIR_JSON,
+        },
+        400,
+        "structure",
+    ),
+    Bad(
+        "an unknown resource type",
+        "GET",
+        "/fhir/Encounter",
+        lambda s: {},
+        404,
+        "not-supported",
+    ),
+    Bad(
+        "an unknown path",
+        "GET",
+        "/fhir/Appointment/x/y/z",
+        lambda s: {},
+        404,
+        "not-found",
+    ),
+    Bad(
+        "a DELETE, which no resource serves",
+        "DELETE",
+        "/fhir/Appointment/{booking}",
+        lambda s: {},
+        405,
+        "not-supported",
+    ),
+    Bad(
+        "a read of an unknown id",
+        "GET",
+        "/fhir/Appointment/never-booked",
+        lambda s: {},
+        404,
+        "not-found",
+        "Appointment.id",
+    ),
+    Bad(
+        "a URL of 9,000 characters",
+        "GET",
+        "/fhir/Slot?_id=" + "a" * 9000,
+        lambda s: {},
+        414,
+        "too-long",
+    ),
+    Bad(
+        "headers of 40,000 bytes",
+        "GET",
+        "/fhir/Slot",
+        lambda s: {"headers": {"X-Padding": "p" * 40_000}},
+        431,
+        "too-long",
+    ),
     Bad(
         "a session changed without the schedule admin permission",
         "PUT",
@@ -458,3 +709,15 @@ def test_a_full_session_refusal_names_the_slot_and_changes_nothing(client, datab
     issue = outcome(response, 409, code="conflict", expression="Appointment.slot")
     assert issue["details"]["coding"][0]["code"] == "session-full"
     assert state(database) == before
+
+
+@pytest.mark.parametrize("separator", ["\u00a0", "\u3000", "\u001f"])
+def test_a_token_whose_scopes_are_split_by_odd_whitespace_is_refused(
+    client, database, scene, separator
+):
+    headers = scene.mint(f"user/*.cruds x{separator}__patient.blocked")
+
+    response = client.get(f"/fhir/Appointment/{scene.booking}", headers=headers)
+
+    issue = outcome(response, 401, code="login")
+    assert "RFC 6749" in issue["details"]["text"]

@@ -29,7 +29,7 @@ and R with V); `family` (prefix, full, `:exact`, `:contains`); `given` (prefix, 
 `:exact`); `name` (prefix, given, `:contains`); `identifier` (MRN with and without
 system, SSN with and without dashes, masked SSN); `phone` in four formattings;
 `telecom` (`phone|…` and bare); `birthdate` (`eq`, `ge`); `gender`; family+given
-ANDed; `_sort`; `_count=1` and every `next` page.
+ANDed; `_sort`; `_lastUpdated` (also as the sort key); `_count=1` and every `next` page.
 
 Appointment searches — no parameters; `_id=Ra`; `patient` (`Patient/R`, bare R,
 `:Patient`); `actor` (`Patient/R`, bare R, the Practitioner, the Location);
@@ -37,8 +37,8 @@ Appointment searches — no parameters; `_id=Ra`; `patient` (`Patient/R`, bare R
 `slot` (the shared session); `appointment-type`; `identifier` (R's booking
 identifier with and without system); chained `patient.family` (prefix and full),
 `patient.given`, `patient.name`, `patient.identifier` (MRN, SSN), `patient.phone`,
-`patient.telecom`, `patient.birthdate`, `patient.gender`, `patient._id`;
-`_include=Appointment:patient|slot|practitioner|location`.
+`patient.telecom`, `patient.birthdate`, `patient.gender`, `patient._id`,
+`patient._lastUpdated`; `_lastUpdated`; `_include=Appointment:patient|slot|practitioner|location`.
 
 Slot, Schedule — `Slot?_id=<session>&_revinclude=Appointment:slot`,
 `Slot?schedule=…&_include=Slot:schedule&_revinclude=Appointment:slot`,
@@ -50,7 +50,8 @@ Organization); `status` (active, `:not` cancelled); `type` (self-pay, insurance)
 `identifier` (R's and the family plan's member ids, with and without system);
 chained `patient.family`, `patient.phone`, `beneficiary.identifier`,
 `beneficiary.name`, `subscriber.family`, `subscriber.given`, `subscriber._id`,
-`patient._id`; `_include=Coverage:payor`, `_include=Coverage:beneficiary`.
+`patient._id`, `beneficiary._lastUpdated`; `_lastUpdated`; `_include=Coverage:payor`,
+`_include=Coverage:beneficiary`.
 
 Operations — `POST /fhir/Appointment/$find` for R and for V; `$book` of a proposal
 for R, of V with R's coverage, of R's appointment as a draft to resolve;
@@ -531,6 +532,13 @@ def read_probes(w: World) -> list[Probe]:
         get("/fhir/Patient", ("birthdate", "1980-05-17"), expect_ids=v_only),
         get("/fhir/Patient", ("birthdate", "ge1900"), ("gender", "female"), expect_ids=v_only),
         get("/fhir/Patient", ("gender", "female"), ("_sort", "-family"), expect_ids=v_only),
+        get("/fhir/Patient", ("_lastUpdated", "ge2000-01-01"), expect_ids=v_only),
+        get(
+            "/fhir/Patient",
+            ("_lastUpdated", "ge2000"),
+            ("_sort", "-_lastUpdated"),
+            expect_ids=v_only,
+        ),
         get(f"/fhir/Patient/{R}", status=404),
         get(f"/fhir/Patient/{R}/_history", status=404),
         get(f"/fhir/Patient/{R}/_history/1", status=404),
@@ -566,6 +574,8 @@ def read_probes(w: World) -> list[Probe]:
         (("patient.birthdate", "1980-05-17"), (w.visible_appointment,)),
         (("patient.gender", "female"), (w.visible_appointment,)),
         (("patient._id", R), none),
+        (("_lastUpdated", "ge2000-01-01"), (w.visible_appointment,)),
+        (("patient._lastUpdated", "ge2000-01-01"), (w.visible_appointment,)),
     ]
     probes += [get("/fhir/Appointment", expect_ids=(w.visible_appointment,))]
     probes += [get("/fhir/Appointment", q, expect_ids=ids) for q, ids in appointments]
@@ -627,6 +637,8 @@ def read_probes(w: World) -> list[Probe]:
         (("subscriber.given", GIVEN), none),
         (("subscriber._id", R), none),
         (("patient._id", R), none),
+        (("_lastUpdated", "ge2000-01-01"), v_coverages),
+        (("beneficiary._lastUpdated", "ge2000-01-01"), v_coverages),
     ]
     probes += [get("/fhir/Coverage", expect_ids=v_coverages)]
     probes += [get("/fhir/Coverage", q, expect_ids=ids) for q, ids in coverages]

@@ -58,6 +58,26 @@ def test_smart_v1_scopes_translate_to_v2_letters(scope, expected):
     assert rights(grants(scope), "Patient") == expected
 
 
+@pytest.mark.parametrize("separator", ["\u00a0", "\u3000", "\u001f", "\t", "\n", "\u2028"])
+def test_a_scope_claim_split_on_anything_but_a_space_is_refused(separator):
+    # RFC 6749 §3.3: scope tokens are separated by 0x20 alone; a lenient split would
+    # read "x<U+00A0>__patient.blocked" as the privacy permission.
+    with pytest.raises(AuthError, match="RFC 6749"):
+        grants(f"user/Patient.rs x{separator}__patient.blocked")
+
+
+@pytest.mark.parametrize("token", ["__patient.blocked\u00e9", 'user/Patient.rs"', "user\\Slot.rs"])
+def test_a_scope_token_outside_rfc_6749_characters_is_refused(token):
+    with pytest.raises(AuthError):
+        grants(token)
+
+
+def test_scope_tokens_separated_by_several_spaces_are_understood():
+    granted = grants("  user/Slot.rs   __patient.blocked ")
+    assert rights(granted, "Slot") == "rs"
+    assert granted.access.restricted_patients
+
+
 def test_a_wildcard_type_applies_to_every_resource_type():
     granted = grants("user/*.rs")
     assert rights(granted, "Patient") == "rs"
