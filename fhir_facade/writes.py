@@ -175,7 +175,7 @@ def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
 
 def _change_patient(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Patient, ctx.ident), spec, ctx)
+    spec = _keeping_hidden(db, db.get(Patient, ctx.ident, with_for_update=True), spec, ctx)
     patient = update_patient(
         db, ctx.ident, spec, ctx.hasher, ctx.grants.access, expected_version=ctx.expected_version
     )
@@ -189,7 +189,7 @@ def _new_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
 
 def _change_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Coverage, ctx.ident), spec, ctx)
+    spec = _keeping_hidden(db, db.get(Coverage, ctx.ident, with_for_update=True), spec, ctx)
     coverage = update_coverage(
         db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
     )
