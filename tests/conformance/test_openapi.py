@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR
 from store.demo import load_demo
 
 #: Examples per operation; operations with a resource body generate slowly (deep schemas).
-EXAMPLES = int(os.environ.get("FHIR_FACADE_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FHIR_FACADE_FUZZ_EXAMPLES", "12"))
 BODY_EXAMPLES = max(1, EXAMPLES // 6)
 SCOPES = "user/*.cruds __schedule.manage __patient.blocked __audit.read"
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
