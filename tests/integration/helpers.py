@@ -194,3 +194,36 @@ def entries(bundle: dict[str, Any], mode: str = "match") -> list[dict[str, Any]]
 
 def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
     return [r["id"] for r in entries(bundle, mode)]
+
+
+def monday_series_find(
+    patient_id: str, practitioner_id: str, start: str, count: int, **repeat: Any
+) -> dict[str, Any]:
+    """`$find` Parameters for a weekly series on Mondays at 10:00 (90 minutes) from
+    `start` (a date), `count` occurrences; `repeat` adds or overrides Timing.repeat."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}},
+            {
+                "name": "practitioner",
+                "valueReference": {"reference": f"Practitioner/{practitioner_id}"},
+            },
+            {
+                "name": "timing",
+                "valueTiming": {
+                    "repeat": {
+                        "boundsPeriod": {"start": start},
+                        "count": count,
+                        "period": 1,
+                        "periodUnit": "wk",
+                        "dayOfWeek": ["mon"],
+                        "timeOfDay": ["10:00:00"],
+                        "duration": 90,
+                        "durationUnit": "min",
+                    }
+                    | repeat
+                },
+            },
+        ],
+    }

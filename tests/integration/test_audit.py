@@ -18,7 +18,7 @@ from store.access import PRIVACY_OFFICER as PRIVACY
 from store.booking import BookingRequest, book_patient
 from store.models import AuditRecord, Booking, Patient
 from tests.factories import MONDAY, make_clinic, make_coverage, make_patient, make_session
-from tests.integration.helpers import appointment, book, slot, state
+from tests.integration.helpers import appointment, book, monday_series_find, slot, state
 from tests.integration.privacy_helpers import (
     AUDITOR,
     PLAIN_AUDITOR,
@@ -359,32 +359,7 @@ def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, 
 
     clinic, patient = database.write(build)
     carol = token(app, STAFF, "carol")
-    find = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-            {
-                "name": "practitioner",
-                "valueReference": {"reference": f"Practitioner/{clinic.provider_id}"},
-            },
-            {
-                "name": "timing",
-                "valueTiming": {
-                    "repeat": {
-                        "boundsPeriod": {"start": "2027-01-04"},
-                        "count": 2,
-                        "frequency": 1,
-                        "period": 1,
-                        "periodUnit": "wk",
-                        "dayOfWeek": ["mon"],
-                        "timeOfDay": ["10:00:00"],
-                        "duration": 90,
-                        "durationUnit": "min",
-                    }
-                },
-            },
-        ],
-    }
+    find = monday_series_find(patient, clinic.provider_id, "2027-01-04", 2, frequency=1)
     preview = body(send(client, "POST", "/fhir/Appointment/$find", find, carol), 200)
     kept = [{"name": "appointment-resource", "resource": p} for p in matches(preview)]
 

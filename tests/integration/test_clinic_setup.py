@@ -16,7 +16,7 @@ from store.models import AuditRecord
 from tests import clinic_setup
 from tests.conftest import ADMIN_SCOPE
 from tests.factories import make_patient
-from tests.integration.helpers import fhir, post
+from tests.integration.helpers import fhir, monday_series_find, post
 
 TODAY = dt.date.today()
 KINDS = ("Organization", "Location", "Practitioner", "Schedule", "Slot")
@@ -105,32 +105,9 @@ def test_importing_the_clinic_as_ndjson_gives_what_the_transaction_gives(
 
 
 def _weekly_series(patient_id: str, practitioner_id: str, first: dt.date) -> dict[str, Any]:
-    return {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}},
-            {
-                "name": "practitioner",
-                "valueReference": {"reference": f"Practitioner/{practitioner_id}"},
-            },
-            {
-                "name": "timing",
-                "valueTiming": {
-                    "repeat": {
-                        "boundsPeriod": {"start": first.isoformat()},
-                        "count": clinic_setup.WEEKS,
-                        "frequency": 1,
-                        "period": 1,
-                        "periodUnit": "wk",
-                        "dayOfWeek": ["mon"],
-                        "timeOfDay": ["10:00:00"],
-                        "duration": 90,
-                        "durationUnit": "min",
-                    }
-                },
-            },
-        ],
-    }
+    return monday_series_find(
+        patient_id, practitioner_id, first.isoformat(), clinic_setup.WEEKS, frequency=1
+    )
 
 
 @pytest.mark.parametrize("department", clinic_setup.DEPARTMENTS, ids=lambda d: d.code)

@@ -12,7 +12,15 @@ import datetime as dt
 from typing import Any
 
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
-from tests.integration.helpers import appointment, booked, fhir, outcome, post, put
+from tests.integration.helpers import (
+    appointment,
+    booked,
+    fhir,
+    monday_series_find,
+    outcome,
+    post,
+    put,
+)
 
 #: A Monday 10:00 in New York (the test clinic's zone) that is over for good.
 PAST_MONDAY = dt.datetime(2026, 11, 2, 15, 0, tzinfo=dt.UTC)
@@ -98,31 +106,7 @@ def test_a_bundle_booking_a_session_that_has_ended_carries_the_warning_in_its_en
 
 def test_book_of_a_series_whose_session_has_ended_books_it_with_the_warning(client, database, mint):
     w = _clinic(database)
-    find = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "patient", "valueReference": {"reference": f"Patient/{w['patient']}"}},
-            {
-                "name": "practitioner",
-                "valueReference": {"reference": f"Practitioner/{w['clinic'].provider_id}"},
-            },
-            {
-                "name": "timing",
-                "valueTiming": {
-                    "repeat": {
-                        "boundsPeriod": {"start": "2026-11-02"},
-                        "count": 1,
-                        "period": 1,
-                        "periodUnit": "wk",
-                        "dayOfWeek": ["mon"],
-                        "timeOfDay": ["10:00:00"],
-                        "duration": 90,
-                        "durationUnit": "min",
-                    }
-                },
-            },
-        ],
-    }
+    find = monday_series_find(w["patient"], w["clinic"].provider_id, "2026-11-02", 1)
     preview = fhir(post(client, "/fhir/Appointment/$find", find, mint()), 200)
     (proposal,) = [e["resource"] for e in preview["entry"] if e["search"]["mode"] == "match"]
     assert proposal["slot"] == [{"reference": f"Slot/{w['ended']}"}]
