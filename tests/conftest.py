@@ -8,6 +8,7 @@ skipped, unless FHIR_FACADE_REQUIRE_POSTGRES=1 (as in CI), which makes them fail
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -40,30 +41,40 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def own_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database named `prefix_…`, dropped afterwards (skips, or
+    fails under FHIR_FACADE_REQUIRE_POSTGRES, when PostgreSQL is not there)."""
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("FHIR_FACADE_REQUIRE_POSTGRES=1 but FHIR_FACADE_TEST_POSTGRES_URL is unset")
         pytest.skip("PostgreSQL not configured (set FHIR_FACADE_TEST_POSTGRES_URL)")
     admin_url = make_url(PG_URL)
-    name = f"fhir_facade_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - depends on the machine
+        admin.dispose()
         if REQUIRE_PG:
             raise
         pytest.skip(f"PostgreSQL unreachable: {exc}")
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    database = Database(DatabaseSettings(url))
-    upgrade(database.engine)
-    database.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with own_postgres_database("fhir_facade_test") as url:
+        database = Database(DatabaseSettings(url))
+        upgrade(database.engine)
+        database.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

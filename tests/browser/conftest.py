@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import re
 import signal
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +24,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from fhir_facade.auth import TokenService
 from fhir_facade.config import Settings
 from store.db import Database, DatabaseSettings
 from store.demo import load_demo
 from store.migrate import upgrade
-from tests.conftest import PG_URL, REQUIRE_PG, TEST_SECRET
+from tests.conftest import TEST_SECRET, own_postgres_database
 from tests.e2e.conftest import REPO_ROOT, Server, _launch, _signal_group, _wait_ready
 
 CHROMIUM = os.environ.get("FHIR_FACADE_CHROMIUM", "/usr/bin/chromium")
@@ -124,31 +121,6 @@ def local_date(instant: str, zone: str) -> str:
     return moment.astimezone(ZoneInfo(zone)).date().isoformat()
 
 
-@contextlib.contextmanager
-def _own_postgres_database() -> Iterator[str]:
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("FHIR_FACADE_REQUIRE_POSTGRES=1 but FHIR_FACADE_TEST_POSTGRES_URL is unset")
-        pytest.skip("PostgreSQL not configured (set FHIR_FACADE_TEST_POSTGRES_URL)")
-    admin_url = make_url(PG_URL)
-    name = f"fhir_facade_browser_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        admin.dispose()
-        if REQUIRE_PG:
-            raise
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def clinic(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -159,7 +131,7 @@ def clinic(
         if request.param == "sqlite":
             url = f"sqlite:///{folder / 'clinic.sqlite3'}"
         else:
-            url = stack.enter_context(_own_postgres_database())
+            url = stack.enter_context(own_postgres_database("fhir_facade_browser"))
         database = Database(DatabaseSettings(url))
         upgrade(database.engine)
         database.write(lambda db: load_demo(db))
