@@ -69,8 +69,8 @@ from benchmarks.clinic_data import (
 )
 from fhir_facade import create_app
 from fhir_facade.auth import ssn_hasher
-from fhir_facade.bundle import searchset
 from fhir_facade.config import Settings
+from fhir_facade.searchset import searchset
 from mappings.search import parse_search
 from mappings.slot import slot_to_fhir
 from store import search as store_search

@@ -19,12 +19,12 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
-from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
-from fhir_facade.http import base_url, fhir_response, prefer, read_json_body
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
+from fhir_facade.outcomes import BadRequest, FhirError, MethodNotAllowed, describe
 from fhir_facade.reads import audit_restricted_reads, authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.searchset import searchset
 from fhir_facade.writes import (
     WRITERS,
     WriteContext,
@@ -67,9 +67,7 @@ def process() -> Response:
     parse_resource(body, "Bundle")
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise FhirError(
-            400,
-            "invalid",
+        raise BadRequest(
             "POST /fhir takes a Bundle of type batch or transaction",
             expression="Bundle.type",
         )
@@ -94,42 +92,34 @@ def _entry(index: int, raw: Any) -> Entry:
     where = f"Bundle.entry[{index}]"
     request = raw.get("request") if isinstance(raw, dict) else None
     if not isinstance(request, dict):
-        raise FhirError(400, "required", "each entry needs a request", expression=where)
+        raise BadRequest("each entry needs a request", code="required", expression=where)
     method = str(request.get("method", ""))
     match = _URL.match(str(request.get("url", "")))
     if method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: {method} {request.get('url')!r} is not supported here "
             "(POST [type], PUT [type]/[id], GET [type]/[id] or [type]?[search])",
+            code="not-supported",
             expression=f"{where}.request",
         )
     resource_type, ident, query = match.groups()
     interaction = {"POST": "create", "PUT": "update"}.get(method)
     if interaction and (resource_type, interaction) not in WRITERS:
-        raise FhirError(
-            405,
-            "not-supported",
+        raise MethodNotAllowed(
             f"entry {index}: {resource_type} does not support {interaction}",
             expression=f"{where}.request",
         )
     if method == "PUT" and (ident is None or query):
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: PUT needs [type]/[id] (conditional update is not supported)",
+            code="not-supported",
             expression=f"{where}.request.url",
         )
     resource = raw.get("resource")
     if interaction and not isinstance(resource, dict):
-        raise FhirError(400, "required", f"entry {index}: no resource", expression=where)
+        raise BadRequest(f"entry {index}: no resource", code="required", expression=where)
     if_match = request.get("ifMatch")
-    version = re.match(r'^(?:W/)?"(\d+)"$', str(if_match)) if if_match else None
-    if if_match and version is None:
-        raise FhirError(
-            400, "invalid", 'ifMatch must be an ETag like W/"3"', expression=f"{where}.request"
-        )
+    version = etag_version(str(if_match), f"{where}.request.ifMatch") if if_match else None
     return Entry(
         index,
         method,
@@ -139,7 +129,7 @@ def _entry(index: int, raw: Any) -> Entry:
         resource if isinstance(resource, dict) else None,
         raw.get("fullUrl"),
         request.get("ifNoneExist"),
-        int(version.group(1)) if version else None,
+        version,
     )
 
 
@@ -280,9 +270,7 @@ def in_order(entries: list[Entry]) -> list[Entry]:
         if entry.index in placed:
             return
         if entry.index in path:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "the Bundle's new resources refer to each other in a cycle",
                 expression=f"Bundle.entry[{entry.index}]",
             )

@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 from sqlalchemy.orm import Session
 
-from fhir_facade.config import Settings
-from fhir_facade.context import caller, database
+from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
-from fhir_facade.outcomes import FhirError
+from fhir_facade.outcomes import BadRequest
 from fhir_facade.writes import audit_bookings, failures_audited
 from mappings.series import (
     BOOK_TIMING,
@@ -139,7 +138,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
     scope = "this-and-following"
     reason: str | None = None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError(400, "structure", "send a Parameters resource", expression="resourceType")
+        raise BadRequest("send a Parameters resource", code="structure", expression="resourceType")
     for index, parameter in enumerate(body.get("parameter") or []):
         name = parameter.get("name") if isinstance(parameter, dict) else None
         if name == "scope" and parameter.get("valueCode") in _SCOPES:
@@ -147,9 +146,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
         elif name == "reason" and isinstance(parameter.get("valueString"), str):
             reason = parameter["valueString"]
         else:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "this operation takes scope (valueCode this-and-following | all) and "
                 "reason (valueString)",
                 expression=f"Parameters.parameter[{index}]",
@@ -168,9 +165,9 @@ def _timing_errors(timing_at: str) -> Iterator[None]:
 
 
 def _limits() -> Limits:
-    settings: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
+    configured = settings()
     return Limits(
-        max_occurrences=settings.series_max_occurrences, max_years=settings.series_max_years
+        max_occurrences=configured.series_max_occurrences, max_years=configured.series_max_years
     )
 
 

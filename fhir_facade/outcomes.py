@@ -28,16 +28,40 @@ CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
 
 
 class FhirError(Exception):
-    """An HTTP-level refusal raised by the FHIR layer itself."""
+    """An HTTP-level refusal raised by the FHIR layer itself. Its class names the
+    status (see `_TABLE`); `code` makes the table's issue code more specific."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, expression: str | None = None
+        self, message: str, *, code: str | None = None, expression: str | None = None
     ) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.expression = expression
+
+
+class BadRequest(FhirError):
+    """400: the request itself is malformed (JSON, ids, headers, Parameters)."""
+
+
+class NotServed(FhirError):
+    """404: no FHIR interaction is served at this URL."""
+
+
+class MethodNotAllowed(FhirError):
+    """405: the resource type does not support this interaction."""
+
+
+class NotAcceptable(FhirError):
+    """406: the client accepts nothing we serve (only FHIR R4 JSON)."""
+
+
+class MultipleMatches(FhirError):
+    """412: a conditional interaction's query matches more than one resource."""
+
+
+class UnsupportedMediaType(FhirError):
+    """415: the body is not FHIR JSON."""
 
 
 def issue(
@@ -112,15 +136,17 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (Unprocessable, Mapped(422, "processing")),
     (AuthError, Mapped(401, "login")),
     (Forbidden, Mapped(403, "forbidden")),
+    (BadRequest, Mapped(400, "invalid")),
+    (NotServed, Mapped(404, "not-found")),
+    (MethodNotAllowed, Mapped(405, "not-supported")),
+    (NotAcceptable, Mapped(406, "not-supported")),
+    (MultipleMatches, Mapped(412, "multiple-matches")),
+    (UnsupportedMediaType, Mapped(415, "not-supported")),
 ]
 
 
 def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """Status and OperationOutcome for any error; unknown ones become a bland 500."""
-    if isinstance(exc, FhirError):
-        return exc.status, operation_outcome(
-            issue("error", exc.code, exc.message, expression=exc.expression)
-        )
     if isinstance(exc, HTTPException):
         status = exc.code or 500
         code = {
@@ -138,6 +164,10 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
     for cls, mapped in _TABLE:
         if isinstance(exc, cls):
             message = getattr(exc, "message", str(exc))
+            if isinstance(exc, FhirError):
+                return mapped.status, operation_outcome(
+                    issue("error", exc.code or mapped.code, exc.message, expression=exc.expression)
+                )
             if isinstance(exc, MappingError):
                 expression = exc.expression
             else:

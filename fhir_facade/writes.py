@@ -28,7 +28,13 @@ from fhir_facade.http import (
     read_json_body,
     resource_headers,
 )
-from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
+from fhir_facade.outcomes import (
+    BadRequest,
+    MultipleMatches,
+    information,
+    operation_outcome,
+    warning,
+)
 from fhir_facade.reads import authorize, run_search
 from fhir_facade.references import document_keeping_hidden
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
@@ -365,9 +371,7 @@ def audit_bookings(db: Session, action: str, interaction: str, bookings: list[An
 def body_for(ident: str, body: Any) -> Any:
     """An update's body, whose id must equal the id in the URL."""
     if isinstance(body, dict) and body.get("id") != ident:
-        raise FhirError(
-            400,
-            "invalid",
+        raise BadRequest(
             f"the resource id ({body.get('id')!r}) must equal the id in the URL ({ident!r})",
             expression=f"{body.get('resourceType', 'Resource')}.id",
         )
@@ -389,9 +393,7 @@ def conditional_match(
         with database().reading() as reading:
             matches, _, _ = run_search(reading, parsed, grants)
     if len(matches) > 1:
-        raise FhirError(
-            412, "multiple-matches", f"If-None-Exist matches several {resource_type} resources"
-        )
+        raise MultipleMatches(f"If-None-Exist matches several {resource_type} resources")
     return matches[0] if matches else None
 
 

@@ -6,8 +6,9 @@ import pytest
 from werkzeug.exceptions import NotFound as HttpNotFound
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from fhir_facade import outcomes
 from fhir_facade.auth import AuthError, Forbidden
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.outcomes import describe
 from mappings.errors import InvalidResource, InvalidSearch, Unprocessable
 from store import errors
 from tests.validation import assert_valid
@@ -117,9 +118,10 @@ def test_an_unknown_exception_is_a_bland_500():
     assert "db.internal" not in str(outcome)
 
 
-def test_a_fhir_error_keeps_its_own_status_code_and_expression():
-    status, outcome = outcome_of(FhirError(415, "not-supported", "send JSON", expression="body"))
+def test_a_named_fhir_error_takes_its_status_from_the_table_and_keeps_its_expression():
+    status, outcome = outcome_of(outcomes.UnsupportedMediaType("send JSON", expression="body"))
     assert status == 415
+    assert only_issue(outcome)["code"] == "not-supported"
     assert only_issue(outcome)["expression"] == ["body"]
 
 
