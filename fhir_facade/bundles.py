@@ -19,27 +19,27 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
+from fhir_facade.changes import WriteContext
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
-from fhir_facade.outcomes import BadRequest, FhirError, MethodNotAllowed, describe
+from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
 from fhir_facade.reads import audit_restricted_reads, authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.searchset import searchset
 from fhir_facade.writes import (
-    WRITERS,
-    WriteContext,
     Writer,
     body_for,
     conditional_match,
     failures_audited,
     write_outcome,
+    writer,
 )
 from mappings.common import parse_resource
-from mappings.errors import MappingError
+from mappings.locations import Where, located
 from mappings.search import parse_search
 from store import search as store_search
 from store.common import new_id
-from store.errors import DatabaseUnavailable, NotFound, StoreError
+from store.errors import DatabaseUnavailable, NotFound
 
 _URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
@@ -104,7 +104,7 @@ def _entry(index: int, raw: Any) -> Entry:
         )
     resource_type, ident, query = match.groups()
     interaction = {"POST": "create", "PUT": "update"}.get(method)
-    if interaction and (resource_type, interaction) not in WRITERS:
+    if interaction and writer(resource_type, interaction) is None:
         raise MethodNotAllowed(
             f"entry {index}: {resource_type} does not support {interaction}",
             expression=f"{where}.request",
@@ -138,10 +138,7 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         _authorize(entry, grants)
     hasher = ssn()
 
-    running: list[Entry] = []  # the entry being run, to name it if it fails
-
     def work(db: Session) -> None:
-        running.clear()
         assigned: dict[str, str] = {}
         for entry in entries:
             if entry.method != "POST":
@@ -161,18 +158,19 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         for entry in in_order(entries):
             if entry.result is not None:
                 continue
-            running[:] = [entry]
-            if entry.resource is not None:
-                entry.resource = resolve_references(entry.resource, assigned)
-            _run(db, entry, grants, hasher)
+            with located(_in_entry(entry)):
+                if entry.resource is not None:
+                    entry.resource = resolve_references(entry.resource, assigned)
+                _run(db, entry, grants, hasher)
 
     with failures_audited("E", "transaction", "Bundle"):
-        try:
-            database().write(work)
-        except (StoreError, MappingError, FhirError) as exc:
-            if running:
-                _name_entry(exc, running[0])
-            raise
+        database().write(work)
+
+
+def _in_entry(entry: Entry) -> Where:
+    """A transaction's failure names its entry: `Bundle.entry[i].resource.…`, "entry i: …"."""
+    at = f"Bundle.entry[{entry.index}]"
+    return Where({entry.resource_type: f"{at}.resource"}, f"entry {entry.index}", at)
 
 
 def _batch_entry(entry: Entry, grants: Grants) -> None:
@@ -191,10 +189,10 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
             with database().reading() as db:
                 _run(db, entry, grants, hasher)
         else:
-            writer = _writer(entry)
+            wired = _writer(entry)
             with failures_audited(
                 "C" if entry.method == "POST" else "U",
-                writer.interaction,
+                wired.interaction,
                 entry.resource_type,
                 entry.ident,
             ):
@@ -213,12 +211,12 @@ def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
         entry.response = {"status": "200 OK"}
         audit_restricted_reads(grants, _resources_in(entry.result), "R", "read")
         return
-    writer = _writer(entry)
+    wired = _writer(entry)
     assert entry.resource is not None
     body = entry.resource if entry.method == "POST" else body_for(entry.ident or "", entry.resource)
-    spec = writer.parse(body)
+    spec = wired.parse(body)
     ctx = WriteContext(grants, hasher, entry.ident, entry.if_match)
-    resource, warnings = writer.audited(db, spec, ctx)
+    resource, warnings = wired.audited(db, spec, ctx)
     _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
 
 
@@ -249,7 +247,9 @@ def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status:
 
 
 def _writer(entry: Entry) -> Writer:
-    return WRITERS[(entry.resource_type, "create" if entry.method == "POST" else "update")]
+    wired = writer(entry.resource_type, "create" if entry.method == "POST" else "update")
+    assert wired is not None, "_entry refused writes that are not wired"
+    return wired
 
 
 def _authorize(entry: Entry, grants: Grants) -> None:
@@ -314,22 +314,6 @@ def _resources_in(result: dict[str, Any]) -> list[dict[str, Any]]:
     if result.get("resourceType") == "Bundle":
         return [e["resource"] for e in result.get("entry", [])]
     return [result]
-
-
-def _name_entry(exc: Exception, running: Entry) -> None:
-    """Say which entry failed: the error's location becomes Bundle.entry[i]...."""
-    prefix = f"Bundle.entry[{running.index}]"
-    if isinstance(exc, (StoreError, MappingError)):
-        location = getattr(exc, "field", None) or getattr(exc, "expression", None)
-        rest = location.split(".", 1)[1] if location and "." in location else None
-        qualified = f"{prefix}.resource.{rest}" if rest else prefix
-        if isinstance(exc, StoreError):
-            exc.field = qualified
-        else:
-            exc.expression = qualified
-        exc.message = f"entry {running.index}: {exc.message}"
-    elif isinstance(exc, FhirError) and exc.expression is None:
-        exc.expression = prefix
 
 
 def _response_entry(entry: Entry, minimal: bool) -> dict[str, Any]:

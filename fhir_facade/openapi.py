@@ -30,8 +30,7 @@ from typing import Any, TypeVar
 from fhir.resources.R4B import get_fhir_model_class
 from flask_smorest import Api, Blueprint
 
-from fhir_facade.operations import OPERATION_DOCS
-from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.registry import RESOURCE_TYPES, Operation
 from mappings.search import SEARCHES, TOTAL_MODES
 from mappings.subsetting import SUMMARY_MODES
 
@@ -483,12 +482,13 @@ def update_doc(resource_type: str) -> dict[str, Any]:
     }
 
 
-def operation_doc(code: str) -> dict[str, Any]:
+def operation_doc(resource_type: str, operation: Operation) -> dict[str, Any]:
+    code = operation.code
     doc: dict[str, Any] = {
-        "operationId": f"Appointment-{code}",
-        "tags": ["Appointment"],
-        "summary": f"Appointment ${code}",
-        "description": OPERATION_DOCS[code],
+        "operationId": f"{resource_type}-{code}",
+        "tags": [resource_type],
+        "summary": f"{resource_type} ${code}",
+        "description": operation.documentation,
         "requestBody": _body("Parameters", "The operation's input Parameters"),
         "responses": _responses(
             {"200": ("A Bundle of Appointments", "Bundle")},

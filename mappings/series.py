@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.codes import APPOINTMENT_TYPES, CANONICAL, concept_code
 from mappings.common import JSON, codeable, instant, parse_reference
-from mappings.errors import InvalidResource, MappingError, Unprocessable
+from mappings.errors import InvalidResource, Unprocessable
+from mappings.locations import Where, located
 from mappings.timing import (
     EXT_RECURRENCE_ID,
     EXT_SERIES_TIMING,
@@ -64,13 +65,6 @@ class DraftChoice:
     booking_id: str
     request: BookingRequest
     expected_version: int | None = None  # the resource's meta.versionId, as If-Match
-
-
-def timing_expression(field: str | None, timing_at: str) -> str | None:
-    """Re-root a store refusal's `Timing.repeat...` field at the Timing in the request."""
-    if field is not None and field.startswith("Timing"):
-        return timing_at + field.removeprefix("Timing")
-    return field
 
 
 # --- $find ---------------------------------------------------------------------------------
@@ -284,12 +278,8 @@ def _draft_choice(resource: JSON, index: int, coverage_ids: tuple[str, ...]) -> 
 
 def _appointment(resource: JSON, at: str) -> BookingRequest:
     """A kept Appointment read by its own mapping; a refusal points into the Parameters."""
-    try:
+    with located(Where({"Appointment": at})):
         return appointment_from_fhir(resource)
-    except MappingError as exc:
-        if exc.expression and exc.expression.startswith("Appointment"):
-            exc.expression = at + exc.expression.removeprefix("Appointment")
-        raise
 
 
 def _kept_resource(resource: Any, index: int) -> JSON:

@@ -27,8 +27,8 @@ from fhir_facade.capability import (
     SUPPORTED_PROFILES,
     capability_statement,
 )
-from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.outcomes import CS_OUTCOME
+from fhir_facade.registry import RESOURCE_TYPES
 from mappings.appointment import appointment_to_fhir
 from mappings.audit import AGENT_SYSTEM
 from mappings.codes import (
@@ -503,26 +503,27 @@ def _parameter(
     return parameter
 
 
-def _operation(op: str, name: str, title: str, instance: bool, affects_state: bool) -> JSON:
-    url = OPERATION_DEFINITIONS[op]
+def _operation(op: str, name: str, title: str, affects_state: bool) -> JSON:
+    (operation,) = [o for o in RESOURCE_TYPES["Appointment"].operations if o.code == op]
+    url = operation.definition("Appointment")
     od = _canonical("OperationDefinition", _tail(url), url, name, title)
     od.update(
         {
             "kind": "operation",
-            "description": OPERATION_DOCS[op],
+            "description": operation.documentation,
             "affectsState": affects_state,
             "code": op,
             "resource": ["Appointment"],
             "system": False,
-            "type": not instance,
-            "instance": instance,
+            "type": not operation.instance,
+            "instance": operation.instance,
         }
     )
     return od
 
 
 def find_operation() -> JSON:
-    od = _operation("find", "AppointmentFind", "Preview a recurring series", False, False)
+    od = _operation("find", "AppointmentFind", "Preview a recurring series", False)
     od["parameter"] = [
         _parameter("patient", "in", 1, "1", "Reference", "The patient to book.", "Patient"),
         _parameter(
@@ -588,7 +589,7 @@ def find_operation() -> JSON:
 
 
 def book_operation() -> JSON:
-    od = _operation("book", "AppointmentBook", "Book a recurring series", False, True)
+    od = _operation("book", "AppointmentBook", "Book a recurring series", True)
     od["parameter"] = [
         _parameter(
             "appointment-resource",
@@ -622,7 +623,7 @@ def book_operation() -> JSON:
 
 
 def cancel_series_operation() -> JSON:
-    od = _operation("cancel-series", "AppointmentCancelSeries", "Cancel a series", True, True)
+    od = _operation("cancel-series", "AppointmentCancelSeries", "Cancel a series", True)
     od["parameter"] = [
         _parameter(
             "scope",

@@ -137,7 +137,7 @@ BAD = [
             s.new_booking(start=instant(MONDAY), end=instant(MONDAY - dt.timedelta(hours=1)))
         ),
         422,
-        "processing",
+        "business-rule",
         "Appointment.end",
     ),
     Bad(

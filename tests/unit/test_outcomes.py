@@ -7,8 +7,7 @@ from werkzeug.exceptions import NotFound as HttpNotFound
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from fhir_facade import outcomes
-from fhir_facade.auth import AuthError, Forbidden
-from fhir_facade.outcomes import describe
+from fhir_facade.outcomes import AuthError, describe
 from mappings.errors import InvalidResource, InvalidSearch, Unprocessable
 from store import errors
 from tests.validation import assert_valid
@@ -40,7 +39,7 @@ def only_issue(outcome: dict) -> dict:
         (InvalidResource("unknown element"), 400, "structure"),
         (InvalidSearch("unknown search parameter"), 400, "invalid"),
         (AuthError("a bearer token is required"), 401, "login"),
-        (Forbidden("needs user/Slot.c"), 403, "forbidden"),
+        (errors.PermissionRequired("needs user/Slot.c"), 403, "forbidden"),
     ],
 )
 def test_each_error_maps_to_its_status_and_issue_code(error, status, code):
@@ -74,16 +73,18 @@ def test_specific_refusals_carry_a_stable_detail_code(error, detail):
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "expression"),
     [
-        errors.SessionFull("s-1", field="Appointment.slot"),
-        errors.NotFound("Patient", "p-1", field="Appointment.participant"),
-        errors.RuleViolation("end must be after start", field="Slot.end"),
+        (errors.SessionFull("s-1", field="booking.slot"), "Appointment.slot"),
+        (errors.NotFound("Patient", "p-1", field="booking.participant"), "Appointment.participant"),
+        (errors.RuleViolation("end must be after start", field="session.end"), "Slot.end"),
+        (errors.RuleViolation("too few", field="session.capacity"), "Slot.extension"),
+        (errors.RuleViolation("bad", field="recurrence.count"), "Timing.repeat.count"),
     ],
 )
-def test_a_store_error_with_a_field_points_at_it(error):
+def test_a_store_error_with_a_field_points_at_its_fhir_element(error, expression):
     _, outcome = outcome_of(error)
-    assert only_issue(outcome)["expression"] == [error.field]
+    assert only_issue(outcome)["expression"] == [expression]
 
 
 @pytest.mark.parametrize(
