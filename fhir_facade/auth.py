@@ -34,7 +34,8 @@ import jwt
 from fhir_facade.config import Settings
 from fhir_facade.outcomes import AuthError
 from mappings.errors import InvalidSearch
-from mappings.search import SEARCHES, scope_conditions
+from mappings.search import scope_conditions
+from mappings.search_params import SEARCHES
 from store.access import Access, Narrowing
 from store.errors import PermissionRequired
 from store.ssn import SsnHasher, SsnKey

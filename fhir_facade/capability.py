@@ -10,7 +10,7 @@ from fhir_facade.config import Settings
 from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
-from mappings.search import SearchParam
+from mappings.search_params import SearchParam
 
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-11-26"

@@ -31,7 +31,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask_smorest import Api, Blueprint
 
 from fhir_facade.registry import RESOURCE_TYPES, Operation
-from mappings.search import SEARCHES, TOTAL_MODES
+from mappings.search import TOTAL_MODES
+from mappings.search_params import SEARCHES
 from mappings.subsetting import SUMMARY_MODES
 
 #: The resource types whose schemas the routes use.
@@ -278,7 +279,7 @@ def _body(schema: str, description: str) -> dict[str, Any]:
 
 
 def _search_parameters(resource_type: str) -> list[dict[str, Any]]:
-    """Every query parameter a search of `resource_type` honours (mappings.search.SEARCHES)."""
+    """Every query parameter a search of `resource_type` honours (`search_params.SEARCHES`)."""
     spec = SEARCHES[resource_type]
     params: list[dict[str, Any]] = []
 

@@ -22,7 +22,7 @@ from mappings.references import (
     with_hidden_kept,
     without_references,
 )
-from mappings.search import SEARCHES
+from mappings.search_params import SEARCHES
 from store.access import Access
 from store.search import visible_ids
 

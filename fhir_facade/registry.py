@@ -2,7 +2,7 @@
 
 Each entry says which writes (create, update) and operations the type has; reads,
 vread, history and search are wired for every type, its search parameters and
-includes are `mappings.search.SEARCHES[name]`. The routes (`fhir_facade.api`), the
+includes are `mappings.search_params.SEARCHES[name]`. The routes (`fhir_facade.api`), the
 CapabilityStatement, the OpenAPI document and the Bundle dispatch are all derived
 from this table, so what we declare is what the routes do.
 """
@@ -33,7 +33,7 @@ from mappings.directory import (
     schedule_to_fhir,
 )
 from mappings.patient import patient_from_fhir, patient_to_fhir
-from mappings.search import SEARCHES, ResourceSearch
+from mappings.search_params import SEARCHES, ResourceSearch
 from mappings.slot import slot_from_fhir, slot_to_fhir
 from store.directory import update_department, update_provider, update_provider_group
 from store.models import Base

@@ -31,7 +31,8 @@ from werkzeug.test import TestResponse
 from fhir_facade import create_app
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import EXT_GROUP_CAPACITY
-from mappings.search import RESULT_PARAMS, SEARCHES
+from mappings.search import RESULT_PARAMS
+from mappings.search_params import SEARCHES
 from store.demo import load_demo
 from store.models import AuditRecord, Base
 from tests.conftest import TEST_SECRET, empty_database
