@@ -34,14 +34,15 @@ from fhir_facade.writes import (
     write_outcome,
     writer,
 )
-from mappings.common import parse_resource
+from mappings.common import ID_PATTERN, TYPE_PATTERN, parse_resource
 from mappings.locations import Where, located
 from mappings.search import parse_search
 from store import search as store_search
 from store.common import new_id
 from store.errors import DatabaseUnavailable, NotFound
 
-_URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
+#: An entry's request.url: [base/fhir/]Type[/id][?query].
+_URL = re.compile(rf"^(?:.*/fhir/)?({TYPE_PATTERN})(?:/({ID_PATTERN}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
 

@@ -30,28 +30,15 @@ from typing import Any, TypeVar
 from fhir.resources.R4B import get_fhir_model_class
 from flask_smorest import Api, Blueprint
 
+from fhir_facade.http import FHIR_JSON
 from fhir_facade.registry import RESOURCE_TYPES, Operation
+from mappings import common
 from mappings.search import TOTAL_MODES
 from mappings.search_params import SEARCHES
 from mappings.subsetting import SUMMARY_MODES
 
 #: The resource types whose schemas the routes use.
-RESOURCES = (
-    "Appointment",
-    "Slot",
-    "Schedule",
-    "Patient",
-    "Practitioner",
-    "Location",
-    "Organization",
-    "Coverage",
-    "AuditEvent",
-    "Bundle",
-    "OperationOutcome",
-    "Parameters",
-    "CapabilityStatement",
-)
-FHIR_JSON = "application/fhir+json"
+RESOURCES = common.FHIR_RESOURCES
 SECURITY_SCHEME = "bearer"
 _OPEN_OBJECT: dict[str, Any] = {"type": "object"}
 #: Contained resources are not expanded: the recursion would dwarf the document.

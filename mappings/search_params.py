@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
+from mappings.common import split_reference
 from mappings.errors import InvalidSearch
 from store.models import (
     AuditRecord,
@@ -249,21 +250,18 @@ def _plain(field_name: str) -> Translate:
     return translate
 
 
-_REF = re.compile(r"^(?:(?:.*/)?([A-Z][A-Za-z]+)/)?([A-Za-z0-9\-.]{1,64})$")
-
-
 def _reference(targets: Mapping[str, str], param: str) -> Translate:
     """targets: FHIR type -> internal field. A bare id searches every target type."""
 
     def translate(modifier: str | None, value: str) -> list[Condition]:
-        match = _REF.match(value)
-        kind = modifier or (match.group(1) if match else None)
+        match = split_reference(value)
+        kind = modifier or (match[0] if match else None)
         if match is None or (kind is not None and kind not in targets):
             raise InvalidSearch(
                 f"{param}: expected a reference to {' or '.join(targets)}, got {value!r}",
                 expression=param,
             )
-        ident = match.group(2)
+        ident = match[1]
         if kind is None:
             return [Condition(f, "eq", ident) for f in targets.values()]
         return [Condition(targets[kind], "eq", ident)]
@@ -275,24 +273,24 @@ def _payor(param: str) -> Translate:
     kinds = {"Organization": "organization", "Patient": "patient"}
 
     def translate(modifier: str | None, value: str) -> list[Condition]:
-        match = _REF.match(value)
-        kind = modifier or (match.group(1) if match else None)
+        match = split_reference(value)
+        kind = modifier or (match[0] if match else None)
         if match is None or (kind is not None and kind not in kinds):
             raise InvalidSearch(
                 f"{param}: expected a reference to Organization or Patient, got {value!r}",
                 expression=param,
             )
-        return [Condition("payor", "eq", (kinds.get(kind or ""), match.group(2)))]
+        return [Condition("payor", "eq", (kinds.get(kind or ""), match[1]))]
 
     return translate
 
 
 def _any_reference(field_name: str, param: str) -> Translate:
     def translate(modifier: str | None, value: str) -> list[Condition]:
-        match = _REF.match(value)
+        match = split_reference(value)
         if match is None:
             raise InvalidSearch(f"{param}: {value!r} is not a reference", expression=param)
-        return [Condition(field_name, "eq", (modifier or match.group(1), match.group(2)))]
+        return [Condition(field_name, "eq", (modifier or match[0], match[1]))]
 
     return translate
 
