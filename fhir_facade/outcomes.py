@@ -1,6 +1,7 @@
 """The error vocabulary: every error we answer with, its HTTP status, and the
 OperationOutcome builders. Views never build error JSON: they raise, and
-`describe` answers, through the one status table `_TABLE`.
+`describe` answers, through the one status table `_TABLE` (the OperationOutcome
+builders are `mappings.outcome`'s, which operations' answers use too).
 
 Exception                                   status  issue.code
  ├── StoreError (store.errors)                       the store refuses; `field` is a domain field
@@ -43,13 +44,11 @@ an operation parameter).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import HTTPException
 
-from mappings.codes import CANONICAL
 from mappings.errors import (
     InvalidResource,
     InvalidSearch,
@@ -59,9 +58,8 @@ from mappings.errors import (
     Unprocessable,
 )
 from mappings.locations import fhir_path, labelled, rooted, where_of
+from mappings.outcome import issue, operation_outcome
 from store import errors as store_errors
-
-CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
 
 
 class FhirError(Exception):
@@ -103,47 +101,6 @@ class MultipleMatches(FhirError):
 
 class UnsupportedMediaType(FhirError):
     """415: the body is not FHIR JSON."""
-
-
-def issue(
-    severity: str,
-    code: str,
-    text: str,
-    *,
-    expression: str | None = None,
-    detail: str | None = None,
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {"severity": severity, "code": code}
-    details: dict[str, Any] = {"text": _printable(text)}
-    if detail:
-        details["coding"] = [{"system": CS_OUTCOME, "code": detail}]
-    entry["details"] = details
-    if expression and _EXPRESSION.fullmatch(expression):
-        entry["expression"] = [expression]
-    return entry
-
-
-#: What an `expression` we emit may look like: a FHIRPath or a parameter name. Anything
-#: else came from the client (e.g. an unknown parameter name) and is left out.
-_EXPRESSION = re.compile(r"[A-Za-z0-9_.:\-\[\]()$ ,']{1,200}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _printable(text: str) -> str:
-    """Escape control characters a client sent: FHIR strings may not hold them."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def operation_outcome(*issues: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": list(issues)}
-
-
-def warning(text: str, detail: str, expression: str | None = None) -> dict[str, Any]:
-    return issue("warning", "business-rule", text, expression=expression, detail=detail)
-
-
-def information(text: str) -> dict[str, Any]:
-    return issue("information", "informational", text)
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,11 @@ from fhir_facade.http import (
     read_json_body,
     resource_headers,
 )
-from fhir_facade.outcomes import (
-    BadRequest,
-    MultipleMatches,
-    information,
-    operation_outcome,
-    warning,
-)
+from fhir_facade.outcomes import BadRequest, MultipleMatches
 from fhir_facade.reads import authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.audit import patient_of
+from mappings.outcome import information, operation_outcome, warning
 from mappings.search import parse_search
 from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
 from store.booking import Notice

@@ -17,6 +17,7 @@ from typing import Any
 from mappings.codes import APPOINTMENT_TYPES, SERVICE_TYPES, Coding
 from mappings.common import split_reference
 from mappings.errors import InvalidSearch
+from mappings.slot import SLOT_STATUS
 from store.models import (
     AuditRecord,
     Base,
@@ -328,13 +329,10 @@ def _last_updated(kind: str) -> SearchParam:
     )
 
 
-_SLOT_STATUS = {
-    "free": "open",
-    "busy": "full",
-    "busy-unavailable": "blocked",
-    "busy-tentative": "none",
-    "entered-in-error": "none",
-}
+#: Slot.status -> availability: `SLOT_STATUS` inverted; no session shows the others.
+_SLOT_STATUS = {status: a.value for a, status in SLOT_STATUS.items()} | dict.fromkeys(
+    ("busy-tentative", "entered-in-error"), "none"
+)
 
 SEARCHES: dict[str, ResourceSearch] = {
     "Organization": ResourceSearch(

@@ -6,7 +6,6 @@ from conformance.package.common import JSON, PUBLISHER, canonical, tail
 from fhir_facade.capability import (
     RELEASE_DATE,
 )
-from fhir_facade.outcomes import CS_OUTCOME
 from mappings.audit import AGENT_SYSTEM
 from mappings.codes import (
     APPOINTMENT_TYPES,
@@ -16,6 +15,7 @@ from mappings.codes import (
     SYSTEM_MRN,
     Coding,
 )
+from mappings.outcome import CS_OUTCOME
 
 # -- terminology and identifier systems ----------------------------------------------
 

@@ -358,7 +358,7 @@ BAD = [
         "/fhir/Slot",
         lambda s: as_json(slot(s.schedule, MONDAY, minutes=-30)),
         422,
-        "processing",
+        "business-rule",
         "Slot.end",
         auth=ADMIN_SCOPE,
     ),
