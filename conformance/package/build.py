@@ -5,7 +5,8 @@ This folder is the `package/` folder of a FHIR NPM package: `package.json`,
 `.index.json`). Every file is generated here from the tables the server runs on:
 the CapabilityStatement is `fhir_facade.capability.capability_statement`, the code
 systems are `mappings.codes` tables, the examples are what `mappings` renders for
-fixed records, and each URL is the constant the server emits.
+fixed records, and each URL is the constant the server emits. The builders of each
+kind of artifact live in `artifacts/`: a sub-folder, which `-ig <folder>` does not read.
 
     python -m conformance.package.build           # rewrite the files
     python -m conformance.package.build --check   # exit 1 if a committed file is stale
@@ -18,9 +19,9 @@ import json
 import sys
 from pathlib import Path
 
-from conformance.package import extensions, operations, terminology
-from conformance.package.common import FHIR_VERSION, HERE, JSON, PACKAGE_NAME, PUBLISHER
-from conformance.package.examples import examples
+from conformance.package.artifacts import extensions, operations, terminology
+from conformance.package.artifacts.common import FHIR_VERSION, HERE, JSON, PACKAGE_NAME, PUBLISHER
+from conformance.package.artifacts.examples import examples
 from fhir_facade.capability import (
     RELEASE_DATE,
     SEARCH_PARAMETER_DEFINITIONS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.package.common import JSON, PUBLISHER, canonical, tail
+from conformance.package.artifacts.common import JSON, PUBLISHER, canonical, tail
 from fhir_facade.capability import (
     RELEASE_DATE,
 )

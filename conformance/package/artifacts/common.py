@@ -10,7 +10,7 @@ from fhir_facade.capability import (
     SOFTWARE_VERSION,
 )
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # the package folder itself
 PACKAGE_NAME = "fhir-facade.conformance"
 PUBLISHER = "fhir-facade"
 FHIR_VERSION = "4.0.1"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.package.common import BASE, JSON, canonical, tail
+from conformance.package.artifacts.common import BASE, JSON, canonical, tail
 from fhir_facade.registry import RESOURCE_TYPES
 
 # -- OperationDefinitions ------------------------------------------------------------

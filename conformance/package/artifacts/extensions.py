@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.package.common import BASE, FHIR_VERSION, JSON, canonical, tail
+from conformance.package.artifacts.common import BASE, FHIR_VERSION, JSON, canonical, tail
 from mappings.codes import (
     EXT_CLOSED_SESSION,
     EXT_GROUP_CAPACITY,

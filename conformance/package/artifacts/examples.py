@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conformance.package.common import JSON
+from conformance.package.artifacts.common import JSON
 from mappings.appointment import appointment_to_fhir
 from mappings.coverage import CS_SELF_PAY, coverage_to_fhir
 from mappings.slot import slot_to_fhir
