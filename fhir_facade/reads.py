@@ -22,9 +22,10 @@ from mappings.audit import patient_of
 from mappings.search import SearchRequest, parse_history, parse_read, parse_search
 from store import history as store_history
 from store import search as store_search
-from store.audit import AuditEntry, record_many, restricted_among
+from store.audit import AuditEntry, record_many
 from store.errors import NotFound
 from store.search import AnyOf, Condition, Page, Query
+from store.visibility import restricted_among
 
 
 def authorize(grants: Grants, resource_type: str, letter: str) -> None:

@@ -61,9 +61,10 @@ from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.models import Coverage, Patient
 from store.patients import register_patient, update_patient
-from store.search import get_one, narrowed
+from store.search import get_one
 from store.sessions import create_schedule, create_session, update_schedule, update_session
 from store.ssn import SsnHasher
+from store.visibility import narrowed
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
 

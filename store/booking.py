@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.access import Access
-from store.common import new_id, visible_patient
+from store.common import new_id
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -44,6 +44,7 @@ from store.models import (
     Provider,
     utcnow,
 )
+from store.visibility import visible_patient
 
 ENDED_STATUSES = frozenset({BookingStatus.CANCELLED, BookingStatus.ENTERED_IN_ERROR})
 

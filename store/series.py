@@ -35,7 +35,7 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import new_id, visible_patient
+from store.common import new_id
 from store.errors import (
     Inactive,
     NotFound,
@@ -63,8 +63,8 @@ from store.recurrence import (
     Recurrence,
     expand,
 )
-from store.search import visibility
 from store.sessions import inactive_reason
+from store.visibility import visibility, visible_patient
 
 # Parameter paths (FHIR operation parameters) named by refusals.
 FIELD_PATIENT = "Parameters.parameter[patient]"
