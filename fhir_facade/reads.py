@@ -126,7 +126,7 @@ def audit_restricted_reads(
                 patient_id=patient_id,
                 description="restricted patient's data disclosed",
             )
-            for patient_id in restricted_among(db, owners)
+            for patient_id in restricted_among(db, owners, grants.access)
         ]
         if entries:
             record_many(db, entries)

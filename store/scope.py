@@ -10,7 +10,7 @@ store (`Database.read_as`, `Database.write_as`): a Bundle runs many writes in on
 Entry points, by purpose:
 
 * reading: `get`, `get_many`, `visible_ids`, `search`, `versions`, `version`,
-  `locked`, `hidden`, `narrowed`;
+  `locked`, `narrowed`;
 * the audit trail: `record`, `record_many`, `restricted_among` (whose reads to audit);
 * writes of each resource kind: `book`, `rebook`, `register_patient`, `update_patient`,
   `create_coverage`, `update_coverage`, `create_schedule` … `update_provider`;
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from store import booking, clients, directory, history, insurance, patients, series, sessions
 from store import search as queries
@@ -88,17 +88,14 @@ class Store:
         """A page of matches (and the total) among the records the caller may see."""
         return queries.run(self._db, replace(query, access=self.access))
 
-    def hidden(self, kind: type[Base], ident: str) -> bool:
-        """The record exists, but not for this caller."""
-        return self._db.get(kind, ident) is not None and self.get(kind, ident) is None
-
     def narrowed(self, kind: type[Base]) -> bool:
         """Whether anything beyond patient restriction limits what the caller sees of `kind`."""
         return narrowed(kind, self.access)
 
     def locked(self, kind: type[M], ident: str) -> M | None:
         """The record, locked for update in this transaction; None when hidden."""
-        record = self._db.get(kind, ident, with_for_update=True)
+        # Without eager joins: PostgreSQL locks no row on the nullable side of an outer join.
+        record = self._db.get(kind, ident, with_for_update=True, options=[lazyload("*")])
         return record if record is not None and self.get(kind, ident) is not None else None
 
     def versions(self, kind: type[Base], ident: str) -> list[RecordVersion]:
@@ -123,8 +120,9 @@ class Store:
         return record_entries(self._db, entries)
 
     def restricted_among(self, patient_ids: Iterable[str]) -> list[str]:
-        """Which of these patients are restricted: reading their data is audited."""
-        return restricted_among(self._db, patient_ids)
+        """Which of these patients are restricted (and seen by the caller): disclosing
+        their data is audited."""
+        return restricted_among(self._db, patient_ids, self.access)
 
     # Writes ----------------------------------------------------------------------------
 

@@ -145,13 +145,16 @@ def visible_coverage(db: Session, coverage_id: str, access: Access) -> bool:
     return seen is not None
 
 
-def restricted_among(db: Session, patient_ids: Iterable[str]) -> list[str]:
-    """Which of these patients are restricted (their data being disclosed is audited)."""
+def restricted_among(db: Session, patient_ids: Iterable[str], access: Access) -> list[str]:
+    """Which of these patients are restricted and seen by the caller: disclosing their
+    data is audited. Without the permission none is seen, so the answer is empty."""
     ids = sorted(set(patient_ids))
     if not ids:
         return []
     rows = db.scalars(
-        select(Patient.id).where(Patient.id.in_(ids), Patient.restricted.is_(True))
+        select(Patient.id).where(
+            Patient.id.in_(ids), Patient.restricted.is_(True), visibility(Patient, access)
+        )
     ).all()
     return sorted(rows)
 
