@@ -29,6 +29,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 from store.access import Access
 from store.models import (
     AuditRecord,
+    Availability,
     Base,
     Booking,
     BookingIdentifier,
@@ -230,13 +231,9 @@ def _booking_provider(op: str, value: Any) -> ColumnElement[bool]:
 
 def _session_availability(op: str, value: Any) -> ColumnElement[bool]:
     """Value is an `Availability` name: open, full or blocked."""
-    s = GroupSession
-    conditions: dict[str, ColumnElement[bool]] = {
-        "open": and_(s.blocked.is_(False), s.booked < s.capacity),
-        "full": and_(s.blocked.is_(False), s.booked >= s.capacity),
-        "blocked": s.blocked.is_(True),
-    }
-    return conditions.get(str(value), false())
+    if str(value) not in set(Availability):
+        return false()
+    return GroupSession.availability == str(value)
 
 
 def _overlaps(start: Any, end: Any) -> Builder:

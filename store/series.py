@@ -4,7 +4,7 @@ A patient's recurrence settings expand (store.recurrence) into occurrences in th
 department's time zone. Previewing matches each occurrence to a group session of
 the chosen provider's schedule(s); booking stores the occurrences the user kept in
 one transaction: matched ones take a place through `book_patient` (the capacity
-rule lives there, once), the others become drafts (`store_draft`). All of them
+rule lives there, once), the others become drafts (`store_drafts`). All of them
 are linked to one `Series`, whose id is the id of the first stored occurrence.
 
 Matching: a session matches an occurrence when it belongs to one of the schedules,
