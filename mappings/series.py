@@ -38,9 +38,10 @@ from mappings.timing import (
     timing_to_recurrence,
 )
 from store.booking import BookingRequest, Notice
+from store.matching import Proposal
 from store.models import Booking
 from store.recurrence import Recurrence
-from store.series import KeptOccurrence, Proposal, SeriesBooking, SeriesPreview, SeriesQuery
+from store.series import KeptOccurrence, SeriesBooking, SeriesPreview, SeriesQuery
 
 CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
 FIND_TIMING = "Parameters.parameter[timing].valueTiming"
