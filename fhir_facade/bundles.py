@@ -18,12 +18,13 @@ from urllib.parse import parse_qsl
 from flask import Response
 from sqlalchemy.orm import Session
 
+from fhir_facade import interactions
+from fhir_facade.audit import disclosures, record_disclosures
 from fhir_facade.auth import Grants
 from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, read_json_body
 from fhir_facade.outcomes import FhirError, describe
-from fhir_facade.reads import audit_restricted_reads, authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.writes import (
     WRITERS,
@@ -37,9 +38,10 @@ from fhir_facade.writes import (
 from mappings.common import parse_resource
 from mappings.errors import MappingError
 from mappings.search import parse_search
-from store import search as store_search
+from store.audit import AuditEntry
 from store.common import new_id
-from store.errors import DatabaseUnavailable, NotFound, StoreError
+from store.errors import DatabaseUnavailable, StoreError
+from store.scope import Store
 
 _URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
@@ -59,6 +61,7 @@ class Entry:
     if_match: int | None
     response: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
+    disclosed: list[AuditEntry] = field(default_factory=list)  # a GET's restricted reads
 
 
 def process() -> Response:
@@ -175,6 +178,8 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
             if entry.resource is not None:
                 entry.resource = resolve_references(entry.resource, assigned)
             _run(db, entry, grants, hasher)
+            if entry.disclosed:
+                Store(db, grants.access).record_many(entry.disclosed)
 
     with failures_audited("E", "transaction", "Bundle"):
         try:
@@ -200,6 +205,7 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
         if entry.method == "GET":
             with database().reading() as db:
                 _run(db, entry, grants, hasher)
+            record_disclosures(grants, entry.disclosed)
         else:
             writer = _writer(entry)
             with failures_audited(
@@ -219,9 +225,10 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
 
 def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
     if entry.method == "GET":
-        entry.result = _get(db, entry, grants)
+        store = Store(db, grants.access)
+        entry.result = _get(store, entry, grants)
         entry.response = {"status": "200 OK"}
-        audit_restricted_reads(grants, _resources_in(entry.result), "R", "read")
+        entry.disclosed = disclosures(store, grants, _resources_in(entry.result), "R", "read")
         return
     writer = _writer(entry)
     assert entry.resource is not None
@@ -232,17 +239,15 @@ def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
     _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
 
 
-def _get(db: Session, entry: Entry, grants: Grants) -> dict[str, Any]:
-    spec = RESOURCE_TYPES[entry.resource_type]
+def _get(store: Store, entry: Entry, grants: Grants) -> dict[str, Any]:
+    """The entry's read or search (authorized with the others, before any ran)."""
     if entry.ident is not None:
-        record = store_search.get_one(db, spec.kind, entry.ident, grants.access)
-        if record is None:
-            raise NotFound(entry.resource_type, entry.ident)
-        return spec.to_fhir(record)
+        return interactions.current(store, entry.resource_type, entry.ident)
     params = parse_qsl(entry.query or "", keep_blank_values=True)
     parsed = parse_search(entry.resource_type, params, grants.access, ssn=ssn())
-    matches, included, page = run_search(db, parsed, grants)
-    return searchset(base_url(), parsed, matches, included, page.total, page.more)
+    found = interactions.matching(store, grants, parsed)
+    page = found.page
+    return searchset(base_url(), parsed, found.matches, found.included, page.total, page.more)
 
 
 def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status: int) -> None:
@@ -264,7 +269,10 @@ def _writer(entry: Entry) -> Writer:
 
 def _authorize(entry: Entry, grants: Grants) -> None:
     if entry.method == "GET":
-        authorize(grants, entry.resource_type, "r" if entry.ident else "s")
+        letter = "r" if entry.ident else "s"
+        grants.authorize(
+            entry.resource_type, letter, RESOURCE_TYPES[entry.resource_type].permission
+        )
     else:
         _writer(entry).authorize(grants)
 

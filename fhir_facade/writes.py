@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from flask import Response, request
 from sqlalchemy.orm import Session
 
+from fhir_facade import interactions
 from fhir_facade.auth import SCHEDULE_MANAGE, Forbidden, Grants
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import (
@@ -29,7 +30,6 @@ from fhir_facade.http import (
     resource_headers,
 )
 from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
-from fhir_facade.reads import authorize, run_search
 from fhir_facade.references import document_keeping_hidden
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.audit import patient_of
@@ -61,6 +61,7 @@ from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.models import Coverage, Patient
 from store.patients import register_patient, update_patient
+from store.scope import Store
 from store.search import get_one
 from store.sessions import create_schedule, create_session, update_schedule, update_session
 from store.ssn import SsnHasher
@@ -92,7 +93,7 @@ class Writer:
     permission: str | None = None
 
     def authorize(self, grants: Grants) -> None:
-        authorize(grants, self.resource_type, _LETTERS[self.interaction])
+        grants.require(self.resource_type, _LETTERS[self.interaction])
         if self.permission is not None:
             grants.require_permission(self.permission)
 
@@ -385,10 +386,10 @@ def conditional_match(
     parsed = parse_search(resource_type, params, grants.access, ssn=ssn())
     parsed.query.limit = 2
     if db is not None:
-        matches, _, _ = run_search(db, parsed, grants)
+        matches = interactions.matching(Store(db, grants.access), grants, parsed).matches
     else:
-        with database().reading() as reading:
-            matches, _, _ = run_search(reading, parsed, grants)
+        with database().read_as(grants.access) as store:
+            matches = interactions.matching(store, grants, parsed).matches
     if len(matches) > 1:
         raise FhirError(
             412, "multiple-matches", f"If-None-Exist matches several {resource_type} resources"
