@@ -204,7 +204,8 @@ def _keeping_hidden(
     """The update's spec, its kept document still holding what names hidden records."""
     kept = current.document if current is not None else None
     resource_type = "Patient" if isinstance(current, Patient) else "Coverage"
-    document = document_keeping_hidden(db, resource_type, kept, spec.document, ctx.grants.access)
+    store = Store(db, ctx.grants.access)
+    document = document_keeping_hidden(store, resource_type, kept, spec.document)
     return replace(spec, document=document)
 
 
