@@ -26,17 +26,15 @@ from tests.factories import (
     make_patient,
     make_session,
 )
-from tests.integration.helpers import appointment
+from tests.integration.helpers import appointment, fhir, ids
 from tests.integration.privacy_helpers import (
     PRIVACY_OFFICER,
     RESTRICTED,
     SSN,
     STAFF,
-    body,
     coverage_body,
     create,
     make_payer,
-    match_ids,
     patient_body,
     send,
     token,
@@ -141,7 +139,7 @@ def build_world(app, client: FlaskClient, database, *, restrict_later: bool = Fa
         drafted = {**proposal_for(session, clinic, restricted), "requestedPeriod": [
             {"start": "2027-01-11T15:00:00Z", "end": "2027-01-11T16:30:00Z"}]}  # fmt: skip
         del drafted["slot"], drafted["start"], drafted["end"]
-        stored = body(send(client, "POST", "/fhir/Appointment/$book",
+        stored = fhir(send(client, "POST", "/fhir/Appointment/$book",
                            book_parameters([drafted]), officer), 200)  # fmt: skip
         draft = stored["entry"][0]["resource"]["id"]
         set_restriction(client, officer, restricted, restricted=True)
@@ -175,9 +173,9 @@ def set_restriction(
 ) -> None:
     """Restrict or unrestrict a patient as a privacy officer does: PUT with or without the
     `v3-Confidentiality#R` label."""
-    current = body(client.get(f"/fhir/Patient/{patient}", headers=officer), 200)
+    current = fhir(client.get(f"/fhir/Patient/{patient}", headers=officer), 200)
     current["meta"] = {"security": [RESTRICTED]} if restricted else {}
-    body(send(client, "PUT", f"/fhir/Patient/{patient}", current, officer), 200)
+    fhir(send(client, "PUT", f"/fhir/Patient/{patient}", current, officer), 200)
 
 
 # -- secrets: what must not show, and a same-length stand-in for each --------------------
@@ -346,7 +344,7 @@ class Walk:
         """Make the request; prove the answer shows nothing of R; return its body.
         `undo` is called with each answer, so the twin request meets the same state."""
         response = self.send(probe)
-        answer = body(response, probe.status)
+        answer = fhir(response, probe.status)
         if undo is not None:
             undo(answer)
         asked = self.secrets.found(probe.text())
@@ -357,7 +355,7 @@ class Walk:
         assert shown <= asked, (probe.name, shown - asked, response.get_data(as_text=True))
         if asked:
             twin = self.send(probe.substituted(self.secrets))
-            twin_answer = body(twin, probe.status)
+            twin_answer = fhir(twin, probe.status)
             if undo is not None:
                 undo(twin_answer)
             assert response.headers.get("Content-Length") == twin.headers.get("Content-Length"), (
@@ -367,7 +365,7 @@ class Walk:
             theirs = _normalized(_visible_text(twin))
             assert ours == theirs, (probe.name, ours, theirs)
         if probe.expect_ids is not None:
-            assert sorted(match_ids(answer)) == sorted(probe.expect_ids), probe.name
+            assert sorted(ids(answer)) == sorted(probe.expect_ids), probe.name
             assert answer.get("total", len(probe.expect_ids)) == len(probe.expect_ids), probe.name
         self.walked.append(probe.name)
         return answer
@@ -375,12 +373,12 @@ class Walk:
     def follow_pages(self, probe: Probe) -> list[str]:
         """Walk `probe` and every `next` page; the ids matched on all pages."""
         page = self.check(probe)
-        found = match_ids(page)
+        found = ids(page)
         while nexts := [link["url"] for link in page["link"] if link["relation"] == "next"]:
             url = urlsplit(nexts[0])
             params = tuple(parse_qsl(url.query))
             page = self.check(Probe("GET", url.path, params, note=" (next page)"))
-            found += match_ids(page)
+            found += ids(page)
         return found
 
 

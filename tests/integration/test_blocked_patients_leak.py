@@ -28,7 +28,15 @@ from tests.factories import (
     make_patient,
     make_session,
 )
-from tests.integration.helpers import BOOKING_ID_SYSTEM, appointment, capacity_of, state
+from tests.integration.helpers import (
+    BOOKING_ID_SYSTEM,
+    appointment,
+    capacity_of,
+    entries,
+    fhir,
+    ids,
+    state,
+)
 from tests.integration.leak_walk import (
     FAMILY,
     FAMILY_MEMBER,
@@ -62,12 +70,8 @@ from tests.integration.privacy_helpers import (
     SELF_PAY,
     SSN,
     STAFF,
-    body,
     coverage_body,
     create,
-    included,
-    match_ids,
-    matches,
     patient_body,
     send,
     token,
@@ -476,7 +480,7 @@ def test_without_the_permission_no_read_or_search_shows_a_trace_of_a_blocked_pat
     revincluded = walk.check(
         get("/fhir/Slot", ("_id", w.session), ("_revinclude", "Appointment:slot"))
     )
-    assert [r["id"] for r in included(revincluded)] == [w.visible_appointment]
+    assert [r["id"] for r in entries(revincluded, "include")] == [w.visible_appointment]
     assert len(walk.walked) > 140
 
 
@@ -485,7 +489,7 @@ def test_without_the_permission_no_write_can_reach_a_blocked_patient(app, client
     officer = token(app, PRIVACY_OFFICER, "privacy-officer")
 
     def privileged_view(path: str) -> dict[str, Any]:
-        return body(client.get(path, headers=officer), 200)
+        return fhir(client.get(path, headers=officer), 200)
 
     r_before = [
         privileged_view(f"/fhir/{path}")
@@ -524,7 +528,7 @@ def test_booking_with_a_hidden_bookings_identifier_answers_as_an_unused_one_woul
     def cancel(answer: dict[str, Any]) -> None:
         """Free the place again, so the same request with the unused value books too."""
         cancelled = {**answer, "status": "cancelled"}
-        body(send(client, "PUT", f"/fhir/Appointment/{answer['id']}", cancelled, staff), 200)
+        fhir(send(client, "PUT", f"/fhir/Appointment/{answer['id']}", cancelled, staff), 200)
 
     retried = post(
         "/fhir/Appointment",
@@ -538,7 +542,7 @@ def test_booking_with_a_hidden_bookings_identifier_answers_as_an_unused_one_woul
 
     for probe in (retried, plain):
         assert walk.check(probe, undo=cancel)["identifier"][0]["value"] == R_BOOKING
-    assert capacity_of(body(client.get(f"/fhir/Slot/{w.spare_session}", headers=staff), 200)) == (
+    assert capacity_of(fhir(client.get(f"/fhir/Slot/{w.spare_session}", headers=staff), 200)) == (
         "0/10"
     )
 
@@ -587,7 +591,7 @@ def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_whe
     staff, auditor = token(app, STAFF, "front-desk"), token(app, PLAIN_AUDITOR, "auditor")
 
     def found(path: str, headers: dict[str, str], **params: str) -> list[str]:
-        return match_ids(body(client.get(path, query_string=params, headers=headers), 200))
+        return ids(fhir(client.get(path, query_string=params, headers=headers), 200))
 
     for path in (
         f"Patient/{w.restricted}",
@@ -596,14 +600,14 @@ def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_whe
         f"Coverage/{w.family_plan}",
         *(f"{path}/_history/1" for path in histories),
     ):
-        body(client.get(f"/fhir/{path}", headers=staff), 200)
+        fhir(client.get(f"/fhir/{path}", headers=staff), 200)
     assert sorted(found("/fhir/Coverage", staff, patient=w.restricted)) == sorted(
         [w.restricted_plan, w.restricted_self_pay]
     )
     assert found("/fhir/Appointment", staff, identifier=R_BOOKING) == [w.restricted_appointment]
     assert found("/fhir/AuditEvent", auditor, patient=f"Patient/{w.restricted}")
     assert found("/fhir/AuditEvent", auditor, entity=f"Coverage/{w.family_plan}") == [r_event]
-    body(client.get(f"/fhir/AuditEvent/{r_event}", headers=auditor), 200)
+    fhir(client.get(f"/fhir/AuditEvent/{r_event}", headers=auditor), 200)
 
 
 def test_the_default_insurance_of_a_booking_is_never_a_plan_the_caller_cannot_see(
@@ -626,7 +630,7 @@ def test_with_the_permission_the_blocked_patient_is_found_labelled_and_booked(
     officer = token(app, PRIVACY_OFFICER, "privacy-officer")
 
     def search(path: str, **params: str) -> dict[str, Any]:
-        return body(client.get(path, query_string=params, headers=officer), 200)
+        return fhir(client.get(path, query_string=params, headers=officer), 200)
 
     for params in (
         {"family": "zzy"},
@@ -636,36 +640,36 @@ def test_with_the_permission_the_blocked_patient_is_found_labelled_and_booked(
         {"name": "quillon"},
     ):
         bundle = search("/fhir/Patient", **params)
-        (patient,) = matches(bundle)
+        (patient,) = entries(bundle)
         assert patient["id"] == w.restricted, params
         assert patient["meta"]["security"] == [RESTRICTED]
         assert bundle["total"] == 1
-    assert sorted(match_ids(search("/fhir/Patient"))) == sorted([w.visible, w.restricted])
-    read = body(client.get(f"/fhir/Patient/{w.restricted}", headers=officer), 200)
+    assert sorted(ids(search("/fhir/Patient"))) == sorted([w.visible, w.restricted])
+    read = fhir(client.get(f"/fhir/Patient/{w.restricted}", headers=officer), 200)
     assert read["meta"]["security"] == [RESTRICTED]
     assert {"system": SSN, "value": "***-**-7391"} in read["identifier"]
-    assert match_ids(search("/fhir/Appointment", **{"patient.family": "zzyzx"})) == [
+    assert ids(search("/fhir/Appointment", **{"patient.family": "zzyzx"})) == [
         w.restricted_appointment
     ]
-    assert sorted(match_ids(search("/fhir/Coverage", patient=w.restricted))) == sorted(
+    assert sorted(ids(search("/fhir/Coverage", patient=w.restricted))) == sorted(
         [w.restricted_plan, w.restricted_self_pay]
     )
-    assert match_ids(search("/fhir/Coverage", subscriber=w.restricted)) == [w.family_plan]
+    assert ids(search("/fhir/Coverage", subscriber=w.restricted)) == [w.family_plan]
     with_bookings = search("/fhir/Slot", _id=w.session, _revinclude="Appointment:slot")
-    assert sorted(r["id"] for r in included(with_bookings)) == sorted(
+    assert sorted(r["id"] for r in entries(with_bookings, "include")) == sorted(
         [w.visible_appointment, w.restricted_appointment]
     )
     booked = send(
         client, "POST", "/fhir/Appointment", appointment(w.spare_session, w.restricted), officer
     )
-    made = body(booked, 201)
+    made = fhir(booked, 201)
     assert made["participant"][0]["actor"] == {"reference": f"Patient/{w.restricted}"}
     assert made["supportingInformation"] == [{"reference": f"Coverage/{w.restricted_plan}"}]
     with database.reading() as db:
         assert db.get(Booking, made["id"]).session_id == w.spare_session
-    spare = body(client.get(f"/fhir/Slot/{w.spare_session}", headers=officer), 200)
+    spare = fhir(client.get(f"/fhir/Slot/{w.spare_session}", headers=officer), 200)
     assert capacity_of(spare) == "1/10"
-    shared = body(client.get(f"/fhir/Slot/{w.session}", headers=officer), 200)
+    shared = fhir(client.get(f"/fhir/Slot/{w.session}", headers=officer), 200)
     assert capacity_of(shared) == "2/10"
 
 
@@ -741,20 +745,20 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
         "id"
     ]
     on_family_plan = book_parameters([proposal(w, w.visible)], w.family_plan)
-    made = body(send(client, "POST", "/fhir/Appointment/$book", on_family_plan, officer), 200)
+    made = fhir(send(client, "POST", "/fhir/Appointment/$book", on_family_plan, officer), 200)
     series = made["entry"][0]["resource"]["id"]
     # What an EHR sent and we keep as sent may name R too: V's link to R, V's plan's holder.
-    v_patient = body(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
+    v_patient = fhir(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
     related = {"other": {"reference": f"Patient/{w.restricted}"}, "type": "seealso"}
-    body(send(client, "PUT", f"/fhir/Patient/{w.visible}", {**v_patient, "link": [related]},
+    fhir(send(client, "PUT", f"/fhir/Patient/{w.visible}", {**v_patient, "link": [related]},
               officer), 200)  # fmt: skip
-    v_plan = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
+    v_plan = fhir(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
     held = {**v_plan, "policyHolder": {"reference": f"Patient/{w.restricted}"}}
-    body(send(client, "PUT", f"/fhir/Coverage/{w.visible_plan}", held, officer), 200)
+    fhir(send(client, "PUT", f"/fhir/Coverage/{w.visible_plan}", held, officer), 200)
     walk = Walk(app, client, Secrets.of(w))
 
     def seen(appointment_id: str, headers: dict[str, str]) -> dict[str, Any]:
-        return body(client.get(f"/fhir/Appointment/{appointment_id}", headers=headers), 200)
+        return fhir(client.get(f"/fhir/Appointment/{appointment_id}", headers=headers), 200)
 
     for probe in family_probes(w, booked, series):
         walk.check(probe)
@@ -776,24 +780,24 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
     kept = seen(series, officer)
     assert (kept["status"], kept["supportingInformation"]) == ("cancelled", family)
     # Staff update V and V's plan with what they see: the link and the holder stay.
-    v_seen = body(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
+    v_seen = fhir(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
     assert "link" not in v_seen
     walk.check(put(f"/fhir/Patient/{w.visible}", {**v_seen, "gender": "male"}, 200))
-    plan_seen = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=staff), 200)
+    plan_seen = fhir(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=staff), 200)
     assert "policyHolder" not in plan_seen
     walk.check(put(f"/fhir/Coverage/{w.visible_plan}", {**plan_seen, "order": 3}, 200))
-    v_kept = body(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
+    v_kept = fhir(client.get(f"/fhir/Patient/{w.visible}", headers=officer), 200)
     assert (v_kept["gender"], v_kept["link"]) == ("male", [related])
-    plan_kept = body(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
+    plan_kept = fhir(client.get(f"/fhir/Coverage/{w.visible_plan}", headers=officer), 200)
     assert (plan_kept["order"], plan_kept["policyHolder"]) == (3, held["policyHolder"])
     for probe in family_probes(w, booked, series):
         walk.check(probe)
 
     set_restriction(client, officer, w.restricted, restricted=False)
     assert seen(series, staff)["supportingInformation"] == family
-    v_now = body(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
+    v_now = fhir(client.get(f"/fhir/Patient/{w.visible}", headers=staff), 200)
     assert v_now["link"] == [related]
-    history = body(client.get(f"/fhir/Appointment/{booked}/_history", headers=staff), 200)
+    history = fhir(client.get(f"/fhir/Appointment/{booked}/_history", headers=staff), 200)
     assert [e["resource"].get("supportingInformation") for e in history["entry"]] == [
         [*family, {"reference": f"Coverage/{w.visible_plan}"}],
         family,
