@@ -221,8 +221,8 @@ class GroupSession(Versioned, Base):
     def _availability_sql(cls) -> ColumnElement[str]:
         return case(
             (cls.blocked.is_(True), Availability.BLOCKED.value),
-            (cls.booked >= cls.capacity, Availability.FULL.value),
-            else_=Availability.OPEN.value,
+            (cls.booked < cls.capacity, Availability.OPEN.value),
+            else_=Availability.FULL.value,
         )
 
     @property
