@@ -16,34 +16,29 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Response
-from sqlalchemy.orm import Session
 
 from fhir_facade import interactions
-from fhir_facade.audit import disclosures, record_disclosures
+from fhir_facade.audit import disclosures, failures_audited, record_disclosures
 from fhir_facade.auth import Grants
-from fhir_facade.bundle import searchset
+from fhir_facade.changes import WriteContext
 from fhir_facade.context import caller, database, ssn
-from fhir_facade.http import base_url, fhir_response, prefer, read_json_body
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
+from fhir_facade.interactions import Writer, conditional_match, writer
+from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
 from fhir_facade.registry import RESOURCE_TYPES
-from fhir_facade.writes import (
-    WRITERS,
-    WriteContext,
-    Writer,
-    body_for,
-    conditional_match,
-    failures_audited,
-    write_outcome,
-)
-from mappings.common import parse_resource
-from mappings.errors import MappingError
+from fhir_facade.searchset import searchset
+from fhir_facade.writes import body_for, write_outcome
+from mappings.common import ID_PATTERN, TYPE_PATTERN, parse_resource
+from mappings.locations import Where, located
 from mappings.search import parse_search
 from store.audit import AuditEntry
 from store.common import new_id
-from store.errors import DatabaseUnavailable, StoreError
+from store.errors import DatabaseUnavailable
 from store.scope import Store
+from store.ssn import SsnHasher
 
-_URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
+#: An entry's request.url: [base/fhir/]Type[/id][?query].
+_URL = re.compile(rf"^(?:.*/fhir/)?({TYPE_PATTERN})(?:/({ID_PATTERN}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
 
@@ -70,9 +65,7 @@ def process() -> Response:
     parse_resource(body, "Bundle")
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise FhirError(
-            400,
-            "invalid",
+        raise BadRequest(
             "POST /fhir takes a Bundle of type batch or transaction",
             expression="Bundle.type",
         )
@@ -97,42 +90,34 @@ def _entry(index: int, raw: Any) -> Entry:
     where = f"Bundle.entry[{index}]"
     request = raw.get("request") if isinstance(raw, dict) else None
     if not isinstance(request, dict):
-        raise FhirError(400, "required", "each entry needs a request", expression=where)
+        raise BadRequest("each entry needs a request", code="required", expression=where)
     method = str(request.get("method", ""))
     match = _URL.match(str(request.get("url", "")))
     if method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: {method} {request.get('url')!r} is not supported here "
             "(POST [type], PUT [type]/[id], GET [type]/[id] or [type]?[search])",
+            code="not-supported",
             expression=f"{where}.request",
         )
     resource_type, ident, query = match.groups()
     interaction = {"POST": "create", "PUT": "update"}.get(method)
-    if interaction and (resource_type, interaction) not in WRITERS:
-        raise FhirError(
-            405,
-            "not-supported",
+    if interaction and writer(resource_type, interaction) is None:
+        raise MethodNotAllowed(
             f"entry {index}: {resource_type} does not support {interaction}",
             expression=f"{where}.request",
         )
     if method == "PUT" and (ident is None or query):
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: PUT needs [type]/[id] (conditional update is not supported)",
+            code="not-supported",
             expression=f"{where}.request.url",
         )
     resource = raw.get("resource")
     if interaction and not isinstance(resource, dict):
-        raise FhirError(400, "required", f"entry {index}: no resource", expression=where)
+        raise BadRequest(f"entry {index}: no resource", code="required", expression=where)
     if_match = request.get("ifMatch")
-    version = re.match(r'^(?:W/)?"(\d+)"$', str(if_match)) if if_match else None
-    if if_match and version is None:
-        raise FhirError(
-            400, "invalid", 'ifMatch must be an ETag like W/"3"', expression=f"{where}.request"
-        )
+    version = etag_version(str(if_match), f"{where}.request.ifMatch") if if_match else None
     return Entry(
         index,
         method,
@@ -142,7 +127,7 @@ def _entry(index: int, raw: Any) -> Entry:
         resource if isinstance(resource, dict) else None,
         raw.get("fullUrl"),
         request.get("ifNoneExist"),
-        int(version.group(1)) if version else None,
+        version,
     )
 
 
@@ -151,16 +136,13 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         _authorize(entry, grants)
     hasher = ssn()
 
-    running: list[Entry] = []  # the entry being run, to name it if it fails
-
-    def work(db: Session) -> None:
-        running.clear()
+    def work(store: Store) -> None:
         assigned: dict[str, str] = {}
         for entry in entries:
             if entry.method != "POST":
                 continue
             existing = (
-                conditional_match(entry.resource_type, entry.if_none_exist, db)
+                conditional_match(store, grants, entry.resource_type, entry.if_none_exist, hasher)
                 if entry.if_none_exist
                 else None
             )
@@ -174,20 +156,21 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         for entry in in_order(entries):
             if entry.result is not None:
                 continue
-            running[:] = [entry]
-            if entry.resource is not None:
-                entry.resource = resolve_references(entry.resource, assigned)
-            _run(db, entry, grants, hasher)
+            with located(_in_entry(entry)):
+                if entry.resource is not None:
+                    entry.resource = resolve_references(entry.resource, assigned)
+                _run(store, entry, grants, hasher)
             if entry.disclosed:
-                Store(db, grants.access).record_many(entry.disclosed)
+                store.record_many(entry.disclosed)
 
     with failures_audited("E", "transaction", "Bundle"):
-        try:
-            database().write(work)
-        except (StoreError, MappingError, FhirError) as exc:
-            if running:
-                _name_entry(exc, running[0])
-            raise
+        database().write_as(grants.access, work)
+
+
+def _in_entry(entry: Entry) -> Where:
+    """A transaction's failure names its entry: `Bundle.entry[i].resource.…`, "entry i: …"."""
+    at = f"Bundle.entry[{entry.index}]"
+    return Where({entry.resource_type: f"{at}.resource"}, f"entry {entry.index}", at)
 
 
 def _batch_entry(entry: Entry, grants: Grants) -> None:
@@ -196,25 +179,28 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
     try:
         _authorize(entry, grants)
         if entry.method == "POST" and entry.if_none_exist:
-            existing = conditional_match(entry.resource_type, entry.if_none_exist)
+            with database().read_as(grants.access) as store:
+                existing = conditional_match(
+                    store, grants, entry.resource_type, entry.if_none_exist, hasher
+                )
             if existing is not None:
                 entry.result, entry.response = existing, {"status": "200 OK"}
                 return
         if entry.method == "POST":
             entry.ident = new_id()
         if entry.method == "GET":
-            with database().reading() as db:
-                _run(db, entry, grants, hasher)
+            with database().read_as(grants.access) as store:
+                _run(store, entry, grants, hasher)
             record_disclosures(grants, entry.disclosed)
         else:
-            writer = _writer(entry)
+            wired = _writer(entry)
             with failures_audited(
                 "C" if entry.method == "POST" else "U",
-                writer.interaction,
+                wired.interaction,
                 entry.resource_type,
                 entry.ident,
             ):
-                database().write(lambda db: _run(db, entry, grants, hasher))
+                database().write_as(grants.access, lambda store: _run(store, entry, grants, hasher))
     except DatabaseUnavailable:
         raise  # the next entries would wait on the same database: the whole batch is 503
     except Exception as exc:  # each entry answers for itself in a batch
@@ -223,19 +209,18 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
         entry.response = {"status": str(status), "outcome": outcome}
 
 
-def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
+def _run(store: Store, entry: Entry, grants: Grants, hasher: SsnHasher) -> None:
     if entry.method == "GET":
-        store = Store(db, grants.access)
         entry.result = _get(store, entry, grants)
         entry.response = {"status": "200 OK"}
         entry.disclosed = disclosures(store, grants, _resources_in(entry.result), "R", "read")
         return
-    writer = _writer(entry)
+    wired = _writer(entry)
     assert entry.resource is not None
     body = entry.resource if entry.method == "POST" else body_for(entry.ident or "", entry.resource)
-    spec = writer.parse(body)
+    spec = wired.parse(body)
     ctx = WriteContext(grants, hasher, entry.ident, entry.if_match)
-    resource, warnings = writer.audited(db, spec, ctx)
+    resource, warnings = wired.audited(store, spec, ctx)
     _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
 
 
@@ -264,7 +249,9 @@ def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status:
 
 
 def _writer(entry: Entry) -> Writer:
-    return WRITERS[(entry.resource_type, "create" if entry.method == "POST" else "update")]
+    wired = writer(entry.resource_type, "create" if entry.method == "POST" else "update")
+    assert wired is not None, "_entry refused writes that are not wired"
+    return wired
 
 
 def _authorize(entry: Entry, grants: Grants) -> None:
@@ -288,9 +275,7 @@ def in_order(entries: list[Entry]) -> list[Entry]:
         if entry.index in placed:
             return
         if entry.index in path:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "the Bundle's new resources refer to each other in a cycle",
                 expression=f"Bundle.entry[{entry.index}]",
             )
@@ -334,22 +319,6 @@ def _resources_in(result: dict[str, Any]) -> list[dict[str, Any]]:
     if result.get("resourceType") == "Bundle":
         return [e["resource"] for e in result.get("entry", [])]
     return [result]
-
-
-def _name_entry(exc: Exception, running: Entry) -> None:
-    """Say which entry failed: the error's location becomes Bundle.entry[i]...."""
-    prefix = f"Bundle.entry[{running.index}]"
-    if isinstance(exc, (StoreError, MappingError)):
-        location = getattr(exc, "field", None) or getattr(exc, "expression", None)
-        rest = location.split(".", 1)[1] if location and "." in location else None
-        qualified = f"{prefix}.resource.{rest}" if rest else prefix
-        if isinstance(exc, StoreError):
-            exc.field = qualified
-        else:
-            exc.expression = qualified
-        exc.message = f"entry {running.index}: {exc.message}"
-    elif isinstance(exc, FhirError) and exc.expression is None:
-        exc.expression = prefix
 
 
 def _response_entry(entry: Entry, minimal: bool) -> dict[str, Any]:

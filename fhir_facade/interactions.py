@@ -1,4 +1,5 @@
-"""The FHIR interactions apart from HTTP: read, vread, history, search (R4 §3.1.0).
+"""The FHIR interactions apart from HTTP: read, vread, history, search, create and
+update, and the conditional create's match (R4 §3.1.0).
 
 Each is a function of the caller's store (store.scope: already limited to what the
 caller may see), the caller's grants and the parsed input, and returns resources. The
@@ -11,15 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
 from fhir_facade.auth import Grants
+from fhir_facade.changes import Change, Rendered, WriteContext
+from fhir_facade.outcomes import MultipleMatches
 from fhir_facade.registry import RESOURCE_TYPES
-from mappings.search import SearchRequest
-from store.errors import NotFound
+from mappings.audit import patient_of
+from mappings.search import SearchRequest, parse_search
+from store.audit import AuditEntry
+from store.errors import NotFound, PermissionRequired
 from store.scope import Store
 from store.search import AnyOf, Condition, Page, Query
+from store.ssn import SsnHasher
 
 
 @dataclass
@@ -122,3 +129,76 @@ def matching(store: Store, grants: Grants, parsed: SearchRequest) -> Found:
         )
         add(revinclude.source, list(store.search(query).rows))
     return Found(matches, included, page)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One write interaction of one resource type, as the registry wires it."""
+
+    resource_type: str
+    interaction: str  # create | update
+    change: Change[Any]
+
+    def parse(self, body: Any) -> Any:
+        return self.change.parse(body)
+
+    def patient(self, spec: Any) -> str | None:
+        return self.change.patient(spec)
+
+    def authorize(self, grants: Grants) -> None:
+        grants.authorize(self.resource_type, _LETTERS[self.interaction], self.change.permission)
+
+    def audited(self, store: Store, spec: Any, ctx: WriteContext) -> Rendered:
+        """Apply and record the AuditEvent, in the store's transaction (R4 §3.1.0.4 update,
+        §3.1.0.7 create). Under a granular scope for this interaction the record updated
+        must be one the scope reaches (else NotFound), and so must the result (else
+        PermissionRequired: nothing is written)."""
+        scoped = store.as_(ctx.grants.access_for(_LETTERS[self.interaction]))
+        kind = RESOURCE_TYPES[self.resource_type].kind
+        narrowed = scoped.narrowed(kind)
+        updated = ctx.ident if self.interaction == "update" else None
+        if narrowed and updated is not None and scoped.get(kind, updated) is None:
+            raise NotFound(self.resource_type, updated)
+        resource, warnings = self.change.apply(store, spec, ctx)
+        if narrowed and scoped.get(kind, resource["id"]) is None:
+            # A granular scope (e.g. Coverage.cu?payor=…) does not reach the result.
+            raise PermissionRequired(
+                f"the token's scopes do not allow this {self.resource_type}: "
+                "it does not match their query"
+            )
+        entry = AuditEntry(
+            _ACTIONS[self.interaction],
+            self.interaction,
+            ctx.grants.subject,
+            self.resource_type,
+            resource["id"],
+            patient_of(resource),
+        )
+        store.record(entry)
+        return resource, warnings
+
+
+_ACTIONS = {"create": "C", "update": "U"}
+_LETTERS = {"create": "c", "update": "u"}
+
+
+def writer(resource_type: str, interaction: str) -> Writer | None:
+    """The registry's create or update of a resource type, or None where none is wired."""
+    served = RESOURCE_TYPES.get(resource_type)
+    change = served.change(interaction) if served is not None else None
+    return Writer(resource_type, interaction, change) if change is not None else None
+
+
+def conditional_match(
+    store: Store, grants: Grants, resource_type: str, condition: str, hasher: SsnHasher
+) -> dict[str, Any] | None:
+    """The single resource matching an If-None-Exist query (R4 §3.1.0.8 conditional
+    create); MultipleMatches (412) when several match. Inside a write transaction, its
+    store sees what the transaction wrote."""
+    params = parse_qsl(condition.lstrip("?"), keep_blank_values=True)
+    parsed = parse_search(resource_type, params, grants.access, ssn=hasher)
+    parsed.query.limit = 2
+    matches = matching(store, grants, parsed).matches
+    if len(matches) > 1:
+        raise MultipleMatches(f"If-None-Exist matches several {resource_type} resources")
+    return matches[0] if matches else None

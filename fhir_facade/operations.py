@@ -1,6 +1,7 @@
 """Recurring-series operations (DESIGN §5): `$find`, `$book` and `$cancel-series` on Appointment.
 
-Thin views: parse the Parameters, call a store use case in one transaction, render.
+Thin views: parse the Parameters, call a use case of the caller's Store in one
+transaction, render.
 `$find` only reads; `$book` stores a whole series (or resolves drafts) or nothing;
 `$cancel-series` cancels "this and all following" occurrences or the whole series.
 """
@@ -8,18 +9,16 @@ Thin views: parse the Parameters, call a store use case in one transaction, rend
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app
-from sqlalchemy.orm import Session
+from flask import Response
 
-from fhir_facade.config import Settings
-from fhir_facade.context import caller, database
+from fhir_facade.audit import audit_bookings, failures_audited
+from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
-from fhir_facade.outcomes import FhirError
-from fhir_facade.writes import audit_bookings, failures_audited
+from fhir_facade.outcomes import BadRequest
+from mappings.locations import Where, located
 from mappings.series import (
     BOOK_TIMING,
     FIND_TIMING,
@@ -29,36 +28,12 @@ from mappings.series import (
     find_from_fhir,
     preview_to_fhir,
     summary_of,
-    timing_expression,
 )
-from store.access import Access
 from store.booking import Notice
 from store.models import Booking
-from store.recurrence import InvalidRecurrence
-from store.series import Limits, book_series, cancel_series, preview_series, resolve_draft
+from store.scope import Store
+from store.series import Limits
 
-OPERATION_DEFINITIONS = {
-    "find": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-find",
-    "book": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-book",
-    "cancel-series": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-cancel-series",
-}
-OPERATION_DOCS = {
-    "find": (
-        "Recurrence preview: Parameters patient, practitioner or schedule (location), "
-        "appointment-type, timing (R4 Timing). Returns a searchset of proposed Appointments "
-        "plus an OperationOutcome (search.mode = outcome) naming unmatched occurrences. "
-        "Writes nothing."
-    ),
-    "book": (
-        "Books kept proposals (appointment-resource) as one series, in one transaction: "
-        "matched ones booked, the rest stored as drafts (status proposed, requestedPeriod); "
-        "coverage (0..2) applies to each. Appointments with an id and a slot resolve drafts."
-    ),
-    "cancel-series": (
-        "Cancels this and all following occurrences of a series (scope this-and-following, "
-        "the default) or the whole series (scope all); places are freed."
-    ),
-}
 _SCOPES = {"this-and-following": True, "all": False}
 
 
@@ -67,8 +42,8 @@ def find() -> Response:
     grants = caller()
     grants.require("Appointment", "s")
     query = find_from_fhir(read_json_body())
-    with _timing_errors(FIND_TIMING), database().reading() as db:
-        preview = preview_series(db, query, grants.access, today=_today(), limits=_limits())
+    with located(Where({"Timing": FIND_TIMING})), database().read_as(grants.access) as store:
+        preview = store.preview_series(query, today=_today(), limits=_limits())
         bundle = preview_to_fhir(preview)
     return fhir_response(bundle)
 
@@ -80,20 +55,20 @@ def book() -> Response:
     parsed = book_from_fhir(read_json_body())
     base = base_url()
 
-    def work(db: Session) -> dict[str, Any]:
+    def work(store: Store) -> dict[str, Any]:
         if isinstance(parsed, list):
-            bookings, notices = _resolve(db, parsed, grants.access)
-            audit_bookings(db, "U", "operation", bookings)
+            bookings, notices = _resolve(store, parsed)
+            audit_bookings(store, grants, "U", "operation", bookings)
             summary = f"{len(bookings)} drafts booked"
         else:
-            result = book_series(db, parsed, grants.access, today=_today(), limits=_limits())
+            result = store.book_series(parsed, today=_today(), limits=_limits())
             bookings, notices = result.bookings, result.notices
-            audit_bookings(db, "C", "operation", bookings)
+            audit_bookings(store, grants, "C", "operation", bookings)
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
         return bookings_to_fhir(base, bookings, notices, summary)
 
-    with _timing_errors(BOOK_TIMING), failures_audited("C", "operation", "Appointment"):
-        bundle = database().write(work)
+    with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
+        bundle = database().write_as(grants.access, work)
     return fhir_response(bundle)
 
 
@@ -105,30 +80,27 @@ def cancel(ident: str) -> Response:
     expected = if_match_version()
     base = base_url()
 
-    def work(db: Session) -> dict[str, Any]:
-        cancelled = cancel_series(
-            db,
-            ident,
-            grants.access,
-            following=_SCOPES[scope],
-            reason=reason,
-            expected_version=expected,
+    def work(store: Store) -> dict[str, Any]:
+        cancelled = store.cancel_series(
+            ident, following=_SCOPES[scope], reason=reason, expected_version=expected
         )
-        audit_bookings(db, "U", "operation", cancelled)
+        audit_bookings(store, grants, "U", "operation", cancelled)
         summary = f"{len(cancelled)} occurrences cancelled ({scope})"
         return bookings_to_fhir(base, cancelled, [], summary)
 
     with failures_audited("U", "operation", "Appointment", ident):
-        return fhir_response(database().write(work))
+        return fhir_response(database().write_as(grants.access, work))
 
 
-def _resolve(
-    db: Session, choices: list[DraftChoice], access: Access
-) -> tuple[list[Booking], list[Notice]]:
+#: The view of each operation the registry declares on Appointment (`registry.Operation`).
+VIEWS: dict[str, Callable[..., Response]] = {"find": find, "book": book, "cancel-series": cancel}
+
+
+def _resolve(store: Store, choices: list[DraftChoice]) -> tuple[list[Booking], list[Notice]]:
     bookings, notices = [], []
     for choice in choices:
-        result = resolve_draft(
-            db, choice.booking_id, choice.request, access, expected_version=choice.expected_version
+        result = store.resolve_draft(
+            choice.booking_id, choice.request, expected_version=choice.expected_version
         )
         bookings.append(result.booking)
         notices.extend(result.warnings)
@@ -139,7 +111,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
     scope = "this-and-following"
     reason: str | None = None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError(400, "structure", "send a Parameters resource", expression="resourceType")
+        raise BadRequest("send a Parameters resource", code="structure", expression="resourceType")
     for index, parameter in enumerate(body.get("parameter") or []):
         name = parameter.get("name") if isinstance(parameter, dict) else None
         if name == "scope" and parameter.get("valueCode") in _SCOPES:
@@ -147,9 +119,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
         elif name == "reason" and isinstance(parameter.get("valueString"), str):
             reason = parameter["valueString"]
         else:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "this operation takes scope (valueCode this-and-following | all) and "
                 "reason (valueString)",
                 expression=f"Parameters.parameter[{index}]",
@@ -157,20 +127,10 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
     return scope, reason
 
 
-@contextmanager
-def _timing_errors(timing_at: str) -> Iterator[None]:
-    """Point a refused recurrence at the Timing element of this request."""
-    try:
-        yield
-    except InvalidRecurrence as exc:
-        exc.field = timing_expression(exc.field, timing_at)
-        raise
-
-
 def _limits() -> Limits:
-    settings: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
+    configured = settings()
     return Limits(
-        max_occurrences=settings.series_max_occurrences, max_years=settings.series_max_years
+        max_occurrences=configured.series_max_occurrences, max_years=configured.series_max_years
     )
 
 

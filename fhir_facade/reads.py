@@ -10,11 +10,11 @@ from flask import Response
 
 from fhir_facade import interactions
 from fhir_facade.audit import disclosures, record_disclosures
-from fhir_facade.bundle import history as history_bundle
-from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.searchset import history as history_bundle
+from fhir_facade.searchset import searchset
 from mappings.search import parse_history, parse_read, parse_search
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 
 from fhir_facade.context import caller, database
-from fhir_facade.registry import RESOURCE_TYPES
 from mappings.references import (
     checked_references,
     resources_in,
     with_hidden_kept,
     without_references,
 )
+from mappings.search_params import SEARCHES
 from store.scope import Store
 
 
@@ -60,5 +60,5 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
     return {
         (kind, ident)
         for kind, ids in wanted.items()
-        for ident in ids - store.visible_ids(RESOURCE_TYPES[kind].kind, ids)
+        for ident in ids - store.visible_ids(SEARCHES[kind].kind, ids)
     }

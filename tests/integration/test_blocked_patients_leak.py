@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
-from mappings.search import SEARCHES
+from mappings.search_params import SEARCHES
 from store.models import AuditRecord, Booking
 from tests.factories import (
     MONDAY,
