@@ -27,7 +27,7 @@ from fhir_facade.interactions import Writer, conditional_match, writer
 from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.searchset import searchset
-from fhir_facade.writes import body_for, write_outcome
+from fhir_facade.writes import body_for, version_path, write_outcome
 from mappings.common import ID_PATTERN, TYPE_PATTERN, parse_resource
 from mappings.locations import Where, located
 from mappings.search import parse_search
@@ -236,12 +236,12 @@ def _get(store: Store, entry: Entry, grants: Grants) -> dict[str, Any]:
 
 
 def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status: int) -> None:
-    version = resource["meta"]["versionId"]
+    """The entry's response: what a single write answers in its headers, as elements."""
     entry.result = resource
     entry.response = {
         "status": _STATUS_TEXT[status],
-        "location": f"{resource['resourceType']}/{resource['id']}/_history/{version}",
-        "etag": f'W/"{version}"',
+        "location": version_path(resource),
+        "etag": f'W/"{resource["meta"]["versionId"]}"',
         "lastModified": resource["meta"]["lastUpdated"],
     }
     if warnings:

@@ -105,8 +105,7 @@ def _respond(resource: dict[str, Any], warnings: list[Notice], status: int) -> R
     OperationOutcome when the client asks for one.
     """
     headers = resource_headers(resource)
-    location = f"{base_url()}/{resource['resourceType']}/{resource['id']}"
-    headers["Location"] = f"{location}/_history/{resource['meta']['versionId']}"
+    headers["Location"] = f"{base_url()}/{version_path(resource)}"
     if warnings:
         headers["Warning"] = ", ".join(
             '299 fhir-facade "{}"'.format(w.text.replace('"', "'")) for w in warnings
@@ -117,6 +116,12 @@ def _respond(resource: dict[str, Any], warnings: list[Notice], status: int) -> R
     if wanted == "OperationOutcome":
         return fhir_response(write_outcome(resource, warnings), status, headers)
     return fhir_response(resource, status, headers)
+
+
+def version_path(resource: dict[str, Any]) -> str:
+    """Where the version a write stored is read: `Type/id/_history/n` (R4 §3.1.0.7: the
+    Location of a create or update, and a Bundle entry's response.location)."""
+    return f"{resource['resourceType']}/{resource['id']}/_history/{resource['meta']['versionId']}"
 
 
 def write_outcome(resource: dict[str, Any], warnings: list[Notice]) -> dict[str, Any]:
