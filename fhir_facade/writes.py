@@ -59,11 +59,12 @@ from store.directory import (
 )
 from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
-from store.models import Coverage, Patient
+from store.models import BookingStatus, Coverage, Patient
 from store.patients import register_patient, update_patient
 from store.search import get_one, narrowed
 from store.sessions import create_schedule, create_session, update_schedule, update_session
 from store.ssn import SsnHasher
+from store.waitlist import join_waitlist
 
 Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
 
@@ -124,7 +125,11 @@ class Writer:
 
 
 def _book(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    result = book_patient(db, spec, ctx.grants.access, booking_id=ctx.ident)
+    """Book, or (status waitlist) join a full session's waitlist."""
+    join = spec.status == BookingStatus.WAITLIST
+    result = (join_waitlist if join else book_patient)(
+        db, spec, ctx.grants.access, booking_id=ctx.ident
+    )
     return appointment_to_fhir(result.booking), result.warnings
 
 

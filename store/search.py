@@ -30,6 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 
 from store.access import Access
 from store.models import (
+    WAITLIST_ORDER,
     AuditRecord,
     Base,
     Booking,
@@ -405,6 +406,7 @@ _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
         "department": Booking.department_id,
         "status": Booking.status,
         "appointment_type": Booking.appointment_type,
+        "queue": WAITLIST_ORDER,
     },
     Coverage: {
         "order": Coverage.order,
