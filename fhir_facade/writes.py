@@ -61,6 +61,7 @@ from store.errors import DuplicateIdentifier, NotFound, StoreError
 from store.insurance import create_coverage, update_coverage
 from store.models import BookingStatus, Coverage, Patient
 from store.patients import register_patient, update_patient
+from store.promotion import sweep_expired_offers
 from store.search import get_one, narrowed
 from store.sessions import create_schedule, create_session, update_schedule, update_session
 from store.ssn import SsnHasher
@@ -337,7 +338,11 @@ def failures_audited(
     ident: str | None = None,
     patient: str | None = None,
 ) -> Iterator[None]:
-    """A refused change rolled back with its audit record: record the failure on its own."""
+    """A refused change rolled back with its audit record: record the failure on its own.
+
+    Offers that lapsed are let go in that transaction too: the refused change reclaimed
+    them first (and may have been refused because of it), and the lapse stands whatever
+    became of the change."""
     try:
         yield
     except StoreError as exc:
@@ -351,7 +356,7 @@ def failures_audited(
             outcome=MINOR_FAILURE,
             description=exc.message,
         )
-        database().write(lambda db: record(db, failure))
+        database().write(lambda db: (record(db, failure), sweep_expired_offers(db)))
         raise
 
 

@@ -397,6 +397,7 @@ class Booking(Versioned, Base):
             postgresql_where=text(_WAITLIST_SQL),
         ),
         UniqueConstraint("session_id", "queue_position", name="uq_booking_queue_position"),
+        Index("ix_booking_offer_expires", "offer_expires"),  # the sweep of lapsed offers
         Index("ix_booking_patient", "patient_id"),
         Index("ix_booking_start", "start_at"),
     )

@@ -49,6 +49,7 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(
             "uq_booking_queue_position", ["session_id", "queue_position"]
         )
+        batch_op.create_index("ix_booking_offer_expires", ["offer_expires"])
         batch_op.drop_index("uq_booking_patient_session_active")
         _active_index(batch_op, _HOLDS_PLACE_AFTER)
         batch_op.create_index(
@@ -63,6 +64,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("booking", schema=None) as batch_op:
         batch_op.drop_index("uq_booking_patient_session_waitlist")
+        batch_op.drop_index("ix_booking_offer_expires")
         batch_op.drop_index("uq_booking_patient_session_active")
         _active_index(batch_op, _HOLDS_PLACE_BEFORE)
         batch_op.drop_constraint("uq_booking_queue_position", type_="unique")
