@@ -38,6 +38,9 @@ from mappings.codes import (
     CS_SERVICE_TYPE_LOCAL,
     EXT_CLOSED_SESSION,
     EXT_GROUP_CAPACITY,
+    EXT_OFFER_EXPIRES,
+    EXT_WAITLIST_PASSED_OVER,
+    EXT_WAITLIST_POLICY,
     SERVICE_TYPES,
     SYSTEM_MRN,
     Coding,
@@ -210,6 +213,75 @@ def closed_session() -> JSON:
         "(OperationOutcome detail session-closed).",
         ["Slot"],
         "boolean",
+    )
+
+
+def waitlist_policy() -> JSON:
+    elements: list[JSON] = [
+        {
+            "id": "Extension.extension",
+            "path": "Extension.extension",
+            "slicing": {"discriminator": [{"type": "value", "path": "url"}], "rules": "closed"},
+            "min": 1,
+        },
+        *_part(
+            "mode",
+            "code",
+            "book | offer",
+            "What a place that frees in one of the schedule's full sessions (a booking cancelled "
+            "or moved away, capacity raised, an offer lapsed) does, in the same transaction: "
+            "'book' books the first eligible waitlist entry; 'offer' makes it 'pending', holding "
+            "the place until the offer expires (extension waitlist-offer-expires) or the patient "
+            "accepts it (update to 'booked').",
+            1,
+        ),
+        *_part(
+            "offerDuration",
+            "Duration",
+            "How long an offer holds its place",
+            "A UCUM duration in s, min, h or d; 24 hours when absent.",
+            0,
+        ),
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": EXT_WAITLIST_POLICY},
+        {"id": "Extension.value[x]", "path": "Extension.value[x]", "max": "0"},
+    ]
+    return _extension(
+        EXT_WAITLIST_POLICY,
+        "WaitlistPolicy",
+        "Waitlist policy of a schedule",
+        "How the waitlists of a schedule's full sessions are served when a place frees. A "
+        "schedule without it books the first eligible entry ('book'). Entries are served in "
+        "order: Appointment.priority 1 (highest) to 9 first, then first come, first served.",
+        ["Schedule"],
+        elements,
+    )
+
+
+def waitlist_offer_expires() -> JSON:
+    return _simple_extension(
+        EXT_OFFER_EXPIRES,
+        "WaitlistOfferExpires",
+        "When a waitlist offer lapses",
+        "On a 'pending' Appointment (a waitlist entry offered a freed place): the instant the "
+        "held place lapses unless the Appointment is updated to 'booked'. A lapsed offer becomes "
+        "'cancelled' (cancelationReason 'waitlist offer expired') and its place goes to the next "
+        "entry; every write touching the session does this first, so no lapsed offer holds a "
+        "place against a request.",
+        ["Appointment"],
+        "instant",
+    )
+
+
+def waitlist_passed_over() -> JSON:
+    return _simple_extension(
+        EXT_WAITLIST_PASSED_OVER,
+        "WaitlistPassedOver",
+        "Why a waitlist entry was passed over",
+        "On a 'waitlist' Appointment: why the entry could not take the last place that freed "
+        "(its insurance does not cover the session's date, or the patient already holds a place "
+        "in the session), so the place went to the next entry. The entry keeps its position.",
+        ["Appointment"],
+        "string",
     )
 
 
@@ -717,6 +789,26 @@ def example_booked_appointment() -> JSON:
     return appointment_to_fhir(booking)
 
 
+def example_waitlist_offer() -> JSON:
+    booking = Booking(
+        id="example-waitlist-offer",
+        session_id="example-group-session",
+        patient_id=_PATIENT,
+        status="pending",
+        start=_START,
+        end=_END,
+        appointment_type="group-therapy",
+        department_id="dept-brooklyn",
+        offer_expires=_AT + dt.timedelta(hours=24),
+        created=_AT,
+        version=2,
+        last_updated=_AT,
+        providers=[BookingProvider(provider_id="prac-rivera", position=0)],
+        coverages=[BookingCoverage(coverage_id="example-self-pay", rank=1)],
+    )
+    return appointment_to_fhir(booking)
+
+
 def example_draft_appointment() -> JSON:
     booking = Booking(
         id="example-draft",
@@ -760,6 +852,9 @@ def _described(profile: str, agent: str) -> list[JSON]:
     return [
         group_capacity(),
         closed_session(),
+        waitlist_policy(),
+        waitlist_offer_expires(),
+        waitlist_passed_over(),
         recurrence_day_of_month(),
         recurrence_week_of_month(),
         series_timing(),
@@ -805,6 +900,7 @@ def examples() -> list[JSON]:
         example_slot(),
         example_booked_appointment(),
         example_draft_appointment(),
+        example_waitlist_offer(),
         example_coverage(),
     ]
 
@@ -839,7 +935,8 @@ def manifest() -> JSON:
         "title": "fhir-facade conformance resources",
         "description": (
             "What the fhir-facade group-session scheduling server declares and emits: its "
-            "CapabilityStatement, the group-capacity, closed-session and series extensions, the "
+            "CapabilityStatement, the group-capacity, closed-session, waitlist and series "
+            "extensions, the "
             "group-session Slot profile, the $find, $book and $cancel-series operations, its "
             "code systems, and examples rendered by the server's own mappings."
         ),
