@@ -294,9 +294,10 @@ def update_booking(
     booking = db.get(Booking, booking_id, with_for_update=True, populate_existing=True)
     if booking is None or not visible_patient(db, booking.patient_id, access):
         raise NotFound("Appointment", booking_id)
+    # Before the version check: an offer that just lapsed says so, not "reload and retry".
+    check_change(booking, request.status, request.session_id)
     if expected_version is not None and booking.version != expected_version:
         raise VersionMismatch("Appointment", booking_id, expected_version, booking.version)
-    check_change(booking, request.status, request.session_id)
     if request.patient_id != booking.patient_id:
         raise RuleViolation(
             "an appointment cannot be moved to another patient; cancel it and book anew",

@@ -133,6 +133,8 @@ def _fill(db: Session, session_id: str, now: dt.datetime) -> list[Booking]:
         )
         if session is None or session.blocked or session.booked >= session.capacity:
             return promoted
+        if session.end <= now:  # nobody is booked after the fact from a waitlist
+            return promoted
         entry = _first_eligible(db, session, passed_over)
         if entry is None or session_id not in take_places(db, [session_id]):
             return promoted

@@ -36,7 +36,7 @@ from store.errors import (
     SessionUnavailable,
 )
 from store.insurance import CoverageChooser
-from store.models import HOLDS_PLACE, Booking, BookingStatus, GroupSession
+from store.models import HOLDS_PLACE, Booking, BookingStatus, GroupSession, utcnow
 from store.promotion import reclaim_expired
 
 
@@ -67,6 +67,11 @@ def join_waitlist(
         raise NotFound("Slot", session_id, field="Appointment.slot")
     if session.blocked:
         raise SessionUnavailable(session_id, field="Appointment.slot")
+    if session.end <= utcnow():
+        raise RuleViolation(
+            f"group session {session_id!r} has ended: its waitlist takes no one",
+            field="Appointment.slot",
+        )
     if session.booked < session.capacity:
         raise SessionHasRoom(session_id, field="Appointment.status")
     _check_not_there(db, request.patient_id, session_id)

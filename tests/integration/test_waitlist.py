@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import select, update
 
 from mappings.codes import EXT_OFFER_EXPIRES, EXT_WAITLIST_PASSED_OVER, EXT_WAITLIST_POLICY
-from store.models import AuditRecord, Booking, Coverage, ProviderSchedule, utcnow
+from store.models import (
+    AuditRecord,
+    Booking,
+    Coverage,
+    GroupSession,
+    ProviderSchedule,
+    utcnow,
+)
 from store.promotion import WAITLIST_AGENT, sweep_expired_offers
 from tests.conftest import ADMIN_SCOPE
 from tests.factories import MONDAY, Clinic, make_clinic, make_coverage, make_patient, make_session
@@ -299,6 +306,28 @@ def test_an_entry_whose_insurance_lapsed_is_passed_over_with_its_reason(client, 
     assert note.startswith("insurance: ") and f"Coverage/{coverage}" in note
     assert read(client, mint, nextone["id"])["status"] == "booked"
     assert any("passed over" in a for a in waitlist_audits(database, lapsing["id"]))
+
+
+def test_nobody_is_promoted_into_a_session_that_has_ended(client, database, mint):
+    w = full_session(database)
+    entry = join(client, mint, w, w.waiting[0])
+    past = utcnow() - dt.timedelta(days=2)
+    database.write(  # the week goes by; a booking is cancelled after the fact
+        lambda db: db.execute(
+            update(GroupSession)
+            .where(GroupSession.id == w.session)
+            .values(start=past, end=past + dt.timedelta(hours=1))
+        )
+    )
+
+    cancel(client, mint, w.seated[0])
+    late = post(
+        client, "/fhir/Appointment", appointment(w.session, w.waiting[1], status="waitlist"), mint()
+    )
+
+    assert read(client, mint, entry["id"])["status"] == "waitlist"
+    assert booked(database, w.session) == 1
+    outcome(late, 422, expression="Appointment.slot")
 
 
 # -- promotion under the offer policy -------------------------------------------------
