@@ -25,13 +25,21 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from store.access import STAFF
 from store.booking import BookingRequest, book_patient
 from store.db import Database
-from store.models import AuditRecord, Booking, BookingStatus, GroupSession, ProviderSchedule, utcnow
+from store.models import (
+    HOLDS_PLACE,
+    AuditRecord,
+    Booking,
+    BookingStatus,
+    GroupSession,
+    ProviderSchedule,
+    utcnow,
+)
 from store.promotion import WAITLIST_AGENT
 from store.waitlist import join_waitlist
 from tests.e2e.conftest import Server
@@ -87,17 +95,17 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        holding = ", ".join(
-            f"'{s}'" for s in ("booked", "arrived", "checked-in", "fulfilled", "noshow", "pending")
+        held = (
+            select(func.count())
+            .select_from(Booking)
+            .where(Booking.session_id == self.session_id, Booking.status.in_(list(HOLDS_PLACE)))
+            .scalar_subquery()
         )
-        statement = text(
-            "SELECT booked, (SELECT count(*) FROM booking WHERE session_id = :id AND status IN "
-            f"({holding})) FROM group_session WHERE id = :id"
-        )
+        statement = select(GroupSession.booked, held).where(GroupSession.id == self.session_id)
         while not self._stop.is_set():
             with self.database.reading() as db:
-                row = db.execute(statement, {"id": self.session_id}).one()
-            self.seen.append((int(row[0]), int(row[1])))
+                booked, holding = db.execute(statement).one()
+            self.seen.append((int(booked), int(holding)))
             time.sleep(0.005)
 
     def __enter__(self) -> Watcher:
