@@ -673,7 +673,7 @@ def test_a_full_session_is_joined_from_its_details_and_shows_its_waitlist_and_of
     offer = clinic.get(f"Appointment/{entry['id']}")
     assert offer["status"] == "pending"
     (expires,) = [e["valueInstant"] for e in offer["extension"] if e["url"] == OFFER_EXPIRES]
-    page.get_by_role("button", name="Close").click()
+    details.get_by_role("button", name="Close", exact=True).click()
     page.locator(f'.tile[data-slot="{full["id"]}"]').click()
     offers = page.get_by_role("list", name="Pending offers")
     offers.locator("li").first.wait_for()
