@@ -226,26 +226,26 @@ def check_change(booking: Booking, status: str, session_id: str | None) -> None:
     if status == BookingStatus.WAITLIST and booking.status != BookingStatus.WAITLIST:
         raise RuleViolation(
             "an appointment joins a waitlist only when it is created with status 'waitlist'",
-            field="Appointment.status",
+            field="booking.status",
         )
     if status == BookingStatus.PENDING and booking.status != BookingStatus.PENDING:
         raise RuleViolation(
             "only the server offers a waitlisted patient a place (status 'pending')",
-            field="Appointment.status",
+            field="booking.status",
         )
     waiting = (BookingStatus.WAITLIST, BookingStatus.PENDING)
     if booking.status in waiting and status in waiting and session_id != booking.session_id:
         raise RuleViolation(
             "a waitlist entry or offer belongs to its session: cancel it and join another "
             "session's waitlist",
-            field="Appointment.slot",
+            field="booking.slot",
         )
     if booking.cancellation_reason == EXPIRED_REASON and status != BookingStatus.CANCELLED:
         expires = booking.offer_expires.isoformat() if booking.offer_expires else "?"
         raise RuleViolation(
             f"the offer of this place expired at {expires}: the place went to "
             "the next patient on the waitlist",
-            field="Appointment.status",
+            field="booking.status",
         )
 
 

@@ -50,12 +50,12 @@ def join_waitlist(
     instead), SessionUnavailable, AlreadyBooked, AlreadyWaitlisted, RuleViolation.
     """
     if request.status != BookingStatus.WAITLIST:
-        raise RuleViolation("a waitlist entry has status 'waitlist'", field="Appointment.status")
+        raise RuleViolation("a waitlist entry has status 'waitlist'", field="booking.status")
     session_id = request.session_id
     if session_id is None:
         raise RuleViolation(
             "a waitlist entry needs the Slot of the full group session it waits for",
-            field="Appointment.slot",
+            field="booking.slot",
         )
     _visible_patient(db, request.patient_id, access)
     _check_references(db, request)
@@ -64,16 +64,16 @@ def join_waitlist(
         GroupSession, session_id, with_for_update={"of": GroupSession}, populate_existing=True
     )
     if session is None:
-        raise NotFound("Slot", session_id, field="Appointment.slot")
+        raise NotFound("Slot", session_id, field="booking.slot")
     if session.blocked:
-        raise SessionUnavailable(session_id, field="Appointment.slot")
+        raise SessionUnavailable(session_id, field="booking.slot")
     if session.end <= utcnow():
         raise RuleViolation(
             f"group session {session_id!r} has ended: its waitlist takes no one",
-            field="Appointment.slot",
+            field="booking.slot",
         )
     if session.booked < session.capacity:
-        raise SessionHasRoom(session_id, field="Appointment.status")
+        raise SessionHasRoom(session_id, field="booking.status")
     _check_not_there(db, request.patient_id, session_id)
     _check_times(request, session)
     coverage_ids = CoverageChooser(db, request.patient_id, access).choose(
@@ -101,6 +101,6 @@ def _check_not_there(db: Session, patient_id: str, session_id: str) -> None:
         )
     ).all()
     if BookingStatus.WAITLIST in statuses:
-        raise AlreadyWaitlisted(session_id, field="Appointment.participant")
+        raise AlreadyWaitlisted(session_id, field="booking.participant")
     if statuses:
-        raise AlreadyBooked(session_id, field="Appointment.slot")
+        raise AlreadyBooked(session_id, field="booking.slot")
