@@ -156,10 +156,9 @@ def schedule_to_fhir(schedule: ProviderSchedule) -> JSON:
         resource["planningHorizon"] = horizon
     if schedule.name:
         resource["comment"] = schedule.name
-    if schedule.waitlist_policy != Policy.BOOK or schedule.offer_seconds:
-        resource["extension"] = [
-            waitlist_policy_extension(Policy(schedule.waitlist_policy), schedule.offer_seconds)
-        ]
+    policy = Policy(schedule.waitlist_policy or Policy.BOOK)  # unset until first stored
+    if policy != Policy.BOOK or schedule.offer_seconds:
+        resource["extension"] = [waitlist_policy_extension(policy, schedule.offer_seconds)]
     return resource
 
 
