@@ -38,7 +38,7 @@ from mappings.search import parse_search
 from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
 from store.booking import Notice
 from store.errors import DuplicateIdentifier, NotFound, PermissionRequired, StoreError
-from store.promotion import sweep_expired_offers
+from store.promotion import has_lapsed_offers, sweep_expired_offers
 from store.search import get_one, narrowed
 
 _ACTIONS = {"create": "C", "update": "U"}
@@ -137,7 +137,15 @@ def update(resource_type: str, ident: str) -> Response:
 
 
 def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
-    """Apply a write and its audit record in one transaction."""
+    """Apply a write and its audit record in one transaction.
+
+    Lapsed waitlist offers are let go first, in a short transaction of their own, so a
+    write that is then refused does not hold (and roll back) that hand-over; the write
+    still reclaims, inside its own transaction, any offer lapsing in between."""
+    with database().reading() as reading:
+        lapsed = has_lapsed_offers(reading)
+    if lapsed:
+        database().write(sweep_expired_offers)
     action = _ACTIONS[writer.interaction]
     with failures_audited(
         action, writer.interaction, writer.resource_type, ctx.ident, writer.patient(spec)

@@ -98,6 +98,16 @@ def reclaim_expired(
     return list(lapsed)
 
 
+def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
+    """Whether any offer has lapsed and still holds its place (one indexed lookup)."""
+    found = db.scalar(
+        select(Booking.id)
+        .where(Booking.offer_expires <= (now or utcnow()), Booking.status == BookingStatus.PENDING)
+        .limit(1)
+    )
+    return found is not None
+
+
 def sweep_expired_offers(db: Session, *, now: dt.datetime | None = None) -> list[Booking]:
     """Reclaim every lapsed offer (for promptness; correctness does not wait on it)."""
     now = now or utcnow()
@@ -239,6 +249,15 @@ def check_change(booking: Booking, status: str, session_id: str | None) -> None:
             "a waitlist entry or offer belongs to its session: cancel it and join another "
             "session's waitlist",
             field="booking.slot",
+        )
+    lapsed = booking.status == BookingStatus.PENDING and (
+        booking.offer_expires is not None and booking.offer_expires <= utcnow()
+    )
+    if lapsed and status == BookingStatus.BOOKED:
+        raise RuleViolation(
+            "the offer of this place has expired: the place goes to the next patient on the "
+            "waitlist",
+            field="booking.status",
         )
     if booking.cancellation_reason == EXPIRED_REASON and status != BookingStatus.CANCELLED:
         expires = booking.offer_expires.isoformat() if booking.offer_expires else "?"
