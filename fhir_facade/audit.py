@@ -50,7 +50,11 @@ def failures_audited(
     ident: str | None = None,
     patient: str | None = None,
 ) -> Iterator[None]:
-    """A refused change rolled back with its audit record: record the failure on its own."""
+    """A refused change rolled back with its audit record: record the failure on its own.
+
+    Offers that lapsed are let go in that transaction too: the refused change reclaimed
+    them first (and may have been refused because of it), and the lapse stands whatever
+    became of the change."""
     try:
         yield
     except StoreError as exc:
@@ -65,7 +69,12 @@ def failures_audited(
             outcome=MINOR_FAILURE,
             description=exc.message,
         )
-        database().write_as(grants.access, lambda store: store.record(failure))
+
+        def record_failure(store: Store) -> None:
+            store.record(failure)
+            store.sweep_expired_offers()
+
+        database().write_as(grants.access, record_failure)
         raise
 
 

@@ -27,7 +27,7 @@ from mappings.slot import slot_to_fhir
 from store.booking import BookingRequest, Notice
 from store.directory import DepartmentSpec, OrganizationSpec, ProviderSpec
 from store.insurance import CoverageSpec
-from store.models import Base, Coverage, Patient
+from store.models import Base, BookingStatus, Coverage, Patient
 from store.patients import PatientSpec
 from store.scope import Store
 from store.sessions import ScheduleSpec, SessionSpec
@@ -57,7 +57,9 @@ class Change(Generic[Spec]):
 
 
 def book(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:
-    result = store.book(spec, booking_id=ctx.ident)
+    """Book, or (status waitlist) join a full session's waitlist."""
+    join = spec.status == BookingStatus.WAITLIST
+    result = (store.join_waitlist if join else store.book)(spec, booking_id=ctx.ident)
     return appointment_to_fhir(result.booking), result.warnings
 
 

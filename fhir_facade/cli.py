@@ -1,5 +1,5 @@
-"""Command line: `fhir-facade demo | serve | token | client add | import | db upgrade |
-db load-demo`.
+"""Command line: `fhir-facade demo | serve | token | client add | import | sweep-offers |
+db upgrade | db load-demo`.
 
 Commands are registered on the app (Flask CLI, for tests); `main` is the console entry
 point: our commands only, each run in an app built by `create_app`.
@@ -32,6 +32,7 @@ from mappings.outcome import issue, operation_outcome
 from store.clients import ClientSpec, register_client
 from store.demo import extend_demo, load_demo
 from store.migrate import upgrade
+from store.promotion import sweep_expired_offers
 
 DEMO_SCOPE = (
     "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
@@ -345,7 +346,37 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
     Server().run()
 
 
-COMMANDS = (demo_command, serve_command, token_command, client_group, import_command, db_group)
+@click.command(
+    "sweep-offers",
+    help="Pass lapsed waitlist offers on to the next patient waiting. Every write touching "
+    "a session already does this first; the sweep only makes it prompt.",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Repeat every this many seconds (0: sweep once and exit).",
+)
+@with_appcontext
+def sweep_offers_command(every: float) -> None:
+    while True:
+        lapsed = database().write(lambda db: [b.id for b in sweep_expired_offers(db)])
+        click.echo(f"{len(lapsed)} lapsed offer(s) passed on")
+        if not every:
+            return
+        time.sleep(every)
+
+
+COMMANDS = (
+    demo_command,
+    serve_command,
+    token_command,
+    client_group,
+    import_command,
+    sweep_offers_command,
+    db_group,
+)
 
 
 def _version() -> str:

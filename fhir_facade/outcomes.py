@@ -116,6 +116,8 @@ _TABLE: list[tuple[type[BaseException], Mapped]] = [
     (store_errors.SessionUnavailable, Mapped(409, "conflict", "session-unavailable")),
     (store_errors.AlreadyBooked, Mapped(409, "duplicate", "already-booked")),
     (store_errors.DuplicateIdentifier, Mapped(409, "duplicate", "duplicate-identifier")),
+    (store_errors.AlreadyWaitlisted, Mapped(409, "duplicate", "already-waitlisted")),
+    (store_errors.SessionHasRoom, Mapped(409, "conflict", "session-has-room")),
     (store_errors.Conflict, Mapped(409, "conflict")),
     (store_errors.NotFound, Mapped(404, "not-found")),
     (store_errors.VersionMismatch, Mapped(412, "conflict", "version-mismatch")),

@@ -162,7 +162,9 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
                 "A provider's calendar in one department (actor: one Location, at most one "
                 "Practitioner). Create and update need the __schedule.manage permission; its "
                 "Location and Practitioner cannot change while sessions that have not ended "
-                "hold bookings (422)."
+                "hold bookings (422). The waitlist-policy extension says what a freed place in "
+                "a full session does: book the first eligible waitlist entry (the default), or "
+                "offer it the place for a while (offerDuration)."
             ),
         ),
         ResourceType(
@@ -241,7 +243,15 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             documentation=(
                 "Bookings into group sessions. Create = book (409 when the session is full "
                 "or the patient already holds a place); update = cancel, reschedule or edit "
-                "(If-Match honoured). Booking into a closed session succeeds with a warning."
+                "(If-Match honoured). Booking into a closed session succeeds with a warning. "
+                "Create with status waitlist joins a full session's waitlist (409 "
+                "session-has-room when it has a place: book it); status=waitlist searches list "
+                "entries in queue order (priority 1-9 first, then first come, first served). A "
+                "place that frees (cancel, move away, capacity raised) goes to the first "
+                "eligible entry in the same transaction: booked, or pending with the "
+                "waitlist-offer-expires extension under the schedule's offer policy; update a "
+                "pending offer to booked to accept it. Passed-over entries say why "
+                "(waitlist-passed-over); each promotion and lapse writes an AuditEvent."
             ),
         ),
         AUDIT_EVENT,

@@ -71,7 +71,15 @@ def update(resource_type: str, ident: str) -> Response:
 
 
 def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
-    """Apply a write and its audit record in one transaction."""
+    """Apply a write and its audit record in one transaction.
+
+    Lapsed waitlist offers are let go first, in a short transaction of their own, so a
+    write that is then refused does not hold (and roll back) that hand-over; the write
+    still reclaims, inside its own transaction, any offer lapsing in between."""
+    with database().read_as(ctx.grants.access) as reading:
+        lapsed = reading.has_lapsed_offers()
+    if lapsed:
+        database().write_as(ctx.grants.access, lambda store: store.sweep_expired_offers())
     action = _ACTIONS[writer.interaction]
     with failures_audited(
         action, writer.interaction, writer.resource_type, ctx.ident, writer.patient(spec)

@@ -4,6 +4,9 @@ A booking is an Appointment with `status = booked` and `slot = [Slot]`; its
 participants are the Patient, the provider(s) and the department, all
 `accepted`. Start and end always equal the slot's (app-3 needs them once booked).
 A draft is `proposed`, has no slot, and keeps its intended time in `requestedPeriod`.
+A waitlist entry is `waitlist` with its full session's slot (it holds no place); a
+waitlist offer is `pending` and says when it lapses (`waitlist-offer-expires`); an
+entry passed over for a freed place says why (`waitlist-passed-over`).
 Occurrences of a series carry R5's recurrenceId / originatingAppointment /
 recurrenceTemplate as cross-version extensions (mappings.timing).
 """
@@ -12,7 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.codes import APPOINTMENT_TYPES, concept_code
+from mappings.codes import (
+    APPOINTMENT_TYPES,
+    EXT_OFFER_EXPIRES,
+    EXT_WAITLIST_PASSED_OVER,
+    concept_code,
+)
 from mappings.common import JSON, aware, codeable, instant, meta, parse_reference, parse_resource
 from mappings.errors import Unprocessable
 from mappings.timing import series_extensions
@@ -28,9 +36,18 @@ def appointment_to_fhir(booking: Booking) -> JSON:
         "id": booking.id,
         "meta": meta(booking.version, booking.last_updated),
     }
+    extensions: list[JSON] = []
     if booking.series_id is not None:
         # R5 series elements as cross-version extensions (DESIGN §4).
-        resource["extension"] = series_extensions(booking)
+        extensions.extend(series_extensions(booking))
+    if booking.offer_expires is not None:
+        extensions.append(
+            {"url": EXT_OFFER_EXPIRES, "valueInstant": instant(booking.offer_expires)}
+        )
+    if booking.waitlist_note:
+        extensions.append({"url": EXT_WAITLIST_PASSED_OVER, "valueString": booking.waitlist_note})
+    if extensions:
+        resource["extension"] = extensions
     if booking.identifiers:
         resource["identifier"] = [
             {"system": i.system, "value": i.value} if i.system else {"value": i.value}
@@ -41,6 +58,8 @@ def appointment_to_fhir(booking: Booking) -> JSON:
         resource["cancelationReason"] = {"text": booking.cancellation_reason}
     if booking.appointment_type and (kind := APPOINTMENT_TYPES.get(booking.appointment_type)):
         resource["appointmentType"] = codeable(kind.as_fhir())
+    if booking.priority is not None:
+        resource["priority"] = booking.priority
     draft = booking.status == BookingStatus.PROPOSED and booking.session_id is None
     if draft and booking.start is not None:
         # A draft has no session yet: its intended time is a request, not a booking.
@@ -63,8 +82,10 @@ def appointment_to_fhir(booking: Booking) -> JSON:
     resource["created"] = instant(booking.created)
     if booking.comment:
         resource["comment"] = booking.comment
+    # A draft and an offer wait on the patient's answer.
+    answer = draft or booking.status == BookingStatus.PENDING
     participants: list[JSON] = [
-        _participant("Patient", booking.patient_id, "needs-action" if draft else "accepted")
+        _participant("Patient", booking.patient_id, "needs-action" if answer else "accepted")
     ]
     participants.extend(_participant("Practitioner", p.provider_id) for p in booking.providers)
     if booking.department_id:
@@ -130,6 +151,11 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
         )
         coverage_ids.append(coverage_id)
     reason = appointment.cancelationReason
+    if appointment.priority is not None and appointment.priority > 9:
+        raise Unprocessable(
+            "priority is 1 (highest) to 9 (lowest), or 0 for none",
+            expression="Appointment.priority",
+        )
     return BookingRequest(
         patient_id=patient_id,
         session_id=session_id,
@@ -143,6 +169,7 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
         end=end,
         comment=appointment.comment,
         cancellation_reason=(reason.text or _first_code(reason)) if reason else None,
+        priority=appointment.priority or None,  # 0 means none (R4 Appointment.priority)
         coverage_ids=tuple(coverage_ids),
         identifiers=tuple(
             (i.system or "", i.value) for i in (appointment.identifier or []) if i.value is not None

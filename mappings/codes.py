@@ -10,6 +10,12 @@ CANONICAL = "http://fhir-facade.org/fhir"
 
 EXT_GROUP_CAPACITY = f"{CANONICAL}/StructureDefinition/group-capacity"
 EXT_CLOSED_SESSION = f"{CANONICAL}/StructureDefinition/closed-session"
+#: On a Schedule: what a freed place in its full sessions does (book | offer, and for how long).
+EXT_WAITLIST_POLICY = f"{CANONICAL}/StructureDefinition/waitlist-policy"
+#: On a pending Appointment (a waitlist offer): when the held place lapses.
+EXT_OFFER_EXPIRES = f"{CANONICAL}/StructureDefinition/waitlist-offer-expires"
+#: On a waitlist Appointment: why it was last passed over for a freed place.
+EXT_WAITLIST_PASSED_OVER = f"{CANONICAL}/StructureDefinition/waitlist-passed-over"
 EXT_SLOT_CAPACITY_SMART = "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
 EXT_TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"
 

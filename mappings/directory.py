@@ -14,6 +14,7 @@ import orjson
 from mappings.codes import (
     CS_ORGANIZATION_TYPE,
     EXT_TIMEZONE,
+    EXT_WAITLIST_POLICY,
     IDENTIFIER_USES,
     REQUIRED_CODES,
     check_required_codes,
@@ -37,6 +38,7 @@ from store.models import (
     ProviderGroup,
     ProviderSchedule,
 )
+from store.promotion import Policy
 from store.sessions import ScheduleSpec
 
 
@@ -154,7 +156,59 @@ def schedule_to_fhir(schedule: ProviderSchedule) -> JSON:
         resource["planningHorizon"] = horizon
     if schedule.name:
         resource["comment"] = schedule.name
+    policy = Policy(schedule.waitlist_policy or Policy.BOOK)  # unset until first stored
+    if policy != Policy.BOOK or schedule.offer_seconds:
+        resource["extension"] = [waitlist_policy_extension(policy, schedule.offer_seconds)]
     return resource
+
+
+#: Durations a waitlist offer may be given in (UCUM units of time), in seconds.
+_DURATION_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+_UCUM = "http://unitsofmeasure.org"
+
+
+def waitlist_policy_extension(policy: Policy, offer_seconds: int | None) -> JSON:
+    parts: list[JSON] = [{"url": "mode", "valueCode": policy.value}]
+    if offer_seconds:
+        unit = "min" if offer_seconds % 60 == 0 else "s"
+        parts.append(
+            {
+                "url": "offerDuration",
+                "valueDuration": {
+                    "value": offer_seconds // _DURATION_UNITS[unit],
+                    "unit": unit,
+                    "system": _UCUM,
+                    "code": unit,
+                },
+            }
+        )
+    return {"url": EXT_WAITLIST_POLICY, "extension": parts}
+
+
+def _waitlist_policy(extensions: list[Any]) -> tuple[Policy, int | None]:
+    """A schedule's waitlist policy (`book` when it says none) and how long an offer holds
+    its place."""
+    for index, ext in enumerate(extensions):
+        if ext.url != EXT_WAITLIST_POLICY:
+            continue
+        at = f"Schedule.extension[{index}]"
+        parts = {part.url: part for part in ext.extension or []}
+        mode = parts["mode"].valueCode if "mode" in parts else None
+        if mode not in {p.value for p in Policy}:
+            raise Unprocessable(
+                f"{EXT_WAITLIST_POLICY} needs its 'mode': 'book' or 'offer'", expression=at
+            )
+        duration = parts["offerDuration"].valueDuration if "offerDuration" in parts else None
+        if duration is None:
+            return Policy(mode), None
+        factor = _DURATION_UNITS.get(duration.code or "")
+        if factor is None or duration.system != _UCUM or duration.value is None:
+            raise Unprocessable("offerDuration is a UCUM duration in s, min, h or d", expression=at)
+        seconds = int(duration.value * factor)
+        if seconds < 1:
+            raise Unprocessable("offerDuration must be at least a second", expression=at)
+        return Policy(mode), seconds
+    return Policy.BOOK, None
 
 
 def schedule_from_fhir(body: Any) -> ScheduleSpec:
@@ -176,6 +230,7 @@ def schedule_from_fhir(body: Any) -> ScheduleSpec:
         )
     horizon = schedule.planningHorizon
     system, value = _first_identifier(schedule.identifier)
+    policy, offer_seconds = _waitlist_policy(schedule.extension or [])
     return ScheduleSpec(
         department_id=actors["Location"][0],
         provider_id=actors["Practitioner"][0] if actors["Practitioner"] else None,
@@ -189,6 +244,8 @@ def schedule_from_fhir(body: Any) -> ScheduleSpec:
         identifier_system=system,
         identifier_value=value,
         name=schedule.comment,
+        waitlist_policy=policy,
+        offer_seconds=offer_seconds,
         document=kept_document(body),
     )
 

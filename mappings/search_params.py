@@ -620,7 +620,8 @@ SEARCHES: dict[str, ResourceSearch] = {
             "_id": "id",
             "_lastUpdated": "last_updated",
         },
-        (("start", False),),
+        # Waitlist entries of a session share its start: they come in queue order.
+        (("start", False), ("queue", False)),
         includes={
             "Appointment:patient": Include(lambda b: [("Patient", b.patient_id)]),
             "Appointment:slot": Include(lambda b: [("Slot", b.session_id)] if b.session_id else []),

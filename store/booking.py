@@ -1,11 +1,10 @@
 """Booking rules: places in group sessions, taken and given back inside one transaction.
 
-The only statements that change `group_session.booked` are `_take_places` and
-`_give_back_place` below. Taking places is one conditional UPDATE
-(`booked < capacity`), so two concurrent bookings can never both take the last
-place; the check constraint on the table is a second, independent guard, and the
-partial unique index on `booking` refuses a patient's second active booking in
-the same session.
+Places are taken and given back only by `store.places` (one conditional UPDATE,
+`booked < capacity`, so two concurrent bookings can never both take the last
+place); the partial unique index on `booking` refuses a patient's second active
+booking in the same session. A place given back goes first to the session's
+waitlist, in the same transaction (`store.promotion`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,11 +29,9 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
-from store.history import bumped
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
-    Availability,
     Booking,
     BookingCoverage,
     BookingIdentifier,
@@ -45,6 +42,8 @@ from store.models import (
     Provider,
     utcnow,
 )
+from store.places import give_back_place, lock_sessions, take_places
+from store.promotion import check_change, fill_freed_places, reclaim_expired, settle
 from store.visibility import visible_patient
 
 ENDED_STATUSES = frozenset({BookingStatus.CANCELLED, BookingStatus.ENTERED_IN_ERROR})
@@ -64,6 +63,7 @@ class BookingRequest:
     end: dt.datetime | None = None
     comment: str | None = None
     cancellation_reason: str | None = None
+    priority: int | None = None  # 1 (highest) to 9; moves a waitlist entry ahead
     identifiers: tuple[tuple[str, str], ...] = ()
     coverage_ids: tuple[str, ...] = ()  # primary (or self-pay) first; empty = the default
 
@@ -132,9 +132,13 @@ def book_patients(
     with nothing written for it; every other refusal raises.
     """
     ids = [p.request.session_id for p in placements]
-    if any(p.request.status not in HOLDS_PLACE for p in placements):
+    if any(
+        p.request.status not in HOLDS_PLACE or p.request.status == BookingStatus.PENDING
+        for p in placements
+    ):
         raise RuleViolation(
-            "a new booking needs status 'booked' (drafts are made by $book)",
+            "a new booking needs status 'booked' (drafts are made by $book; a full "
+            "session's waitlist is joined with status 'waitlist')",
             field="booking.status",
         )
     if None in ids:
@@ -147,8 +151,9 @@ def book_patients(
     checks = _Checks(db, access)
     for placement in placements:
         checks.request(placement.request)
+    reclaim_expired(db, session_ids)  # a lapsed offer's place is the waitlist's first
     lock_sessions(db, session_ids)
-    taken = _take_places(db, session_ids)
+    taken = take_places(db, session_ids)
     sessions = {
         s.id: s
         for s in db.scalars(
@@ -267,10 +272,16 @@ def update_booking(
 
     A place moves atomically: the new session's place is taken before the old one
     is given back, in the same transaction, so a full target leaves everything as it was.
+    A place given back goes down the old session's waitlist in the same transaction.
     """
+    placed = db.scalar(select(Booking.session_id).where(Booking.id == booking_id))
+    # Lapsed offers go first (before this booking's row is locked: one lock order).
+    reclaim_expired(db, [s for s in (placed, request.session_id) if s is not None])
     booking = db.get(Booking, booking_id, with_for_update=True, populate_existing=True)
     if booking is None or not visible_patient(db, booking.patient_id, access):
         raise NotFound("Appointment", booking_id)
+    # Before the version check: an offer that just lapsed says so, not "reload and retry".
+    check_change(booking, request.status, request.session_id)
     if expected_version is not None and booking.version != expected_version:
         raise VersionMismatch("Appointment", booking_id, expected_version, booking.version)
     if request.patient_id != booking.patient_id:
@@ -287,6 +298,7 @@ def update_booking(
         raise RuleViolation(f"status '{request.status}' needs a slot", field="booking.slot")
     _check_references(db, request)
 
+    old_place = booking.session_id if booking.holds_place else None
     new_place = request.session_id if request.status in HOLDS_PLACE else None
     session, warnings = _move_place(db, booking, new_place, request.session_id)
     if request.status in HOLDS_PLACE and session is not None:
@@ -301,10 +313,13 @@ def update_booking(
         coverage_ids = keeping_hidden(db, current, coverage_ids, access)
     with _saving(db, request.session_id):
         _apply(db, booking, request, session)
+        settle(booking)
         if coverage_ids is not None:
             _record_coverages(db, booking, coverage_ids)
         booking.touch()
         _record_identifiers(booking, request)
+    if old_place is not None and old_place != new_place:
+        fill_freed_places(db, [old_place])
     return BookingResult(booking, warnings)
 
 
@@ -326,48 +341,12 @@ def _move_place(
     elif named is not None:
         session = _get_session(db, named)
     if old_place is not None and old_place != new_place:
-        _give_back_place(db, old_place)
+        give_back_place(db, old_place)
     return session, warnings
 
 
-def lock_sessions(db: Session, session_ids: list[str]) -> None:
-    """Lock several sessions' rows in one fixed order (by id) before changing their counts,
-    so two transactions moving places in opposite directions cannot deadlock.
-    (SQLite needs nothing: its write transactions already run one at a time.)"""
-    ids = sorted(set(session_ids))
-    if len(ids) > 1:
-        db.execute(
-            select(GroupSession.id)
-            .where(GroupSession.id.in_(ids))
-            .order_by(GroupSession.id)
-            .with_for_update()
-        )
-
-
-def _take_places(db: Session, session_ids: list[str]) -> set[str]:
-    """Take one place in each session that has room, in one conditional UPDATE; the ids
-    of the sessions where a place was taken. Sessions without room are left untouched."""
-    taken = db.execute(
-        update(GroupSession)
-        .where(
-            GroupSession.id.in_(session_ids),
-            GroupSession.availability == Availability.OPEN,  # booked < capacity, not blocked
-        )
-        .values(
-            booked=GroupSession.booked + 1,
-            version=GroupSession.version + 1,
-            last_updated=utcnow(),
-        )
-        .returning(GroupSession.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = set(taken.scalars())
-    bumped(db, GroupSession, ids)
-    return ids
-
-
 def _take_place(db: Session, session_id: str) -> GroupSession:
-    taken = _take_places(db, [session_id])
+    taken = take_places(db, [session_id])
     session = _get_session(db, session_id)
     if session_id in taken:
         return session
@@ -378,21 +357,6 @@ def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
     if session.blocked:
         return SessionUnavailable(session.id, field="booking.slot")
     return SessionFull(session.id, field="booking.slot")
-
-
-def _give_back_place(db: Session, session_id: str) -> None:
-    given = db.execute(
-        update(GroupSession)
-        .where(GroupSession.id == session_id, GroupSession.booked > 0)
-        .values(
-            booked=GroupSession.booked - 1,
-            version=GroupSession.version + 1,
-            last_updated=utcnow(),
-        )
-        .returning(GroupSession.id)
-        .execution_options(synchronize_session=False)
-    )
-    bumped(db, GroupSession, given.scalars())
 
 
 def _get_session(db: Session, session_id: str) -> GroupSession:
@@ -460,6 +424,7 @@ def _apply(
     )
     booking.comment = request.comment
     booking.cancellation_reason = request.cancellation_reason
+    booking.priority = request.priority
     provider_ids = request.provider_ids or (
         session.schedule.provider_ids if session is not None else ()
     )

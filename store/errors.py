@@ -8,6 +8,8 @@ StoreError                    `field`: the domain field refused (`booking.slot`,
  │    ├── SessionFull         no place left in the group session
  │    ├── SessionUnavailable  the group session is blocked and takes no bookings
  │    ├── AlreadyBooked       the patient already holds a place in that session
+ │    ├── AlreadyWaitlisted   the patient is already on that session's waitlist
+ │    ├── SessionHasRoom      a waitlist is joined only when the session is full: book it
  │    ├── DuplicateIdentifier another record already carries that identifier
  │    └── AssertionReplayed   a client's token assertion (its jti) was already used
  ├── VersionMismatch          optimistic-locking check failed (If-Match)
@@ -68,6 +70,25 @@ class AlreadyBooked(Conflict):
     def __init__(self, session_id: str, *, field: str | None = None) -> None:
         super().__init__(
             f"the patient already holds a place in group session {session_id!r}", field=field
+        )
+        self.session_id = session_id
+
+
+class AlreadyWaitlisted(Conflict):
+    def __init__(self, session_id: str, *, field: str | None = None) -> None:
+        super().__init__(
+            f"the patient is already on the waitlist of group session {session_id!r}",
+            field=field,
+        )
+        self.session_id = session_id
+
+
+class SessionHasRoom(Conflict):
+    def __init__(self, session_id: str, *, field: str | None = None) -> None:
+        super().__init__(
+            f"group session {session_id!r} has a place free: book it (status 'booked') "
+            "instead of joining its waitlist",
+            field=field,
         )
         self.session_id = session_id
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     case,
+    func,
     text,
     true,
 )
@@ -145,6 +146,11 @@ class ProviderSchedule(Versioned, Base):
     horizon_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     identifier_system: Mapped[str | None] = mapped_column(String(200))
     identifier_value: Mapped[str | None] = mapped_column(String(100))
+    #: What happens when a place frees in one of its full sessions (store.promotion):
+    #: `book` books the first eligible waitlist entry, `offer` holds the place for it
+    #: for `offer_seconds` until it accepts.
+    waitlist_policy: Mapped[str] = mapped_column(String(10), default="book", server_default="book")
+    offer_seconds: Mapped[int | None] = mapped_column(Integer)
     # The Schedule as a client created it (JSON, without id/meta), so elements we do
     # not model come back as sent; None for schedules made by the clinic's own tools.
     document: Mapped[str | None] = mapped_column(Text)
@@ -360,6 +366,10 @@ class BookingStatus(enum.StrEnum):
     NOSHOW = "noshow"
     CANCELLED = "cancelled"
     ENTERED_IN_ERROR = "entered-in-error"
+    #: On a full session's waitlist: holds no place (store.waitlist).
+    WAITLIST = "waitlist"
+    #: A waitlist entry offered a freed place, held for it until `offer_expires`.
+    PENDING = "pending"
 
 
 #: Statuses in which a booking holds a place in its session.
@@ -370,11 +380,13 @@ HOLDS_PLACE = frozenset(
         BookingStatus.CHECKED_IN,
         BookingStatus.FULFILLED,
         BookingStatus.NOSHOW,
+        BookingStatus.PENDING,
     }
 )
 
 #: The same, as the SQL condition of the partial index (and of checks outside the ORM).
 HOLDS_PLACE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(HOLDS_PLACE)))
+_WAITLIST_SQL = f"status = '{BookingStatus.WAITLIST.value}'"
 
 
 class Booking(Versioned, Base):
@@ -391,6 +403,17 @@ class Booking(Versioned, Base):
             sqlite_where=text(HOLDS_PLACE_SQL),
             postgresql_where=text(HOLDS_PLACE_SQL),
         ),
+        # One waitlist entry per patient per session, and one queue position per entry.
+        Index(
+            "uq_booking_patient_session_waitlist",
+            "session_id",
+            "patient_id",
+            unique=True,
+            sqlite_where=text(_WAITLIST_SQL),
+            postgresql_where=text(_WAITLIST_SQL),
+        ),
+        UniqueConstraint("session_id", "queue_position", name="uq_booking_queue_position"),
+        Index("ix_booking_offer_expires", "offer_expires"),  # the sweep of lapsed offers
         Index("ix_booking_patient", "patient_id"),
         Index("ix_booking_start", "start_at"),
     )
@@ -410,6 +433,14 @@ class Booking(Versioned, Base):
     #: position in the series (1-based, in the order the recurrence generates them).
     series_id: Mapped[str | None] = mapped_column(ForeignKey("series.id"), index=True)
     recurrence_id: Mapped[int | None] = mapped_column(Integer)
+    #: Waitlist order (store.waitlist): `queue_position` is the session's join sequence
+    #: (first come, first served), set while the entry waits; a `priority` of 1 (highest)
+    #: to 9 goes ahead of entries without one. `offer_expires`: when a pending offer
+    #: lapses. `waitlist_note`: why the entry was last passed over for a freed place.
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    offer_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    waitlist_note: Mapped[str | None] = mapped_column(String(300))
 
     series: Mapped[Series | None] = relationship(lazy="selectin")
     providers: Mapped[list[BookingProvider]] = relationship(
@@ -430,6 +461,11 @@ class Booking(Versioned, Base):
     def originates_series(self) -> bool:
         """The first stored occurrence carries the series' template (its id is the series id)."""
         return self.series_id is not None and self.series_id == self.id
+
+
+#: Waitlist order (store.waitlist): a priority of 1 (highest) to 9 first, entries without
+#: one after them, each group first come, first served by its join sequence.
+WAITLIST_ORDER = (func.coalesce(Booking.priority, 10), Booking.queue_position)
 
 
 class BookingProvider(Base):

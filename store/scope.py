@@ -32,7 +32,18 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, lazyload
 
-from store import booking, clients, directory, history, insurance, patients, series, sessions
+from store import (
+    booking,
+    clients,
+    directory,
+    history,
+    insurance,
+    patients,
+    promotion,
+    series,
+    sessions,
+    waitlist,
+)
 from store import search as queries
 from store.access import Access
 from store.audit import AuditEntry
@@ -130,6 +141,20 @@ class Store:
         self, request: booking.BookingRequest, *, booking_id: str | None = None
     ) -> booking.BookingResult:
         return booking.book_patient(self._db, request, self.access, booking_id=booking_id)
+
+    def join_waitlist(
+        self, request: booking.BookingRequest, *, booking_id: str | None = None
+    ) -> booking.BookingResult:
+        return waitlist.join_waitlist(self._db, request, self.access, booking_id=booking_id)
+
+    def has_lapsed_offers(self) -> bool:
+        """Whether a waitlist offer has lapsed and still holds its place (says no more)."""
+        return promotion.has_lapsed_offers(self._db)
+
+    def sweep_expired_offers(self) -> None:
+        """Let every lapsed offer go and pass its place on (the server's own act, for
+        promptness; it hands nothing back to the caller)."""
+        promotion.sweep_expired_offers(self._db)
 
     def rebook(
         self,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 
 from store.access import Access
 from store.models import (
+    WAITLIST_ORDER,
     AuditRecord,
     Availability,
     Base,
@@ -393,6 +394,7 @@ _SORT_COLUMNS: dict[type[Base], dict[str, Any]] = {
         "department": Booking.department_id,
         "status": Booking.status,
         "appointment_type": Booking.appointment_type,
+        "queue": WAITLIST_ORDER,
     },
     Coverage: {
         "order": Coverage.order,

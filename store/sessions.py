@@ -11,6 +11,7 @@ from store.common import new_id
 from store.directory import check_schedule_move
 from store.errors import CapacityBelowBooked, Inactive, NotFound, RuleViolation, VersionMismatch
 from store.models import Department, GroupSession, Provider, ProviderSchedule
+from store.promotion import Policy, fill_freed_places, reclaim_expired
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ScheduleSpec:
     identifier_system: str | None = None
     identifier_value: str | None = None
     name: str | None = None
+    waitlist_policy: Policy = Policy.BOOK
+    offer_seconds: int | None = None  # how long an offer holds its place (`offer` policy)
     document: str | None = None
 
 
@@ -99,6 +102,8 @@ def _apply_schedule(schedule: ProviderSchedule, spec: ScheduleSpec) -> None:
     schedule.provider_id = spec.provider_id
     schedule.department_id = spec.department_id
     schedule.name = spec.name
+    schedule.waitlist_policy = spec.waitlist_policy
+    schedule.offer_seconds = spec.offer_seconds
     schedule.active = spec.active
     schedule.horizon_start = spec.horizon_start
     schedule.horizon_end = spec.horizon_end
@@ -140,8 +145,11 @@ def update_session(
     """Alter a session. Capacity never drops below the places already booked.
 
     The row is locked first, so a booking running at the same time either lands
-    before (and is counted here) or waits and sees the new capacity.
+    before (and is counted here) or waits and sees the new capacity. Places that a
+    raised capacity (or an unblocked session) opens go to its waitlist first, in the
+    same transaction.
     """
+    reclaim_expired(db, [session_id])
     session = db.get(
         GroupSession,
         session_id,
@@ -169,6 +177,7 @@ def update_session(
     _apply(session, spec)
     session.touch()
     db.flush()
+    fill_freed_places(db, [session_id])
     return session
 
 

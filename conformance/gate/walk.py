@@ -3,8 +3,9 @@
 Driven by `GET /metadata`: every resource type's search (with EVERY declared search
 parameter, valued from the resources found, through the official R4 search-parameter
 expressions), read, `_include` / `_revinclude`, paging; the declared operations
-(`$find`, `$book`, `$cancel-series`); create and update of every writable type; and the
-error cases (404, 400, 401, 403, 409, 412, 415, 422).
+(`$find`, `$book`, `$cancel-series`); create and update of every writable type; the
+error cases (404, 400, 401, 403, 409, 412, 415, 422); and the waitlist (join, list,
+promotion as an offer, accept).
 
 Each response body goes to `OUT/NNN-<what>.json`; `OUT/manifest.json` lists every
 request with its status, the status expected, and the file. A status other than the
@@ -166,6 +167,7 @@ class Walk:
                 self.paging(name, decl)
             self.operations(resources, created)
             self.errors(resources, created)
+            self.waitlist(created)
         finally:
             self.save_manifest()
 
@@ -590,6 +592,127 @@ class Walk:
             self.call("Appointment-read-cancelled", "GET", f"Appointment/{first}")
         del zone
 
+    # -- the waitlist ---------------------------------------------------------------------
+
+    def waitlist(self, created: dict[str, Any]) -> None:
+        """Join a full session's waitlist, list it, free the place under a schedule whose
+        policy offers it, read the offer, accept it, and read the audit trail."""
+        patient, waiting = created.get("Patient"), created.get("Patient-2")
+        locations = self.samples.get("Location") or []
+        if patient is None or waiting is None or not locations:
+            self.note("waitlist not exercised: no two created Patients or no Location")
+            return
+        schedule = self.json_of(
+            self.call(
+                "Schedule-create-waitlist-offer-policy",
+                "POST",
+                "Schedule",
+                body={
+                    "resourceType": "Schedule",
+                    "extension": [_OFFER_POLICY],
+                    "active": True,
+                    "actor": [{"reference": f"Location/{locations[0]['id']}"}],
+                    "comment": "validator gate: waitlist offers",
+                },
+                expected=(201,),
+            )
+        )
+        start = _far_slot_start() + dt.timedelta(days=1)
+        slot = self.json_of(
+            self.call(
+                "Slot-create-for-waitlist",
+                "POST",
+                "Slot",
+                body={
+                    "resourceType": "Slot",
+                    "extension": [
+                        {
+                            "url": "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
+                            "extension": [{"url": "capacity", "valueUnsignedInt": 1}],
+                        }
+                    ],
+                    "schedule": {"reference": f"Schedule/{(schedule or {}).get('id')}"},
+                    "status": "free",
+                    "start": _instant(start),
+                    "end": _instant(start + dt.timedelta(hours=1)),
+                },
+                expected=(201,),
+            )
+        )
+        coverage = self.json_of(
+            self.call(
+                "Coverage-create-second-patient",
+                "POST",
+                "Coverage",
+                body=_self_pay(waiting["id"]),
+                expected=(201,),
+            )
+        )
+        if not isinstance(slot, dict) or not isinstance(coverage, dict):
+            self.note("waitlist not exercised: its Slot or Coverage was not created")
+            return
+        entry_body = _booking(slot["id"], waiting["id"], coverage, f"{self.run_id}-w")
+        entry_body["status"] = "waitlist"
+        self.call(
+            "Appointment-waitlist-session-has-room",
+            "POST",
+            "Appointment",
+            body=entry_body,
+            expected=(409,),
+        )
+        booking = self.json_of(
+            self.call(
+                "Appointment-create-fills-waitlist-slot",
+                "POST",
+                "Appointment",
+                body=_booking(
+                    slot["id"], patient["id"], created.get("Coverage"), f"{self.run_id}-f"
+                ),
+                expected=(201,),
+            )
+        )
+        entry = self.json_of(
+            self.call(
+                "Appointment-join-waitlist", "POST", "Appointment", body=entry_body, expected=(201,)
+            )
+        )
+        self.call(
+            "Appointment-search-waitlist",
+            "GET",
+            "Appointment",
+            params=[("slot", f"Slot/{slot['id']}"), ("status", "waitlist")],
+        )
+        if not isinstance(booking, dict) or not isinstance(entry, dict):
+            self.note("waitlist promotion not exercised: the booking or the entry failed")
+            return
+        cancel = {**booking, "status": "cancelled", "cancelationReason": {"text": "gate"}}
+        cancel.pop("meta", None)
+        self.call("Appointment-cancel-promotes", "PUT", f"Appointment/{booking['id']}", body=cancel)
+        offer = self.json_of(
+            self.call("Appointment-read-waitlist-offer", "GET", f"Appointment/{entry['id']}")
+        )
+        self.call(
+            "Appointment-search-pending",
+            "GET",
+            "Appointment",
+            params=[("slot", f"Slot/{slot['id']}"), ("status", "pending")],
+        )
+        if isinstance(offer, dict):
+            accept = {**offer, "status": "booked"}
+            accept.pop("meta", None)
+            self.call(
+                "Appointment-accept-waitlist-offer",
+                "PUT",
+                f"Appointment/{entry['id']}",
+                body=accept,
+            )
+        self.call(
+            "AuditEvent-search-waitlist-promotion",
+            "GET",
+            "AuditEvent",
+            params=[("entity", f"Appointment/{entry['id']}")],
+        )
+
     def _series_plan(self) -> tuple[str, str, str] | None:
         """(practitioner id, local start 'YYYY-MM-DDTHH:MM:SS', zone) of a future free Slot."""
         now = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
@@ -901,6 +1024,23 @@ def _far_slot_start() -> dt.datetime:
     """A slot time no demo session uses: 03:00 UTC some 30 days ahead, minutes varied."""
     today = dt.datetime.now(dt.UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     return today + dt.timedelta(days=30, minutes=uuid.uuid4().int % 50)
+
+
+_OFFER_POLICY = {
+    "url": "http://fhir-facade.org/fhir/StructureDefinition/waitlist-policy",
+    "extension": [
+        {"url": "mode", "valueCode": "offer"},
+        {
+            "url": "offerDuration",
+            "valueDuration": {
+                "value": 1,
+                "unit": "h",
+                "system": "http://unitsofmeasure.org",
+                "code": "h",
+            },
+        },
+    ],
+}
 
 
 def _self_pay(patient_id: str) -> dict[str, Any]:

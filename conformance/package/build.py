@@ -92,7 +92,8 @@ def manifest() -> JSON:
         "title": "fhir-facade conformance resources",
         "description": (
             "What the fhir-facade group-session scheduling server declares and emits: its "
-            "CapabilityStatement, the group-capacity, closed-session and series extensions, the "
+            "CapabilityStatement, the group-capacity, closed-session, waitlist and series "
+            "extensions, the "
             "group-session Slot profile, the $find, $book and $cancel-series operations, its "
             "code systems, and examples rendered by the server's own mappings."
         ),

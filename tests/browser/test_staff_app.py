@@ -584,10 +584,116 @@ def test_drafts_are_resolved_with_use_this_slot_and_cancelling_frees_a_place(
     row = page.locator(f'tr[data-appointment="{kept["id"]}"]')
     row.get_by_role("button", name=re.compile("^Cancel appointment")).click()
     row.get_by_role("button", name="Yes, cancel it").click()
-    page.get_by_text("its place in the session is free again").wait_for()
+    page.get_by_text("its place goes to the session's waitlist, or is free again").wait_for()
     screen(page, "appointment-cancelled")
     assert clinic.get(f"Appointment/{kept['id']}")["status"] == "cancelled"
     assert places(slot_now(clinic, held_slot["id"]))[1] == places(held_slot)[1]
+
+
+# ---- 8b. waitlist -------------------------------------------------------------------------
+
+WAITLIST_POLICY = "http://fhir-facade.org/fhir/StructureDefinition/waitlist-policy"
+OFFER_EXPIRES = "http://fhir-facade.org/fhir/StructureDefinition/waitlist-offer-expires"
+
+
+def _family(clinic: Clinic, patient_id: str) -> str:
+    family: str = clinic.get(f"Patient/{patient_id}")["name"][0]["family"]
+    return family
+
+
+def _offer_policy(clinic: Clinic, schedule_id: str) -> None:
+    """The schedule offers freed places for two hours (as an administrator sets it)."""
+    schedule = clinic.get(f"Schedule/{schedule_id}")
+    version = schedule.pop("meta")["versionId"]
+    policy = {
+        "url": WAITLIST_POLICY,
+        "extension": [
+            {"url": "mode", "valueCode": "offer"},
+            {
+                "url": "offerDuration",
+                "valueDuration": {
+                    "value": 2,
+                    "unit": "h",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "h",
+                },
+            },
+        ],
+    }
+    schedule["extension"] = [policy]
+    response = clinic.send(
+        "PUT", f"Schedule/{schedule_id}", schedule, **{"If-Match": f'W/"{version}"'}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_full_session_is_joined_from_its_details_and_shows_its_waitlist_and_offers(
+    page: Any, clinic: Clinic, screen: Screens
+) -> None:
+    full = new_session(clinic, "sched-chen-bk", 26, "09:00", 1)
+    seated = book_by_api(clinic, "pat-030", full["id"])
+    sign_in(page, clinic, SAM)
+    open_session(page, full)
+    details = page.get_by_role("complementary")
+    assert details.get_by_role("button", name="Book Appointment").is_disabled()
+    details.get_by_text("Nobody is waiting.").wait_for()
+    details.get_by_role("button", name="Join waitlist").click()
+    page.get_by_role("heading", name="Join Waitlist").wait_for()
+    choose_patient(page, "MRN100010", "pat-010")
+    page.get_by_role("button", name="Review").click()
+    screen(page, "waitlist-review")
+    page.get_by_role("button", name="Join waitlist").click()
+    page.get_by_role("heading", name="Added to the waitlist").wait_for()
+    screen(page, "waitlist-joined")
+    (entry,) = appointments_of(clinic, "pat-010", slot=f"Slot/{full['id']}")
+    assert entry["status"] == "waitlist"
+    assert places(slot_now(clinic, full["id"])) == (1, 1)
+
+    second = {
+        "resourceType": "Appointment",
+        "status": "waitlist",
+        "slot": [{"reference": f"Slot/{full['id']}"}],
+        "participant": [{"actor": {"reference": "Patient/pat-020"}, "status": "accepted"}],
+    }
+    response = clinic.send("POST", "Appointment", second)
+    assert response.status_code == 201, response.text
+    page.get_by_role("button", name="Back to the calendar").click()
+    page.locator(f'.tile[data-slot="{full["id"]}"]').click()
+    queue = page.get_by_role("list", name="Waitlist")
+    queue.locator("li").nth(1).wait_for()
+    shown = queue.locator("li").evaluate_all("els => els.map(e => e.dataset.appointment)")
+    assert shown == [entry["id"], response.json()["id"]]
+    assert _family(clinic, "pat-010") in queue.locator("li").first.inner_text()
+    screen(page, "waitlist-in-order")
+
+    _offer_policy(clinic, "sched-chen-bk")
+    seated.pop("meta")
+    response = clinic.send("PUT", f"Appointment/{seated['id']}", {**seated, "status": "cancelled"})
+    assert response.status_code == 200, response.text
+    offer = clinic.get(f"Appointment/{entry['id']}")
+    assert offer["status"] == "pending"
+    (expires,) = [e["valueInstant"] for e in offer["extension"] if e["url"] == OFFER_EXPIRES]
+    details.get_by_role("button", name="Close", exact=True).click()
+    page.locator(f'.tile[data-slot="{full["id"]}"]').click()
+    offers = page.get_by_role("list", name="Pending offers")
+    offers.locator("li").first.wait_for()
+    (offered,) = offers.locator("li").all_inner_texts()
+    local = dt.datetime.fromisoformat(expires.replace("Z", "+00:00")).astimezone(
+        ZoneInfo(SCHEDULE_ZONE["sched-chen-bk"])
+    )
+    assert _family(clinic, "pat-010") in offered and "offer expires" in offered
+    assert local.strftime("%-I:%M") in offered, (offered, local)
+    assert len(page.get_by_role("list", name="Waitlist").locator("li").all()) == 1
+    screen(page, "waitlist-offer-pending")
+
+    offers.get_by_role("button").first.click()
+    row = page.locator(f'tr[data-appointment="{entry["id"]}"]')
+    row.get_by_text("Place offered").wait_for()
+    row.get_by_role("button", name=re.compile("^Accept offer")).click()
+    page.get_by_text("The offer is accepted").wait_for()
+    screen(page, "waitlist-offer-accepted")
+    assert clinic.get(f"Appointment/{entry['id']}")["status"] == "booked"
+    assert places(slot_now(clinic, full["id"])) == (1, 1)
 
 
 # ---- 9. sign-in --------------------------------------------------------------------------

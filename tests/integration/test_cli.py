@@ -45,7 +45,7 @@ def test_help_lists_our_commands_and_no_flask_options(run):
 
     assert result.exit_code == 0
     commands = result.output.split("Commands:")[1].split()
-    assert {"demo", "serve", "token", "import", "db"} <= set(commands)
+    assert {"demo", "serve", "token", "import", "sweep-offers", "db"} <= set(commands)
     for flask_only in ("--env-file", "--app", "--debug", "openapi", "routes", "shell", "Flask"):
         assert flask_only not in result.output
 
@@ -96,3 +96,12 @@ def test_a_second_demo_on_a_busy_port_fails_before_its_banner(run):
     assert result.exit_code == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.output
     assert "export TOKEN" not in result.output and "fhir-facade demo on" not in result.output
+
+
+def test_sweep_offers_passes_lapsed_offers_on_and_says_how_many(run):
+    run("db", "upgrade")
+
+    result = run("sweep-offers")
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "0 lapsed offer(s) passed on\n"

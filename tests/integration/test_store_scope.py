@@ -232,6 +232,11 @@ READS: dict[str, Probe] = {
 REFUSED: dict[str, Probe] = {
     "book": lambda s, w, h: s.book(BookingRequest(first_hidden(w, h, w.restricted), w.session_id)),
     "rebook": _rebook,
+    "join_waitlist": lambda s, w, h: s.join_waitlist(
+        BookingRequest(
+            first_hidden(w, h, w.restricted), w.session_id, status=BookingStatus.WAITLIST
+        )
+    ),
     "update_patient": lambda s, w, h: s.update_patient(
         first_hidden(w, h, w.restricted), PatientSpec(family="Changed"), HASHER
     ),
@@ -289,6 +294,8 @@ NO_PATIENT_DATA = {
     "find_client": "SMART clients carry no patient data",
     "use_assertion": "SMART clients carry no patient data",
     "savepoint": "opens a nested transaction; hands out nothing",
+    "has_lapsed_offers": "says only whether some offer lapsed; names nothing",
+    "sweep_expired_offers": "the server's own act on lapsed offers; hands nothing back",
 }
 
 

@@ -237,6 +237,6 @@ def test_a_known_code_from_the_wrong_system_is_unprocessable():
     assert _refusal(Unprocessable, body).expression == "Appointment.appointmentType"
 
 
-def test_an_unsupported_status_is_unprocessable():
-    body = appointment_body(status="pending")
-    assert _refusal(Unprocessable, body).expression == "Appointment.status"
+def test_every_r4_status_is_read_and_the_store_decides_which_a_write_may_set():
+    assert appointment_from_fhir(appointment_body(status="pending")).status == "pending"
+    assert appointment_from_fhir(appointment_body(status="waitlist")).status == "waitlist"

@@ -72,6 +72,26 @@ def example_booked_appointment() -> JSON:
     return appointment_to_fhir(booking)
 
 
+def example_waitlist_offer() -> JSON:
+    booking = Booking(
+        id="example-waitlist-offer",
+        session_id="example-group-session",
+        patient_id=_PATIENT,
+        status="pending",
+        start=_START,
+        end=_END,
+        appointment_type="group-therapy",
+        department_id="dept-brooklyn",
+        offer_expires=_AT + dt.timedelta(hours=24),
+        created=_AT,
+        version=2,
+        last_updated=_AT,
+        providers=[BookingProvider(provider_id="prac-rivera", position=0)],
+        coverages=[BookingCoverage(coverage_id="example-self-pay", rank=1)],
+    )
+    return appointment_to_fhir(booking)
+
+
 def example_draft_appointment() -> JSON:
     booking = Booking(
         id="example-draft",
@@ -95,5 +115,6 @@ def examples() -> list[JSON]:
         example_slot(),
         example_booked_appointment(),
         example_draft_appointment(),
+        example_waitlist_offer(),
         example_coverage(),
     ]

@@ -8,6 +8,9 @@ from conformance.package.artifacts.common import BASE, FHIR_VERSION, JSON, canon
 from mappings.codes import (
     EXT_CLOSED_SESSION,
     EXT_GROUP_CAPACITY,
+    EXT_OFFER_EXPIRES,
+    EXT_WAITLIST_PASSED_OVER,
+    EXT_WAITLIST_POLICY,
 )
 from mappings.timing import EXT_DAY_OF_MONTH, EXT_SERIES_TIMING, EXT_WEEK_OF_MONTH
 
@@ -146,6 +149,75 @@ def closed_session() -> JSON:
     )
 
 
+def waitlist_policy() -> JSON:
+    elements: list[JSON] = [
+        {
+            "id": "Extension.extension",
+            "path": "Extension.extension",
+            "slicing": {"discriminator": [{"type": "value", "path": "url"}], "rules": "closed"},
+            "min": 1,
+        },
+        *_part(
+            "mode",
+            "code",
+            "book | offer",
+            "What a place that frees in one of the schedule's full sessions (a booking cancelled "
+            "or moved away, capacity raised, an offer lapsed) does, in the same transaction: "
+            "'book' books the first eligible waitlist entry; 'offer' makes it 'pending', holding "
+            "the place until the offer expires (extension waitlist-offer-expires) or the patient "
+            "accepts it (update to 'booked').",
+            1,
+        ),
+        *_part(
+            "offerDuration",
+            "Duration",
+            "How long an offer holds its place",
+            "A UCUM duration in s, min, h or d; 24 hours when absent.",
+            0,
+        ),
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": EXT_WAITLIST_POLICY},
+        {"id": "Extension.value[x]", "path": "Extension.value[x]", "max": "0"},
+    ]
+    return _extension(
+        EXT_WAITLIST_POLICY,
+        "WaitlistPolicy",
+        "Waitlist policy of a schedule",
+        "How the waitlists of a schedule's full sessions are served when a place frees. A "
+        "schedule without it books the first eligible entry ('book'). Entries are served in "
+        "order: Appointment.priority 1 (highest) to 9 first, then first come, first served.",
+        ["Schedule"],
+        elements,
+    )
+
+
+def waitlist_offer_expires() -> JSON:
+    return _simple_extension(
+        EXT_OFFER_EXPIRES,
+        "WaitlistOfferExpires",
+        "When a waitlist offer lapses",
+        "On a 'pending' Appointment (a waitlist entry offered a freed place): the instant the "
+        "held place lapses unless the Appointment is updated to 'booked'. A lapsed offer becomes "
+        "'cancelled' (cancelationReason 'waitlist offer expired') and its place goes to the next "
+        "entry; every write touching the session does this first, so no lapsed offer holds a "
+        "place against a request.",
+        ["Appointment"],
+        "instant",
+    )
+
+
+def waitlist_passed_over() -> JSON:
+    return _simple_extension(
+        EXT_WAITLIST_PASSED_OVER,
+        "WaitlistPassedOver",
+        "Why a waitlist entry was passed over",
+        "On a 'waitlist' Appointment: why the entry could not take the last place that freed "
+        "(its insurance does not cover the session's date, or the patient already holds a place "
+        "in the session), so the place went to the next entry. The entry keeps its position.",
+        ["Appointment"],
+        "string",
+    )
+
+
 def recurrence_day_of_month() -> JSON:
     return _simple_extension(
         EXT_DAY_OF_MONTH,
@@ -259,6 +331,9 @@ def definitions(profile: str) -> list[JSON]:
     return [
         group_capacity(),
         closed_session(),
+        waitlist_policy(),
+        waitlist_offer_expires(),
+        waitlist_passed_over(),
         recurrence_day_of_month(),
         recurrence_week_of_month(),
         series_timing(),

@@ -67,6 +67,15 @@ OUTCOME_CODES: dict[str, tuple[str, str]] = {
         "Already booked",
         "The patient already holds a place in that session.",
     ),
+    "already-waitlisted": (
+        "Already on the waitlist",
+        "The patient is already on that session's waitlist.",
+    ),
+    "session-has-room": (
+        "Session has room",
+        "A waitlist is joined only when its session is full; this one has a place free, so "
+        "book it (status booked) instead.",
+    ),
     "duplicate-identifier": (
         "Duplicate identifier",
         "Another resource already carries this business identifier.",

@@ -3,7 +3,8 @@
 
 import { html, render, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-standalone-3.1.1.mjs";
 import {
-  Client, addDays, formatDate, isRestricted, localDate, mondayOf, patientName, ref, resources, timezoneOf, todayIn,
+  Client, addDays, formatDate, formatTime, isRestricted, localDate, mondayOf, offerExpiry, patientName, ref, resources,
+  timezoneOf, todayIn,
 } from "./fhir.mjs";
 import { ClosedIcon, ErrorBox, GroupIcon, Loading, LockIcon, SCHEDULE_MANAGE, sessionFacts, useLoad } from "./ui.mjs";
 import { appConfig, demoSignIn, demoUsers, finishIdpSignIn, forgetSession, startIdpSignIn, storedSession } from "./signin.mjs";
@@ -102,7 +103,23 @@ function Tile({ slot, facts, selected, onSelect }) {
   </button>`;
 }
 
-function SessionDetails({ client, slot, schedule, directory, onBook, onAppointments, onClose }) {
+/** The session's entries with status `status`, in the server's (queue) order, each with its patient. */
+async function entriesOf(client, slot, status) {
+  const bundle = await client.search("Appointment", [["slot", ref(slot)], ["status", status], ["_include", "Appointment:patient"], ["_count", "100"]]);
+  const patients = Object.fromEntries(resources(bundle, "Patient").map((p) => [ref(p), p]));
+  return resources(bundle, "Appointment").map((a) => ({ appointment: a, patient: patients[a.participant[0].actor.reference] }));
+}
+
+function Waiting({ entries, label, describe, onAppointments, empty }) {
+  if (entries.length === 0) return html`<p class="muted">${empty}</p>`;
+  const List = label === "Waitlist" ? "ol" : "ul";
+  return html`<${List} class="results" aria-label=${label}>
+    ${entries.map(({ appointment, patient }, index) => html`<li key=${appointment.id} data-appointment=${appointment.id}>
+      <button onClick=${() => onAppointments(patient)}>${List === "ol" ? `${index + 1}. ` : ""}${isRestricted(patient) && html`<${LockIcon} /> `}${patientName(patient)}${` · ${describe(appointment)}`}<span class="visually-hidden"> (view patient appointments)</span></button></li>`)}
+  </${List}>`;
+}
+
+function SessionDetails({ client, slot, schedule, directory, onBook, onWaitlist, onAppointments, onClose }) {
   const facts = sessionFacts(slot, schedule, directory);
   const heading = useRef(null);
   useEffect(() => heading.current?.focus(), [slot.id]);
@@ -110,7 +127,15 @@ function SessionDetails({ client, slot, schedule, directory, onBook, onAppointme
     const bundle = await client.search("Appointment", [["slot", ref(slot)], ["status", "booked"], ["_include", "Appointment:patient"], ["_count", "100"]]);
     return resources(bundle, "Patient");
   }, [slot.id, slot.meta?.versionId]);
+  const waiting = useLoad(async () => {
+    const [queue, offers] = await Promise.all([entriesOf(client, slot, "waitlist"), entriesOf(client, slot, "pending")]);
+    return { queue, offers };
+  }, [slot.id, slot.meta?.versionId]);
   const full = facts.booked >= facts.capacity;
+  const expiry = (a) => {
+    const at = offerExpiry(a);
+    return at ? `offer expires ${formatDate(localDate(at, facts.tz))} ${formatTime(at, facts.tz)}` : "offer pending";
+  };
   return html`<aside class="card" aria-labelledby="details-heading">
     <h3 id="details-heading" tabindex="-1" ref=${heading}><${GroupIcon} /> ${facts.type}</h3>
     <dl class="facts">
@@ -122,9 +147,10 @@ function SessionDetails({ client, slot, schedule, directory, onBook, onAppointme
     </dl>
     ${facts.closed && html`<p class="warning"><${ClosedIcon} /> Closed session: the provider prefers no new patients once the group has started. Booking is still possible.</p>`}
     ${facts.unavailable && html`<p class="warning">This session is unavailable.</p>`}
-    ${full && !facts.unavailable && html`<p class="warning">This session is full.</p>`}
+    ${full && !facts.unavailable && html`<p class="warning">This session is full. Patients can join its waitlist: a place that frees goes to the first of them.</p>`}
     <div class="row">
       <button class="primary" onClick=${() => onBook(slot, schedule)} disabled=${full || facts.unavailable}>Book Appointment</button>
+      ${full && !facts.unavailable && html`<button class="primary" onClick=${() => onWaitlist(slot, schedule)}>Join waitlist</button>`}
       <button onClick=${onClose}>Close</button>
     </div>
     <h4>Booked patients you can see</h4>
@@ -134,10 +160,18 @@ function SessionDetails({ client, slot, schedule, directory, onBook, onAppointme
       ${booked.data.map((p) => html`<li key=${p.id}><button onClick=${() => onAppointments(p)}>
         ${isRestricted(p) && html`<${LockIcon} /> `}${patientName(p)} · DOB ${p.birthDate || "—"}<span class="visually-hidden"> (view patient appointments)</span></button></li>`)}
     </ul>`)}
+    <h4>Waitlist, in order</h4>
+    ${waiting.loading && html`<${Loading} what="the waitlist" />`}
+    <${ErrorBox} error=${waiting.error} />
+    ${waiting.data && html`<${Waiting} entries=${waiting.data.queue} label="Waitlist" onAppointments=${onAppointments} empty="Nobody is waiting."
+        describe=${(a) => (a.priority ? `priority ${a.priority}` : `joined ${formatDate(localDate(a.created, facts.tz))}`)} />`}
+    <h4>Offers pending</h4>
+    ${waiting.data && html`<${Waiting} entries=${waiting.data.offers} label="Pending offers" onAppointments=${onAppointments} empty="No offer is pending."
+        describe=${expiry} />`}
   </aside>`;
 }
 
-function Calendar({ client, directory, view, setView, onBook, onAppointments }) {
+function Calendar({ client, directory, view, setView, onBook, onWaitlist, onAppointments }) {
   const departments = directory.locations;
   const department = departments.find((d) => d.id === view.departmentId) || departments[0];
   const tz = timezoneOf(department);
@@ -190,7 +224,7 @@ function Calendar({ client, directory, view, setView, onBook, onAppointments }) 
         })}</div>
       </section>
       ${selected && html`<${SessionDetails} client=${client} slot=${selected} schedule=${schedule} directory=${directory}
-          onBook=${onBook} onAppointments=${onAppointments} onClose=${() => setView({ ...view, slotId: null })} />`}
+          onBook=${onBook} onWaitlist=${onWaitlist} onAppointments=${onAppointments} onClose=${() => setView({ ...view, slotId: null })} />`}
     </div>
   </main>`;
 }
@@ -224,7 +258,8 @@ function App() {
   const props = { client, directory: directory.data, canManage };
   let body;
   if (screen.name === "book")
-    body = html`<${BookAppointment} ...${props} slot=${screen.slot} schedule=${screen.schedule} onDone=${toCalendar} onAppointments=${onAppointments} />`;
+    body = html`<${BookAppointment} ...${props} slot=${screen.slot} schedule=${screen.schedule} waitlist=${screen.waitlist}
+      onDone=${toCalendar} onAppointments=${onAppointments} />`;
   else if (screen.name === "appointments")
     body = html`<${PatientAppointments} ...${props} patient=${screen.patient} onBack=${() => toCalendar()}
       onReschedule=${() => setScreen({ name: "reschedule", patient: screen.patient })} />`;
@@ -232,7 +267,8 @@ function App() {
     body = html`<${Reschedule} ...${props} patient=${screen.patient} onBack=${() => onAppointments(screen.patient)} />`;
   else
     body = html`<${Calendar} ...${props} view=${view} setView=${setView}
-      onBook=${(slot, schedule) => setScreen({ name: "book", slot, schedule })} onAppointments=${onAppointments} />`;
+      onBook=${(slot, schedule) => setScreen({ name: "book", slot, schedule })}
+      onWaitlist=${(slot, schedule) => setScreen({ name: "book", slot, schedule, waitlist: true })} onAppointments=${onAppointments} />`;
   return html`${header}${body}`;
 }
 

@@ -1,13 +1,15 @@
-// View Patient Appointments (booked, draft, cancelled; cancel one) and Reschedule: each
+// View Patient Appointments (booked, draft, waitlisted, offered, cancelled; cancel one, accept
+// an offered place) and Reschedule: each
 // draft gets a date, that day's sessions, "Use this slot", Review, Confirm edits.
 
 import { html, useState } from "./vendor/htm-preact-standalone-3.1.1.mjs";
 import {
-  addDays, capacityOf, conceptText, formatDate, formatTime, isRestricted, localDate, patientName, ref, resources, timezoneOf,
+  addDays, capacityOf, conceptText, formatDate, formatTime, isRestricted, localDate, offerExpiry, patientName, ref, resources,
+  timezoneOf,
 } from "./fhir.mjs";
 import { ClosedIcon, ErrorBox, GroupIcon, Loading, LockIcon, WarnIcon, useLoad } from "./ui.mjs";
 
-const LABELS = { booked: "Booked", proposed: "Draft", cancelled: "Cancelled" };
+const LABELS = { booked: "Booked", proposed: "Draft", cancelled: "Cancelled", waitlist: "On the waitlist", pending: "Place offered" };
 const when = (a) => a.start || a.requestedPeriod?.[0]?.start || "";
 const practitionersOf = (a) => a.participant.filter((p) => p.actor?.reference?.startsWith("Practitioner/")).map((p) => p.actor);
 
@@ -53,13 +55,27 @@ export function PatientAppointments({ client, directory, patient, onBack, onResc
     try {
       await update(client, appointment, { status: "cancelled", cancelationReason: { text: "cancelled by clinic staff" } });
       setConfirming(null);
-      setState({ busy: false, error: null, notice: "The appointment is cancelled; its place in the session is free again.", at: null });
+      const notice = appointment.status === "waitlist" ? "The patient has left the waitlist."
+        : "The appointment is cancelled; its place goes to the session's waitlist, or is free again.";
+      setState({ busy: false, error: null, notice, at: null });
       list.reload();
     } catch (error) {
       setState({ busy: false, error, notice: null, at: appointment.id });
     }
   };
+  const accept = async (appointment) => {
+    setState({ busy: true, error: null, notice: null, at: appointment.id });
+    try {
+      await update(client, appointment, { status: "booked" });
+      setState({ busy: false, error: null, notice: "The offer is accepted: the patient is booked into the session.", at: null });
+      list.reload();
+    } catch (error) {
+      setState({ busy: false, error, notice: null, at: appointment.id });
+      list.reload();
+    }
+  };
   const drafts = (list.data || []).filter((a) => a.status === "proposed");
+  const cancellable = new Set(["booked", "proposed", "waitlist", "pending"]);
   return html`<main id="main">
     <h2 tabindex="-1">Appointments: ${isRestricted(patient) && html`<${LockIcon} /> `}${patientName(patient)}</h2>
     <p class="muted">DOB ${patient.birthDate || "—"}</p>
@@ -77,10 +93,12 @@ export function PatientAppointments({ client, directory, patient, onBack, onResc
           <td>${when(a) ? `${formatDate(localDate(when(a), tz))} ${formatTime(when(a), tz)}` : "—"}</td>
           <td>${conceptText(a.appointmentType)}</td>
           <td>${practitionersOf(a).map((p) => nameOf(p.reference, directory)).join(", ")}</td>
-          <td><span class=${`badge ${a.status}`}>${LABELS[a.status] || a.status}</span></td>
-          <td>${(a.status === "booked" || a.status === "proposed") && (confirming === a.id
+          <td><span class=${`badge ${a.status}`}>${LABELS[a.status] || a.status}</span>${a.status === "pending" && offerExpiry(a)
+            ? html`<br /><span class="muted">until ${formatDate(localDate(offerExpiry(a), tz))} ${formatTime(offerExpiry(a), tz)}</span>` : ""}</td>
+          <td>${a.status === "pending" && html`<button class="primary" disabled=${state.busy} onClick=${() => accept(a)}>Accept offer<span class="visually-hidden"> of ${when(a)}</span></button> `}
+            ${cancellable.has(a.status) && (confirming === a.id
             ? html`<button class="primary" disabled=${state.busy} onClick=${() => cancel(a)}>Yes, cancel it</button> <button onClick=${() => setConfirming(null)}>Keep it</button>`
-            : html`<button onClick=${() => setConfirming(a.id)}>Cancel appointment<span class="visually-hidden"> of ${when(a)}</span></button>`)}
+            : html`<button onClick=${() => setConfirming(a.id)}>${a.status === "waitlist" ? "Leave waitlist" : a.status === "pending" ? "Decline offer" : "Cancel appointment"}<span class="visually-hidden"> of ${when(a)}</span></button>`)}
             ${state.at === a.id && html`<${ErrorBox} error=${state.error} />`}</td>
         </tr>`;
       })}</tbody></table>`)}

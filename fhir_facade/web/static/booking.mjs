@@ -158,7 +158,7 @@ async function appointmentTypes(client, schedules, slot, tz) {
 }
 const addWeeks = (isoDate, n) => new Date(Date.parse(`${isoDate}T00:00:00Z`) + n * 7 * 86400000).toISOString().slice(0, 10);
 
-export function BookAppointment({ client, directory, canManage, slot: firstSlot, schedule, onDone, onAppointments }) {
+export function BookAppointment({ client, directory, canManage, slot: firstSlot, schedule, waitlist = false, onDone, onAppointments }) {
   const [slot, setSlot] = useState(firstSlot);
   const facts = sessionFacts(slot, schedule, directory);
   const [patient, setPatient] = useState(null);
@@ -183,7 +183,7 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
     try {
       const coverage = await coverageIds(client, patient, insurance);
       const body = {
-        resourceType: "Appointment", status: "booked",
+        resourceType: "Appointment", status: waitlist ? "waitlist" : "booked",
         slot: [{ reference: ref(slot) }], start: slot.start, end: slot.end,
         appointmentType: chosenType ? { coding: [chosenType], text: chosenType.display } : slot.appointmentType,
         participant: [
@@ -207,6 +207,11 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
   const sessionLine = html`${facts.type} · ${formatDate(facts.date)} · ${facts.time} · ${facts.provider?.display} ·
     <span class="count" data-testid="book-count">${capacityOf(slot).booked}/${capacityOf(slot).capacity}</span> booked${facts.closed ? html` <${ClosedIcon} />` : ""}`;
 
+  if (mode === "booked" && waitlist)
+    return html`<main id="main"><h2 tabindex="-1" ref=${heading}>Added to the waitlist</h2>
+      <p class="notice" role="status">${patientName(patient)} is on the waitlist of ${sessionLine}. When a place frees, it goes to the first patient waiting.</p>
+      <div class="row"><button class="primary" onClick=${() => onDone(slot, mondayOf(facts.date))}>Back to the calendar</button>
+        <button onClick=${() => onAppointments(patient)}>View Patient Appointments</button></div></main>`;
   if (mode === "booked")
     return html`<main id="main"><h2 tabindex="-1" ref=${heading}>Appointment booked</h2>
       <p class="notice" role="status">${patientName(patient)} is booked into ${sessionLine}.</p>
@@ -215,13 +220,13 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
         <button onClick=${() => onAppointments(patient)}>View Patient Appointments</button></div></main>`;
 
   return html`<main id="main">
-    <h2 tabindex="-1" ref=${heading}>${mode === "review" ? "Review Appointment Details" : mode === "series" ? "Create Recurring Series" : "Book Appointment"}</h2>
+    <h2 tabindex="-1" ref=${heading}>${mode === "review" ? "Review Appointment Details" : mode === "series" ? "Create Recurring Series" : waitlist ? "Join Waitlist" : "Book Appointment"}</h2>
     <p>${sessionLine}</p>
     <button onClick=${() => onDone(null)}>Back to the calendar</button>
     ${notice && html`<p class="notice" role="status">${notice}</p>`}
     ${mode === "review" ? html`<${Review} patient=${patient} insurance=${insurance} facts=${facts} organization=${organization}
         department=${department} resources=${form.resources.map(practitionerName)} type=${chosenType?.display || facts.type}
-        result=${result} onBook=${book} onBack=${() => setMode("form")} />`
+        result=${result} onBook=${book} onBack=${() => setMode("form")} waitlist=${waitlist} />`
     : mode === "series" ? html`<${Series} client=${client} patient=${patient} insurance=${insurance} slot=${slot} schedule=${schedule}
         facts=${facts} type=${chosenType} onBack=${() => setMode("form")} onAppointments=${() => onAppointments(patient)} />`
     : html`
@@ -255,14 +260,14 @@ export function BookAppointment({ client, directory, canManage, slot: firstSlot,
       ${form.resources.length === 0 && html`<p class="warning">Choose at least one provider.</p>`}
       <div class="row">
         <button class="primary" disabled=${!patient || !insurance || form.resources.length === 0} onClick=${() => setMode("review")}>Review</button>
-        <button disabled=${!patient || !insurance} onClick=${() => setMode("series")}>Create Recurring Series</button>
-        ${canManage && mode !== "new-slot" && html`<button onClick=${() => setMode("new-slot")}>Create New Slot</button>`}
+        ${!waitlist && html`<button disabled=${!patient || !insurance} onClick=${() => setMode("series")}>Create Recurring Series</button>`}
+        ${canManage && !waitlist && mode !== "new-slot" && html`<button onClick=${() => setMode("new-slot")}>Create New Slot</button>`}
         ${patient && html`<button onClick=${() => onAppointments(patient)}>View Patient Appointments</button>`}
       </div>`}
   </main>`;
 }
 
-function Review({ patient, insurance, facts, organization, department, resources: names, type, result, onBook, onBack }) {
+function Review({ patient, insurance, facts, organization, department, resources: names, type, result, onBook, onBack, waitlist }) {
   const plan = (id) => {
     const c = insurance.plans.find((p) => p.id === id);
     return c ? `${planLabel(c, insurance.payers)} · Member ID ${c.subscriberId || "—"}` : "";
@@ -281,7 +286,8 @@ function Review({ patient, insurance, facts, organization, department, resources
     </dl>
     ${facts.closed && html`<p class="warning"><${ClosedIcon} /> This is a closed session: the provider prefers no new patients once it has started. You can still book.</p>`}
     <${ErrorBox} error=${result.error} />
-    <div class="row"><button class="primary" onClick=${onBook} disabled=${result.busy}>${result.busy ? "Booking…" : "Book appointment"}</button>
+    ${waitlist && html`<p class="notice">The session is full: the patient joins its waitlist, behind the patients already waiting.</p>`}
+    <div class="row"><button class="primary" onClick=${onBook} disabled=${result.busy}>${result.busy ? (waitlist ? "Joining…" : "Booking…") : waitlist ? "Join waitlist" : "Book appointment"}</button>
       <button onClick=${onBack}>Back</button></div>
   </section>`;
 }

@@ -7,6 +7,7 @@ export const EXT = {
   capacity: "http://fhir-facade.org/fhir/StructureDefinition/group-capacity",
   closed: "http://fhir-facade.org/fhir/StructureDefinition/closed-session",
   timezone: "http://hl7.org/fhir/StructureDefinition/timezone",
+  offerExpires: "http://fhir-facade.org/fhir/StructureDefinition/waitlist-offer-expires",
 };
 const SELF_PAY = "http://terminology.hl7.org/CodeSystem/coverage-selfpay";
 const CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
@@ -75,6 +76,8 @@ export function humanMessage(status, outcome) {
   const said = issues.map((i) => i.details?.text || i.diagnostics).filter(Boolean).join(" ");
   if (codes.includes("session-full")) return "This session is full: nobody else can be booked into it. Choose another session.";
   if (codes.includes("already-booked")) return "This patient is already booked into this session.";
+  if (codes.includes("already-waitlisted")) return "This patient is already on this session's waitlist.";
+  if (codes.includes("session-has-room")) return "A place in this session is free again: book the patient instead of adding them to the waitlist.";
   if (codes.includes("session-unavailable")) return "This session is unavailable: an administrator has blocked it.";
   if (status === 412) return "This appointment was changed by someone else since you opened it. Reload it and try again.";
   if (status === 422 && expressions.some((e) => e.startsWith("Appointment.start") || e.startsWith("Appointment.end")))
@@ -87,6 +90,10 @@ export function humanMessage(status, outcome) {
 
 export const resources = (bundle, type) =>
   (bundle?.entry || []).map((e) => e.resource).filter((r) => !type || r.resourceType === type);
+
+/** When a waitlist offer (a pending Appointment) lapses, or null. */
+export const offerExpiry = (appointment) =>
+  (appointment.extension || []).find((e) => e.url === EXT.offerExpires)?.valueInstant || null;
 
 export const ref = (resource) => `${resource.resourceType}/${resource.id}`;
 
