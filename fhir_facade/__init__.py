@@ -14,6 +14,7 @@ from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.notify.events import record_events
 from fhir_facade.outcomes import FhirError, describe
 from fhir_facade.registry import RESOURCE_TYPES, snapshot
 from mappings.limits import check_id
@@ -88,7 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             keepalive_s=settings.db_keepalive_s,
         )
     )
-    database.keep_versions(snapshot)
+    database.keep_versions(snapshot, record_events)
     app.extensions["fhir_facade.db"] = database
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)
@@ -101,6 +102,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register(api)
 
     api.register_blueprint(build_blueprint())
+    from fhir_facade.notify.api import blueprint as subscriptions
+
+    api.register_blueprint(subscriptions())
     if not settings.jwks_url:  # production: tokens come from the identity provider
         from fhir_facade.oauth import blueprint as token_service
 

@@ -7,10 +7,13 @@ point: our commands only, each run in an app built by `create_app`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,9 +26,10 @@ from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from fhir_facade.auth import grants_from_scopes, unknown_scopes
-from fhir_facade.context import database, tokens
+from fhir_facade.context import database, settings, tokens
 from fhir_facade.http import FHIR_JSON
 from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, read_items
+from fhir_facade.notify.delivery import Deliverer, delivery_settings
 from fhir_facade.oauth import validate_jwks
 from fhir_facade.outcomes import issue, operation_outcome
 from fhir_facade.registry import RESOURCE_TYPES
@@ -257,6 +261,7 @@ def demo_command(host: str, port: int) -> None:
     everything = f"{DEMO_SCOPE} __patient.blocked user/AuditEvent.rs __audit.read"
     token = tokens().mint("staff-demo", everything, dt.timedelta(hours=12))
     base = f"http://{host}:{port}/fhir"
+    settings().subscription_http_loopback = True  # the demo's receivers run beside it
     click.echo(
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
         f"{_demo_state(loaded, added)})\n\n"
@@ -266,7 +271,40 @@ def demo_command(host: str, port: int) -> None:
         f'  curl -H "Authorization: Bearer $TOKEN" \\\n'
         f'       "{base}/Schedule?actor=Practitioner/prac-rivera"\n'
     )
-    _gunicorn(host, port, workers=2, threads=8)
+    _gunicorn(host, port, workers=2, threads=8, deliver=True)
+
+
+@click.command(
+    "worker",
+    help="Deliver subscription notifications (handshakes, events in order, heartbeats, "
+    "retries) until stopped. Several workers may share a database.",
+)
+@click.option("--poll", default=0.5, show_default=True, type=click.FloatRange(min=0.05))
+@click.option("--once", is_flag=True, help="One round over what is due, then exit.")
+@with_appcontext
+def worker_command(poll: float, once: bool) -> None:
+    upgrade(database().engine)
+    deliverer = Deliverer(database(), delivery_settings(settings()))
+    if once:
+        click.echo(f"notifications sent: {deliverer.run_once()}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"delivering notifications from {_safe_url()} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        deliverer.run(stop, poll)
+
+
+def _start_delivery() -> None:
+    """The demo's in-process delivery: a thread in each server process (started after
+    the fork; the subscriptions' leases keep the processes from sending one twice)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            Deliverer(database(), delivery_settings(settings())).run(threading.Event())
+
+    threading.Thread(target=run, name="notify-delivery", daemon=True).start()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -313,7 +351,7 @@ def outcome_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     write_nonblock(sock, head.encode("latin-1") + body)
 
 
-def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
+def _gunicorn(host: str, port: int, workers: int, threads: int, *, deliver: bool = False) -> None:
     import gunicorn.util
     from gunicorn.app.base import BaseApplication
 
@@ -338,6 +376,8 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
             # One shared control socket per user would make instances on one host collide.
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
+            if deliver:
+                self.cfg.set("post_worker_init", lambda _worker: _in_app(app, _start_delivery))
 
         def load(self) -> Any:
             return app
@@ -345,7 +385,20 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
     Server().run()
 
 
-COMMANDS = (demo_command, serve_command, token_command, client_group, import_command, db_group)
+def _in_app(app: Flask, work: Any) -> None:
+    with app.app_context():
+        work()
+
+
+COMMANDS = (
+    demo_command,
+    serve_command,
+    worker_command,
+    token_command,
+    client_group,
+    import_command,
+    db_group,
+)
 
 
 def _version() -> str:

@@ -29,12 +29,20 @@ from store.search import visible_ids
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
-    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
-    if not any(references for _, references in named.values()):
+    if not any(checked_references(r) for r in resources_in(body)):
         return
     with database().reading() as db:
-        named_refs = {ref for _, references in named.values() for ref in references}
-        hidden = _hidden(db, named_refs, caller().access)
+        drop_hidden_references(db, body, caller().access)
+
+
+def drop_hidden_references(db: Session, body: Any, access: Access) -> None:
+    """Remove, in place, the references in `body` to records `access` may not see (also
+    for a notification, sent outside any request, with its subscriber's access)."""
+    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
+    named_refs = {ref for _, references in named.values() for ref in references}
+    if not named_refs:
+        return
+    hidden = _hidden(db, named_refs, access)
     for resource, references in named.values():
         if references & hidden:
             without_references(resource, hidden)

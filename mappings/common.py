@@ -27,6 +27,8 @@ _MODEL_MODULES = {
     "Coverage": "coverage",
     "AuditEvent": "auditevent",
     "Parameters": "parameters",
+    "Subscription": "subscription",
+    "Basic": "basic",
     "CapabilityStatement": "capabilitystatement",
 }
 
