@@ -310,10 +310,8 @@ class CpuMeter:
         for group, now in after.items():
             spent = sum(t - self.before.get(group, {}).get(p, 0.0) for p, t in now.items())
             busy += spent
-            out[group] = {
-                "cpu_s": round(spent, 2),
-                "cpu_ms_per_booking": round(spent * 1000 / max(units, 1), 2),
-            }
+            out[group] = {"cpu_s": round(spent, 2),
+                          "cpu_ms_per_booking": round(spent * 1000 / max(units, 1), 2)}
         out["machine_busy"] = round(busy / (wall * (os.cpu_count() or 1)), 2)
         return out
 
@@ -347,25 +345,12 @@ def start_server(target: Target, workers: int, threads: int) -> Server:
     )
     port = _free_port()
     command = [
-        sys.executable,
-        "-m",
-        "fhir_facade.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
+        sys.executable, "-m", "fhir_facade.cli", "serve", "--port", str(port),
+        "--workers", str(workers), "--threads", str(threads),
     ]
     with (folder / "stdout.log").open("wb") as out, (folder / "stderr.log").open("wb") as err:
         process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=env,
-            cwd=folder,
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=folder,
             start_new_session=True,
         )
     server = Server(process, port, folder)
@@ -456,19 +441,10 @@ def measure_page(bench: Bench, server: Server | None) -> dict[str, Any]:
     access = Access()
     ssn = bench.app.extensions["fhir_facade.ssn"]
     database = bench.app.extensions["fhir_facade.db"]
-    parts: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "parse",
-            "sql",
-            "query_orm",
-            "slot_to_fhir",
-            "bundle",
-            "dumps",
-            "floor_same_dicts",
-            "floor_plain_records",
-        )
-    }
+    parts: dict[str, list[float]] = {k: [] for k in (
+        "parse", "sql", "query_orm", "slot_to_fhir", "bundle", "dumps", "floor_same_dicts",
+        "floor_plain_records",
+    )}
     for _ in range(n):
         t0 = time.perf_counter()
         parsed = parse_search("Slot", pairs, access, ssn=ssn)
@@ -491,34 +467,20 @@ def measure_page(bench: Bench, server: Server | None) -> dict[str, Any]:
             t7 = time.perf_counter()
             # Floor 2: the rows' own values as flat plain dicts (no FHIR shape), dumped.
             plain = [
-                {
-                    "id": r.id,
-                    "schedule": r.schedule_id,
-                    "start": r.start,
-                    "end": r.end,
-                    "capacity": r.capacity,
-                    "booked": r.booked,
-                    "closed": r.closed,
-                    "blocked": r.blocked,
-                    "appointment_type": r.appointment_type,
-                    "service_type": r.service_type,
-                    "version": r.version,
-                    "last_updated": r.last_updated,
-                }
+                {"id": r.id, "schedule": r.schedule_id, "start": r.start, "end": r.end,
+                 "capacity": r.capacity, "booked": r.booked, "closed": r.closed,
+                 "blocked": r.blocked, "appointment_type": r.appointment_type,
+                 "service_type": r.service_type, "version": r.version,
+                 "last_updated": r.last_updated}
                 for r in page.rows
             ]
             t8 = time.perf_counter()
             orjson.dumps(plain)
             t9 = time.perf_counter()
         for key, value in (
-            ("parse", t1 - t0),
-            ("sql", sql),
-            ("query_orm", t2 - t1 - sql),
-            ("slot_to_fhir", t3 - t2),
-            ("bundle", t4 - t3),
-            ("dumps", t5 - t4),
-            ("floor_same_dicts", t7 - t6),
-            ("floor_plain_records", t9 - t8),
+            ("parse", t1 - t0), ("sql", sql), ("query_orm", t2 - t1 - sql),
+            ("slot_to_fhir", t3 - t2), ("bundle", t4 - t3), ("dumps", t5 - t4),
+            ("floor_same_dicts", t7 - t6), ("floor_plain_records", t9 - t8),
         ):
             parts[key].append(value * 1000)
     p50 = {k: round(statistics.median(v), 3) for k, v in parts.items()}
@@ -590,25 +552,20 @@ def measure_patient_search(bench: Bench, server: Server | None) -> dict[str, Any
         }
         if server is not None:
             with requests.Session() as http:
-                http.headers.update({"Authorization": f"Bearer {bench.token}", "Accept": FHIR_JSON})
+                http.headers.update(
+                    {"Authorization": f"Bearer {bench.token}", "Accept": FHIR_JSON}
+                )
                 entry["http_ms"] = stats(
-                    timed(
-                        lambda i, u=urls: http.get(server.base + u[i].removeprefix("/fhir")), n, 10
-                    )
+                    timed(lambda i, u=urls: http.get(server.base + u[i].removeprefix("/fhir")),
+                          n, 10)
                 )
         entry["plan"] = explain(bench, urls[0])
         results[name] = entry
     return results
 
 
-_BIG_TABLES = {
-    "patient",
-    "patient_phone",
-    "patient_identifier",
-    "booking",
-    "group_session",
-    "coverage",
-}
+_BIG_TABLES = {"patient", "patient_phone", "patient_identifier", "booking", "group_session",
+               "coverage"}
 
 
 def explain(bench: Bench, url: str) -> dict[str, Any]:
@@ -630,48 +587,34 @@ def explain(bench: Bench, url: str) -> dict[str, Any]:
                 ).scalar_one()
                 plan = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
                 nodes = list(_plan_nodes(plan["Plan"]))
-                plans.append(
-                    {
-                        "sql": " ".join(statement.split())[:400],
-                        "execution_ms": plan.get("Execution Time"),
-                        "nodes": [_describe(n) for n in nodes if "Scan" in n["Node Type"]],
-                        # A Seq Scan, or an Index Scan with no Index Cond (the whole index walked
-                        # for its order, every row filtered), reads the whole big table.
-                        "seq_scans_on_big_tables": sorted(
-                            {
-                                n["Relation Name"]
-                                for n in nodes
-                                if n.get("Relation Name") in _BIG_TABLES
-                                and (
-                                    n["Node Type"] == "Seq Scan"
-                                    or (
-                                        n["Node Type"] in ("Index Scan", "Index Only Scan")
-                                        and "Index Cond" not in n
-                                    )
-                                )
-                            }
-                        ),
-                    }
-                )
+                plans.append({
+                    "sql": " ".join(statement.split())[:400],
+                    "execution_ms": plan.get("Execution Time"),
+                    "nodes": [_describe(n) for n in nodes if "Scan" in n["Node Type"]],
+                    # A Seq Scan, or an Index Scan with no Index Cond (the whole index walked
+                    # for its order, every row filtered), reads the whole big table.
+                    "seq_scans_on_big_tables": sorted({
+                        n["Relation Name"] for n in nodes
+                        if n.get("Relation Name") in _BIG_TABLES and (
+                            n["Node Type"] == "Seq Scan"
+                            or (n["Node Type"] in ("Index Scan", "Index Only Scan")
+                                and "Index Cond" not in n))
+                    }),
+                })
             else:
                 rows = conn.exec_driver_sql(
                     "EXPLAIN QUERY PLAN " + statement, parameters
                 ).fetchall()
                 details = [str(r[-1]) for r in rows]
-                plans.append(
-                    {
-                        "sql": " ".join(statement.split())[:400],
-                        "nodes": details,
-                        # SCAN (unlike SEARCH) walks the whole table, even "USING INDEX" (for order).
-                        "seq_scans_on_big_tables": sorted(
-                            {
-                                d.split()[1]
-                                for d in details
-                                if d.startswith("SCAN ") and d.split()[1] in _BIG_TABLES
-                            }
-                        ),
-                    }
-                )
+                plans.append({
+                    "sql": " ".join(statement.split())[:400],
+                    "nodes": details,
+                    # SCAN (unlike SEARCH) walks the whole table, even "USING INDEX" (for order).
+                    "seq_scans_on_big_tables": sorted({
+                        d.split()[1] for d in details
+                        if d.startswith("SCAN ") and d.split()[1] in _BIG_TABLES
+                    }),
+                })
     return {
         "statements": plans,
         "index_only": all(not p["seq_scans_on_big_tables"] for p in plans),
@@ -711,18 +654,12 @@ def make_load_sessions(bench: Bench, prefix: str, count: int, capacity: int) -> 
     now = dt.datetime.now(dt.UTC)
     rows = [
         {
-            "id": f"{prefix}-{i:05d}",
-            "schedule_id": schedule,
+            "id": f"{prefix}-{i:05d}", "schedule_id": schedule,
             "start_at": base + dt.timedelta(hours=2 * i),
             "end_at": base + dt.timedelta(hours=2 * i, minutes=90),
-            "capacity": capacity,
-            "booked": 0,
-            "appointment_type": "group-therapy",
-            "service_type": "behavioral-health-group",
-            "closed": False,
-            "blocked": False,
-            "version": 1,
-            "last_updated": now,
+            "capacity": capacity, "booked": 0, "appointment_type": "group-therapy",
+            "service_type": "behavioral-health-group", "closed": False, "blocked": False,
+            "version": 1, "last_updated": now,
         }
         for i in range(count)
     ]
@@ -731,9 +668,8 @@ def make_load_sessions(bench: Bench, prefix: str, count: int, capacity: int) -> 
     return [r["id"] for r in rows]
 
 
-def load_plan(
-    bench: Bench, sessions: list[str], capacity: int, extra: float, offset: int
-) -> list[tuple[str, str]]:
+def load_plan(bench: Bench, sessions: list[str], capacity: int, extra: float,
+              offset: int) -> list[tuple[str, str]]:
     """(session, patient) for every request: sessions round-robin, patients never repeated
     within a session; `extra` more requests than places, so the last ones meet full sessions."""
     pool = bench.shape.unrestricted
@@ -747,23 +683,16 @@ def load_plan(
 
 
 def appointment_body(session_id: str, patient: str) -> bytes:
-    return orjson.dumps(
-        {
-            "resourceType": "Appointment",
-            "status": "booked",
-            "slot": [{"reference": f"Slot/{session_id}"}],
-            "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}],
-        }
-    )
+    return orjson.dumps({
+        "resourceType": "Appointment",
+        "status": "booked",
+        "slot": [{"reference": f"Slot/{session_id}"}],
+        "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}],
+    })
 
 
-def run_clients(
-    clients: int,
-    plan: list[Any],
-    send: Callable[[Any, Any], int],
-    connect: Callable[[], Any],
-    close: Callable[[Any], None],
-) -> dict[str, Any]:
+def run_clients(clients: int, plan: list[Any], send: Callable[[Any, Any], int],
+                connect: Callable[[], Any], close: Callable[[Any], None]) -> dict[str, Any]:
     """`clients` threads take the plan's items in order; returns statuses, latencies, rate."""
     counter = itertools.count()
     statuses: Counter[int] = Counter()
@@ -807,12 +736,10 @@ def run_clients(
     }
 
 
-def http_booking(
-    bench: Bench, server: Server, plan: list[tuple[str, str]], clients: int
-) -> dict[str, Any]:
+def http_booking(bench: Bench, server: Server, plan: list[tuple[str, str]],
+                 clients: int) -> dict[str, Any]:
     headers = {
-        "Authorization": f"Bearer {bench.token}",
-        "Content-Type": FHIR_JSON,
+        "Authorization": f"Bearer {bench.token}", "Content-Type": FHIR_JSON,
         "Accept": FHIR_JSON,
     }
 
@@ -836,9 +763,8 @@ def http_booking(
     return run_clients(clients, plan, send, connect, lambda c: c.close())
 
 
-def driver_booking(
-    bench: Bench, plan: list[tuple[str, str]], clients: int, opened: list[Any]
-) -> dict[str, Any]:
+def driver_booking(bench: Bench, plan: list[tuple[str, str]], clients: int,
+                   opened: list[Any]) -> dict[str, Any]:
     """The database's own limit: the conditional UPDATE plus the INSERT, one transaction each,
     straight through the driver with the same concurrency."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -868,9 +794,8 @@ def driver_booking(
             if cur.rowcount != 1:
                 conn.rollback()
                 return 409
-            conn.execute(
-                add_sql, (uuid.uuid4().hex, session, patient, start, end, department, now, now)
-            )
+            conn.execute(add_sql, (uuid.uuid4().hex, session, patient, start, end, department,
+                                   now, now))
             conn.commit()
             return 201
     else:
@@ -878,9 +803,8 @@ def driver_booking(
         fmt = "%Y-%m-%d %H:%M:%S.%f"
 
         def connect() -> Any:
-            conn = sqlite3.connect(
-                bench.target.conninfo, isolation_level=None, check_same_thread=False, timeout=15
-            )
+            conn = sqlite3.connect(bench.target.conninfo, isolation_level=None,
+                                   check_same_thread=False, timeout=15)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=15000")
             return conn
@@ -892,19 +816,9 @@ def driver_booking(
             if cur.rowcount != 1:
                 conn.execute("ROLLBACK")
                 return 409
-            conn.execute(
-                add_sql,
-                (
-                    uuid.uuid4().hex,
-                    session,
-                    patient,
-                    start.strftime(fmt),
-                    end.strftime(fmt),
-                    department,
-                    now.strftime(fmt),
-                    now.strftime(fmt),
-                ),
-            )
+            conn.execute(add_sql, (uuid.uuid4().hex, session, patient, start.strftime(fmt),
+                                   end.strftime(fmt), department, now.strftime(fmt),
+                                   now.strftime(fmt)))
             conn.execute("COMMIT")
             return 201
 
@@ -915,8 +829,7 @@ def driver_booking(
 
 def overbooking_check(bench: Bench) -> dict[str, int]:
     with bench.engine.connect() as conn:
-        row = conn.execute(
-            text(f"""
+        row = conn.execute(text(f"""
             SELECT
               sum(CASE WHEN s.booked > s.capacity OR coalesce(a.n, 0) > s.capacity
                        THEN 1 ELSE 0 END),
@@ -926,13 +839,9 @@ def overbooking_check(bench: Bench) -> dict[str, int]:
             LEFT JOIN (SELECT session_id, count(*) AS n FROM booking
                        WHERE status IN ({ACTIVE_SQL}) GROUP BY session_id) a
               ON a.session_id = s.id
-        """)
-        ).one()
-    return {
-        "overbooked_sessions": int(row[0] or 0),
-        "count_mismatches": int(row[1] or 0),
-        "sessions_checked": int(row[2]),
-    }
+        """)).one()
+    return {"overbooked_sessions": int(row[0] or 0), "count_mismatches": int(row[1] or 0),
+            "sessions_checked": int(row[2])}
 
 
 def in_process_booking(bench: Bench, capacity: int) -> dict[str, Any]:
@@ -944,12 +853,8 @@ def in_process_booking(bench: Bench, capacity: int) -> dict[str, Any]:
     def book(i: int) -> None:
         session, patient = plan[i]
         bench.counter.reset()
-        response = bench.client.post(
-            "/fhir/Appointment",
-            data=appointment_body(session, patient),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post("/fhir/Appointment", data=appointment_body(session, patient),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         statements.append(bench.counter.count)
         assert response.status_code == 201, response.get_data(as_text=True)[:300]
 
@@ -957,9 +862,8 @@ def in_process_booking(bench: Bench, capacity: int) -> dict[str, Any]:
     return {"booking_ms": stats(samples), "sql_per_booking": statistics.median(statements)}
 
 
-def measure_booking(
-    bench: Bench, server: Server, clients: int, sessions: int, capacity: int
-) -> dict[str, Any]:
+def measure_booking(bench: Bench, server: Server, clients: int, sessions: int,
+                    capacity: int) -> dict[str, Any]:
     result: dict[str, Any] = {"clients": clients, "sessions": sessions, "capacity": capacity}
     # Sequential latency first (one client, keep-alive), on sessions of its own.
     seq_sessions = make_load_sessions(bench, "load-seq", 20, capacity)
@@ -999,36 +903,22 @@ def series_find_body(shape: ClinicShape, patient: str) -> dict[str, Any]:
         "resourceType": "Parameters",
         "parameter": [
             {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-            {
-                "name": "practitioner",
-                "valueReference": {"reference": f"Practitioner/{shape.providers[0]}"},
-            },
-            {
-                "name": "timing",
-                "valueTiming": {
-                    "repeat": {
-                        "boundsPeriod": {"start": first.isoformat()},
-                        "count": 156,
-                        "periodUnit": "wk",
-                        "period": 1,
-                        "frequency": 1,
-                        "dayOfWeek": ["mon", "wed", "fri"],
-                        "timeOfDay": [LOCAL_TIMES[0].strftime("%H:%M:%S")],
-                        "duration": 90,
-                        "durationUnit": "min",
-                    }
-                },
-            },
+            {"name": "practitioner",
+             "valueReference": {"reference": f"Practitioner/{shape.providers[0]}"}},
+            {"name": "timing", "valueTiming": {"repeat": {
+                "boundsPeriod": {"start": first.isoformat()}, "count": 156,
+                "periodUnit": "wk", "period": 1, "frequency": 1,
+                "dayOfWeek": ["mon", "wed", "fri"],
+                "timeOfDay": [LOCAL_TIMES[0].strftime("%H:%M:%S")],
+                "duration": 90, "durationUnit": "min"}}},
         ],
     }
 
 
 def series_book_body(preview: dict[str, Any]) -> dict[str, Any]:
     kept = [e["resource"] for e in preview["entry"] if e["search"]["mode"] == "match"]
-    return {
-        "resourceType": "Parameters",
-        "parameter": [{"name": "appointment-resource", "resource": k} for k in kept],
-    }
+    return {"resourceType": "Parameters",
+            "parameter": [{"name": "appointment-resource", "resource": k} for k in kept]}
 
 
 def measure_series(bench: Bench) -> dict[str, Any]:
@@ -1040,12 +930,8 @@ def measure_series(bench: Bench) -> dict[str, Any]:
         """POST an operation in-process; record its time and SQL statements."""
         bench.counter.reset()
         started = time.perf_counter()
-        response = bench.client.post(
-            f"/fhir/Appointment/{operation}",
-            data=orjson.dumps(body),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post(f"/fhir/Appointment/{operation}", data=orjson.dumps(body),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         ms.append((time.perf_counter() - started) * 1000)
         sql.append(bench.counter.count)
         assert response.status_code == 200, response.get_data(as_text=True)[:500]
@@ -1056,14 +942,9 @@ def measure_series(bench: Bench) -> dict[str, Any]:
         book = series_book_body(preview)
         matched.append(sum(1 for p in book["parameter"] if p["resource"].get("slot")))
         answer = timed("$book", book, book_ms, book_sql)
-        booked.append(
-            sum(
-                1
-                for e in answer["entry"]
-                if e["resource"].get("resourceType") == "Appointment"
-                and e["resource"].get("status") == "booked"
-            )
-        )
+        booked.append(sum(1 for e in answer["entry"]
+                          if e["resource"].get("resourceType") == "Appointment"
+                          and e["resource"].get("status") == "booked"))
     return {
         "schedule": schedule,
         "occurrences": 156,
@@ -1102,24 +983,16 @@ def profile(bench: Bench, folder: Path) -> dict[str, str]:
 
     def book(i: int) -> None:
         session, patient = plan[i]
-        response = bench.client.post(
-            "/fhir/Appointment",
-            data=appointment_body(session, patient),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post("/fhir/Appointment", data=appointment_body(session, patient),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         assert response.status_code == 201, response.get_data(as_text=True)[:300]
 
     jobs["booking"] = book
 
     def find(i: int) -> None:
         body = series_find_body(bench.shape, bench.shape.series_patients[0])
-        response = bench.client.post(
-            "/fhir/Appointment/$find",
-            data=orjson.dumps(body),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post("/fhir/Appointment/$find", data=orjson.dumps(body),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
     jobs["series_find"] = find
@@ -1127,40 +1000,26 @@ def profile(bench: Bench, folder: Path) -> dict[str, str]:
     with bench.engine.begin() as conn:  # patients with a self-pay coverage and no bookings
         now = dt.datetime.now(dt.UTC)
         for pid in extra:
-            conn.execute(
-                text(
-                    "INSERT INTO patient (id, family, given, family_folded, given_folded, gender, "
-                    "restricted, version, last_updated) VALUES (:id, 'Prof', 'Ile', 'prof', 'ile', "
-                    "'other', :f, 1, :now)"
-                ),
-                {"id": pid, "f": False, "now": now.replace(tzinfo=None)},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO coverage (id, beneficiary_id, payor_kind, payor_id, status, "
-                    "type_system, type_code, self_pay, version, last_updated) VALUES (:c, :id, "
-                    "'patient', :id, 'active', 'http://terminology.hl7.org/CodeSystem/coverage-selfpay',"
-                    " 'pay', :t, 1, :now)"
-                ),
-                {"c": f"cov-{pid}", "id": pid, "t": True, "now": now.replace(tzinfo=None)},
-            )
+            conn.execute(text(
+                "INSERT INTO patient (id, family, given, family_folded, given_folded, gender, "
+                "restricted, version, last_updated) VALUES (:id, 'Prof', 'Ile', 'prof', 'ile', "
+                "'other', :f, 1, :now)"), {"id": pid, "f": False, "now": now.replace(tzinfo=None)})
+            conn.execute(text(
+                "INSERT INTO coverage (id, beneficiary_id, payor_kind, payor_id, status, "
+                "type_system, type_code, self_pay, version, last_updated) VALUES (:c, :id, "
+                "'patient', :id, 'active', 'http://terminology.hl7.org/CodeSystem/coverage-selfpay',"
+                " 'pay', :t, 1, :now)"),
+                {"c": f"cov-{pid}", "id": pid, "t": True, "now": now.replace(tzinfo=None)})
     previews = []
     for pid in extra:
-        response = bench.client.post(
-            "/fhir/Appointment/$find",
-            data=orjson.dumps(series_find_body(bench.shape, pid)),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post("/fhir/Appointment/$find",
+                                     data=orjson.dumps(series_find_body(bench.shape, pid)),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         previews.append(series_book_body(orjson.loads(response.get_data())))
 
     def series_book(i: int) -> None:
-        response = bench.client.post(
-            "/fhir/Appointment/$book",
-            data=orjson.dumps(previews[i]),
-            content_type=FHIR_JSON,
-            headers=bench.headers,
-        )
+        response = bench.client.post("/fhir/Appointment/$book", data=orjson.dumps(previews[i]),
+                                     content_type=FHIR_JSON, headers=bench.headers)
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
     jobs["series_book"] = series_book
@@ -1189,36 +1048,21 @@ def run_one(backend: str, scale: float, args: argparse.Namespace, root: Path) ->
         keys = ssn_hasher(Settings(ssn_keys=SSN_KEYS))  # the app's own hasher and key
         print(f"[{backend} x{scale:g}] building ...", flush=True)
         shape = build(target.writer(), scale, keys)
-        print(
-            f"[{backend} x{scale:g}] built in {shape.build_seconds:.1f} s: {shape.counts}",
-            flush=True,
-        )
-        app = create_app(
-            {
-                "database_url": target.url,
-                "instance_path": target.folder / "instance",
-                "jwt_secret": SECRET,
-                "ssn_keys": SSN_KEYS,
-                "base_url": "http://bench/fhir",
-            }
-        )
+        print(f"[{backend} x{scale:g}] built in {shape.build_seconds:.1f} s: {shape.counts}",
+              flush=True)
+        app = create_app({
+            "database_url": target.url, "instance_path": target.folder / "instance",
+            "jwt_secret": SECRET, "ssn_keys": SSN_KEYS, "base_url": "http://bench/fhir",
+        })
         token = app.extensions["fhir_facade.tokens"].mint("bench", SCOPE, dt.timedelta(hours=4))
         database = app.extensions["fhir_facade.db"]
         bench = Bench(
-            target,
-            shape,
-            app,
-            app.test_client(),
-            {"Authorization": f"Bearer {token}", "Accept": FHIR_JSON},
-            token,
-            StatementCounter(database.engine),
-            random.Random(1),
-            args.iterations,
+            target, shape, app, app.test_client(),
+            {"Authorization": f"Bearer {token}", "Accept": FHIR_JSON}, token,
+            StatementCounter(database.engine), random.Random(1), args.iterations,
         )
         result: dict[str, Any] = {
-            "backend": backend,
-            "scale": scale,
-            "build_seconds": round(shape.build_seconds, 1),
+            "backend": backend, "scale": scale, "build_seconds": round(shape.build_seconds, 1),
             "rows": shape.counts,
         }
         server = start_server(target, args.workers, args.threads)
@@ -1228,12 +1072,8 @@ def run_one(backend: str, scale: float, args: argparse.Namespace, root: Path) ->
                 ("week_view", lambda: measure_week_view(bench, server)),
                 ("page_500", lambda: measure_page(bench, server)),
                 ("patient_search", lambda: measure_patient_search(bench, server)),
-                (
-                    "booking",
-                    lambda: measure_booking(
-                        bench, server, args.clients, args.load_sessions, args.capacity
-                    ),
-                ),
+                ("booking", lambda: measure_booking(bench, server, args.clients,
+                                                    args.load_sessions, args.capacity)),
                 ("series", lambda: measure_series(bench)),
             ]
             for name, step in steps:
@@ -1260,110 +1100,53 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     pg = run["backend"] == "postgresql"
     if "week_view" in run:
         w = run["week_view"]
-        out.append(
-            (
-                "week view p50 <= 2 ms in-process",
-                f"{w['in_process_ms']['p50']:.2f} ms",
-                w["in_process_ms"]["p50"] <= 2,
-            )
-        )
+        out.append(("week view p50 <= 2 ms in-process", f"{w['in_process_ms']['p50']:.2f} ms",
+                     w["in_process_ms"]["p50"] <= 2))
         if "http_ms" in w:
-            out.append(
-                (
-                    "week view p50 <= 5 ms over HTTP",
-                    f"{w['http_ms']['p50']:.2f} ms",
-                    w["http_ms"]["p50"] <= 5,
-                )
-            )
+            out.append(("week view p50 <= 5 ms over HTTP", f"{w['http_ms']['p50']:.2f} ms",
+                         w["http_ms"]["p50"] <= 5))
     if "page_500" in run:
         p = run["page_500"]
-        out.append(
-            (
-                "500-Slot page <= 30 ms (server, p50)",
-                f"{p['server_ms']['p50']:.1f} ms",
-                p["server_ms"]["p50"] <= 30,
-            )
-        )
-        out.append(
-            (
-                "output building <= 2x orjson floor",
-                f"{p['output_vs_floor']:.1f}x "
-                f"({p['output_ms']:.1f} ms vs {p['parts_p50_ms']['floor_same_dicts']:.2f} ms)",
-                p["output_vs_floor"] <= 2,
-            )
-        )
+        out.append(("500-Slot page <= 30 ms (server, p50)", f"{p['server_ms']['p50']:.1f} ms",
+                     p["server_ms"]["p50"] <= 30))
+        out.append(("output building <= 2x orjson floor", f"{p['output_vs_floor']:.1f}x "
+                     f"({p['output_ms']:.1f} ms vs {p['parts_p50_ms']['floor_same_dicts']:.2f} ms)",
+                     p["output_vs_floor"] <= 2))
     if "patient_search" in run:
         for name, entry in run["patient_search"].items():
-            out.append(
-                (
-                    f"patient search {name} p50 <= 5 ms",
-                    f"{entry['in_process_ms']['p50']:.2f} ms (total {entry['total']})",
-                    entry["in_process_ms"]["p50"] <= 5,
-                )
-            )
+            out.append((f"patient search {name} p50 <= 5 ms",
+                         f"{entry['in_process_ms']['p50']:.2f} ms (total {entry['total']})",
+                         entry["in_process_ms"]["p50"] <= 5))
             if True:  # the target names PostgreSQL; SQLite's plan is shown as well
-                out.append(
-                    (
-                        f"  plan uses indexes only: {name}",
-                        "yes"
-                        if entry["plan"]["index_only"]
-                        else "whole-table scan of "
-                        + ", ".join(
-                            sorted(
-                                {
-                                    t
-                                    for s in entry["plan"]["statements"]
-                                    for t in s["seq_scans_on_big_tables"]
-                                }
-                            )
-                        ),
-                        entry["plan"]["index_only"],
-                    )
-                )
+                out.append((f"  plan uses indexes only: {name}",
+                             "yes" if entry["plan"]["index_only"] else
+                             "whole-table scan of " + ", ".join(sorted({
+                                 t for s in entry["plan"]["statements"]
+                                 for t in s["seq_scans_on_big_tables"]})),
+                             entry["plan"]["index_only"]))
     if "booking" in run:
         b = run["booking"]
         rate = b["http"]["bookings_per_s"]
-        out.append(
-            (
-                "booking >= 400/s" + ("" if pg else " (target is for PostgreSQL)"),
-                f"{rate:.0f}/s, p95 {b['http']['booking_ms'].get('p95', 0):.0f} ms",
-                rate >= 400 if pg else None,
-            )
-        )
-        out.append(
-            (
-                "0 overbooked sessions",
-                str(b["check"]["overbooked_sessions"])
-                + f" (count mismatches {b['check']['count_mismatches']})",
-                b["check"]["overbooked_sessions"] == 0 and b["check"]["count_mismatches"] == 0,
-            )
-        )
-        out.append(
-            (
-                "booking >= 25% of the driver's own rate",
-                f"{b['ratio_to_driver'] * 100:.0f}% of {b['driver']['bookings_per_s']:.0f}/s",
-                b["ratio_to_driver"] >= 0.25 if pg else None,
-            )
-        )
+        out.append(("booking >= 400/s" + ("" if pg else " (target is for PostgreSQL)"),
+                     f"{rate:.0f}/s, p95 {b['http']['booking_ms'].get('p95', 0):.0f} ms",
+                     rate >= 400 if pg else None))
+        out.append(("0 overbooked sessions", str(b["check"]["overbooked_sessions"])
+                     + f" (count mismatches {b['check']['count_mismatches']})",
+                     b["check"]["overbooked_sessions"] == 0
+                     and b["check"]["count_mismatches"] == 0))
+        out.append(("booking >= 25% of the driver's own rate",
+                     f"{b['ratio_to_driver'] * 100:.0f}% of {b['driver']['bookings_per_s']:.0f}/s",
+                     b["ratio_to_driver"] >= 0.25 if pg else None))
         rss = max(v for k, v in b["server_rss_mb_after_load"].items() if k != "master")
         out.append(("RSS <= 150 MB (largest worker after load)", f"{rss:.0f} MB", rss <= 150))
     if "series" in run:
         s = run["series"]
-        out.append(
-            (
-                "$find 52-week series <= 15 ms",
-                f"{s['find_ms']['p50']:.1f} ms",
-                s["find_ms"]["p50"] <= 15,
-            )
-        )
-        out.append(("$find <= 3 SQL statements", str(max(s["find_sql"])), max(s["find_sql"]) <= 3))
-        out.append(
-            (
-                "$book <= 60 ms",
-                f"{s['book_ms']['p50']:.1f} ms ({max(s['book_sql'])} SQL)",
-                s["book_ms"]["p50"] <= 60,
-            )
-        )
+        out.append(("$find 52-week series <= 15 ms", f"{s['find_ms']['p50']:.1f} ms",
+                     s["find_ms"]["p50"] <= 15))
+        out.append(("$find <= 3 SQL statements", str(max(s["find_sql"])),
+                     max(s["find_sql"]) <= 3))
+        out.append(("$book <= 60 ms", f"{s['book_ms']['p50']:.1f} ms ({max(s['book_sql'])} SQL)",
+                     s["book_ms"]["p50"] <= 60))
     return out
 
 
@@ -1404,23 +1187,16 @@ def _dig(data: Any, path: tuple[str, ...]) -> Any:
 def render(report: dict[str, Any]) -> str:
     lines = []
     m = report["machine"]
-    lines.append(
-        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, "
-        f"Python {m['python']}; server: gunicorn {report['args']['workers']} workers x "
-        f"{report['args']['threads']} threads; {report['args']['clients']} clients."
-    )
+    lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, "
+                 f"Python {m['python']}; server: gunicorn {report['args']['workers']} workers x "
+                 f"{report['args']['threads']} threads; {report['args']['clients']} clients.")
     for run in report["runs"]:
         lines.append("")
-        lines.append(
-            f"### {run['backend']}, scale {run['scale']:g} "
-            f"(built in {run['build_seconds']} s: "
-            + ", ".join(
-                f"{k} {v:,}"
-                for k, v in run["rows"].items()
-                if k in ("group_session", "patient", "coverage", "booking")
-            )
-            + ")"
-        )
+        lines.append(f"### {run['backend']}, scale {run['scale']:g} "
+                     f"(built in {run['build_seconds']} s: "
+                     + ", ".join(f"{k} {v:,}" for k, v in run["rows"].items()
+                                 if k in ("group_session", "patient", "coverage", "booking"))
+                     + ")")
         lines.append("")
         lines.append("| measurement | p50 ms | p95 ms | notes |")
         lines.append("|---|---:|---:|---|")
@@ -1436,16 +1212,13 @@ def render(report: dict[str, Any]) -> str:
         if "page_500" in run:
             p = run["page_500"]
             parts = p["parts_p50_ms"]
-            row(
-                "500-Slot page, in-process",
-                p["server_ms"],
+            row("500-Slot page, in-process", p["server_ms"],
                 f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
                 f"ORM {parts['query_orm']}, slot_to_fhir {parts['slot_to_fhir']}, bundle "
                 f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
                 f"{parts['floor_same_dicts']}, floor (plain records) "
                 f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor, "
-                f"{p['output_share_of_server'] * 100:.0f}% of server time",
-            )
+                f"{p['output_share_of_server'] * 100:.0f}% of server time")
             row("500-Slot page, HTTP", p.get("http_ms"))
         for name, entry in run.get("patient_search", {}).items():
             plan = entry["plan"]
@@ -1455,51 +1228,29 @@ def render(report: dict[str, Any]) -> str:
             row(f"Patient?{name}, HTTP", entry.get("http_ms"))
         if "booking" in run:
             b = run["booking"]
-            row(
-                "booking, in-process (test client)",
-                b["in_process"]["booking_ms"],
-                f"{b['in_process']['sql_per_booking']} SQL statements per booking",
-            )
-            row(
-                "booking, 1 client, HTTP",
-                b["sequential"]["booking_ms"],
-                f"{b['sequential']['bookings_per_s']}/s",
-            )
-            row(
-                f"booking, {b['clients']} clients, HTTP",
-                b["http"]["booking_ms"],
+            row("booking, in-process (test client)", b["in_process"]["booking_ms"],
+                f"{b['in_process']['sql_per_booking']} SQL statements per booking")
+            row("booking, 1 client, HTTP", b["sequential"]["booking_ms"],
+                f"{b['sequential']['bookings_per_s']}/s")
+            row(f"booking, {b['clients']} clients, HTTP", b["http"]["booking_ms"],
                 f"**{b['http']['bookings_per_s']} bookings/s**, statuses {b['http']['statuses']}, "
                 f"{b['check']['overbooked_sessions']} overbooked, "
-                f"{b['check']['count_mismatches']} count mismatches",
-            )
-            row(
-                f"driver only, {b['clients']} threads",
-                b["driver"]["booking_ms"],
+                f"{b['check']['count_mismatches']} count mismatches")
+            row(f"driver only, {b['clients']} threads", b["driver"]["booking_ms"],
                 f"{b['driver']['bookings_per_s']} bookings/s; HTTP = "
-                f"{b['ratio_to_driver'] * 100:.0f}% of it",
-            )
+                f"{b['ratio_to_driver'] * 100:.0f}% of it")
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
-            for label, cpu in (
-                ("HTTP load", b["http"]["cpu"]),
-                ("driver load", b["driver"]["cpu"]),
-            ):
-                parts = ", ".join(
-                    f"{k} {v['cpu_ms_per_booking']} ms"
-                    for k, v in cpu.items()
-                    if isinstance(v, dict)
-                )
-                lines.append(
-                    f"| CPU per request, {label} | | | {parts}; machine "
-                    f"{cpu['machine_busy'] * 100:.0f}% busy |"
-                )
+            for label, cpu in (("HTTP load", b["http"]["cpu"]),
+                               ("driver load", b["driver"]["cpu"])):
+                parts = ", ".join(f"{k} {v['cpu_ms_per_booking']} ms"
+                                  for k, v in cpu.items() if isinstance(v, dict))
+                lines.append(f"| CPU per request, {label} | | | {parts}; machine "
+                             f"{cpu['machine_busy'] * 100:.0f}% busy |")
         if "series" in run:
             s = run["series"]
-            row(
-                "$find 52 wk Mon/Wed/Fri",
-                s["find_ms"],
+            row("$find 52 wk Mon/Wed/Fri", s["find_ms"],
                 f"SQL {s['find_sql']}, matched {s['matched_with_slot']}, "
-                f"first call {s['find_ms_first_call']} ms",
-            )
+                f"first call {s['find_ms_first_call']} ms")
             row("$book", s["book_ms"], f"SQL {s['book_sql']}, booked {s['booked']}")
         lines.append("")
         lines.append("| target | measured | met |")
@@ -1511,13 +1262,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append("### Cost as data grows (ratio to the smallest scale)")
         lines.append("")
-        lines.append(
-            "| backend | scale | week p50 in-proc | week p50 HTTP "
-            "| booking p50 (1 client) | booking p95 (16 clients) | bookings/s |"
-        )
+        lines.append("| backend | scale | week p50 in-proc | week p50 HTTP "
+                     "| booking p50 (1 client) | booking p95 (16 clients) | bookings/s |")
         lines.append("|---|---:|---|---|---|---|---|")
         for r in report["flatness"]:
-
             def cell(key: str, r: dict[str, Any] = r) -> str:
                 value = r.get(key)
                 if value is None:
@@ -1525,60 +1273,38 @@ def render(report: dict[str, Any]) -> str:
                 ratio = r.get(key + "_x")
                 return f"{value} ({ratio}x)" if ratio is not None else str(value)
 
-            lines.append(
-                f"| {r['backend']} | {r['scale']:g} | {cell('week_in_process_p50')} | "
-                f"{cell('week_http_p50')} | {cell('booking_sequential_p50')} | "
-                f"{cell('booking_16_clients_p95')} | {cell('bookings_per_s')} |"
-            )
+            lines.append(f"| {r['backend']} | {r['scale']:g} | {cell('week_in_process_p50')} | "
+                         f"{cell('week_http_p50')} | {cell('booking_sequential_p50')} | "
+                         f"{cell('booking_16_clients_p95')} | {cell('bookings_per_s')} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--backend",
-        action="append",
-        choices=("sqlite", "postgresql"),
-        help="repeat for both (default: sqlite)",
-    )
+    parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql"),
+                        help="repeat for both (default: sqlite)")
     parser.add_argument("--scale", type=float, default=1.0, help="data size, 1 = the default")
     parser.add_argument("--scales", help="comma-separated scales, e.g. 1,4,16 (overrides --scale)")
-    parser.add_argument(
-        "--postgres-url",
-        default=DEFAULT_PG,
-        help="a PostgreSQL the benchmark may create databases on",
-    )
+    parser.add_argument("--postgres-url", default=DEFAULT_PG,
+                        help="a PostgreSQL the benchmark may create databases on")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--iterations", type=int, default=300, help="samples per latency")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--clients", type=int, default=16, help="concurrent booking clients")
-    parser.add_argument(
-        "--load-sessions",
-        type=int,
-        default=200,
-        help="sessions the concurrent booking load goes into",
-    )
+    parser.add_argument("--load-sessions", type=int, default=200,
+                        help="sessions the concurrent booking load goes into")
     parser.add_argument("--capacity", type=int, default=20, help="places per load session")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=("week_view", "page_500", "patient_search", "booking", "series"),
-    )
+    parser.add_argument("--only", action="append",
+                        choices=("week_view", "page_500", "patient_search", "booking", "series"))
     parser.add_argument("--profile", help="write pyinstrument profiles to this folder")
     args = parser.parse_args(argv)
     backends = args.backend or ["sqlite"]
     scales = [float(s) for s in args.scales.split(",")] if args.scales else [args.scale]
     report: dict[str, Any] = {
         "machine": machine(),
-        "command": " ".join(
-            [
-                Path(sys.executable).name,
-                "-m",
-                "benchmarks.clinic_benchmark",
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
+        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.clinic_benchmark",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "args": {k: v for k, v in vars(args).items() if k != "postgres_url"},
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "runs": [],
