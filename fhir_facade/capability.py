@@ -7,6 +7,7 @@ from typing import Any
 
 from fhir_facade.auth import PERMISSION_SCOPES
 from fhir_facade.config import Settings
+from fhir_facade.notify.conformance import subscription_resource
 from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
 from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
@@ -82,6 +83,7 @@ def capability_statement(
                 for op, url in OPERATIONS[name].items()
             ]
         resources.append(entry)
+    resources.append(subscription_resource())
     return {
         "resourceType": "CapabilityStatement",
         "id": "fhir-facade",

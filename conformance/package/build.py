@@ -27,6 +27,9 @@ from fhir_facade.capability import (
     SUPPORTED_PROFILES,
     capability_statement,
 )
+from fhir_facade.notify.conformance import BACKPORT_OPERATIONS
+from fhir_facade.notify.conformance import OPERATION_DOCS as SUBSCRIPTION_OPERATION_DOCS
+from fhir_facade.notify.conformance import OPERATIONS as SUBSCRIPTION_OPERATIONS
 from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.outcomes import CS_OUTCOME
 from mappings.appointment import appointment_to_fhir
@@ -44,6 +47,7 @@ from mappings.codes import (
 )
 from mappings.coverage import CS_SELF_PAY, coverage_to_fhir
 from mappings.slot import slot_to_fhir
+from mappings.subscription import TOPICS, topic_basic
 from mappings.timing import EXT_DAY_OF_MONTH, EXT_SERIES_TIMING, EXT_WEEK_OF_MONTH
 from store.models import Booking, BookingCoverage, BookingProvider, Coverage, GroupSession
 
@@ -654,6 +658,81 @@ _END = _START + dt.timedelta(minutes=90)
 _PATIENT = "example-patient"
 
 
+def subscription_operation(code: str) -> JSON:
+    """Our $status / $events: the Backport IG's operations (named as `base`), as served."""
+    url = SUBSCRIPTION_OPERATIONS[code]
+    name = f"Subscription{code.capitalize()}"
+    od = _canonical("OperationDefinition", _tail(url), url, name, f"Subscription ${code}")
+    od.update(
+        {
+            "kind": "operation",
+            "description": SUBSCRIPTION_OPERATION_DOCS[code],
+            "affectsState": False,
+            "code": code,
+            "base": f"{BACKPORT_OPERATIONS}/backport-subscription-{code}",
+            "resource": ["Subscription"],
+            "system": False,
+            "type": False,
+            "instance": True,
+        }
+    )
+    if code == "events":
+        od["parameter"] = [
+            _parameter(
+                "eventsSinceNumber", "in", 0, "1", "string", "The first event number (default 1)."
+            ),
+            _parameter(
+                "eventsUntilNumber",
+                "in",
+                0,
+                "1",
+                "string",
+                "The last event number (default the latest).",
+            ),
+            _parameter(
+                "content",
+                "in",
+                0,
+                "1",
+                "code",
+                "empty | id-only | full-resource (default the subscription's own).",
+            ),
+            _parameter(
+                "return",
+                "out",
+                1,
+                "1",
+                "Bundle",
+                "A notification Bundle (history), the SubscriptionStatus first (type query-event).",
+            ),
+        ]
+    else:
+        od["parameter"] = [
+            _parameter(
+                "return",
+                "out",
+                1,
+                "1",
+                "Bundle",
+                "A searchset Bundle of SubscriptionStatus Parameters (type query-status).",
+            )
+        ]
+    return od
+
+
+def subscription_topics() -> list[JSON]:
+    """The topics a Subscription's criteria may name, as R4 Basic resources."""
+    topics = []
+    for topic in TOPICS.values():
+        basic = topic_basic(topic, SOFTWARE_VERSION, RELEASE_DATE)
+        title = html.escape(topic.title, quote=False)
+        text = html.escape(f"{topic.url}: {topic.description}", quote=False)
+        div = f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{title}</b></p><p>{text}</p></div>'
+        head = {k: basic[k] for k in ("resourceType", "id")}
+        topics.append({**head, "text": {"status": "generated", "div": div}, **basic})
+    return topics
+
+
 def example_slot() -> JSON:
     session = GroupSession(
         id="example-group-session",
@@ -744,7 +823,11 @@ def definitions() -> list[JSON]:
     """The conformance resources, in the package's root folder."""
     (profile,) = SUPPORTED_PROFILES["Slot"]
     (agent,) = SEARCH_PARAMETER_DEFINITIONS.values()
-    return [capability_statement(CANONICAL), *map(_narrative, _described(profile, agent))]
+    return [
+        capability_statement(CANONICAL),
+        *map(_narrative, _described(profile, agent)),
+        *subscription_topics(),
+    ]
 
 
 def _described(profile: str, agent: str) -> list[JSON]:
@@ -758,6 +841,8 @@ def _described(profile: str, agent: str) -> list[JSON]:
         find_operation(),
         book_operation(),
         cancel_series_operation(),
+        subscription_operation("status"),
+        subscription_operation("events"),
         _code_system(
             CS_APPOINTMENT_TYPE_LOCAL,
             "GroupAppointmentType",

@@ -44,6 +44,17 @@ EXTERNAL_EXTENSIONS = {
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.recurrenceTemplate",
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.originatingAppointment",
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.recurrenceId",
+    # Subscriptions R5 Backport IG (hl7.fhir.uv.subscriptions-backport 1.1.0).
+    *(
+        f"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-{name}"
+        for name in (
+            "filter-criteria",
+            "payload-content",
+            "heartbeat-period",
+            "timeout",
+            "max-count",
+        )
+    ),
 }
 
 
