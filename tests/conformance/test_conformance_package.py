@@ -19,6 +19,7 @@ import store
 from conformance.package import build
 from fhir_facade import operations
 from fhir_facade.capability import capability_statement
+from fhir_facade.notify.conformance import OPERATIONS as SUBSCRIPTION_OPERATIONS
 from fhir_facade.operations import OPERATION_DEFINITIONS
 from fhir_facade.outcomes import _TABLE, CS_OUTCOME
 from mappings import series
@@ -223,7 +224,10 @@ def test_the_operation_definitions_are_the_ones_the_server_declares():
     found = {
         r["code"]: r for r in _definitions().values() if r["resourceType"] == "OperationDefinition"
     }
-    assert {code: r["url"] for code, r in found.items()} == OPERATION_DEFINITIONS
+    assert {code: r["url"] for code, r in found.items()} == {
+        **OPERATION_DEFINITIONS,
+        **SUBSCRIPTION_OPERATIONS,
+    }
 
 
 def _in_parameters(code: str) -> set[str]:
