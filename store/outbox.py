@@ -141,8 +141,12 @@ def due(db: Session, now: dt.datetime) -> list[str]:
     return list(db.scalars(statement))
 
 
-def take(db: Session, *, subscription_id: str, now: dt.datetime, lease: dt.timedelta) -> bool:
-    """Hold the subscription for this worker until `now + lease` (False: another holds it)."""
+def take(
+    db: Session, *, subscription_id: str, now: dt.datetime, lease: dt.timedelta
+) -> dt.datetime | None:
+    """Hold the subscription until `now + lease` (None: another worker holds it). What
+    `take` returns is the holder's proof for `renew` and `release`."""
+    until = now + lease
     taken = db.execute(
         update(Subscription)
         .where(
@@ -150,16 +154,31 @@ def take(db: Session, *, subscription_id: str, now: dt.datetime, lease: dt.timed
             Subscription.status.in_(LISTENING),
             or_(Subscription.lease_until.is_(None), Subscription.lease_until < now),
         )
-        .values(lease_until=now + lease)
+        .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
-    return bool(taken.rowcount)  # type: ignore[attr-defined]
+    return until if taken.rowcount else None  # type: ignore[attr-defined]
 
 
-def release(db: Session, *, subscription_id: str) -> None:
+def renew(
+    db: Session, *, subscription_id: str, held: dt.datetime, until: dt.datetime
+) -> dt.datetime | None:
+    """Extend a lease still held (None: it expired and another worker took it). A worker
+    renews before each notification, so a crashed worker's subscriptions wait at most
+    one lease, and a slow one never shares a subscription."""
+    renewed = db.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.lease_until == held)
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return until if renewed.rowcount else None  # type: ignore[attr-defined]
+
+
+def release(db: Session, *, subscription_id: str, held: dt.datetime) -> None:
     db.execute(
         update(Subscription)
-        .where(Subscription.id == subscription_id)
+        .where(Subscription.id == subscription_id, Subscription.lease_until == held)
         .values(lease_until=None)
         .execution_options(synchronize_session=False)
     )

@@ -52,15 +52,17 @@ def notification_type(bundle: dict[str, Any]) -> str:
 
 
 def events_in(bundle: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """event number -> {"focus": "Appointment/x" or None, "resource": the entry's or None}."""
-    entries = {e["fullUrl"]: e for e in bundle["entry"][1:]}
+    """event number -> {"focus": "Appointment/x" or None, "resource": its entry's or None}.
+    Entries follow the events with a focus in order (one record may appear twice)."""
+    entries = list(bundle["entry"][1:])
     found = {}
     for event in status_of(bundle)["notification-event"]:
         focus = event.get("focus", {}).get("valueReference", {}).get("reference")
         resource = None
-        for url, entry in entries.items():
-            if focus and url.endswith("/" + focus):
-                resource = entry.get("resource")
+        if focus:
+            entry = entries.pop(0)
+            assert entry["fullUrl"].endswith("/" + focus), (entry["fullUrl"], focus)
+            resource = entry.get("resource")
         found[int(event["event-number"]["valueString"])] = {"focus": focus, "resource": resource}
     return found
 

@@ -38,8 +38,9 @@ from store.models import Subscription, utcnow
 
 log = logging.getLogger("fhir_facade.notify")
 
-#: How long a worker holds a subscription; longer than any one round of sending.
-LEASE = dt.timedelta(seconds=120)
+#: How long a worker holds a subscription beyond the send it is about to make (renewed
+#: before each): a crashed worker's subscriptions wait this long for another.
+LEASE = dt.timedelta(seconds=5)
 #: Notifications sent to one subscription per round before others get their turn.
 PER_ROUND = 50
 
@@ -125,13 +126,10 @@ class Deliverer:
             due = outbox.due(db, moment)
         count = 0
         for ident in due:
-            if self.database.write(
-                partial(outbox.take, subscription_id=ident, now=moment, lease=LEASE)
-            ):
-                try:
-                    count += self._serve(ident)
-                finally:
-                    self.database.write(partial(outbox.release, subscription_id=ident))
+            take = partial(outbox.take, subscription_id=ident, now=moment, lease=LEASE)
+            held = self.database.write(take)
+            if held is not None:
+                count += self._serve(ident, held)
         return count
 
     def run(self, stop: threading.Event, poll: float = 0.5) -> None:
@@ -145,40 +143,50 @@ class Deliverer:
             if not busy:
                 stop.wait(poll)
 
-    def _serve(self, ident: str) -> int:
+    def _serve(self, ident: str, held: dt.datetime) -> int:
+        """Send what the subscription is owed, renewing the lease before each send."""
         sent = 0
-        while sent < PER_ROUND:
-            now = utcnow()
-            with self.database.reading() as db:
-                subscription = db.get(Subscription, ident)
-                if subscription is None or subscription.status not in outbox.LISTENING:
+        try:
+            while sent < PER_ROUND:
+                now = utcnow()
+                with self.database.reading() as db:
+                    subscription = db.get(Subscription, ident)
+                    if subscription is None or subscription.status not in outbox.LISTENING:
+                        return sent
+                    kind, through, body = self._next(db, subscription, now)
+                if body is None:
                     return sent
-                kind, through, body = self._next(db, subscription, now)
-            if body is None:
-                return sent
-            try:
-                self._send(subscription, body)
-            except Undeliverable as exc:
-                failure = partial(
-                    outbox.failed,
+                until = now + LEASE + dt.timedelta(seconds=subscription.timeout_s)
+                renew = partial(outbox.renew, subscription_id=ident, held=held, until=until)
+                renewed = self.database.write(renew)
+                if renewed is None:
+                    return sent  # the lease ran out: another worker carries on
+                held = renewed
+                try:
+                    self._send(subscription, body)
+                except Undeliverable as exc:
+                    failure = partial(
+                        outbox.failed,
+                        subscription_id=ident,
+                        reason=str(exc),
+                        now=utcnow(),
+                        backoff=self.settings.retry,
+                        give_up_after=self.settings.max_failures,
+                    )
+                    self.database.write(failure)
+                    return sent
+                success = partial(
+                    outbox.sent,
                     subscription_id=ident,
-                    reason=str(exc),
+                    through=through,
+                    handshake=kind == "handshake",
                     now=utcnow(),
-                    backoff=self.settings.retry,
-                    give_up_after=self.settings.max_failures,
                 )
-                self.database.write(failure)
-                return sent
-            success = partial(
-                outbox.sent,
-                subscription_id=ident,
-                through=through,
-                handshake=kind == "handshake",
-                now=utcnow(),
-            )
-            self.database.write(success)
-            sent += 1
-        return sent
+                self.database.write(success)
+                sent += 1
+            return sent
+        finally:
+            self.database.write(partial(outbox.release, subscription_id=ident, held=held))
 
     def _next(
         self, db: Any, subscription: Subscription, now: dt.datetime
