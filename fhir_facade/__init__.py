@@ -14,6 +14,7 @@ from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.events import record_events
 from fhir_facade.outcomes import FhirError, describe
 from fhir_facade.registry import RESOURCE_TYPES, snapshot
@@ -49,8 +50,8 @@ def _error_response(error: BaseException) -> Response:
 
 
 def _no_route(segment: str) -> FhirError:
-    if segment[:1].isupper() and segment not in RESOURCE_TYPES:
-        served = ", ".join(sorted(RESOURCE_TYPES))
+    if segment[:1].isupper() and segment not in {*RESOURCE_TYPES, SUBSCRIPTION}:
+        served = ", ".join(sorted({*RESOURCE_TYPES, SUBSCRIPTION}))
         return FhirError(
             404, "not-supported", f"resource type {segment!r} is not served here; served: {served}"
         )

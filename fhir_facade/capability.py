@@ -7,6 +7,7 @@ from typing import Any
 
 from fhir_facade.auth import PERMISSION_SCOPES
 from fhir_facade.config import Settings
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.conformance import subscription_resource
 from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
 from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
@@ -205,8 +206,8 @@ def smart_configuration(base: str, endpoints: OAuthEndpoints | None = None) -> d
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
             "scopes_supported": [
-                *(f"system/{name}.cruds" for name in RESOURCE_TYPES),
-                *(f"user/{name}.cruds" for name in RESOURCE_TYPES),
+                *(f"system/{name}.cruds" for name in [*RESOURCE_TYPES, SUBSCRIPTION]),
+                *(f"user/{name}.cruds" for name in [*RESOURCE_TYPES, SUBSCRIPTION]),
                 *PERMISSION_SCOPES,
             ],
             "capabilities": capabilities,

@@ -29,6 +29,7 @@ from fhir_facade.auth import grants_from_scopes, unknown_scopes
 from fhir_facade.context import database, settings, tokens
 from fhir_facade.http import FHIR_JSON
 from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, read_items
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.delivery import Deliverer, delivery_settings
 from fhir_facade.oauth import validate_jwks
 from fhir_facade.outcomes import issue, operation_outcome
@@ -40,7 +41,7 @@ from store.migrate import upgrade
 DEMO_SCOPE = (
     "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
     "user/Schedule.cruds user/Practitioner.cruds user/Location.cruds user/Organization.cruds "
-    "__schedule.manage"
+    "user/Subscription.cruds __schedule.manage"
 )
 
 
@@ -114,7 +115,7 @@ def _demo_state(loaded: bool, added: int) -> str:
 @click.option("--hours", default=12, show_default=True, type=click.IntRange(min=1))
 @with_appcontext
 def token_command(scope: str, subject: str, hours: int) -> None:
-    unknown = unknown_scopes(scope, RESOURCE_TYPES)
+    unknown = unknown_scopes(scope, [*RESOURCE_TYPES, SUBSCRIPTION])
     if unknown:
         raise click.BadParameter(
             f"unknown scope(s): {', '.join(unknown)} (use user/<Type>.<cruds>, system/..., "
@@ -146,7 +147,7 @@ def client_group() -> None:
 def client_add(client_id: str, jwks_file: Path | None, jwks_url: str | None, scope: str) -> None:
     if (jwks_file is None) == (jwks_url is None):
         raise click.UsageError("give exactly one of --jwks FILE and --jwks-url URL")
-    unknown = unknown_scopes(scope, RESOURCE_TYPES)
+    unknown = unknown_scopes(scope, [*RESOURCE_TYPES, SUBSCRIPTION])
     if unknown or not scope.split():
         raise click.BadParameter(f"not scopes we grant: {' '.join(unknown)}", param_hint="--scope")
     try:

@@ -6,6 +6,8 @@ from typing import Any
 
 from mappings.codes import CANONICAL
 
+#: Served beside the registry's types (routes of their own: fhir_facade.notify.api).
+RESOURCE_TYPE = "Subscription"
 BACKPORT_OPERATIONS = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition"
 #: Our definitions of the Backport IG's operations (each names the IG's as its base).
 OPERATIONS = {
