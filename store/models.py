@@ -594,6 +594,8 @@ class Subscription(Base):
     error: Mapped[str | None] = mapped_column(Text)
     next_attempt: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_sent: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: When a heartbeat is owed if nothing else is sent before (None: no heartbeat).
+    heartbeat_due: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -122,8 +122,7 @@ def previous_version(db: Session, kind: str, ident: str, version: int) -> Record
 
 def due(db: Session, now: dt.datetime) -> list[str]:
     """Subscriptions with something to send now: a handshake, events not yet delivered,
-    or a heartbeat (decided by the worker); not held by another worker, not waiting out
-    a backoff."""
+    or a heartbeat; not held by another worker, not waiting out a backoff."""
     statement = (
         select(Subscription.id)
         .where(
@@ -131,7 +130,7 @@ def due(db: Session, now: dt.datetime) -> list[str]:
             or_(
                 Subscription.handshake_done.is_(False),
                 Subscription.delivered < Subscription.events,
-                Subscription.heartbeat_s.is_not(None),
+                Subscription.heartbeat_due <= now,
             ),
             or_(Subscription.lease_until.is_(None), Subscription.lease_until < now),
             or_(Subscription.next_attempt.is_(None), Subscription.next_attempt <= now),
@@ -203,6 +202,8 @@ def sent(
     subscription.failures = 0
     subscription.next_attempt = None
     subscription.last_sent = now
+    if subscription.heartbeat_s:
+        subscription.heartbeat_due = now + dt.timedelta(seconds=subscription.heartbeat_s)
 
 
 def failed(

@@ -108,3 +108,5 @@ def _apply(subscription: Subscription, spec: SubscriptionSpec) -> None:
     subscription.heartbeat_s = spec.heartbeat_s
     subscription.timeout_s = spec.timeout_s
     subscription.document = spec.document
+    if not spec.heartbeat_s:
+        subscription.heartbeat_due = None

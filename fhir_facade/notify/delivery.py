@@ -209,18 +209,10 @@ class Deliverer:
                     subscription, base, "event-notification", events, now=now
                 )
                 return "event-notification", events[-1].number, _body(bundle)
-        heartbeat = subscription.heartbeat_s
-        last = subscription.last_sent
-        if (
-            heartbeat
-            and subscription.status == "active"
-            and (last is None or last + dt.timedelta(seconds=heartbeat) <= now)
-        ):
-            return (
-                "heartbeat",
-                None,
-                _body(notification_bundle(subscription, base, "heartbeat", now=now)),
-            )
+        due = subscription.heartbeat_due
+        if subscription.status == "active" and due is not None and due <= now:
+            bundle = notification_bundle(subscription, base, "heartbeat", now=now)
+            return "heartbeat", None, _body(bundle)
         return "", None, None
 
     def _send(self, subscription: Subscription, body: bytes) -> None:

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("next_attempt", sa.DateTime(), nullable=True),
         sa.Column("last_sent", sa.DateTime(), nullable=True),
+        sa.Column("heartbeat_due", sa.DateTime(), nullable=True),
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
