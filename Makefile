@@ -46,6 +46,7 @@ test: install
 
 check: install
 	$(VENV)/bin/ruff check fhir_facade mappings store tests benchmarks conformance
+	$(VENV)/bin/ruff format --check fhir_facade mappings store tests benchmarks conformance
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -44,29 +44,181 @@ SERIES_PATIENTS = 5
 # Common surnames (accents included, so folding matters) get most of the weight;
 # a long tail of syllable-made names gets the rest.
 COMMON_FAMILIES = (
-    "García", "Smith", "Johnson", "Williams", "Brown", "Jones", "Rodríguez", "Miller",
-    "Davis", "Martínez", "Hernández", "López", "González", "Wilson", "Anderson", "Thomas",
-    "Taylor", "Moore", "Jackson", "Martin", "Lee", "Pérez", "Thompson", "White", "Harris",
-    "Sánchez", "Clark", "Ramírez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King",
-    "Wright", "Scott", "Torres", "Nguyễn", "Hill", "Flores", "Green", "Adams", "Nelson",
-    "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Müller",
-    "Kowalczyk", "O'Brien", "Søren", "Chen", "Wang", "Kim", "Patel", "Cohen", "Novák",
+    "García",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Rodríguez",
+    "Miller",
+    "Davis",
+    "Martínez",
+    "Hernández",
+    "López",
+    "González",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Pérez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sánchez",
+    "Clark",
+    "Ramírez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyễn",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Müller",
+    "Kowalczyk",
+    "O'Brien",
+    "Søren",
+    "Chen",
+    "Wang",
+    "Kim",
+    "Patel",
+    "Cohen",
+    "Novák",
 )
 _HEADS = (
-    "Ab", "Bar", "Cal", "Dor", "El", "Fen", "Gar", "Hol", "Ist", "Jor", "Kel", "Lam", "Mor",
-    "Nor", "Ols", "Pen", "Quin", "Ros", "Sal", "Tor", "Ulm", "Var", "Wes", "Yor", "Zel",
-    "Brad", "Crom", "Dray", "Esk", "Fair", "Grim", "Hart", "Ives", "Kirk", "Lind", "Mar",
+    "Ab",
+    "Bar",
+    "Cal",
+    "Dor",
+    "El",
+    "Fen",
+    "Gar",
+    "Hol",
+    "Ist",
+    "Jor",
+    "Kel",
+    "Lam",
+    "Mor",
+    "Nor",
+    "Ols",
+    "Pen",
+    "Quin",
+    "Ros",
+    "Sal",
+    "Tor",
+    "Ulm",
+    "Var",
+    "Wes",
+    "Yor",
+    "Zel",
+    "Brad",
+    "Crom",
+    "Dray",
+    "Esk",
+    "Fair",
+    "Grim",
+    "Hart",
+    "Ives",
+    "Kirk",
+    "Lind",
+    "Mar",
 )
 _TAILS = (
-    "ley", "ton", "son", "berg", "wick", "ford", "man", "ner", "ski", "ova", "ez", "ini",
-    "ard", "ell", "ham", "ing", "ley", "more", "rick", "stead", "well", "worth", "ino", "ek",
-    "gaard", "holm", "lund", "quist", "ström", "dóttir", "escu", "opoulos", "idis", "enko",
+    "ley",
+    "ton",
+    "son",
+    "berg",
+    "wick",
+    "ford",
+    "man",
+    "ner",
+    "ski",
+    "ova",
+    "ez",
+    "ini",
+    "ard",
+    "ell",
+    "ham",
+    "ing",
+    "ley",
+    "more",
+    "rick",
+    "stead",
+    "well",
+    "worth",
+    "ino",
+    "ek",
+    "gaard",
+    "holm",
+    "lund",
+    "quist",
+    "ström",
+    "dóttir",
+    "escu",
+    "opoulos",
+    "idis",
+    "enko",
 )
 GIVENS = (
-    "Maria", "José", "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael",
-    "Linda", "David", "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica",
-    "Thomas", "Sarah", "Zoë", "Chloé", "Ana", "Luis", "Wei", "Mei", "Aarav", "Priya", "Noah",
-    "Emma", "Liam", "Olivia", "Mateo", "Sofía", "Elijah", "Amara", "Björn", "Ingrid", "Omar",
+    "Maria",
+    "José",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Zoë",
+    "Chloé",
+    "Ana",
+    "Luis",
+    "Wei",
+    "Mei",
+    "Aarav",
+    "Priya",
+    "Noah",
+    "Emma",
+    "Liam",
+    "Olivia",
+    "Mateo",
+    "Sofía",
+    "Elijah",
+    "Amara",
+    "Björn",
+    "Ingrid",
+    "Omar",
 )
 
 
@@ -171,8 +323,7 @@ class SqliteWriter(Writer):
 
     def write(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
         statement = (
-            f"INSERT INTO {table} ({_quoted(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
+            f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
         n = 0
         for chunk in _chunks(rows, CHUNK):
@@ -240,11 +391,27 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
     families = _families()
     counts["provider"] = writer.write(
         "provider",
-        ("id", "family", "given", "prefix", "identifier_system", "identifier_value", "version",
-         "last_updated"),
         (
-            (f"prac-{p:05d}", families[p % len(families)], GIVENS[p % len(GIVENS)], "Dr.",
-             "http://hl7.org/fhir/sid/us-npi", f"1{p:09d}", 1, now)
+            "id",
+            "family",
+            "given",
+            "prefix",
+            "identifier_system",
+            "identifier_value",
+            "version",
+            "last_updated",
+        ),
+        (
+            (
+                f"prac-{p:05d}",
+                families[p % len(families)],
+                GIVENS[p % len(GIVENS)],
+                "Dr.",
+                "http://hl7.org/fhir/sid/us-npi",
+                f"1{p:09d}",
+                1,
+                now,
+            )
             for p in range(n_providers)
         ),
     )
@@ -279,15 +446,34 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
             family = family_of[n] if n < n_patients else "Series"
             given = GIVENS[n % len(GIVENS)]
             yield (
-                patient_id(n), family, given, fold(family), fold(given),
+                patient_id(n),
+                family,
+                given,
+                fold(family),
+                fold(given),
                 dt.date(1940, 1, 1) + dt.timedelta(days=(n * 7919) % 25_000),
-                ("female", "male", "other")[n % 3], n in restricted, None, 1, now,
+                ("female", "male", "other")[n % 3],
+                n in restricted,
+                None,
+                1,
+                now,
             )
 
     counts["patient"] = writer.write(
         "patient",
-        ("id", "family", "given", "family_folded", "given_folded", "birth_date", "gender",
-         "restricted", "document", "version", "last_updated"),
+        (
+            "id",
+            "family",
+            "given",
+            "family_folded",
+            "given_folded",
+            "birth_date",
+            "gender",
+            "restricted",
+            "document",
+            "version",
+            "last_updated",
+        ),
         patients(),
     )
     shape.patients = n_patients
@@ -295,9 +481,7 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
     shape.series_patients = [patient_id(n) for n in range(n_patients, n_patients + SERIES_PATIENTS)]
     ssn_every = 20  # 5,000 per 100,000 patients carry an SSN
     shape.ssn_patients = [
-        (patient_id(n), ssn_of(n))
-        for n in range(0, n_patients, ssn_every)
-        if n not in restricted
+        (patient_id(n), ssn_of(n)) for n in range(0, n_patients, ssn_every) if n not in restricted
     ]
 
     def identifiers() -> Iterator[tuple[Any, ...]]:
@@ -308,11 +492,13 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
                 yield (patient_id(n), 1, SSN_SYSTEM, hasher.digest(digits), "SS", digits[-4:])
 
     counts["patient_identifier"] = writer.write(
-        "patient_identifier", ("patient_id", "position", "system", "value", "kind", "last4"),
+        "patient_identifier",
+        ("patient_id", "position", "system", "value", "kind", "last4"),
         identifiers(),
     )
     counts["patient_phone"] = writer.write(
-        "patient_phone", ("patient_id", "position", "value", "digits", "use"),
+        "patient_phone",
+        ("patient_id", "position", "value", "digits", "use"),
         (
             (patient_id(n), 0, phone_of(n), phone_digits(phone_of(n)), "mobile")
             for n in range(n_patients + SERIES_PATIENTS)
@@ -326,22 +512,83 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
         for n in range(n_patients + SERIES_PATIENTS):
             pid = patient_id(n)
             if n % 10 == 3 or n >= n_patients:
-                yield (f"cov-{n:08d}-a", pid, None, None, "patient", pid, "active", SELF_PAY_SYSTEM,
-                       "pay", True, None, period_start, None, None, 1, now)
+                yield (
+                    f"cov-{n:08d}-a",
+                    pid,
+                    None,
+                    None,
+                    "patient",
+                    pid,
+                    "active",
+                    SELF_PAY_SYSTEM,
+                    "pay",
+                    True,
+                    None,
+                    period_start,
+                    None,
+                    None,
+                    1,
+                    now,
+                )
             else:
-                yield (f"cov-{n:08d}-a", pid, pid, f"M{n:09d}", "organization",
-                       payers[n % len(payers)][0], "active", None, None, False, 1,
-                       period_start, None, None, 1, now)
+                yield (
+                    f"cov-{n:08d}-a",
+                    pid,
+                    pid,
+                    f"M{n:09d}",
+                    "organization",
+                    payers[n % len(payers)][0],
+                    "active",
+                    None,
+                    None,
+                    False,
+                    1,
+                    period_start,
+                    None,
+                    None,
+                    1,
+                    now,
+                )
                 if n % 2 == 0:
-                    yield (f"cov-{n:08d}-b", pid, pid, f"S{n:09d}", "organization",
-                           payers[(n + 3) % len(payers)][0], "active", None, None, False, 2,
-                           period_start, None, None, 1, now)
+                    yield (
+                        f"cov-{n:08d}-b",
+                        pid,
+                        pid,
+                        f"S{n:09d}",
+                        "organization",
+                        payers[(n + 3) % len(payers)][0],
+                        "active",
+                        None,
+                        None,
+                        False,
+                        2,
+                        period_start,
+                        None,
+                        None,
+                        1,
+                        now,
+                    )
 
     counts["coverage"] = writer.write(
         "coverage",
-        ("id", "beneficiary_id", "subscriber_patient_id", "subscriber_id", "payor_kind",
-         "payor_id", "status", "type_system", "type_code", "self_pay", "rank", "period_start",
-         "period_end", "document", "version", "last_updated"),
+        (
+            "id",
+            "beneficiary_id",
+            "subscriber_patient_id",
+            "subscriber_id",
+            "payor_kind",
+            "payor_id",
+            "status",
+            "type_system",
+            "type_code",
+            "self_pay",
+            "rank",
+            "period_start",
+            "period_end",
+            "document",
+            "version",
+            "last_updated",
+        ),
         coverages(),
     )
 
@@ -367,15 +614,40 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
     def flush_sessions() -> None:
         counts["group_session"] = counts.get("group_session", 0) + writer.write(
             "group_session",
-            ("id", "schedule_id", "start_at", "end_at", "capacity", "booked", "appointment_type",
-             "service_type", "closed", "blocked", "comment", "version", "last_updated"),
+            (
+                "id",
+                "schedule_id",
+                "start_at",
+                "end_at",
+                "capacity",
+                "booked",
+                "appointment_type",
+                "service_type",
+                "closed",
+                "blocked",
+                "comment",
+                "version",
+                "last_updated",
+            ),
             session_rows,
         )
         counts["booking"] = counts.get("booking", 0) + writer.write(
             "booking",
-            ("id", "session_id", "patient_id", "status", "start_at", "end_at", "appointment_type",
-             "department_id", "comment", "cancellation_reason", "created", "version",
-             "last_updated"),
+            (
+                "id",
+                "session_id",
+                "patient_id",
+                "status",
+                "start_at",
+                "end_at",
+                "appointment_type",
+                "department_id",
+                "comment",
+                "cancellation_reason",
+                "created",
+                "version",
+                "last_updated",
+            ),
             booking_rows,
         )
         counts["booking_provider"] = counts.get("booking_provider", 0) + writer.write(
@@ -413,15 +685,40 @@ def build(writer: Writer, scale: float, hasher: SsnHasher, seed: int = 6) -> Cli
                         assert (status in HOLDS_PLACE) == (status != "cancelled")
                         created = start - dt.timedelta(days=14)
                         booking_rows.append(
-                            (bid, sid, patient_id(patient), status, start, end, "group-therapy",
-                             dept, None, "patient request" if status == "cancelled" else None,
-                             created, 1, created)
+                            (
+                                bid,
+                                sid,
+                                patient_id(patient),
+                                status,
+                                start,
+                                end,
+                                "group-therapy",
+                                dept,
+                                None,
+                                "patient request" if status == "cancelled" else None,
+                                created,
+                                1,
+                                created,
+                            )
                         )
                         booking_provider_rows.append((bid, provider, 0))
                         booking_coverage_rows.append((bid, f"cov-{patient:08d}-a", 1))
                     session_rows.append(
-                        (sid, sched, start, end, CAPACITY, booked, "group-therapy",
-                         "behavioral-health-group", False, False, None, 1, now)
+                        (
+                            sid,
+                            sched,
+                            start,
+                            end,
+                            CAPACITY,
+                            booked,
+                            "group-therapy",
+                            "behavioral-health-group",
+                            False,
+                            False,
+                            None,
+                            1,
+                            now,
+                        )
                     )
         if len(booking_rows) > 200_000:
             flush_sessions()

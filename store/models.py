@@ -358,7 +358,8 @@ HOLDS_PLACE = frozenset(
     }
 )
 
-_HOLDS_PLACE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(HOLDS_PLACE)))
+#: The same, as the SQL condition of the partial index (and of checks outside the ORM).
+HOLDS_PLACE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(HOLDS_PLACE)))
 
 
 class Booking(Versioned, Base):
@@ -372,8 +373,8 @@ class Booking(Versioned, Base):
             "session_id",
             "patient_id",
             unique=True,
-            sqlite_where=text(_HOLDS_PLACE_SQL),
-            postgresql_where=text(_HOLDS_PLACE_SQL),
+            sqlite_where=text(HOLDS_PLACE_SQL),
+            postgresql_where=text(HOLDS_PLACE_SQL),
         ),
         Index("ix_booking_patient", "patient_id"),
         Index("ix_booking_start", "start_at"),

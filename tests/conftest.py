@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import shutil
 import uuid
@@ -26,10 +27,17 @@ from fhir_facade import create_app
 from store.db import Database, DatabaseSettings
 from store.migrate import upgrade
 from store.models import Base
+from tests.demo_snapshot import DemoSnapshots, copy_demo
 
 PG_URL = os.environ.get("FHIR_FACADE_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("FHIR_FACADE_REQUIRE_POSTGRES") == "1"
 TEST_SECRET = "test-signing-key-not-for-production-0123456789"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow first: with one test process per core they start at once and the
+    short ones fill in beside them, instead of one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +95,37 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = request.getfixturevalue("postgres_url")
     yield url
     empty_database(url)
+
+
+@pytest.fixture(scope="session")
+def demo_snapshots(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[DemoSnapshots]:
+    """The demo clinic's rows, loaded once per test process (and database kind, and day)."""
+    with contextlib.ExitStack() as stack:
+
+        @functools.cache
+        def postgres_source() -> str:
+            url = stack.enter_context(own_postgres_database("fhir_facade_demo"))
+            database = Database(DatabaseSettings(url))
+            upgrade(database.engine)
+            database.dispose()
+            return url
+
+        yield DemoSnapshots(tmp_path_factory.mktemp("demo"), sqlite_template, postgres_source)
+
+
+@pytest.fixture
+def demo_clinic(database_url: str, demo_snapshots: DemoSnapshots) -> Callable[..., bool]:
+    """Loads the demo clinic into the test's database, as `store.demo.load_demo(db,
+    today=...)` would (True when loaded; False when a clinic is there already), but copied
+    from a snapshot in milliseconds instead of booked anew."""
+    kind = make_url(database_url).get_backend_name()
+
+    def load(today: dt.date | None = None) -> bool:
+        return copy_demo(demo_snapshots.rows(kind, today or dt.date.today()), database_url)
+
+    return load
 
 
 def empty_database(url: str) -> None:

@@ -4,6 +4,7 @@ and signed client assertions (SMART App Launch 2.0, backend-services §4.2.1).""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
+@functools.cache
+def _key(client_id: str, alg: str) -> Any:
+    """One key pair per client name and algorithm in a test process: each test has its
+    own database, so sharing one costs nothing, and an RSA key takes ~0.1 s to make."""
+    if alg.startswith("RS"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP384R1())
+
+
 @dataclass
 class BackendClient:
     client_id: str
@@ -24,11 +34,7 @@ class BackendClient:
 
     def __post_init__(self) -> None:
         if self.private_key is None:
-            self.private_key = (
-                rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                if self.alg.startswith("RS")
-                else ec.generate_private_key(ec.SECP384R1())
-            )
+            self.private_key = _key(self.client_id, self.alg)
 
     @property
     def jwks(self) -> dict[str, Any]:

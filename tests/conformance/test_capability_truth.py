@@ -32,7 +32,6 @@ from mappings.codes import EXT_GROUP_CAPACITY, EXT_TIMEZONE
 from mappings.coverage import CS_SELF_PAY
 from mappings.search import RESULT_PARAMS, SEARCHES
 from store.db import Database
-from store.demo import load_demo
 from store.models import (
     Booking,
     BookingIdentifier,
@@ -157,9 +156,8 @@ class Server:
         raise AssertionError(f"{url} is declared but conformance/package does not define it")
 
 
-def _demo_clinic(db: Session) -> None:
-    """The demo clinic, plus business identifiers where the demo has none."""
-    load_demo(db)
+def _identifiers(db: Session) -> None:
+    """Business identifiers where the demo clinic has none."""
     department = db.get(Department, "dept-brooklyn")
     schedule = db.get(ProviderSchedule, "sched-rivera-bk")
     assert department is not None and schedule is not None
@@ -189,9 +187,10 @@ def empty_server(app: Flask, client: FlaskClient, mint) -> Server:
 
 
 @pytest.fixture
-def server(database: Database, empty_server: Server) -> Server:
+def server(database: Database, demo_clinic: Callable[[], bool], empty_server: Server) -> Server:
     """The app on the demo clinic."""
-    database.write(_demo_clinic)
+    demo_clinic()
+    database.write(_identifiers)
     return empty_server
 
 
@@ -442,6 +441,7 @@ RESULT_VALUES: dict[str, Callable[[str], str]] = {
 }
 
 
+@pytest.mark.slow
 def test_every_result_parameter_the_server_accepts_is_declared_and_answers(server):
     documentation = server.metadata["rest"][0]["documentation"]
     accepted = RESULT_PARAMS - {"_include", "_revinclude"}  # declared per type, tested below

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from mappings.codes import EXT_CLOSED_SESSION, EXT_GROUP_CAPACITY, EXT_SLOT_CAPACITY_SMART
-from store.demo import load_demo
 from tests.integration.helpers import fhir, post
 
 EXAMPLES = Path(__file__).parents[2] / "conformance/gate/node_modules/hl7.fhir.r4.examples"
@@ -70,8 +68,7 @@ def hl7() -> Callable[[str], Resource]:
 class Clinic:
     """The demo clinic, and the examples created into it so far (by resource type)."""
 
-    def __init__(self, app: Flask, client: FlaskClient, headers: dict[str, str]) -> None:
-        app.extensions["fhir_facade.db"].write(lambda db: load_demo(db))
+    def __init__(self, client: FlaskClient, headers: dict[str, str]) -> None:
         self.client = client
         self.headers = headers
         self.ids = {
@@ -104,8 +101,11 @@ class Clinic:
 
 
 @pytest.fixture
-def clinic(app: Flask, client: FlaskClient, mint: Callable[[str], dict[str, str]]) -> Clinic:
-    return Clinic(app, client, mint(SCOPE))
+def clinic(
+    demo_clinic: Callable[[], bool], client: FlaskClient, mint: Callable[[str], dict[str, str]]
+) -> Clinic:
+    demo_clinic()
+    return Clinic(client, mint(SCOPE))
 
 
 def masked_ssns(resource: Resource) -> Resource:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,8 +26,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR
-
-from store.demo import load_demo
 
 #: Examples per operation; operations with a resource body generate slowly (deep schemas).
 EXAMPLES = int(os.environ.get("FHIR_FACADE_FUZZ_EXAMPLES", "12"))
@@ -100,11 +99,12 @@ def test_resources_are_documented_with_schemas_derived_from_the_r4b_models(
     assert document["paths"]["/fhir/metadata"]["get"]["security"] == []
 
 
+@pytest.mark.slow
 def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
-    app: Flask, client: FlaskClient, database_url: str
+    app: Flask, client: FlaskClient, database_url: str, demo_clinic: Callable[[], bool]
 ) -> None:
     share = 1 if database_url.startswith("sqlite") else 4
-    app.extensions["fhir_facade.db"].write(lambda db: load_demo(db))
+    demo_clinic()
     token = app.extensions["fhir_facade.tokens"].mint("fuzzer", SCOPES, dt.timedelta(hours=1))
     # Over WSGI, schemathesis asks for gzip but does not inflate what it gets: compression
     # is the HTTP layer's business (tests/integration/test_cors_and_compression.py).

@@ -15,6 +15,7 @@ import pytest
 from conformance.gate.__main__ import run_gate
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("node_validators")
 def test_every_response_of_the_demo_server_passes_every_validator(tmp_path: Path) -> None:
     report = run_gate(None, None, None, tmp_path / "responses")

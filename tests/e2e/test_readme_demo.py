@@ -68,7 +68,9 @@ def demo(tmp_path: Path, port: int) -> Iterator[tuple[str, str, Path]]:
         base = f"http://127.0.0.1:{port}/fhir"
         yield base, _wait_for_token_and_server(out, base), out
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        # SIGKILL: the test is over and its files are thrown away; a graceful stop would
+        # wait out gunicorn's graceful timeout (5 s) on idle workers.
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
 
 
@@ -80,6 +82,7 @@ def _slots(base: str, headers: dict[str, str], **params: str) -> list[dict]:
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
+@pytest.mark.slow
 def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: Path) -> None:
     with demo(tmp_path, _free_port()) as (base, token, _):
         headers = {"Authorization": f"Bearer {token}"}
@@ -105,6 +108,7 @@ def walkthrough_blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "date")),
     reason="the walkthrough needs bash, curl, jq and GNU date",

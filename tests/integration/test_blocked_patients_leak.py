@@ -92,6 +92,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
@@ -899,6 +900,7 @@ def _bundle(kind: str, *entries: tuple[str, str, Any]) -> dict[str, Any]:
 # -- the tests -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_without_the_permission_no_read_or_search_shows_a_trace_of_a_blocked_patient(
     app, client, database
 ):
@@ -919,6 +921,7 @@ def test_without_the_permission_no_read_or_search_shows_a_trace_of_a_blocked_pat
     assert len(walk.walked) > 140
 
 
+@pytest.mark.slow
 def test_without_the_permission_no_write_can_reach_a_blocked_patient(app, client, database):
     w = build_world(app, client, database)
     officer = token(app, PRIVACY_OFFICER, "privacy-officer")
@@ -996,6 +999,7 @@ def audit_probes(w: World, r_event: str) -> list[Probe]:
     ]
 
 
+@pytest.mark.slow
 def test_a_patient_restricted_after_their_records_exist_vanishes_and_returns_when_lifted(
     app, client, database
 ):
@@ -1162,6 +1166,7 @@ def family_probes(w: World, booked: str, series: str) -> list[Probe]:
     ]
 
 
+@pytest.mark.slow
 def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight_and_stored(
     app, client, database
 ):

@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
+from store.access import PRIVACY_OFFICER
+from store.booking import BookingRequest, book_patient
 from store.demo import (
     SESSIONS,
     WALKTHROUGH_PATIENT,
@@ -17,7 +20,7 @@ from store.demo import (
     load_demo,
     monday_of,
 )
-from store.models import Booking, GroupSession
+from store.models import Base, Booking, GroupSession
 
 LOADED = dt.date(2026, 8, 17)  # a Monday
 
@@ -81,3 +84,27 @@ def test_extending_without_the_demo_clinic_does_nothing(database):
     assert database.write(lambda db: extend_demo(db, today=LOADED)) == 0
     with database.reading() as db:
         assert db.scalar(select(func.count()).select_from(GroupSession)) == 0
+
+
+def test_a_copied_demo_clinic_holds_what_loading_it_writes_and_takes_new_bookings(
+    database, demo_clinic, demo_snapshots, database_url
+):
+    kind = make_url(database_url).get_backend_name()
+    loaded = demo_snapshots.rows(kind, LOADED)
+
+    assert (demo_clinic(LOADED), demo_clinic(LOADED)) == (True, False)
+
+    with database.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            copied = [dict(row._mapping) for row in conn.execute(select(table))]
+            key = [c.name for c in table.primary_key.columns]
+            by_key = sorted(copied, key=lambda row: [row[k] for k in key])
+            assert by_key == sorted(loaded[table.name], key=lambda row: [row[k] for k in key])
+    rivera, _ = database.write(lambda db: walkthrough_sessions(db, LOADED))
+    # New rows get ids past the copied ones (PostgreSQL's sequences moved on).
+    request = BookingRequest(patient_id=WALKTHROUGH_PATIENT, session_id=rivera.id)
+    result = database.write(lambda db: book_patient(db, request, PRIVACY_OFFICER))
+    with database.reading() as db:
+        booked = db.get(Booking, result.booking.id)
+        assert booked is not None and booked.patient_id == WALKTHROUGH_PATIENT
+        assert [link.provider_id for link in booked.providers] == ["prac-rivera"]

@@ -13,11 +13,8 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session
 
 from fhir_facade.auth import AUDIT_READ
-from store.db import Database
-from store.demo import load_demo
 from tests.integration.helpers import fhir, ids, outcome, post
 
 EVERYTHING = f"user/*.cruds {AUDIT_READ}"
@@ -38,8 +35,10 @@ QUERIES = {
 
 
 @pytest.fixture
-def demo(database: Database, client: FlaskClient, mint: Callable[..., dict[str, str]]) -> None:
-    database.write(lambda db: _load(db))
+def demo(
+    demo_clinic: Callable[[], bool], client: FlaskClient, mint: Callable[..., dict[str, str]]
+) -> None:
+    assert demo_clinic()
     # Two audited writes, so that the audit trail has a part to pick.
     headers = mint(EVERYTHING)
     created = fhir(
@@ -58,10 +57,6 @@ def demo(database: Database, client: FlaskClient, mint: Callable[..., dict[str, 
         headers=headers | {"Content-Type": "application/fhir+json"},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
-
-
-def _load(db: Session) -> None:
-    assert load_demo(db)
 
 
 def search(

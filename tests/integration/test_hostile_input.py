@@ -32,9 +32,9 @@ from fhir_facade import create_app
 from fhir_facade.writes import WRITERS
 from mappings.codes import EXT_GROUP_CAPACITY
 from mappings.search import RESULT_PARAMS, SEARCHES
-from store.demo import load_demo
 from store.models import AuditRecord, Base
 from tests.conftest import TEST_SECRET, empty_database
+from tests.demo_snapshot import DemoSnapshots, copy_demo
 from tests.validation import assert_valid
 
 SCOPES = "user/*.cruds __schedule.manage __patient.blocked __audit.read"
@@ -136,20 +136,24 @@ def _backend(name: str, url: str, folder: Path) -> Backend:
         }
     )
     app.config["TESTING"] = True
-    app.extensions["fhir_facade.db"].write(lambda db: load_demo(db, today=TODAY))
     token = app.extensions["fhir_facade.tokens"].mint("fuzzer", SCOPES, dt.timedelta(hours=1))
     return Backend(name, app, app.test_client(), {"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
 def backends(
-    request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    demo_snapshots: DemoSnapshots,
+    tmp_path: Path,
 ) -> Iterator[list[Backend]]:
     """The demo clinic on SQLite and on PostgreSQL (skipped or failed as the suite's
     PostgreSQL runs are, see tests/conftest.py)."""
     postgres = request.getfixturevalue("postgres_url")
     path = tmp_path / "facade.sqlite3"
     shutil.copy(sqlite_template, path)
+    copy_demo(demo_snapshots.rows("sqlite", TODAY), f"sqlite:///{path}")
+    copy_demo(demo_snapshots.rows("postgresql", TODAY), postgres)
     pair = [_backend("sqlite", f"sqlite:///{path}", tmp_path), _backend("pg", postgres, tmp_path)]
     yield pair
     for backend in pair:
@@ -205,6 +209,7 @@ SEARCH_PARAMS = sorted(
 )
 
 
+@pytest.mark.slow
 def test_generated_search_values_get_the_same_fhir_answer_on_both_backends(
     backends: list[Backend],
 ) -> None:
@@ -344,6 +349,7 @@ def _replaced(body: Any, path: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
+@pytest.mark.slow
 def test_generated_element_values_get_the_same_fhir_answer_on_both_backends(
     backends: list[Backend],
 ) -> None:
@@ -384,6 +390,7 @@ def test_generated_element_values_get_the_same_fhir_answer_on_both_backends(
     write()
 
 
+@pytest.mark.slow
 def test_odd_ids_in_the_url_get_the_same_answer_on_both_backends(
     backends: list[Backend],
 ) -> None:

@@ -335,6 +335,7 @@ def _row_counts(database) -> dict[str, int]:
         }
 
 
+@pytest.mark.slow
 def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_data(
     client, mint, people, database
 ):

@@ -1,0 +1,352 @@
+"""The targets each run is held to, and the markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for one run (None: not measured or not applicable)."""
+    out: list[tuple[str, str, bool | None]] = []
+    pg = run["backend"] == "postgresql"
+    if "week_view" in run:
+        w = run["week_view"]
+        out.append(
+            (
+                "week view p50 <= 2 ms in-process",
+                f"{w['in_process_ms']['p50']:.2f} ms",
+                w["in_process_ms"]["p50"] <= 2,
+            )
+        )
+        if "http_ms" in w:
+            out.append(
+                (
+                    "week view p50 <= 5 ms over HTTP",
+                    f"{w['http_ms']['p50']:.2f} ms",
+                    w["http_ms"]["p50"] <= 5,
+                )
+            )
+    if "page_500" in run:
+        p = run["page_500"]
+        out.append(
+            (
+                "500-Slot page <= 30 ms (server, p50)",
+                f"{p['server_ms']['p50']:.1f} ms",
+                p["server_ms"]["p50"] <= 30,
+            )
+        )
+        out.append(
+            (
+                "output building <= 2x orjson floor",
+                f"{p['output_vs_floor']:.1f}x "
+                f"({p['output_ms']:.1f} ms vs {p['parts_p50_ms']['floor_same_dicts']:.2f} ms)",
+                p["output_vs_floor"] <= 2,
+            )
+        )
+    if "patient_search" in run:
+        for name, entry in run["patient_search"].items():
+            out.append(
+                (
+                    f"patient search {name} p50 <= 5 ms",
+                    f"{entry['in_process_ms']['p50']:.2f} ms (total {entry['total']})",
+                    entry["in_process_ms"]["p50"] <= 5,
+                )
+            )
+            if True:  # the target names PostgreSQL; SQLite's plan is shown as well
+                out.append(
+                    (
+                        f"  plan uses indexes only: {name}",
+                        "yes"
+                        if entry["plan"]["index_only"]
+                        else "whole-table scan of "
+                        + ", ".join(
+                            sorted(
+                                {
+                                    t
+                                    for s in entry["plan"]["statements"]
+                                    for t in s["seq_scans_on_big_tables"]
+                                }
+                            )
+                        ),
+                        entry["plan"]["index_only"],
+                    )
+                )
+    if "booking" in run:
+        b = run["booking"]
+        rate = b["http"]["bookings_per_s"]
+        out.append(
+            (
+                "booking >= 400/s" + ("" if pg else " (target is for PostgreSQL)"),
+                f"{rate:.0f}/s, p95 {b['http']['booking_ms'].get('p95', 0):.0f} ms",
+                rate >= 400 if pg else None,
+            )
+        )
+        out.append(
+            (
+                "0 overbooked sessions",
+                str(b["check"]["overbooked_sessions"])
+                + f" (count mismatches {b['check']['count_mismatches']})",
+                b["check"]["overbooked_sessions"] == 0 and b["check"]["count_mismatches"] == 0,
+            )
+        )
+        out.append(
+            (
+                "booking >= 25% of the driver's own rate",
+                f"{b['ratio_to_driver'] * 100:.0f}% of {b['driver']['bookings_per_s']:.0f}/s",
+                b["ratio_to_driver"] >= 0.25 if pg else None,
+            )
+        )
+        rss = max(v for k, v in b["server_rss_mb_after_load"].items() if k != "master")
+        out.append(("RSS <= 150 MB (largest worker after load)", f"{rss:.0f} MB", rss <= 150))
+    if "series" in run:
+        s = run["series"]
+        out.append(
+            (
+                "$find 52-week series <= 15 ms",
+                f"{s['find_ms']['p50']:.1f} ms",
+                s["find_ms"]["p50"] <= 15,
+            )
+        )
+        out.append(("$find <= 3 SQL statements", str(max(s["find_sql"])), max(s["find_sql"]) <= 3))
+        out.append(
+            (
+                "$book <= 60 ms",
+                f"{s['book_ms']['p50']:.1f} ms ({max(s['book_sql'])} SQL)",
+                s["book_ms"]["p50"] <= 60,
+            )
+        )
+    return out
+
+
+def checks(run: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(check, found, passed) for one run: what must hold whatever the timings, as
+    `--quick` runs it in CI."""
+    out: list[tuple[str, str, bool]] = []
+    if "week_view" in run:
+        slots = run["week_view"]["slots_per_week"]
+        out.append(("a week view finds Slots", f"{slots} per week", slots > 0))
+    if "page_500" in run:
+        p = run["page_500"]
+        wanted = min(500, p["total"] or 0)
+        found = f"{p['entries']} of {p['total']}"
+        out.append(
+            (
+                "the 500-Slot page search returns its matches, up to 500",
+                found,
+                wanted > 0 and p["entries"] == wanted,
+            )
+        )
+    if "booking" in run:
+        b = run["booking"]
+        places = b["sessions"] * b["capacity"]
+        for label, load in (("over HTTP", b["http"]), ("through the driver", b["driver"])):
+            expected = {"201": places, "409": load["requests"] - places}
+            out.append(
+                (
+                    f"{b['clients']} clients {label}: every place booked, the rest refused 409",
+                    f"statuses {load['statuses']}",
+                    load["statuses"] == expected,
+                )
+            )
+        sequential = b["sequential"]
+        out.append(
+            (
+                "one client over HTTP: every booking into room is 201",
+                f"statuses {sequential['statuses']}",
+                sequential["statuses"] == {"201": sequential["requests"]},
+            )
+        )
+        check = b["check"]
+        out.append(
+            (
+                "0 overbooked sessions, booked counts match the bookings",
+                f"{check['overbooked_sessions']} overbooked, "
+                f"{check['count_mismatches']} mismatches in {check['sessions_checked']} sessions",
+                check["overbooked_sessions"] == 0 and check["count_mismatches"] == 0,
+            )
+        )
+    if "series" in run:
+        s = run["series"]
+        out.append(
+            (
+                "$book books every occurrence $find matched with a session",
+                f"matched {s['matched_with_slot']}, booked {s['booked']}",
+                sum(s["matched_with_slot"]) > 0 and s["booked"] == s["matched_with_slot"],
+            )
+        )
+    return out
+
+
+def render_checks(report: dict[str, Any]) -> str:
+    lines = ["| run | check | found | passed |", "|---|---|---|---|"]
+    for run in report["runs"]:
+        for name, found, passed in checks(run):
+            mark = "yes" if passed else "**NO**"
+            lines.append(f"| {run['backend']} x{run['scale']:g} | {name} | {found} | {mark} |")
+    return "\n".join(lines)
+
+
+def flatness(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Week view and booking latency per scale, relative to the smallest scale."""
+    rows = []
+    by_backend: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_backend.setdefault(run["backend"], []).append(run)
+    for backend, items in by_backend.items():
+        items.sort(key=lambda r: r["scale"])
+        base = items[0]
+        for run in items:
+            row: dict[str, Any] = {"backend": backend, "scale": run["scale"]}
+            for key, path in (
+                ("week_in_process_p50", ("week_view", "in_process_ms", "p50")),
+                ("week_http_p50", ("week_view", "http_ms", "p50")),
+                ("booking_sequential_p50", ("booking", "sequential", "booking_ms", "p50")),
+                ("booking_16_clients_p95", ("booking", "http", "booking_ms", "p95")),
+                ("bookings_per_s", ("booking", "http", "bookings_per_s")),
+            ):
+                value, ref = _dig(run, path), _dig(base, path)
+                row[key] = value
+                if value is not None and ref:
+                    row[key + "_x"] = round(value / ref, 2)
+            rows.append(row)
+    return rows
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    m = report["machine"]
+    lines.append(
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, "
+        f"Python {m['python']}; server: gunicorn {report['args']['workers']} workers x "
+        f"{report['args']['threads']} threads; {report['args']['clients']} clients."
+    )
+    for run in report["runs"]:
+        lines.append("")
+        lines.append(
+            f"### {run['backend']}, scale {run['scale']:g} "
+            f"(built in {run['build_seconds']} s: "
+            + ", ".join(
+                f"{k} {v:,}"
+                for k, v in run["rows"].items()
+                if k in ("group_session", "patient", "coverage", "booking")
+            )
+            + ")"
+        )
+        lines.append("")
+        lines.append("| measurement | p50 ms | p95 ms | notes |")
+        lines.append("|---|---:|---:|---|")
+
+        def row(name: str, s: dict[str, Any] | None, note: str = "") -> None:
+            if s:
+                lines.append(f"| {name} | {s.get('p50', '')} | {s.get('p95', '')} | {note} |")
+
+        if "week_view" in run:
+            w = run["week_view"]
+            row("week view, in-process", w["in_process_ms"], f"{w['slots_per_week']} Slots")
+            row("week view, HTTP", w.get("http_ms"))
+        if "page_500" in run:
+            p = run["page_500"]
+            parts = p["parts_p50_ms"]
+            row(
+                "500-Slot page, in-process",
+                p["server_ms"],
+                f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
+                f"ORM {parts['query_orm']}, slot_to_fhir {parts['slot_to_fhir']}, bundle "
+                f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
+                f"{parts['floor_same_dicts']}, floor (plain records) "
+                f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor, "
+                f"{p['output_share_of_server'] * 100:.0f}% of server time",
+            )
+            row("500-Slot page, HTTP", p.get("http_ms"))
+        for name, entry in run.get("patient_search", {}).items():
+            plan = entry["plan"]
+            note = f"total {entry['total']}, returned {entry['returned']}"
+            note += "; plan: " + ("indexes only" if plan["index_only"] else "WHOLE-TABLE SCAN")
+            row(f"Patient?{name}, in-process", entry["in_process_ms"], note)
+            row(f"Patient?{name}, HTTP", entry.get("http_ms"))
+        if "booking" in run:
+            b = run["booking"]
+            row(
+                "booking, in-process (test client)",
+                b["in_process"]["booking_ms"],
+                f"{b['in_process']['sql_per_booking']} SQL statements per booking",
+            )
+            row(
+                "booking, 1 client, HTTP",
+                b["sequential"]["booking_ms"],
+                f"{b['sequential']['bookings_per_s']}/s",
+            )
+            row(
+                f"booking, {b['clients']} clients, HTTP",
+                b["http"]["booking_ms"],
+                f"**{b['http']['bookings_per_s']} bookings/s**, statuses {b['http']['statuses']}, "
+                f"{b['check']['overbooked_sessions']} overbooked, "
+                f"{b['check']['count_mismatches']} count mismatches",
+            )
+            row(
+                f"driver only, {b['clients']} threads",
+                b["driver"]["booking_ms"],
+                f"{b['driver']['bookings_per_s']} bookings/s; HTTP = "
+                f"{b['ratio_to_driver'] * 100:.0f}% of it",
+            )
+            lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
+            for label, cpu in (
+                ("HTTP load", b["http"]["cpu"]),
+                ("driver load", b["driver"]["cpu"]),
+            ):
+                parts = ", ".join(
+                    f"{k} {v['cpu_ms_per_booking']} ms"
+                    for k, v in cpu.items()
+                    if isinstance(v, dict)
+                )
+                lines.append(
+                    f"| CPU per request, {label} | | | {parts}; machine "
+                    f"{cpu['machine_busy'] * 100:.0f}% busy |"
+                )
+        if "series" in run:
+            s = run["series"]
+            row(
+                "$find 52 wk Mon/Wed/Fri",
+                s["find_ms"],
+                f"SQL {s['find_sql']}, matched {s['matched_with_slot']}, "
+                f"first call {s['find_ms_first_call']} ms",
+            )
+            row("$book", s["book_ms"], f"SQL {s['book_sql']}, booked {s['booked']}")
+        lines.append("")
+        lines.append("| target | measured | met |")
+        lines.append("|---|---|---|")
+        for name, measured, met in targets(run):
+            mark = "n/a" if met is None else ("yes" if met else "**NO**")
+            lines.append(f"| {name} | {measured} | {mark} |")
+    if len(report["runs"]) > 1 and report["flatness"]:
+        lines.append("")
+        lines.append("### Cost as data grows (ratio to the smallest scale)")
+        lines.append("")
+        lines.append(
+            "| backend | scale | week p50 in-proc | week p50 HTTP "
+            "| booking p50 (1 client) | booking p95 (16 clients) | bookings/s |"
+        )
+        lines.append("|---|---:|---|---|---|---|---|")
+        for r in report["flatness"]:
+
+            def cell(key: str, r: dict[str, Any] = r) -> str:
+                value = r.get(key)
+                if value is None:
+                    return "-"
+                ratio = r.get(key + "_x")
+                return f"{value} ({ratio}x)" if ratio is not None else str(value)
+
+            lines.append(
+                f"| {r['backend']} | {r['scale']:g} | {cell('week_in_process_p50')} | "
+                f"{cell('week_http_p50')} | {cell('booking_sequential_p50')} | "
+                f"{cell('booking_16_clients_p95')} | {cell('bookings_per_s')} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""`$find` and `$book` of a 52-week Mon/Wed/Fri series."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import orjson
+
+from benchmarks.clinic_benchmark.harness import FHIR_JSON, Bench, stats
+from benchmarks.clinic_data import LOCAL_TIMES, ClinicShape
+
+
+def series_find_body(shape: ClinicShape, patient: str) -> dict[str, Any]:
+    """Mondays, Wednesdays and Fridays at 10:00 (the department's zone) for 52 weeks."""
+    first = shape.this_monday + dt.timedelta(weeks=1)
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
+            {
+                "name": "practitioner",
+                "valueReference": {"reference": f"Practitioner/{shape.providers[0]}"},
+            },
+            {
+                "name": "timing",
+                "valueTiming": {
+                    "repeat": {
+                        "boundsPeriod": {"start": first.isoformat()},
+                        "count": 156,
+                        "periodUnit": "wk",
+                        "period": 1,
+                        "frequency": 1,
+                        "dayOfWeek": ["mon", "wed", "fri"],
+                        "timeOfDay": [LOCAL_TIMES[0].strftime("%H:%M:%S")],
+                        "duration": 90,
+                        "durationUnit": "min",
+                    }
+                },
+            },
+        ],
+    }
+
+
+def series_book_body(preview: dict[str, Any]) -> dict[str, Any]:
+    kept = [e["resource"] for e in preview["entry"] if e["search"]["mode"] == "match"]
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment-resource", "resource": k} for k in kept],
+    }
+
+
+def measure_series(bench: Bench, patients: int | None = None) -> dict[str, Any]:
+    """`$find` then `$book` for each of the first `patients` series patients (all: None)."""
+    shape = bench.shape
+    schedule = shape.schedules[0]
+    find_ms, book_ms, find_sql, book_sql, matched, booked = [], [], [], [], [], []
+
+    def timed(operation: str, body: dict[str, Any], ms: list[float], sql: list[int]) -> Any:
+        """POST an operation in-process; record its time and SQL statements."""
+        bench.counter.reset()
+        started = time.perf_counter()
+        response = bench.client.post(
+            f"/fhir/Appointment/{operation}",
+            data=orjson.dumps(body),
+            content_type=FHIR_JSON,
+            headers=bench.headers,
+        )
+        ms.append((time.perf_counter() - started) * 1000)
+        sql.append(bench.counter.count)
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        return orjson.loads(response.get_data())
+
+    for patient in shape.series_patients[:patients]:
+        preview = timed("$find", series_find_body(shape, patient), find_ms, find_sql)
+        book = series_book_body(preview)
+        matched.append(sum(1 for p in book["parameter"] if p["resource"].get("slot")))
+        answer = timed("$book", book, book_ms, book_sql)
+        booked.append(
+            sum(
+                1
+                for e in answer["entry"]
+                if e["resource"].get("resourceType") == "Appointment"
+                and e["resource"].get("status") == "booked"
+            )
+        )
+    return {
+        "schedule": schedule,
+        "occurrences": 156,
+        "matched_with_slot": matched,
+        "booked": booked,
+        "find_ms": stats(find_ms[1:] or find_ms),
+        "find_ms_first_call": round(find_ms[0], 2),
+        "find_sql": find_sql,
+        "book_ms": stats(book_ms[1:] or book_ms),
+        "book_ms_first_call": round(book_ms[0], 2),
+        "book_sql": book_sql,
+    }
