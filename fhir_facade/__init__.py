@@ -16,7 +16,7 @@ from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
 from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.events import record_events
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.outcomes import NotServed, describe
 from fhir_facade.registry import RESOURCE_TYPES, snapshot
 from mappings.limits import check_id
 from store.db import Database, DatabaseSettings
@@ -49,13 +49,13 @@ def _error_response(error: BaseException) -> Response:
     return fhir_response(outcome, status, headers)
 
 
-def _no_route(segment: str) -> FhirError:
+def _no_route(segment: str) -> NotServed:
     if segment[:1].isupper() and segment not in {*RESOURCE_TYPES, SUBSCRIPTION}:
         served = ", ".join(sorted({*RESOURCE_TYPES, SUBSCRIPTION}))
-        return FhirError(
-            404, "not-supported", f"resource type {segment!r} is not served here; served: {served}"
+        return NotServed(
+            f"resource type {segment!r} is not served here; served: {served}", code="not-supported"
         )
-    return FhirError(404, "not-found", "no FHIR interaction is served at this URL")
+    return NotServed("no FHIR interaction is served at this URL")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

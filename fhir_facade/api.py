@@ -1,8 +1,15 @@
-"""The FHIR route table: one MethodView per URL, built for every resource type we serve."""
+"""The FHIR route table (R4 http.html): one MethodView per URL.
+
+`ROUTES` reads like the spec's list of interactions. A row whose path holds `{type}`
+is served for every resource type whose registry entry wires its interaction; the
+operations (`[type]/$code`, `[type]/[id]/$code`) are served where the registry
+declares them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,113 +23,124 @@ from fhir_facade.context import settings
 from fhir_facade.http import base_url, fhir_response
 from fhir_facade.reads import history, read, search, vread
 from fhir_facade.registry import RESOURCE_TYPES
-from fhir_facade.writes import WRITES
+from fhir_facade.writes import create, update
 
 
-def build_blueprint() -> Blueprint:
-    blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="FHIR R4 REST API")
-
-    @blp.route("", endpoint="system")
-    class System(MethodView):
-        @openapi.documented(blp, openapi.system_doc())
-        def post(self) -> Response:
-            return bundles.process()
-
-    @blp.route("/metadata")
-    class Metadata(MethodView):
-        @openapi.documented(blp, openapi.metadata_doc())
-        def get(self) -> Response:
-            base = base_url()
-            endpoints = OAuthEndpoints.of(settings(), base)
-            cors = bool(settings().cors_origins)
-            return fhir_response(capability_statement(base, endpoints, cors=cors))
-
-    @blp.route("/.well-known/smart-configuration")
-    class SmartConfiguration(MethodView):
-        @openapi.documented(blp, openapi.smart_configuration_doc())
-        def get(self) -> Response:
-            base = base_url()
-            body = orjson.dumps(smart_configuration(base, OAuthEndpoints.of(settings(), base)))
-            return Response(body, content_type="application/json")
-
-    # Operations first: their literal "$name" segment must not be read as an id.
-    _operation_routes(blp)
-    for name, spec in RESOURCE_TYPES.items():
-        _type_routes(blp, name, spec.interactions)
-    return blp
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # under /fhir; `{type}` stands for each resource type wiring `interaction`
+    interaction: str  # R4 interaction code
+    view: Callable[..., Response]  # `{type}` rows: (resource type, URL arguments)
+    doc: Callable[..., dict[str, Any]]  # its OpenAPI operation (`{type}` rows: of the type)
 
 
-def _operation_routes(blp: Blueprint) -> None:
-    routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
-        ("/Appointment/$find", "find", lambda self: operations.find()),
-        ("/Appointment/$book", "book", lambda self: operations.book()),
-        (
-            "/Appointment/<string:ident>/$cancel-series",
-            "cancel-series",
-            lambda self, ident: operations.cancel(ident),
-        ),
-    )
-    for url, code, post in routes:
-        endpoint = f"Appointment-{code}"
-        methods = {"post": openapi.documented(blp, openapi.operation_doc(code))(post)}
-        view = type(endpoint.replace("-", ""), (MethodView,), methods)
-        blp.route(url, endpoint=endpoint)(view)
+def _metadata() -> Response:
+    base = base_url()
+    endpoints = OAuthEndpoints.of(settings(), base)
+    return fhir_response(capability_statement(base, endpoints, cors=bool(settings().cors_origins)))
 
 
-def _type_routes(blp: Blueprint, name: str, interactions: tuple[str, ...]) -> None:
-    type_methods: dict[str, Any] = {
-        "get": openapi.documented(blp, openapi.search_doc(name))(
-            lambda self: search(name, _query_pairs())
-        )
-    }
-    if "create" in interactions:
-        type_methods["post"] = openapi.documented(blp, openapi.create_doc(name))(
-            lambda self: WRITES[(name, "create")]()
-        )
-    instance_methods: dict[str, Any] = {
-        "get": openapi.documented(blp, openapi.read_doc(name))(
-            lambda self, ident: read(name, ident, _query_pairs())
-        )
-    }
-    if "update" in interactions:
-        instance_methods["put"] = openapi.documented(blp, openapi.update_doc(name))(
-            lambda self, ident: WRITES[(name, "update")](ident)
-        )
-    search_methods: dict[str, Any] = {
-        "post": openapi.documented(blp, openapi.search_post_doc(name))(
-            lambda self: search(name, _form_pairs())
-        )
-    }
+def _smart_configuration() -> Response:
+    base = base_url()
+    body = orjson.dumps(smart_configuration(base, OAuthEndpoints.of(settings(), base)))
+    return Response(body, content_type="application/json")
 
-    history_methods: dict[str, Any] = {
-        "get": openapi.documented(blp, openapi.history_doc(name))(
-            lambda self, ident: history(name, ident, _query_pairs())
-        )
-    }
-    vread_methods: dict[str, Any] = {
-        "get": openapi.documented(blp, openapi.vread_doc(name))(
-            lambda self, ident, version: vread(name, ident, version)
-        )
-    }
 
-    blp.route(f"/{name}", endpoint=f"{name}-type")(type(f"{name}Type", (MethodView,), type_methods))
-    blp.route(f"/{name}/<string:ident>", endpoint=f"{name}-instance")(
-        type(f"{name}Instance", (MethodView,), instance_methods)
-    )
-    blp.route(f"/{name}/_search", endpoint=f"{name}-search")(
-        type(f"{name}Search", (MethodView,), search_methods)
-    )
-    blp.route(f"/{name}/<string:ident>/_history", endpoint=f"{name}-history")(
-        type(f"{name}History", (MethodView,), history_methods)
-    )
-    blp.route(f"/{name}/<string:ident>/_history/<string:version>", endpoint=f"{name}-vread")(
-        type(f"{name}Version", (MethodView,), vread_methods)
-    )
+def _search(resource_type: str) -> Response:
+    return search(resource_type, _query_pairs())
+
+
+def _search_post(resource_type: str) -> Response:
+    return search(resource_type, _query_pairs() + list(request.form.items(multi=True)))
+
+
+def _read(resource_type: str, ident: str) -> Response:
+    return read(resource_type, ident, _query_pairs())
+
+
+def _history(resource_type: str, ident: str) -> Response:
+    return history(resource_type, ident, _query_pairs())
 
 
 def _query_pairs() -> list[tuple[str, str]]:
     return list(request.args.items(multi=True))
 
 
-def _form_pairs() -> list[tuple[str, str]]:
-    return list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+# fmt: off
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "",                            "batch",            bundles.process, openapi.system_doc),
+    Route("GET",  "/metadata",                   "capabilities",     _metadata,       openapi.metadata_doc),
+    Route("GET",  "/.well-known/smart-configuration", "smart-configuration", _smart_configuration, openapi.smart_configuration_doc),
+    Route("GET",  "/{type}",                     "search-type",      _search,         openapi.search_doc),
+    Route("POST", "/{type}",                     "create",           create,          openapi.create_doc),
+    Route("GET",  "/{type}/{id}",                "read",             _read,           openapi.read_doc),
+    Route("PUT",  "/{type}/{id}",                "update",           update,          openapi.update_doc),
+    Route("POST", "/{type}/_search",             "search-type",      _search_post,    openapi.search_post_doc),
+    Route("GET",  "/{type}/{id}/_history",       "history-instance", _history,        openapi.history_doc),
+    Route("GET",  "/{type}/{id}/_history/{vid}", "vread",            vread,           openapi.vread_doc),
+)
+# fmt: on
+
+#: Flask's spelling of the URL arguments.
+_ARGUMENTS = {"{id}": "<string:ident>", "{vid}": "<string:version>"}
+#: Endpoint (and view class) names: `system` ones by path, `{type}` ones `[type]-[suffix]`.
+_SYSTEM = {
+    "": "system",
+    "/metadata": "Metadata",
+    "/.well-known/smart-configuration": "SmartConfiguration",
+}
+_SUFFIXES = {
+    "/{type}": "type",
+    "/{type}/{id}": "instance",
+    "/{type}/_search": "search",
+    "/{type}/{id}/_history": "history",
+    "/{type}/{id}/_history/{vid}": "vread",
+}
+
+
+def build_blueprint() -> Blueprint:
+    blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="FHIR R4 REST API")
+    for route in ROUTES:
+        if "{type}" not in route.path:
+            view = _documented(blp, route.view, route.doc())
+            _register(blp, route.path, _SYSTEM[route.path], {route.method: view})
+    # Operations before the instance URLs: their literal "$code" must not be read as an id.
+    for name, spec in RESOURCE_TYPES.items():
+        for op in spec.operations:
+            path = f"/{name}/{{id}}/${op.code}" if op.instance else f"/{name}/${op.code}"
+            view = _documented(blp, operations.VIEWS[op.code], openapi.operation_doc(name, op))
+            _register(blp, path, f"{name}-{op.code}", {"POST": view})
+    for name, spec in RESOURCE_TYPES.items():
+        by_path: dict[str, dict[str, Any]] = {}
+        for route in ROUTES:
+            if "{type}" in route.path and route.interaction in spec.interactions:
+                view = _documented(blp, _of_type(route.view, name), route.doc(name))
+                by_path.setdefault(route.path, {})[route.method] = view
+        for path, methods in by_path.items():
+            _register(blp, path.replace("{type}", name), f"{name}-{_SUFFIXES[path]}", methods)
+    return blp
+
+
+def _of_type(view: Callable[..., Response], name: str) -> Callable[..., Response]:
+    return lambda **arguments: view(name, **arguments)
+
+
+def _documented(
+    blp: Blueprint, view: Callable[..., Response], doc: dict[str, Any]
+) -> Callable[..., Response]:
+    """The view as a MethodView method (it ignores `self`), documented for OpenAPI."""
+
+    def method(self: MethodView, **arguments: str) -> Response:
+        return view(**arguments)
+
+    documented: Callable[..., Response] = openapi.documented(blp, doc)(method)
+    return documented
+
+
+def _register(blp: Blueprint, path: str, endpoint: str, methods: dict[str, Any]) -> None:
+    for placeholder, argument in _ARGUMENTS.items():
+        path = path.replace(placeholder, argument)
+    handlers = {method.lower(): view for method, view in methods.items()}
+    view_class = type(endpoint.title().replace("-", ""), (MethodView,), handlers)
+    blp.route(path, endpoint=endpoint)(view_class)

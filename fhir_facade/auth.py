@@ -32,9 +32,12 @@ from urllib.parse import parse_qsl
 import jwt
 
 from fhir_facade.config import Settings
+from fhir_facade.outcomes import AuthError
 from mappings.errors import InvalidSearch
-from mappings.search import SEARCHES, scope_conditions
+from mappings.search import scope_conditions
+from mappings.search_params import SEARCHES
 from store.access import Access, Narrowing
+from store.errors import PermissionRequired
 from store.ssn import SsnHasher, SsnKey
 
 SCHEDULE_MANAGE = "__schedule.manage"
@@ -92,14 +95,6 @@ def parse_scope(item: str) -> Scope | None:
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
-class AuthError(Exception):
-    """401: no token, or one we cannot trust."""
-
-
-class Forbidden(Exception):
-    """403: a valid token without the scope or permission the request needs."""
-
-
 @dataclass(frozen=True)
 class Grants:
     subject: str
@@ -149,14 +144,14 @@ class Grants:
     def require(self, resource_type: str, letter: str) -> None:
         if not self.allows(resource_type, letter):
             words = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-            raise Forbidden(
+            raise PermissionRequired(
                 f"the token's scopes do not allow {words[letter]} on {resource_type} "
                 f"(needs e.g. user/{resource_type}.{letter})"
             )
 
     def require_permission(self, permission: str) -> None:
         if permission not in self.permissions:
-            raise Forbidden(
+            raise PermissionRequired(
                 f"this needs the {PERMISSION_SCOPES[permission]!r} permission (scope {permission})"
             )
 

@@ -19,29 +19,30 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
-from fhir_facade.bundle import searchset
+from fhir_facade.changes import WriteContext
 from fhir_facade.context import caller, database, ssn
-from fhir_facade.http import base_url, fhir_response, prefer, read_json_body
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
+from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
 from fhir_facade.reads import audit_restricted_reads, authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.searchset import searchset
 from fhir_facade.writes import (
-    WRITERS,
-    WriteContext,
     Writer,
     body_for,
     conditional_match,
     failures_audited,
     write_outcome,
+    writer,
 )
-from mappings.common import parse_resource
-from mappings.errors import MappingError
+from mappings.common import ID_PATTERN, TYPE_PATTERN, parse_resource
+from mappings.locations import Where, located
 from mappings.search import parse_search
 from store import search as store_search
 from store.common import new_id
-from store.errors import DatabaseUnavailable, NotFound, StoreError
+from store.errors import DatabaseUnavailable, NotFound
 
-_URL = re.compile(r"^(?:.*/fhir/)?([A-Z][A-Za-z]+)(?:/([A-Za-z0-9\-.]{1,64}))?(?:\?(.*))?$")
+#: An entry's request.url: [base/fhir/]Type[/id][?query].
+_URL = re.compile(rf"^(?:.*/fhir/)?({TYPE_PATTERN})(?:/({ID_PATTERN}))?(?:\?(.*))?$")
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created"}
 
@@ -67,9 +68,7 @@ def process() -> Response:
     parse_resource(body, "Bundle")
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise FhirError(
-            400,
-            "invalid",
+        raise BadRequest(
             "POST /fhir takes a Bundle of type batch or transaction",
             expression="Bundle.type",
         )
@@ -94,42 +93,34 @@ def _entry(index: int, raw: Any) -> Entry:
     where = f"Bundle.entry[{index}]"
     request = raw.get("request") if isinstance(raw, dict) else None
     if not isinstance(request, dict):
-        raise FhirError(400, "required", "each entry needs a request", expression=where)
+        raise BadRequest("each entry needs a request", code="required", expression=where)
     method = str(request.get("method", ""))
     match = _URL.match(str(request.get("url", "")))
     if method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: {method} {request.get('url')!r} is not supported here "
             "(POST [type], PUT [type]/[id], GET [type]/[id] or [type]?[search])",
+            code="not-supported",
             expression=f"{where}.request",
         )
     resource_type, ident, query = match.groups()
     interaction = {"POST": "create", "PUT": "update"}.get(method)
-    if interaction and (resource_type, interaction) not in WRITERS:
-        raise FhirError(
-            405,
-            "not-supported",
+    if interaction and writer(resource_type, interaction) is None:
+        raise MethodNotAllowed(
             f"entry {index}: {resource_type} does not support {interaction}",
             expression=f"{where}.request",
         )
     if method == "PUT" and (ident is None or query):
-        raise FhirError(
-            400,
-            "not-supported",
+        raise BadRequest(
             f"entry {index}: PUT needs [type]/[id] (conditional update is not supported)",
+            code="not-supported",
             expression=f"{where}.request.url",
         )
     resource = raw.get("resource")
     if interaction and not isinstance(resource, dict):
-        raise FhirError(400, "required", f"entry {index}: no resource", expression=where)
+        raise BadRequest(f"entry {index}: no resource", code="required", expression=where)
     if_match = request.get("ifMatch")
-    version = re.match(r'^(?:W/)?"(\d+)"$', str(if_match)) if if_match else None
-    if if_match and version is None:
-        raise FhirError(
-            400, "invalid", 'ifMatch must be an ETag like W/"3"', expression=f"{where}.request"
-        )
+    version = etag_version(str(if_match), f"{where}.request.ifMatch") if if_match else None
     return Entry(
         index,
         method,
@@ -139,7 +130,7 @@ def _entry(index: int, raw: Any) -> Entry:
         resource if isinstance(resource, dict) else None,
         raw.get("fullUrl"),
         request.get("ifNoneExist"),
-        int(version.group(1)) if version else None,
+        version,
     )
 
 
@@ -148,10 +139,7 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         _authorize(entry, grants)
     hasher = ssn()
 
-    running: list[Entry] = []  # the entry being run, to name it if it fails
-
     def work(db: Session) -> None:
-        running.clear()
         assigned: dict[str, str] = {}
         for entry in entries:
             if entry.method != "POST":
@@ -171,18 +159,19 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         for entry in in_order(entries):
             if entry.result is not None:
                 continue
-            running[:] = [entry]
-            if entry.resource is not None:
-                entry.resource = resolve_references(entry.resource, assigned)
-            _run(db, entry, grants, hasher)
+            with located(_in_entry(entry)):
+                if entry.resource is not None:
+                    entry.resource = resolve_references(entry.resource, assigned)
+                _run(db, entry, grants, hasher)
 
     with failures_audited("E", "transaction", "Bundle"):
-        try:
-            database().write(work)
-        except (StoreError, MappingError, FhirError) as exc:
-            if running:
-                _name_entry(exc, running[0])
-            raise
+        database().write(work)
+
+
+def _in_entry(entry: Entry) -> Where:
+    """A transaction's failure names its entry: `Bundle.entry[i].resource.…`, "entry i: …"."""
+    at = f"Bundle.entry[{entry.index}]"
+    return Where({entry.resource_type: f"{at}.resource"}, f"entry {entry.index}", at)
 
 
 def _batch_entry(entry: Entry, grants: Grants) -> None:
@@ -201,10 +190,10 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
             with database().reading() as db:
                 _run(db, entry, grants, hasher)
         else:
-            writer = _writer(entry)
+            wired = _writer(entry)
             with failures_audited(
                 "C" if entry.method == "POST" else "U",
-                writer.interaction,
+                wired.interaction,
                 entry.resource_type,
                 entry.ident,
             ):
@@ -223,12 +212,12 @@ def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
         entry.response = {"status": "200 OK"}
         audit_restricted_reads(grants, _resources_in(entry.result), "R", "read")
         return
-    writer = _writer(entry)
+    wired = _writer(entry)
     assert entry.resource is not None
     body = entry.resource if entry.method == "POST" else body_for(entry.ident or "", entry.resource)
-    spec = writer.parse(body)
+    spec = wired.parse(body)
     ctx = WriteContext(grants, hasher, entry.ident, entry.if_match)
-    resource, warnings = writer.audited(db, spec, ctx)
+    resource, warnings = wired.audited(db, spec, ctx)
     _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
 
 
@@ -259,7 +248,9 @@ def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status:
 
 
 def _writer(entry: Entry) -> Writer:
-    return WRITERS[(entry.resource_type, "create" if entry.method == "POST" else "update")]
+    wired = writer(entry.resource_type, "create" if entry.method == "POST" else "update")
+    assert wired is not None, "_entry refused writes that are not wired"
+    return wired
 
 
 def _authorize(entry: Entry, grants: Grants) -> None:
@@ -280,9 +271,7 @@ def in_order(entries: list[Entry]) -> list[Entry]:
         if entry.index in placed:
             return
         if entry.index in path:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "the Bundle's new resources refer to each other in a cycle",
                 expression=f"Bundle.entry[{entry.index}]",
             )
@@ -326,22 +315,6 @@ def _resources_in(result: dict[str, Any]) -> list[dict[str, Any]]:
     if result.get("resourceType") == "Bundle":
         return [e["resource"] for e in result.get("entry", [])]
     return [result]
-
-
-def _name_entry(exc: Exception, running: Entry) -> None:
-    """Say which entry failed: the error's location becomes Bundle.entry[i]...."""
-    prefix = f"Bundle.entry[{running.index}]"
-    if isinstance(exc, (StoreError, MappingError)):
-        location = getattr(exc, "field", None) or getattr(exc, "expression", None)
-        rest = location.split(".", 1)[1] if location and "." in location else None
-        qualified = f"{prefix}.resource.{rest}" if rest else prefix
-        if isinstance(exc, StoreError):
-            exc.field = qualified
-        else:
-            exc.expression = qualified
-        exc.message = f"entry {running.index}: {exc.message}"
-    elif isinstance(exc, FhirError) and exc.expression is None:
-        exc.expression = prefix
 
 
 def _response_entry(entry: Entry, minimal: bool) -> dict[str, Any]:

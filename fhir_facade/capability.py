@@ -10,14 +10,12 @@ from fhir_facade.config import Settings
 from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.conformance import subscription_resource
 from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
-from fhir_facade.operations import OPERATION_DEFINITIONS, OPERATION_DOCS
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
-from mappings.search import SEARCHES, SearchParam
+from mappings.search_params import SearchParam
 
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-11-26"
-OPERATIONS = {"Appointment": OPERATION_DEFINITIONS}
 #: Our definitions in conformance/package (written by conformance/package/build.py).
 SUPPORTED_PROFILES = {"Slot": [f"{CANONICAL}/StructureDefinition/group-session"]}
 #: Search parameters whose type differs from the base spec's, defined by us.
@@ -59,7 +57,7 @@ def capability_statement(
     endpoints = endpoints or OAuthEndpoints(token=token_endpoint_url(base))
     resources = []
     for name, spec in RESOURCE_TYPES.items():
-        search = SEARCHES[name]
+        search = spec.search
         entry: dict[str, Any] = {
             "type": name,
             "documentation": spec.documentation,
@@ -78,10 +76,14 @@ def capability_statement(
         if search.revincludes:
             entry["searchRevInclude"] = list(search.revincludes)
         entry["searchParam"] = [_search_param(name, p) for p in search.params.values()]
-        if name in OPERATIONS:
+        if spec.operations:
             entry["operation"] = [
-                {"name": op, "definition": url, "documentation": OPERATION_DOCS[op]}
-                for op, url in OPERATIONS[name].items()
+                {
+                    "name": op.code,
+                    "definition": op.definition(name),
+                    "documentation": op.documentation,
+                }
+                for op in spec.operations
             ]
         resources.append(entry)
     resources.append(subscription_resource())

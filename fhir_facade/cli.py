@@ -32,8 +32,8 @@ from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, r
 from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.notify.delivery import Deliverer, delivery_settings
 from fhir_facade.oauth import validate_jwks
-from fhir_facade.outcomes import issue, operation_outcome
 from fhir_facade.registry import RESOURCE_TYPES
+from mappings.outcome import issue, operation_outcome
 from store.clients import ClientSpec, register_client
 from store.demo import extend_demo, load_demo
 from store.migrate import upgrade

@@ -15,7 +15,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.http import parse_options_header
 
-from fhir_facade.outcomes import FhirError
+from fhir_facade.outcomes import BadRequest, NotAcceptable, UnsupportedMediaType
 from fhir_facade.references import without_hidden_references
 from mappings.limits import check_body
 
@@ -65,9 +65,7 @@ def read_json_body() -> Any:
     mimetype = (request.mimetype or "").lower()
     params = {k.lower(): v for k, v in request.mimetype_params.items()}
     if mimetype not in _JSON_TYPES or _refusal(mimetype, params) is not None:
-        raise FhirError(
-            415,
-            "not-supported",
+        raise UnsupportedMediaType(
             f"send {FHIR_JSON} for FHIR 4.0 in utf-8 "
             f"(got {request.content_type or 'no Content-Type'})",
             expression="Content-Type",
@@ -94,16 +92,16 @@ def parse_json(raw: bytes) -> Any:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
+        raise BadRequest(f"malformed JSON: {exc}", code="structure") from None
     check_body(body, characters=_ESCAPED_CONTROL.search(raw) is not None)
     try:
         json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
     except _DuplicateKey as exc:
-        raise FhirError(
-            400, "structure", f"malformed JSON: the key {exc.key!r} appears twice in one object"
+        raise BadRequest(
+            f"malformed JSON: the key {exc.key!r} appears twice in one object", code="structure"
         ) from None
     except ValueError as exc:  # what orjson accepted, the stdlib should too
-        raise FhirError(400, "structure", f"malformed JSON: {exc}") from None
+        raise BadRequest(f"malformed JSON: {exc}", code="structure") from None
     return body
 
 
@@ -143,15 +141,15 @@ _ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
 
 def if_match_version() -> int | None:
     value = request.headers.get("If-Match")
-    if value is None:
-        return None
+    return None if value is None else etag_version(value, "If-Match")
+
+
+def etag_version(value: str, expression: str) -> int:
+    """The version an ETag (`W/"3"`) names, from If-Match or a Bundle entry's ifMatch."""
     match = _ETAG.match(value.strip())
     if match is None:
-        raise FhirError(
-            400,
-            "invalid",
-            f'If-Match must be an ETag like W/"3", got {value!r}',
-            expression="If-Match",
+        raise BadRequest(
+            f'{expression} must be an ETag like W/"3", got {value!r}', expression=expression
         )
     return int(match.group(1))
 
@@ -186,9 +184,7 @@ def check_accept() -> None:
         media_type = _FORMAT_ALIASES.get(media_type.lower(), media_type.lower())
         refusal = _refusal(media_type, params)
         if refusal is not None:
-            raise FhirError(
-                406, "not-supported", f"_format={wanted}: {refusal}", expression="_format"
-            )
+            raise NotAcceptable(f"_format={wanted}: {refusal}", expression="_format")
         return
     header = request.headers.get("Accept", "").strip()
     if not header:
@@ -202,9 +198,7 @@ def check_accept() -> None:
         if refusal is None:
             return
         refusals.append(f"{item.strip()}: {refusal}")
-    raise FhirError(
-        406,
-        "not-supported",
+    raise NotAcceptable(
         "; ".join(refusals) or f"nothing acceptable: only {FHIR_JSON} is served",
         expression="Accept",
     )

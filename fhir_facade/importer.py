@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
 from fhir_facade.bundles import Entry, in_order, references, resolve_references
+from fhir_facade.changes import WriteContext
 from fhir_facade.context import database, ssn
 from fhir_facade.outcomes import describe
-from fhir_facade.writes import WRITERS, WriteContext, conditional_match, failures_audited
+from fhir_facade.writes import conditional_match, failures_audited, writer
 from store.common import new_id
 from store.history import savepoint
 
@@ -200,7 +201,7 @@ def _import(
     """Create the resource, or update the one carrying its identifier; (what, stored)."""
     body = resolve_references(resource, assigned)
     kind = str(body.get("resourceType"))
-    creator, updater = WRITERS.get((kind, "create")), WRITERS.get((kind, "update"))
+    creator, updater = writer(kind, "create"), writer(kind, "update")
     if creator is None:
         raise Refused(f"{kind} cannot be imported (the server does not create it)")
     creator.authorize(grants)

@@ -30,29 +30,15 @@ from typing import Any, TypeVar
 from fhir.resources.R4B import get_fhir_model_class
 from flask_smorest import Api, Blueprint
 
-from fhir_facade.operations import OPERATION_DOCS
-from fhir_facade.registry import RESOURCE_TYPES
-from mappings.search import SEARCHES, TOTAL_MODES
+from fhir_facade.http import FHIR_JSON
+from fhir_facade.registry import RESOURCE_TYPES, Operation
+from mappings import common
+from mappings.search import TOTAL_MODES
+from mappings.search_params import SEARCHES
 from mappings.subsetting import SUMMARY_MODES
 
 #: The resource types whose schemas the routes use.
-RESOURCES = (
-    "Appointment",
-    "Slot",
-    "Schedule",
-    "Patient",
-    "Practitioner",
-    "Location",
-    "Organization",
-    "Coverage",
-    "AuditEvent",
-    "Bundle",
-    "OperationOutcome",
-    "Parameters",
-    "CapabilityStatement",
-    "Subscription",
-)
-FHIR_JSON = "application/fhir+json"
+RESOURCES = common.FHIR_RESOURCES
 SECURITY_SCHEME = "bearer"
 _OPEN_OBJECT: dict[str, Any] = {"type": "object"}
 #: Contained resources are not expanded: the recursion would dwarf the document.
@@ -280,7 +266,7 @@ def _body(schema: str, description: str) -> dict[str, Any]:
 
 
 def _search_parameters(resource_type: str) -> list[dict[str, Any]]:
-    """Every query parameter a search of `resource_type` honours (mappings.search.SEARCHES)."""
+    """Every query parameter a search of `resource_type` honours (`search_params.SEARCHES`)."""
     spec = SEARCHES[resource_type]
     params: list[dict[str, Any]] = []
 
@@ -484,12 +470,13 @@ def update_doc(resource_type: str) -> dict[str, Any]:
     }
 
 
-def operation_doc(code: str) -> dict[str, Any]:
+def operation_doc(resource_type: str, operation: Operation) -> dict[str, Any]:
+    code = operation.code
     doc: dict[str, Any] = {
-        "operationId": f"Appointment-{code}",
-        "tags": ["Appointment"],
-        "summary": f"Appointment ${code}",
-        "description": OPERATION_DOCS[code],
+        "operationId": f"{resource_type}-{code}",
+        "tags": [resource_type],
+        "summary": f"{resource_type} ${code}",
+        "description": operation.documentation,
         "requestBody": _body("Parameters", "The operation's input Parameters"),
         "responses": _responses(
             {"200": ("A Bundle of Appointments", "Bundle")},

@@ -8,18 +8,17 @@ Thin views: parse the Parameters, call a store use case in one transaction, rend
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 from sqlalchemy.orm import Session
 
-from fhir_facade.config import Settings
-from fhir_facade.context import caller, database
+from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
-from fhir_facade.outcomes import FhirError
+from fhir_facade.outcomes import BadRequest
 from fhir_facade.writes import audit_bookings, failures_audited
+from mappings.locations import Where, located
 from mappings.series import (
     BOOK_TIMING,
     FIND_TIMING,
@@ -29,36 +28,12 @@ from mappings.series import (
     find_from_fhir,
     preview_to_fhir,
     summary_of,
-    timing_expression,
 )
 from store.access import Access
 from store.booking import Notice
 from store.models import Booking
-from store.recurrence import InvalidRecurrence
 from store.series import Limits, book_series, cancel_series, preview_series, resolve_draft
 
-OPERATION_DEFINITIONS = {
-    "find": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-find",
-    "book": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-book",
-    "cancel-series": "http://fhir-facade.org/fhir/OperationDefinition/Appointment-cancel-series",
-}
-OPERATION_DOCS = {
-    "find": (
-        "Recurrence preview: Parameters patient, practitioner or schedule (location), "
-        "appointment-type, timing (R4 Timing). Returns a searchset of proposed Appointments "
-        "plus an OperationOutcome (search.mode = outcome) naming unmatched occurrences. "
-        "Writes nothing."
-    ),
-    "book": (
-        "Books kept proposals (appointment-resource) as one series, in one transaction: "
-        "matched ones booked, the rest stored as drafts (status proposed, requestedPeriod); "
-        "coverage (0..2) applies to each. Appointments with an id and a slot resolve drafts."
-    ),
-    "cancel-series": (
-        "Cancels this and all following occurrences of a series (scope this-and-following, "
-        "the default) or the whole series (scope all); places are freed."
-    ),
-}
 _SCOPES = {"this-and-following": True, "all": False}
 
 
@@ -67,7 +42,7 @@ def find() -> Response:
     grants = caller()
     grants.require("Appointment", "s")
     query = find_from_fhir(read_json_body())
-    with _timing_errors(FIND_TIMING), database().reading() as db:
+    with located(Where({"Timing": FIND_TIMING})), database().reading() as db:
         preview = preview_series(db, query, grants.access, today=_today(), limits=_limits())
         bundle = preview_to_fhir(preview)
     return fhir_response(bundle)
@@ -92,7 +67,7 @@ def book() -> Response:
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
         return bookings_to_fhir(base, bookings, notices, summary)
 
-    with _timing_errors(BOOK_TIMING), failures_audited("C", "operation", "Appointment"):
+    with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
         bundle = database().write(work)
     return fhir_response(bundle)
 
@@ -122,6 +97,10 @@ def cancel(ident: str) -> Response:
         return fhir_response(database().write(work))
 
 
+#: The view of each operation the registry declares on Appointment (`registry.Operation`).
+VIEWS: dict[str, Callable[..., Response]] = {"find": find, "book": book, "cancel-series": cancel}
+
+
 def _resolve(
     db: Session, choices: list[DraftChoice], access: Access
 ) -> tuple[list[Booking], list[Notice]]:
@@ -139,7 +118,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
     scope = "this-and-following"
     reason: str | None = None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError(400, "structure", "send a Parameters resource", expression="resourceType")
+        raise BadRequest("send a Parameters resource", code="structure", expression="resourceType")
     for index, parameter in enumerate(body.get("parameter") or []):
         name = parameter.get("name") if isinstance(parameter, dict) else None
         if name == "scope" and parameter.get("valueCode") in _SCOPES:
@@ -147,9 +126,7 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
         elif name == "reason" and isinstance(parameter.get("valueString"), str):
             reason = parameter["valueString"]
         else:
-            raise FhirError(
-                400,
-                "invalid",
+            raise BadRequest(
                 "this operation takes scope (valueCode this-and-following | all) and "
                 "reason (valueString)",
                 expression=f"Parameters.parameter[{index}]",
@@ -157,20 +134,10 @@ def _cancel_parameters(body: Any) -> tuple[str, str | None]:
     return scope, reason
 
 
-@contextmanager
-def _timing_errors(timing_at: str) -> Iterator[None]:
-    """Point a refused recurrence at the Timing element of this request."""
-    try:
-        yield
-    except InvalidRecurrence as exc:
-        exc.field = timing_expression(exc.field, timing_at)
-        raise
-
-
 def _limits() -> Limits:
-    settings: Settings = current_app.config["FHIR_FACADE_SETTINGS"]
+    configured = settings()
     return Limits(
-        max_occurrences=settings.series_max_occurrences, max_years=settings.series_max_years
+        max_occurrences=configured.series_max_occurrences, max_years=configured.series_max_years
     )
 
 

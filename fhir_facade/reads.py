@@ -13,11 +13,11 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants
-from fhir_facade.bundle import history as history_bundle
-from fhir_facade.bundle import searchset
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, fhir_response, prefer, resource_headers
 from fhir_facade.registry import RESOURCE_TYPES
+from fhir_facade.searchset import history as history_bundle
+from fhir_facade.searchset import searchset
 from mappings.audit import patient_of
 from mappings.search import SearchRequest, parse_history, parse_read, parse_search
 from store import history as store_history

@@ -16,13 +16,13 @@ import orjson
 from sqlalchemy.orm import Session
 
 from fhir_facade.context import caller, database
-from fhir_facade.registry import RESOURCE_TYPES
 from mappings.references import (
     checked_references,
     resources_in,
     with_hidden_kept,
     without_references,
 )
+from mappings.search_params import SEARCHES
 from store.access import Access
 from store.search import visible_ids
 
@@ -70,5 +70,5 @@ def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> se
     return {
         (kind, ident)
         for kind, ids in wanted.items()
-        for ident in ids - visible_ids(db, RESOURCE_TYPES[kind].kind, ids, access)
+        for ident in ids - visible_ids(db, SEARCHES[kind].kind, ids, access)
     }

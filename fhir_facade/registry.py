@@ -1,7 +1,10 @@
-"""The resource types we serve: their internal kind, how they render, what they allow.
+"""The resource types we serve, one entry each: what they are, and what is wired for them.
 
-The CapabilityStatement is generated from this table and `mappings.search.SEARCHES`,
-so what we declare is what the routes do.
+Each entry says which writes (create, update) and operations the type has; reads,
+vread, history and search are wired for every type, its search parameters and
+includes are `mappings.search_params.SEARCHES[name]`. The routes (`fhir_facade.api`), the
+CapabilityStatement, the OpenAPI document and the Bundle dispatch are all derived
+from this table, so what we declare is what the routes do.
 """
 
 from __future__ import annotations
@@ -12,48 +15,82 @@ from typing import Any
 
 import orjson
 
-from fhir_facade.auth import AUDIT_READ
-from mappings.appointment import appointment_to_fhir
+from fhir_facade import changes
+from fhir_facade.auth import AUDIT_READ, SCHEDULE_MANAGE
+from fhir_facade.changes import Change
+from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.audit import audit_event_to_fhir
-from mappings.coverage import coverage_to_fhir
+from mappings.codes import CANONICAL
+from mappings.coverage import coverage_from_fhir, coverage_to_fhir
 from mappings.directory import (
+    location_from_fhir,
     location_to_fhir,
+    organization_from_fhir,
     organization_to_fhir,
+    practitioner_from_fhir,
     practitioner_to_fhir,
+    schedule_from_fhir,
     schedule_to_fhir,
 )
-from mappings.patient import patient_to_fhir
-from mappings.slot import slot_to_fhir
-from store.models import (
-    AuditRecord,
-    Base,
-    Booking,
-    Coverage,
-    Department,
-    GroupSession,
-    Patient,
-    Provider,
-    ProviderGroup,
-    ProviderSchedule,
-)
+from mappings.patient import patient_from_fhir, patient_to_fhir
+from mappings.search_params import SEARCHES, ResourceSearch
+from mappings.slot import slot_from_fhir, slot_to_fhir
+from store.directory import update_department, update_provider, update_provider_group
+from store.models import Base
+from store.sessions import update_schedule, update_session
+
+#: Interactions every resource type has (FHIR TypeRestfulInteraction codes).
+READS = ("read", "vread", "history-instance", "search-type")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A FHIR operation on one resource type (`[type]/$code` or `[type]/[id]/$code`)."""
+
+    code: str
+    instance: bool  # invoked on one resource rather than on the type
+    documentation: str
+
+    def definition(self, resource_type: str) -> str:
+        return f"{CANONICAL}/OperationDefinition/{resource_type}-{self.code}"
 
 
 @dataclass(frozen=True)
 class ResourceType:
     name: str
-    kind: type[Base]
     to_fhir: Callable[[Any], dict[str, Any]]
-    interactions: tuple[str, ...]  # FHIR TypeRestfulInteraction codes
-    conditional_create: bool = False
+    create: Change[Any] | None = None
+    update: Change[Any] | None = None
+    operations: tuple[Operation, ...] = ()
     documentation: str = ""
-    permission: str | None = None  # needed on top of the SMART scope
+    permission: str | None = None  # needed on top of the SMART scope, for every interaction
+
+    @property
+    def search(self) -> ResourceSearch:
+        return SEARCHES[self.name]
+
+    @property
+    def kind(self) -> type[Base]:
+        return self.search.kind
+
+    def change(self, interaction: str) -> Change[Any] | None:
+        """The wired create or update, if any."""
+        return {"create": self.create, "update": self.update}.get(interaction)
+
+    @property
+    def interactions(self) -> tuple[str, ...]:
+        """What the routes serve for this type: reads always, the writes that are wired."""
+        return READS + tuple(i for i in ("create", "update") if self.change(i) is not None)
+
+    @property
+    def conditional_create(self) -> bool:
+        """`fhir_facade.writes.create` honours If-None-Exist on every wired create."""
+        return self.create is not None
 
 
 AUDIT_EVENT = ResourceType(
     "AuditEvent",
-    AuditRecord,
     audit_event_to_fhir,
-    ("read", "vread", "history-instance", "search-type"),
     documentation=(
         "The audit trail: every write and every read of a restricted patient's data. "
         "Needs the __audit.read permission."
@@ -66,10 +103,15 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
     for r in (
         ResourceType(
             "Organization",
-            ProviderGroup,
             organization_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(
+                organization_from_fhir, changes.new_organization, permission=SCHEDULE_MANAGE
+            ),
+            update=Change(
+                organization_from_fhir,
+                changes.updating(update_provider_group, organization_to_fhir),
+                permission=SCHEDULE_MANAGE,
+            ),
             documentation=(
                 "Provider groups (read-only in bookings) and payers (type organization-type#ins). "
                 "Create and update need the __schedule.manage permission."
@@ -77,10 +119,13 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Location",
-            Department,
             location_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(location_from_fhir, changes.new_location, permission=SCHEDULE_MANAGE),
+            update=Change(
+                location_from_fhir,
+                changes.updating(update_department, location_to_fhir),
+                permission=SCHEDULE_MANAGE,
+            ),
             documentation=(
                 "Departments, each with its IANA time zone (timezone extension, required) and "
                 "its provider group (managingOrganization). Create and update need the "
@@ -91,10 +136,15 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Practitioner",
-            Provider,
             practitioner_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(
+                practitioner_from_fhir, changes.new_practitioner, permission=SCHEDULE_MANAGE
+            ),
+            update=Change(
+                practitioner_from_fhir,
+                changes.updating(update_provider, practitioner_to_fhir),
+                permission=SCHEDULE_MANAGE,
+            ),
             documentation=(
                 "Providers who run group sessions. Create and update need the "
                 "__schedule.manage permission; an inactive provider takes no new sessions."
@@ -102,10 +152,13 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Schedule",
-            ProviderSchedule,
             schedule_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(schedule_from_fhir, changes.new_schedule, permission=SCHEDULE_MANAGE),
+            update=Change(
+                schedule_from_fhir,
+                changes.updating(update_schedule, schedule_to_fhir),
+                permission=SCHEDULE_MANAGE,
+            ),
             documentation=(
                 "A provider's calendar in one department (actor: one Location, at most one "
                 "Practitioner). Create and update need the __schedule.manage permission; its "
@@ -115,10 +168,13 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Slot",
-            GroupSession,
             slot_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(slot_from_fhir, changes.new_slot, permission=SCHEDULE_MANAGE),
+            update=Change(
+                slot_from_fhir,
+                changes.updating(update_session, slot_to_fhir),
+                permission=SCHEDULE_MANAGE,
+            ),
             documentation=(
                 "Group sessions. Capacity and booked count in the group-capacity extension "
                 "(a Slot created without it has one place); create and update need the "
@@ -129,10 +185,9 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Patient",
-            Patient,
             patient_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(patient_from_fhir, changes.register),
+            update=Change(patient_from_fhir, changes.change_patient),
             documentation=(
                 "Patients. Restricted ones (meta.security R) exist only for callers with "
                 "__patient.blocked. SSNs are stored as keyed hashes and shown masked."
@@ -140,10 +195,9 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Coverage",
-            Coverage,
             coverage_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(coverage_from_fhir, changes.new_coverage, changes.covered_patient),
+            update=Change(coverage_from_fhir, changes.change_coverage, changes.covered_patient),
             documentation=(
                 "Insurance plans and self-pay (type coverage-selfpay#pay, payor = the Patient); "
                 "primary/secondary by order."
@@ -151,10 +205,40 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
         ResourceType(
             "Appointment",
-            Booking,
             appointment_to_fhir,
-            ("read", "vread", "history-instance", "search-type", "create", "update"),
-            conditional_create=True,
+            create=Change(appointment_from_fhir, changes.book, changes.booked_patient),
+            update=Change(appointment_from_fhir, changes.rebook, changes.booked_patient),
+            operations=(
+                Operation(
+                    "find",
+                    instance=False,
+                    documentation=(
+                        "Recurrence preview: Parameters patient, practitioner or schedule "
+                        "(location), appointment-type, timing (R4 Timing). Returns a searchset "
+                        "of proposed Appointments plus an OperationOutcome (search.mode = "
+                        "outcome) naming unmatched occurrences. Writes nothing."
+                    ),
+                ),
+                Operation(
+                    "book",
+                    instance=False,
+                    documentation=(
+                        "Books kept proposals (appointment-resource) as one series, in one "
+                        "transaction: matched ones booked, the rest stored as drafts (status "
+                        "proposed, requestedPeriod); coverage (0..2) applies to each. "
+                        "Appointments with an id and a slot resolve drafts."
+                    ),
+                ),
+                Operation(
+                    "cancel-series",
+                    instance=True,
+                    documentation=(
+                        "Cancels this and all following occurrences of a series (scope "
+                        "this-and-following, the default) or the whole series (scope all); "
+                        "places are freed."
+                    ),
+                ),
+            ),
             documentation=(
                 "Bookings into group sessions. Create = book (409 when the session is full "
                 "or the patient already holds a place); update = cancel, reschedule or edit "
@@ -166,6 +250,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
 }
 
 _BY_KIND: dict[type[Base], ResourceType] = {r.kind: r for r in RESOURCE_TYPES.values()}
+assert set(RESOURCE_TYPES) == set(SEARCHES), "each resource type served has its searches"
 
 
 def snapshot(record: Base) -> str:

@@ -1,24 +1,25 @@
 """Create and update interactions (R4 §3.1.0 create, update; conditional create).
 
-Each write is a `Writer`: how to read the body, and what to do inside a
-transaction. The same writers serve single requests and Bundles. Every write
+Each write is a `Writer`: the registry's `Change` for one resource type and
+interaction (how to read the body, what to do inside a transaction), authorized and
+audited here. The same writers serve single requests and Bundles. Every write
 runs with its AuditEvent in one transaction; a refused write rolls back and its
 failure is audited on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Response, request
 from sqlalchemy.orm import Session
 
-from fhir_facade.auth import SCHEDULE_MANAGE, Forbidden, Grants
+from fhir_facade.auth import Grants
+from fhir_facade.changes import Change, Rendered, WriteContext
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import (
     base_url,
@@ -28,86 +29,53 @@ from fhir_facade.http import (
     read_json_body,
     resource_headers,
 )
-from fhir_facade.outcomes import FhirError, information, operation_outcome, warning
+from fhir_facade.outcomes import BadRequest, MultipleMatches
 from fhir_facade.reads import authorize, run_search
-from fhir_facade.references import document_keeping_hidden
-from mappings.appointment import appointment_from_fhir, appointment_to_fhir
+from fhir_facade.registry import RESOURCE_TYPES
 from mappings.audit import patient_of
-from mappings.coverage import coverage_from_fhir, coverage_to_fhir
-from mappings.directory import (
-    location_from_fhir,
-    location_to_fhir,
-    organization_from_fhir,
-    organization_to_fhir,
-    practitioner_from_fhir,
-    practitioner_to_fhir,
-    schedule_from_fhir,
-    schedule_to_fhir,
-)
-from mappings.patient import patient_from_fhir, patient_to_fhir
-from mappings.search import SEARCHES, parse_search
-from mappings.slot import slot_from_fhir, slot_to_fhir
+from mappings.outcome import information, operation_outcome, warning
+from mappings.search import parse_search
 from store.audit import MINOR_FAILURE, AuditEntry, record, record_many
-from store.booking import Notice, book_patient, update_booking
-from store.directory import (
-    create_department,
-    create_provider,
-    create_provider_group,
-    update_department,
-    update_provider,
-    update_provider_group,
-)
-from store.errors import DuplicateIdentifier, NotFound, StoreError
-from store.insurance import create_coverage, update_coverage
-from store.models import Coverage, Patient
-from store.patients import register_patient, update_patient
+from store.booking import Notice
+from store.errors import DuplicateIdentifier, NotFound, PermissionRequired, StoreError
 from store.search import get_one, narrowed
-from store.sessions import create_schedule, create_session, update_schedule, update_session
-from store.ssn import SsnHasher
-
-Rendered = tuple[dict[str, Any], list[Notice]]  # the stored resource, warnings
 
 _ACTIONS = {"create": "C", "update": "U"}
 _LETTERS = {"create": "c", "update": "u"}
 
 
 @dataclass(frozen=True)
-class WriteContext:
-    grants: Grants
-    hasher: SsnHasher
-    ident: str | None = None  # the resource updated, or the id a new one receives
-    expected_version: int | None = None  # If-Match
-
-
-@dataclass(frozen=True)
 class Writer:
-    """One write interaction of one resource type, apart from HTTP."""
+    """One write interaction of one resource type, as the registry wires it."""
 
     resource_type: str
     interaction: str  # create | update
-    parse: Callable[[Any], Any]  # body -> the store's request (mappings)
-    apply: Callable[[Session, Any, WriteContext], Rendered]  # inside a transaction
-    patient: Callable[[Any], str | None] = lambda spec: None  # for failure audits
-    permission: str | None = None
+    change: Change[Any]
+
+    def parse(self, body: Any) -> Any:
+        return self.change.parse(body)
+
+    def patient(self, spec: Any) -> str | None:
+        return self.change.patient(spec)
 
     def authorize(self, grants: Grants) -> None:
         authorize(grants, self.resource_type, _LETTERS[self.interaction])
-        if self.permission is not None:
-            grants.require_permission(self.permission)
+        if self.change.permission is not None:
+            grants.require_permission(self.change.permission)
 
     def audited(self, db: Session, spec: Any, ctx: WriteContext) -> Rendered:
         """Apply and record the AuditEvent, in the caller's transaction."""
         access = ctx.grants.access_for(_LETTERS[self.interaction])
-        kind = SEARCHES[self.resource_type].kind
+        kind = RESOURCE_TYPES[self.resource_type].kind
         scoped = narrowed(kind, access)
         if scoped and ctx.ident is not None and self.interaction == "update":
             exists = db.get(kind, ctx.ident) is not None
             if exists and get_one(db, kind, ctx.ident, access) is None:
                 raise NotFound(self.resource_type, ctx.ident)
-        resource, warnings = self.apply(db, spec, ctx)
+        resource, warnings = self.change.apply(db, spec, ctx)
         if scoped and get_one(db, kind, resource["id"], access) is None:
             # A granular scope (e.g. Coverage.cu?payor=…) does not reach the result.
-            raise Forbidden(
+            raise PermissionRequired(
                 f"the token's scopes do not allow this {self.resource_type}: "
                 "it does not match their query"
             )
@@ -123,165 +91,22 @@ class Writer:
         return resource, warnings
 
 
-def _book(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    result = book_patient(db, spec, ctx.grants.access, booking_id=ctx.ident)
-    return appointment_to_fhir(result.booking), result.warnings
+def writer(resource_type: str, interaction: str) -> Writer | None:
+    """The registry's create or update of a resource type, or None where none is wired."""
+    served = RESOURCE_TYPES.get(resource_type)
+    change = served.change(interaction) if served is not None else None
+    return Writer(resource_type, interaction, change) if change is not None else None
 
 
-def _rebook(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    result = update_booking(
-        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
-    )
-    return appointment_to_fhir(result.booking), result.warnings
-
-
-def _new_schedule(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    return schedule_to_fhir(create_schedule(db, spec, schedule_id=ctx.ident)), []
-
-
-def _updating(
-    change: Callable[..., Any], render: Callable[[Any], dict[str, Any]]
-) -> Callable[[Session, Any, WriteContext], Rendered]:
-    """An update whose store function is `change(db, id, spec, *, expected_version)`."""
-
-    def apply(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-        assert ctx.ident is not None
-        return render(change(db, ctx.ident, spec, expected_version=ctx.expected_version)), []
-
-    return apply
-
-
-def _new_organization(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    return organization_to_fhir(create_provider_group(db, spec, group_id=ctx.ident)), []
-
-
-def _new_location(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    return location_to_fhir(create_department(db, spec, department_id=ctx.ident)), []
-
-
-def _new_practitioner(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    return practitioner_to_fhir(create_provider(db, spec, provider_id=ctx.ident)), []
-
-
-def _new_slot(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
-
-
-def _register(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    patient = register_patient(db, spec, ctx.hasher, ctx.grants.access, patient_id=ctx.ident)
-    return patient_to_fhir(patient), []
-
-
-def _change_patient(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Patient, ctx.ident, with_for_update=True), spec, ctx)
-    patient = update_patient(
-        db, ctx.ident, spec, ctx.hasher, ctx.grants.access, expected_version=ctx.expected_version
-    )
-    return patient_to_fhir(patient), []
-
-
-def _new_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    coverage = create_coverage(db, spec, ctx.grants.access, coverage_id=ctx.ident)
-    return coverage_to_fhir(coverage), []
-
-
-def _change_coverage(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
-    assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Coverage, ctx.ident, with_for_update=True), spec, ctx)
-    coverage = update_coverage(
-        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
-    )
-    return coverage_to_fhir(coverage), []
-
-
-def _keeping_hidden(
-    db: Session, current: Patient | Coverage | None, spec: Any, ctx: WriteContext
-) -> Any:
-    """The update's spec, its kept document still holding what names hidden records."""
-    kept = current.document if current is not None else None
-    resource_type = "Patient" if isinstance(current, Patient) else "Coverage"
-    document = document_keeping_hidden(db, resource_type, kept, spec.document, ctx.grants.access)
-    return replace(spec, document=document)
-
-
-def _booked_patient(spec: Any) -> str | None:
-    return str(spec.patient_id)
-
-
-def _covered_patient(spec: Any) -> str | None:
-    return str(spec.beneficiary_id)
-
-
-WRITERS: dict[tuple[str, str], Writer] = {
-    (w.resource_type, w.interaction): w
-    for w in (
-        Writer("Appointment", "create", appointment_from_fhir, _book, _booked_patient),
-        Writer("Appointment", "update", appointment_from_fhir, _rebook, _booked_patient),
-        Writer(
-            "Organization",
-            "create",
-            organization_from_fhir,
-            _new_organization,
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer(
-            "Organization",
-            "update",
-            organization_from_fhir,
-            _updating(update_provider_group, organization_to_fhir),
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer("Location", "create", location_from_fhir, _new_location, permission=SCHEDULE_MANAGE),
-        Writer(
-            "Location",
-            "update",
-            location_from_fhir,
-            _updating(update_department, location_to_fhir),
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer(
-            "Practitioner",
-            "create",
-            practitioner_from_fhir,
-            _new_practitioner,
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer(
-            "Practitioner",
-            "update",
-            practitioner_from_fhir,
-            _updating(update_provider, practitioner_to_fhir),
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer("Schedule", "create", schedule_from_fhir, _new_schedule, permission=SCHEDULE_MANAGE),
-        Writer(
-            "Schedule",
-            "update",
-            schedule_from_fhir,
-            _updating(update_schedule, schedule_to_fhir),
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer("Slot", "create", slot_from_fhir, _new_slot, permission=SCHEDULE_MANAGE),
-        Writer(
-            "Slot",
-            "update",
-            slot_from_fhir,
-            _updating(update_session, slot_to_fhir),
-            permission=SCHEDULE_MANAGE,
-        ),
-        Writer("Patient", "create", patient_from_fhir, _register),
-        Writer("Patient", "update", patient_from_fhir, _change_patient),
-        Writer("Coverage", "create", coverage_from_fhir, _new_coverage, _covered_patient),
-        Writer("Coverage", "update", coverage_from_fhir, _change_coverage, _covered_patient),
-    )
-}
+def _wired(resource_type: str, interaction: str) -> Writer:
+    wired = writer(resource_type, interaction)
+    assert wired is not None, "routes exist only for wired writes"
+    return wired
 
 
 def create(resource_type: str) -> Response:
     """Create (for Appointment: book). `If-None-Exist` makes a retried POST create once."""
-    writer = WRITERS[(resource_type, "create")]
+    writer = _wired(resource_type, "create")
     grants = caller()
     writer.authorize(grants)
     spec = writer.parse(read_json_body())
@@ -301,18 +126,13 @@ def create(resource_type: str) -> Response:
 
 def update(resource_type: str, ident: str) -> Response:
     """Update (for Appointment: cancel, reschedule, resolve a draft); `If-Match` honoured."""
-    writer = WRITERS[(resource_type, "update")]
+    writer = _wired(resource_type, "update")
     grants = caller()
     writer.authorize(grants)
     spec = writer.parse(body_for(ident, read_json_body()))
     ctx = WriteContext(grants, ssn(), ident, if_match_version())
     resource, warnings = _store(writer, spec, ctx)
     return _respond(resource, warnings, 200)
-
-
-WRITES: dict[tuple[str, str], Callable[..., Response]] = {
-    key: partial(create if key[1] == "create" else update, key[0]) for key in WRITERS
-}
 
 
 def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
@@ -365,9 +185,7 @@ def audit_bookings(db: Session, action: str, interaction: str, bookings: list[An
 def body_for(ident: str, body: Any) -> Any:
     """An update's body, whose id must equal the id in the URL."""
     if isinstance(body, dict) and body.get("id") != ident:
-        raise FhirError(
-            400,
-            "invalid",
+        raise BadRequest(
             f"the resource id ({body.get('id')!r}) must equal the id in the URL ({ident!r})",
             expression=f"{body.get('resourceType', 'Resource')}.id",
         )
@@ -389,9 +207,7 @@ def conditional_match(
         with database().reading() as reading:
             matches, _, _ = run_search(reading, parsed, grants)
     if len(matches) > 1:
-        raise FhirError(
-            412, "multiple-matches", f"If-None-Exist matches several {resource_type} resources"
-        )
+        raise MultipleMatches(f"If-None-Exist matches several {resource_type} resources")
     return matches[0] if matches else None
 
 

@@ -117,8 +117,6 @@ def appointment_from_fhir(body: Any) -> BookingRequest:
         at = "Appointment.requestedPeriod[0]"
         start = aware(period.start, f"{at}.start") if period.start else None
         end = aware(period.end, f"{at}.end") if period.end else None
-    if start is not None and end is not None and end < start:
-        raise Unprocessable("end is before start", expression="Appointment.end")
     try:
         status = BookingStatus(appointment.status)
     except ValueError:

@@ -21,8 +21,6 @@ CS_IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 CS_ORGANIZATION_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
 
 SYSTEM_MRN = f"{CANONICAL}/sid/mrn"
-SYSTEM_NPI = "http://hl7.org/fhir/sid/us-npi"
-SYSTEM_SSN = "http://hl7.org/fhir/sid/us-ssn"
 
 
 class Coding(NamedTuple):

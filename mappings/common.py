@@ -14,28 +14,31 @@ from mappings.errors import InvalidResource, Unprocessable
 
 JSON = dict[str, Any]
 
-_MODEL_MODULES = {
-    "Appointment": "appointment",
-    "Slot": "slot",
-    "Schedule": "schedule",
-    "Patient": "patient",
-    "Practitioner": "practitioner",
-    "Location": "location",
-    "Organization": "organization",
-    "OperationOutcome": "operationoutcome",
-    "Bundle": "bundle",
-    "Coverage": "coverage",
-    "AuditEvent": "auditevent",
-    "Parameters": "parameters",
-    "Subscription": "subscription",
-    "Basic": "basic",
-    "CapabilityStatement": "capabilitystatement",
-}
+#: Every resource type we read or answer with: those served, then those the
+#: interactions carry. The OpenAPI document has a schema for each.
+FHIR_RESOURCES = (
+    "Appointment",
+    "Slot",
+    "Schedule",
+    "Patient",
+    "Practitioner",
+    "Location",
+    "Organization",
+    "Coverage",
+    "AuditEvent",
+    "Bundle",
+    "OperationOutcome",
+    "Parameters",
+    "CapabilityStatement",
+    "Subscription",
+)
 
 
 def r4b_model(resource_type: str) -> type[BaseModel]:
     """The fhir.resources R4B model class (R4B equals R4 for the resources we serve)."""
-    module = importlib.import_module(f"fhir.resources.R4B.{_MODEL_MODULES[resource_type]}")
+    if resource_type not in FHIR_RESOURCES:
+        raise KeyError(resource_type)
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
     model: type[BaseModel] = getattr(module, resource_type)
     return model
 
@@ -103,7 +106,19 @@ def reference(resource_type: str, ident: str, display: str | None = None) -> JSO
     return ref
 
 
-_REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/\d+)?$")
+#: A resource type's name, and a resource id (R4 datatypes.html#id: 1-64 of A-Za-z0-9-.).
+TYPE_PATTERN = r"[A-Z][A-Za-z]+"
+ID_PATTERN = r"[A-Za-z0-9\-.]{1,64}"
+_REFERENCE = re.compile(rf"^(?:(?:.*/)?({TYPE_PATTERN})/)?({ID_PATTERN})(/_history/\d+)?$")
+
+
+def split_reference(ref: str, *, versioned: bool = False) -> tuple[str | None, str] | None:
+    """(type, id) of a literal reference, `[base/]Type/id`, or of a bare id (type None);
+    None when it is neither. `versioned`: a `/_history/n` suffix is allowed (and ignored)."""
+    match = _REFERENCE.match(ref)
+    if match is None or (match.group(3) and not versioned):
+        return None
+    return match.group(1), match.group(2)
 
 
 def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) -> tuple[str, str]:
@@ -113,12 +128,12 @@ def parse_reference(ref: str | None, allowed: tuple[str, ...], expression: str) 
             f"a reference to {' or '.join(allowed)} is needed (a display alone is not enough)",
             expression=expression,
         )
-    match = _REFERENCE.match(ref)
-    if match is None or match.group(1) not in allowed:
+    split = split_reference(ref, versioned=True)
+    if split is None or split[0] is None or split[0] not in allowed:
         raise Unprocessable(
             f"expected a reference to {' or '.join(allowed)}, got {ref!r}", expression=expression
         )
-    return match.group(1), match.group(2)
+    return split[0], split[1]
 
 
 def aware(value: Any, expression: str) -> dt.datetime:

@@ -21,7 +21,7 @@ from mappings.common import (
     parse_resource,
 )
 from mappings.errors import InvalidResource, Unprocessable
-from mappings.search import date_range
+from mappings.search_params import date_range
 from store.insurance import CoverageSpec
 from store.models import Coverage
 

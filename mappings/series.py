@@ -28,9 +28,11 @@ from fhir.resources.R4B.timing import Timing
 from pydantic import ValidationError
 
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
-from mappings.codes import APPOINTMENT_TYPES, CANONICAL, concept_code
+from mappings.codes import APPOINTMENT_TYPES, concept_code
 from mappings.common import JSON, codeable, instant, parse_reference
-from mappings.errors import InvalidResource, MappingError, Unprocessable
+from mappings.errors import InvalidResource, Unprocessable
+from mappings.locations import Where, located
+from mappings.outcome import information, operation_outcome, warning
 from mappings.timing import (
     EXT_RECURRENCE_ID,
     EXT_SERIES_TIMING,
@@ -42,7 +44,6 @@ from store.models import Booking
 from store.recurrence import Recurrence
 from store.series import KeptOccurrence, Proposal, SeriesBooking, SeriesPreview, SeriesQuery
 
-CS_OUTCOME = f"{CANONICAL}/CodeSystem/outcome"
 FIND_TIMING = "Parameters.parameter[timing].valueTiming"
 BOOK_TIMING = "Parameters.parameter[appointment-resource].resource.extension.valueTiming"
 
@@ -64,13 +65,6 @@ class DraftChoice:
     booking_id: str
     request: BookingRequest
     expected_version: int | None = None  # the resource's meta.versionId, as If-Match
-
-
-def timing_expression(field: str | None, timing_at: str) -> str | None:
-    """Re-root a store refusal's `Timing.repeat...` field at the Timing in the request."""
-    if field is not None and field.startswith("Timing"):
-        return timing_at + field.removeprefix("Timing")
-    return field
 
 
 # --- $find ---------------------------------------------------------------------------------
@@ -116,15 +110,15 @@ def preview_to_fhir(preview: SeriesPreview) -> JSON:
             }
         )
         issues.extend(
-            _issue(n, expression=f"Bundle.entry[{index}].resource") for n in proposal.notices
+            warning(n.text, n.code, f"Bundle.entry[{index}].resource") for n in proposal.notices
         )
     matched = sum(1 for p in preview.proposals if p.matched)
     summary = (
         f"{len(preview.proposals)} occurrences in {preview.recurrence.timezone}: {matched} "
         f"with a session, {len(preview.proposals) - matched} without (they would be drafts)"
     )
-    issues.insert(0, _information(summary))
-    entries.append({"resource": _outcome(issues), "search": {"mode": "outcome"}})
+    issues.insert(0, information(summary))
+    entries.append({"resource": operation_outcome(*issues), "search": {"mode": "outcome"}})
     return {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -210,9 +204,9 @@ def bookings_to_fhir(
         {"fullUrl": f"{base}/Appointment/{b.id}", "resource": appointment_to_fhir(b)}
         for b in bookings
     ]
-    issues = [_information(summary)]
-    issues.extend(_issue(notice) for notice in notices)
-    entries.append({"resource": _outcome(issues)})
+    issues = [information(summary)]
+    issues.extend(warning(notice.text, notice.code) for notice in notices)
+    entries.append({"resource": operation_outcome(*issues)})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
@@ -284,12 +278,8 @@ def _draft_choice(resource: JSON, index: int, coverage_ids: tuple[str, ...]) -> 
 
 def _appointment(resource: JSON, at: str) -> BookingRequest:
     """A kept Appointment read by its own mapping; a refusal points into the Parameters."""
-    try:
+    with located(Where({"Appointment": at})):
         return appointment_from_fhir(resource)
-    except MappingError as exc:
-        if exc.expression and exc.expression.startswith("Appointment"):
-            exc.expression = at + exc.expression.removeprefix("Appointment")
-        raise
 
 
 def _kept_resource(resource: Any, index: int) -> JSON:
@@ -416,25 +406,6 @@ class _Concept:
 
 
 # --- OperationOutcome ----------------------------------------------------------------------
-
-
-def _issue(notice: Notice, *, expression: str | None = None) -> JSON:
-    issue: JSON = {
-        "severity": "warning",
-        "code": "business-rule",
-        "details": {"coding": [{"system": CS_OUTCOME, "code": notice.code}], "text": notice.text},
-    }
-    if expression:
-        issue["expression"] = [expression]
-    return issue
-
-
-def _information(text: str) -> JSON:
-    return {"severity": "information", "code": "informational", "details": {"text": text}}
-
-
-def _outcome(issues: list[JSON]) -> JSON:
-    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 def summary_of(bookings: list[Booking]) -> str:

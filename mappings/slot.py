@@ -121,8 +121,6 @@ def slot_from_fhir(body: Any) -> SessionSpec:
     _, schedule_id = parse_reference(slot.schedule.reference, ("Schedule",), "Slot.schedule")
     start = aware(slot.start, "Slot.start")
     end = aware(slot.end, "Slot.end")
-    if end <= start:
-        raise Unprocessable("end must be after start", expression="Slot.end")
     if slot.status == "entered-in-error":
         raise Unprocessable(
             "a group session cannot be created or changed as entered-in-error",

@@ -65,6 +65,10 @@ class BookingRequest:
     identifiers: tuple[tuple[str, str], ...] = ()
     coverage_ids: tuple[str, ...] = ()  # primary (or self-pay) first; empty = the default
 
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise RuleViolation("end is before start", field="booking.end")
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -129,15 +133,15 @@ def book_patients(
     if any(p.request.status not in HOLDS_PLACE for p in placements):
         raise RuleViolation(
             "a new booking needs status 'booked' (drafts are made by $book)",
-            field="Appointment.status",
+            field="booking.status",
         )
     if None in ids:
         raise RuleViolation(
-            "a new booking needs the Slot of its group session", field="Appointment.slot"
+            "a new booking needs the Slot of its group session", field="booking.slot"
         )
     session_ids = [i for i in ids if i is not None]
     if len(set(session_ids)) != len(session_ids):
-        raise RuleViolation("a session appears twice in one batch", field="Appointment.slot")
+        raise RuleViolation("a session appears twice in one batch", field="booking.slot")
     checks = _Checks(db, access)
     for placement in placements:
         checks.request(placement.request)
@@ -156,7 +160,7 @@ def book_patients(
         for placement, session_id in zip(placements, session_ids, strict=True):
             session = sessions.get(session_id)
             if session is None:
-                raise NotFound("Slot", session_id, field="Appointment.slot")
+                raise NotFound("Slot", session_id, field="booking.slot")
             if session_id not in taken:
                 results.append(_no_place(session))
                 continue
@@ -228,15 +232,9 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
             request = placement.request
             if request.status != BookingStatus.PROPOSED or request.session_id is not None:
                 raise RuleViolation(
-                    "a draft has status 'proposed' and no slot", field="Appointment.status"
+                    "a draft has status 'proposed' and no slot", field="booking.status"
                 )
             checks.request(request)
-            if (
-                request.start is not None
-                and request.end is not None
-                and request.end < request.start
-            ):
-                raise RuleViolation("end is before start", field="Appointment.end")
             coverage_ids: list[str] = []
             if request.coverage_ids:
                 on = request.start or utcnow()
@@ -289,15 +287,15 @@ def update_booking(
     if request.patient_id != booking.patient_id:
         raise RuleViolation(
             "an appointment cannot be moved to another patient; cancel it and book anew",
-            field="Appointment.participant",
+            field="booking.participant",
         )
     if booking.status in ENDED_STATUSES and request.status != booking.status:
         raise RuleViolation(
             f"a {booking.status} appointment cannot be reopened; book a new one",
-            field="Appointment.status",
+            field="booking.status",
         )
     if request.status in HOLDS_PLACE and request.session_id is None:
-        raise RuleViolation(f"status '{request.status}' needs a slot", field="Appointment.slot")
+        raise RuleViolation(f"status '{request.status}' needs a slot", field="booking.slot")
     _check_references(db, request)
 
     old_place = booking.session_id if booking.holds_place else None
@@ -379,8 +377,8 @@ def _take_place(db: Session, session_id: str) -> GroupSession:
 
 def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
     if session.blocked:
-        return SessionUnavailable(session.id, field="Appointment.slot")
-    return SessionFull(session.id, field="Appointment.slot")
+        return SessionUnavailable(session.id, field="booking.slot")
+    return SessionFull(session.id, field="booking.slot")
 
 
 def _give_back_place(db: Session, session_id: str) -> None:
@@ -401,39 +399,37 @@ def _give_back_place(db: Session, session_id: str) -> None:
 def _get_session(db: Session, session_id: str) -> GroupSession:
     session = db.get(GroupSession, session_id, populate_existing=True)
     if session is None:
-        raise NotFound("Slot", session_id, field="Appointment.slot")
+        raise NotFound("Slot", session_id, field="booking.slot")
     return session
 
 
 def _visible_patient(db: Session, patient_id: str, access: Access) -> None:
     if not visible_patient(db, patient_id, access):
-        raise NotFound("Patient", patient_id, field="Appointment.participant")
+        raise NotFound("Patient", patient_id, field="booking.participant")
 
 
 def _check_references(db: Session, request: BookingRequest) -> None:
     for provider_id in request.provider_ids:
         if db.get(Provider, provider_id) is None:
-            raise NotFound("Practitioner", provider_id, field="Appointment.participant")
+            raise NotFound("Practitioner", provider_id, field="booking.participant")
     if request.department_id is not None and db.get(Department, request.department_id) is None:
-        raise NotFound("Location", request.department_id, field="Appointment.participant")
+        raise NotFound("Location", request.department_id, field="booking.participant")
     if len(set(request.provider_ids)) != len(request.provider_ids):
-        raise RuleViolation("a provider is listed twice", field="Appointment.participant")
+        raise RuleViolation("a provider is listed twice", field="booking.participant")
 
 
 def _check_times(request: BookingRequest, session: GroupSession) -> None:
-    if request.start is not None and request.end is not None and request.end < request.start:
-        raise RuleViolation("end is before start", field="Appointment.end")
     if request.start is not None and request.start != session.start:
         raise RuleViolation(
             f"start {request.start.isoformat()} differs from the slot's start "
             f"{session.start.isoformat()}; leave start out or copy it from the slot",
-            field="Appointment.start",
+            field="booking.start",
         )
     if request.end is not None and request.end != session.end:
         raise RuleViolation(
             f"end {request.end.isoformat()} differs from the slot's end "
             f"{session.end.isoformat()}; leave end out or copy it from the slot",
-            field="Appointment.end",
+            field="booking.end",
         )
 
 
@@ -514,9 +510,9 @@ def _saving(db: Session, session_id: str | None) -> Iterator[None]:
         if "booking_identifier" in str(exc.orig):
             raise DuplicateIdentifier(
                 "another appointment already carries this identifier",
-                field="Appointment.identifier",
+                field="booking.identifier",
             ) from exc
-        raise AlreadyBooked(session_id or "?", field="Appointment.slot") from exc
+        raise AlreadyBooked(session_id or "?", field="booking.slot") from exc
 
 
 def _session_warnings(session: GroupSession) -> list[Notice]:

@@ -101,7 +101,7 @@ def update_provider_group(
     if spec.kind != group.kind and _departments_of(db, group_id):
         raise RuleViolation(
             "this organization manages departments, so it stays a provider group",
-            field="Organization.type",
+            field="provider_group.kind",
         )
     _apply_group(group, spec)
     group.touch()
@@ -134,7 +134,7 @@ def update_department(
             ProviderSchedule.department_id == department_id,
             f"changing the time zone of Location/{department_id} from {department.timezone} "
             f"to {spec.timezone} would move",
-            "Location.extension",
+            "department.timezone",
         )
     _apply_department(department, spec)
     department.touch()
@@ -172,7 +172,7 @@ def check_schedule_move(
         db,
         ProviderSchedule.id == schedule.id,
         f"giving Schedule/{schedule.id} another {what} would move",
-        "Schedule.actor",
+        "schedule.actor",
     )
 
 
@@ -200,17 +200,15 @@ def _check_department(db: Session, spec: DepartmentSpec) -> None:
     if not is_time_zone(spec.timezone):
         raise RuleViolation(
             f"{spec.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)",
-            field="Location.extension",
+            field="department.timezone",
         )
     group = db.get(ProviderGroup, spec.provider_group_id)
     if group is None:
-        raise NotFound(
-            "Organization", spec.provider_group_id, field="Location.managingOrganization"
-        )
+        raise NotFound("Organization", spec.provider_group_id, field="department.provider_group")
     if group.kind != OrganizationKind.PROVIDER_GROUP:
         raise RuleViolation(
             f"Organization/{group.id} is a payer, not a provider group",
-            field="Location.managingOrganization",
+            field="department.provider_group",
         )
 
 

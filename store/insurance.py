@@ -20,7 +20,7 @@ from store.models import Coverage, CoverageIdentifier, ProviderGroup
 from store.search import visibility, visible_ids
 
 ACTIVE = "active"
-COVERAGE_FIELD = "Appointment.supportingInformation"
+COVERAGE_FIELD = "booking.coverage"
 
 
 @dataclass(frozen=True)
@@ -197,18 +197,18 @@ def _visible(db: Session, coverage: Coverage, access: Access) -> bool:
 
 def _check(db: Session, spec: CoverageSpec, access: Access) -> None:
     if not visible_patient(db, spec.beneficiary_id, access):
-        raise NotFound("Patient", spec.beneficiary_id, field="Coverage.beneficiary")
+        raise NotFound("Patient", spec.beneficiary_id, field="coverage.beneficiary")
     if spec.subscriber_patient_id and not visible_patient(db, spec.subscriber_patient_id, access):
-        raise NotFound("Patient", spec.subscriber_patient_id, field="Coverage.subscriber")
+        raise NotFound("Patient", spec.subscriber_patient_id, field="coverage.subscriber")
     if spec.payor_kind == "patient":
         if not visible_patient(db, spec.payor_id, access):
-            raise NotFound("Patient", spec.payor_id, field="Coverage.payor")
+            raise NotFound("Patient", spec.payor_id, field="coverage.payor")
     elif db.get(ProviderGroup, spec.payor_id) is None:
-        raise NotFound("Organization", spec.payor_id, field="Coverage.payor")
+        raise NotFound("Organization", spec.payor_id, field="coverage.payor")
     if spec.self_pay and spec.payor_kind != "patient":
-        raise RuleViolation("a self-pay coverage is paid by a Patient", field="Coverage.payor")
+        raise RuleViolation("a self-pay coverage is paid by a Patient", field="coverage.payor")
     if spec.period_start and spec.period_end and spec.period_end <= spec.period_start:
-        raise RuleViolation("period end is before its start", field="Coverage.period.end")
+        raise RuleViolation("period end is before its start", field="coverage.period_end")
 
 
 def _apply(coverage: Coverage, spec: CoverageSpec) -> None:

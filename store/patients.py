@@ -9,14 +9,10 @@ from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.common import new_id
-from store.errors import NotFound, PermissionRequired, RuleViolation, VersionMismatch
+from store.errors import NotFound, RestrictedWithoutPermission, RuleViolation, VersionMismatch
 from store.models import Patient, PatientIdentifier, PatientPhone
 from store.ssn import SSN_SYSTEM, SsnHasher, masked_last4
 from store.text import fold, phone_digits
-
-
-class RestrictedWithoutPermission(PermissionRequired):
-    """Marking a patient restricted needs the privacy permission."""
 
 
 @dataclass(frozen=True)
@@ -68,13 +64,13 @@ def _check_privacy(spec: PatientSpec, access: Access) -> None:
         raise RestrictedWithoutPermission(
             "only staff with the 'Privacy: Access Blocked Patients' permission may mark a "
             "patient restricted",
-            field="Patient.meta.security",
+            field="patient.restricted",
         )
 
 
 def _apply(patient: Patient, spec: PatientSpec, ssn: SsnHasher) -> None:
     if not spec.family.strip():
-        raise RuleViolation("a patient needs a family name", field="Patient.name")
+        raise RuleViolation("a patient needs a family name", field="patient.family")
     patient.family = spec.family
     patient.given = spec.given
     patient.family_folded = fold(spec.family)
@@ -102,7 +98,7 @@ def _apply(patient: Patient, spec: PatientSpec, ssn: SsnHasher) -> None:
                 )
             )
             continue
-        digits = ssn.normalize(value, field=f"Patient.identifier[{position}].value")
+        digits = ssn.normalize(value, field=f"patient.ssn[{position}]")
         identifiers.append(
             PatientIdentifier(
                 system=SSN_SYSTEM,

@@ -9,13 +9,8 @@ its UTC instant moves. An occurrence whose wall-clock time does not exist (DST
 gap) is reported, not shifted; one that exists twice (DST overlap) uses the
 earlier instant and is reported too.
 
-Refusals carry `field`, the offending element in FHIR R4 Timing terms, so the
-HTTP layer can put it into OperationOutcome.issue.expression:
-
-RuleViolation (store.errors)
- └── InvalidRecurrence        the settings are malformed or contradictory
-      ├── UnknownTimeZone     the IANA zone name is not known
-      └── SeriesTooLong       more occurrences, or reaching further ahead, than allowed
+Refusals are `store.errors.InvalidRecurrence` naming the recurrence field refused
+(`recurrence.count`, …), which `mappings.locations` places in the request's Timing.
 """
 
 from __future__ import annotations
@@ -31,43 +26,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil.relativedelta import relativedelta
 from dateutil.rrule import DAILY, MO, MONTHLY, WEEKLY, rrule, weekday
 
-from store.errors import RuleViolation
+from store.errors import InvalidRecurrence, SeriesTooLong, UnknownTimeZone
 
-# Element paths (FHIR R4 Timing) named by refusals; one table so they stay consistent.
-FIELD_REPEAT = "Timing.repeat"
-FIELD_COUNT = "Timing.repeat.count"
-FIELD_END = "Timing.repeat.boundsPeriod.end"
-FIELD_PERIOD = "Timing.repeat.period"
-FIELD_PERIOD_UNIT = "Timing.repeat.periodUnit"
-FIELD_DAY_OF_WEEK = "Timing.repeat.dayOfWeek"
-FIELD_DAY_OF_MONTH = "Timing.repeat.dayOfMonth"
-FIELD_TIME_OF_DAY = "Timing.repeat.timeOfDay"
-FIELD_DURATION = "Timing.repeat.duration"
+# The recurrence fields refusals name (`mappings.locations` places them in a FHIR Timing).
+FIELD_REPEAT = "recurrence"
+FIELD_COUNT = "recurrence.count"
+FIELD_END = "recurrence.end"
+FIELD_PERIOD = "recurrence.period"
+FIELD_PERIOD_UNIT = "recurrence.period_unit"
+FIELD_DAY_OF_WEEK = "recurrence.day_of_week"
+FIELD_DAY_OF_MONTH = "recurrence.day_of_month"
+FIELD_TIME_OF_DAY = "recurrence.time_of_day"
+FIELD_DURATION = "recurrence.duration"
 
 PROBLEM_DST_GAP = "dst-gap"
 PROBLEM_DST_AMBIGUOUS = "dst-ambiguous"
 
 _WEEKDAY_CODES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NTH_WEEKDAY_POSITIONS = (1, 2, 3, 4, -1)
-
-
-class InvalidRecurrence(RuleViolation):
-    """The recurrence settings are refused; `field` names the offending Timing element."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message, field=field)
-
-
-class UnknownTimeZone(InvalidRecurrence):
-    """The department's time zone is not a known IANA zone name."""
-
-    def __init__(self, timezone: str) -> None:
-        super().__init__(f"unknown IANA time zone {timezone!r}", field=FIELD_TIME_OF_DAY)
-        self.timezone = timezone
-
-
-class SeriesTooLong(InvalidRecurrence):
-    """The series exceeds the configured limits (number of occurrences or years ahead)."""
 
 
 class Frequency(enum.StrEnum):

@@ -66,12 +66,12 @@ from store.recurrence import (
 from store.search import visibility
 from store.sessions import inactive_reason
 
-# Parameter paths (FHIR operation parameters) named by refusals.
-FIELD_PATIENT = "Parameters.parameter[patient]"
-FIELD_PRACTITIONER = "Parameters.parameter[practitioner]"
-FIELD_SCHEDULE = "Parameters.parameter[schedule]"
-FIELD_LOCATION = "Parameters.parameter[location]"
-FIELD_KEPT = "Parameters.parameter[appointment-resource]"
+# The series fields refusals name (`mappings.locations` places them in the Parameters).
+FIELD_PATIENT = "series.patient"
+FIELD_PRACTITIONER = "series.practitioner"
+FIELD_SCHEDULE = "series.schedule"
+FIELD_LOCATION = "series.location"
+FIELD_KEPT = "series.kept"
 
 #: Why an occurrence has no session (OperationOutcome detail codes).
 NO_SESSION = "no-session"
@@ -333,7 +333,7 @@ def resolve_draft(
             f"Appointment/{booking_id} is not a draft (status {draft.status})", field=FIELD_KEPT
         )
     if request.session_id is None:
-        raise RuleViolation("choose a slot to resolve a draft", field="Appointment.slot")
+        raise RuleViolation("choose a slot to resolve a draft", field="booking.slot")
     return update_booking(
         db,
         booking_id,
@@ -366,7 +366,7 @@ def cancel_series(
     if anchor.series_id is None or anchor.recurrence_id is None:
         raise RuleViolation(
             f"Appointment/{booking_id} is not part of a series; cancel it with an update",
-            field="Appointment.extension",
+            field="booking.series",
         )
     statement = select(Booking).where(
         Booking.series_id == anchor.series_id, Booking.status.in_(list(CANCELLABLE))

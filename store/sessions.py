@@ -30,6 +30,10 @@ class SessionSpec:
     identifier_value: str | None = None
     document: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise RuleViolation("end must be after start", field="session.end")
+
 
 @dataclass(frozen=True)
 class ScheduleSpec:
@@ -82,12 +86,12 @@ def update_schedule(
 
 def _check_schedule(db: Session, spec: ScheduleSpec) -> None:
     if db.get(Department, spec.department_id) is None:
-        raise NotFound("Location", spec.department_id, field="Schedule.actor")
+        raise NotFound("Location", spec.department_id, field="schedule.actor")
     if spec.provider_id is not None and db.get(Provider, spec.provider_id) is None:
-        raise NotFound("Practitioner", spec.provider_id, field="Schedule.actor")
+        raise NotFound("Practitioner", spec.provider_id, field="schedule.actor")
     if spec.horizon_start and spec.horizon_end and spec.horizon_end < spec.horizon_start:
         raise RuleViolation(
-            "the planning horizon ends before it starts", field="Schedule.planningHorizon"
+            "the planning horizon ends before it starts", field="schedule.planning_horizon"
         )
 
 
@@ -150,7 +154,7 @@ def update_session(
         raise VersionMismatch("Slot", session_id, expected_version, session.version)
     _check_spec(db, spec, new_schedule=spec.schedule_id != session.schedule_id)
     if spec.capacity < session.booked:
-        raise CapacityBelowBooked(spec.capacity, session.booked, field="Slot.extension")
+        raise CapacityBelowBooked(spec.capacity, session.booked, field="session.capacity")
     moved = (spec.start, spec.end, spec.schedule_id) != (
         session.start,
         session.end,
@@ -160,7 +164,7 @@ def update_session(
         raise RuleViolation(
             f"the session has {session.booked} booked patients; move or cancel their "
             "appointments before changing its time or schedule",
-            field="Slot.start",
+            field="session.start",
         )
     _apply(session, spec)
     session.touch()
@@ -170,15 +174,13 @@ def update_session(
 
 def _check_spec(db: Session, spec: SessionSpec, *, new_schedule: bool) -> None:
     """`new_schedule`: the session joins this schedule now (created, or moved to it)."""
-    if spec.end <= spec.start:
-        raise RuleViolation("end must be after start", field="Slot.end")
     if spec.capacity < 1:
-        raise RuleViolation("capacity must be at least 1", field="Slot.extension")
+        raise RuleViolation("capacity must be at least 1", field="session.capacity")
     schedule = db.get(ProviderSchedule, spec.schedule_id)
     if schedule is None:
-        raise NotFound("Schedule", spec.schedule_id, field="Slot.schedule")
+        raise NotFound("Schedule", spec.schedule_id, field="session.schedule")
     if new_schedule and (reason := inactive_reason(schedule)):
-        raise Inactive(f"{reason}: it takes no new sessions", field="Slot.schedule")
+        raise Inactive(f"{reason}: it takes no new sessions", field="session.schedule")
 
 
 def _apply(session: GroupSession, spec: SessionSpec) -> None:

@@ -14,7 +14,7 @@ import requests
 
 from benchmarks.clinic_benchmark.harness import FHIR_JSON, MRN_SYSTEM, Bench, Server, stats, timed
 from benchmarks.clinic_data import phone_of
-from fhir_facade.bundle import searchset
+from fhir_facade.searchset import searchset
 from mappings.search import parse_search
 from mappings.slot import slot_to_fhir
 from store import search as store_search

@@ -35,7 +35,7 @@ from fhir_facade.http import (
 from fhir_facade.notify.delivery import allowed_endpoint
 from fhir_facade.notify.events import filter_conditions
 from fhir_facade.notify.render import rendered
-from fhir_facade.outcomes import FhirError
+from fhir_facade.writes import body_for
 from mappings.errors import InvalidSearch, Unprocessable
 from mappings.subscription import (
     CONTENTS,
@@ -181,14 +181,7 @@ def search(pairs: list[tuple[str, str]]) -> Response:
 def update(ident: str) -> Response:
     grants = caller()
     grants.require("Subscription", "u")
-    body = read_json_body()
-    if isinstance(body, dict) and body.get("id") != ident:
-        raise FhirError(
-            400,
-            "invalid",
-            f"the resource id ({body.get('id')!r}) must equal the id in the URL ({ident!r})",
-            expression="Subscription.id",
-        )
+    body = body_for(ident, read_json_body())
     spec = _checked(subscription_from_fhir(body))
     expected = if_match_version()
 

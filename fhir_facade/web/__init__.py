@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_from_direct
 from fhir_facade.auth import PATIENT_BLOCKED, SCHEDULE_MANAGE
 from fhir_facade.config import Settings
 from fhir_facade.context import tokens
-from fhir_facade.outcomes import FhirError
+from fhir_facade.outcomes import BadRequest
 
 STATIC = Path(__file__).with_name("static")
 TOKEN_LIFETIME = dt.timedelta(hours=8)
@@ -112,7 +112,7 @@ def _chosen_user() -> StaffUser:
         if user.id == wanted:
             return user
     known = ", ".join(user.id for user in DEMO_USERS)
-    raise FhirError(400, "invalid", f"unknown demo user; choose one of {known}", expression="user")
+    raise BadRequest(f"unknown demo user; choose one of {known}", expression="user")
 
 
 def _static(name: str) -> Response:

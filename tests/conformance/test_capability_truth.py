@@ -30,7 +30,8 @@ from werkzeug.test import TestResponse
 from fhir_facade.auth import AUDIT_READ, PATIENT_BLOCKED, SCHEDULE_MANAGE
 from mappings.codes import EXT_GROUP_CAPACITY, EXT_TIMEZONE
 from mappings.coverage import CS_SELF_PAY
-from mappings.search import RESULT_PARAMS, SEARCHES
+from mappings.search import RESULT_PARAMS
+from mappings.search_params import SEARCHES
 from store.db import Database
 from store.models import (
     Booking,

@@ -20,8 +20,8 @@ from conformance.package import build
 from fhir_facade import operations
 from fhir_facade.capability import capability_statement
 from fhir_facade.notify.conformance import OPERATIONS as SUBSCRIPTION_OPERATIONS
-from fhir_facade.operations import OPERATION_DEFINITIONS
-from fhir_facade.outcomes import _TABLE, CS_OUTCOME
+from fhir_facade.outcomes import _TABLE
+from fhir_facade.registry import RESOURCE_TYPES
 from mappings import series
 from mappings.codes import (
     APPOINTMENT_TYPES,
@@ -31,6 +31,7 @@ from mappings.codes import (
     SERVICE_TYPES,
     SYSTEM_MRN,
 )
+from mappings.outcome import CS_OUTCOME
 
 PACKAGE = build.HERE
 Resource = dict[str, Any]
@@ -216,8 +217,12 @@ def _outcome_detail_codes() -> set[str]:
 
 
 def test_the_outcome_code_system_holds_exactly_the_codes_we_send():
-    assert series.CS_OUTCOME == CS_OUTCOME
     assert _concepts(CS_OUTCOME) == _outcome_detail_codes()
+
+
+OPERATION_DEFINITIONS = {
+    op.code: op.definition("Appointment") for op in RESOURCE_TYPES["Appointment"].operations
+}
 
 
 def test_the_operation_definitions_are_the_ones_the_server_declares():

@@ -137,7 +137,7 @@ BAD = [
             s.new_booking(start=instant(MONDAY), end=instant(MONDAY - dt.timedelta(hours=1)))
         ),
         422,
-        "processing",
+        "business-rule",
         "Appointment.end",
     ),
     Bad(
@@ -358,7 +358,7 @@ BAD = [
         "/fhir/Slot",
         lambda s: as_json(slot(s.schedule, MONDAY, minutes=-30)),
         422,
-        "processing",
+        "business-rule",
         "Slot.end",
         auth=ADMIN_SCOPE,
     ),

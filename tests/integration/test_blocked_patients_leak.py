@@ -97,7 +97,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from mappings.search import SEARCHES
+from mappings.search_params import SEARCHES
 from mappings.timing import EXT_RECURRENCE_ID, EXT_SERIES_TIMING
 from store.models import AuditRecord, Booking, PatientIdentifier
 from tests.factories import (

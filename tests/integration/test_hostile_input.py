@@ -29,9 +29,10 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from fhir_facade import create_app
-from fhir_facade.writes import WRITERS
+from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import EXT_GROUP_CAPACITY
-from mappings.search import RESULT_PARAMS, SEARCHES
+from mappings.search import RESULT_PARAMS
+from mappings.search_params import SEARCHES
 from store.models import AuditRecord, Base
 from tests.conftest import TEST_SECRET, empty_database
 from tests.demo_snapshot import DemoSnapshots, copy_demo
@@ -355,7 +356,7 @@ def test_generated_element_values_get_the_same_fhir_answer_on_both_backends(
 ) -> None:
     first = backends[0]
     templates = _templates(first.client, first.auth)
-    writable = sorted({resource_type for resource_type, _ in WRITERS})
+    writable = sorted(name for name, spec in RESOURCE_TYPES.items() if spec.create or spec.update)
     assert set(writable) <= set(templates), "every writable type needs a template here"
     targets = [(t, leaf) for t in writable for leaf in _leaves(templates[t])]
 

@@ -10,14 +10,14 @@ import pytest
 from fhir_facade.auth import (
     PATIENT_BLOCKED,
     SCHEDULE_MANAGE,
-    AuthError,
-    Forbidden,
     Grants,
     TokenService,
     grants_from_scopes,
 )
 from fhir_facade.config import Settings
 from fhir_facade.oauth import granted_scopes
+from fhir_facade.outcomes import AuthError
+from store.errors import PermissionRequired
 
 SECRET = "unit-test-signing-key-0123456789-abcdefghijklmnop"
 OTHER_SECRET = "another-signing-key-9876543210-zyxwvutsrqponmlkj"
@@ -124,12 +124,12 @@ def test_require_passes_when_the_scope_allows():
 
 
 def test_require_refuses_a_missing_letter_with_forbidden():
-    with pytest.raises(Forbidden, match="create on Slot"):
+    with pytest.raises(PermissionRequired, match="create on Slot"):
         grants("user/Slot.rs").require("Slot", "c")
 
 
 def test_require_permission_refuses_without_the_permission_scope():
-    with pytest.raises(Forbidden, match=SCHEDULE_MANAGE):
+    with pytest.raises(PermissionRequired, match=SCHEDULE_MANAGE):
         grants("user/*.cruds").require_permission(SCHEDULE_MANAGE)
 
 

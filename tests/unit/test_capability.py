@@ -7,7 +7,7 @@ import pytest
 from fhir_facade.auth import AUDIT_READ, PATIENT_BLOCKED, SCHEDULE_MANAGE
 from fhir_facade.capability import capability_statement, smart_configuration
 from fhir_facade.registry import RESOURCE_TYPES
-from mappings.search import SEARCHES
+from mappings.search_params import SEARCHES
 from tests.validation import assert_valid
 
 BASE = "http://x/fhir"

@@ -8,6 +8,7 @@ import pytest
 
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.errors import InvalidResource, Unprocessable
+from store.errors import RuleViolation
 from store.models import BookingStatus
 from tests.unit.builders import MONDAY, actor, appointment_body, booking
 from tests.validation import assert_valid
@@ -213,15 +214,15 @@ def test_a_slot_reference_to_another_resource_type_is_unprocessable():
     assert _refusal(Unprocessable, body).expression == "Appointment.slot[0]"
 
 
-def test_an_end_before_the_start_is_unprocessable():
+def test_an_end_before_the_start_is_refused_by_the_booking_rule():
     body = appointment_body(start="2027-01-04T15:00:00Z", end="2027-01-04T14:59:00Z")
-    assert _refusal(Unprocessable, body).expression == "Appointment.end"
+    assert _refusal(RuleViolation, body).field == "booking.end"
 
 
 def test_an_end_before_the_start_is_caught_across_time_zones():
     # 10:30 in New York is 15:30Z, after the 15:10Z end.
     body = appointment_body(start="2027-01-04T10:30:00-05:00", end="2027-01-04T15:10:00Z")
-    assert _refusal(Unprocessable, body).expression == "Appointment.end"
+    assert _refusal(RuleViolation, body).field == "booking.end"
 
 
 def test_an_unknown_appointment_type_code_is_unprocessable():

@@ -8,6 +8,7 @@ import pytest
 
 from mappings.errors import InvalidResource, Unprocessable
 from mappings.slot import slot_from_fhir, slot_to_fhir
+from store.errors import RuleViolation
 from tests.unit.builders import (
     CLOSED_SESSION,
     GROUP_CAPACITY,
@@ -167,14 +168,14 @@ def test_a_capacity_extension_without_its_capacity_part_is_unprocessable():
     assert _refusal(Unprocessable, body).expression == "Slot.extension[0]"
 
 
-def test_a_slot_ending_when_it_starts_is_unprocessable():
+def test_a_slot_ending_when_it_starts_is_refused_by_the_session_rule():
     body = slot_body(start="2027-01-04T15:00:00Z", end="2027-01-04T15:00:00Z")
-    assert _refusal(Unprocessable, body).expression == "Slot.end"
+    assert _refusal(RuleViolation, body).field == "session.end"
 
 
-def test_a_slot_ending_before_it_starts_is_unprocessable():
+def test_a_slot_ending_before_it_starts_is_refused_by_the_session_rule():
     body = slot_body(start="2027-01-04T15:00:00Z", end="2027-01-04T14:00:00Z")
-    assert _refusal(Unprocessable, body).expression == "Slot.end"
+    assert _refusal(RuleViolation, body).field == "session.end"
 
 
 def test_a_slot_whose_schedule_points_elsewhere_is_unprocessable():

@@ -6,8 +6,8 @@ import pytest
 from werkzeug.exceptions import NotFound as HttpNotFound
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from fhir_facade.auth import AuthError, Forbidden
-from fhir_facade.outcomes import FhirError, describe
+from fhir_facade import outcomes
+from fhir_facade.outcomes import AuthError, describe
 from mappings.errors import InvalidResource, InvalidSearch, Unprocessable
 from store import errors
 from tests.validation import assert_valid
@@ -39,7 +39,7 @@ def only_issue(outcome: dict) -> dict:
         (InvalidResource("unknown element"), 400, "structure"),
         (InvalidSearch("unknown search parameter"), 400, "invalid"),
         (AuthError("a bearer token is required"), 401, "login"),
-        (Forbidden("needs user/Slot.c"), 403, "forbidden"),
+        (errors.PermissionRequired("needs user/Slot.c"), 403, "forbidden"),
     ],
 )
 def test_each_error_maps_to_its_status_and_issue_code(error, status, code):
@@ -73,16 +73,18 @@ def test_specific_refusals_carry_a_stable_detail_code(error, detail):
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "expression"),
     [
-        errors.SessionFull("s-1", field="Appointment.slot"),
-        errors.NotFound("Patient", "p-1", field="Appointment.participant"),
-        errors.RuleViolation("end must be after start", field="Slot.end"),
+        (errors.SessionFull("s-1", field="booking.slot"), "Appointment.slot"),
+        (errors.NotFound("Patient", "p-1", field="booking.participant"), "Appointment.participant"),
+        (errors.RuleViolation("end must be after start", field="session.end"), "Slot.end"),
+        (errors.RuleViolation("too few", field="session.capacity"), "Slot.extension"),
+        (errors.RuleViolation("bad", field="recurrence.count"), "Timing.repeat.count"),
     ],
 )
-def test_a_store_error_with_a_field_points_at_it(error):
+def test_a_store_error_with_a_field_points_at_its_fhir_element(error, expression):
     _, outcome = outcome_of(error)
-    assert only_issue(outcome)["expression"] == [error.field]
+    assert only_issue(outcome)["expression"] == [expression]
 
 
 @pytest.mark.parametrize(
@@ -117,9 +119,10 @@ def test_an_unknown_exception_is_a_bland_500():
     assert "db.internal" not in str(outcome)
 
 
-def test_a_fhir_error_keeps_its_own_status_code_and_expression():
-    status, outcome = outcome_of(FhirError(415, "not-supported", "send JSON", expression="body"))
+def test_a_named_fhir_error_takes_its_status_from_the_table_and_keeps_its_expression():
+    status, outcome = outcome_of(outcomes.UnsupportedMediaType("send JSON", expression="body"))
     assert status == 415
+    assert only_issue(outcome)["code"] == "not-supported"
     assert only_issue(outcome)["expression"] == ["body"]
 
 

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy.dialects import sqlite
 
 from mappings.errors import InvalidSearch
-from mappings.search import DEFAULT_COUNT, MAX_COUNT, date_range, parse_search
+from mappings.search import DEFAULT_COUNT, MAX_COUNT, parse_search
+from mappings.search_params import date_range
 from store.access import Access
 from store.search import AnyOf, Condition, where_clause
 

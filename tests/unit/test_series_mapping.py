@@ -10,6 +10,7 @@ import pytest
 
 from mappings.appointment import appointment_to_fhir
 from mappings.errors import InvalidResource, Unprocessable
+from mappings.locations import Where, fhir_path, located, rooted, where_of
 from mappings.series import (
     FIND_TIMING,
     DraftChoice,
@@ -17,7 +18,6 @@ from mappings.series import (
     bookings_to_fhir,
     find_from_fhir,
     preview_to_fhir,
-    timing_expression,
 )
 from mappings.timing import (
     EXT_DAY_OF_MONTH,
@@ -201,8 +201,17 @@ def test_unknown_parameters_and_a_missing_provider_are_refused():
 
 
 def test_store_refusals_are_pointed_at_the_timing_of_the_request():
-    assert timing_expression("Timing.repeat.count", FIND_TIMING) == f"{FIND_TIMING}.repeat.count"
-    assert timing_expression("Appointment.slot", FIND_TIMING) == "Appointment.slot"
+    where = Where({"Timing": FIND_TIMING})
+    assert rooted(fhir_path("recurrence.count"), where) == f"{FIND_TIMING}.repeat.count"
+    assert rooted(fhir_path("booking.slot"), where) == "Appointment.slot"
+
+
+def test_the_innermost_place_a_refusal_is_located_in_wins():
+    inner = Where({"Appointment": "Parameters.parameter[appointment-resource][0].resource"})
+    outer = Where({"Timing": FIND_TIMING})
+    with pytest.raises(ValueError) as caught, located(outer), located(inner):
+        raise ValueError("refused")
+    assert where_of(caught.value) == inner
 
 
 # --- what $find emits -----------------------------------------------------------------
