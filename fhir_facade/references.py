@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy.orm import Session
 
 from fhir_facade.context import caller, database
 from mappings.references import (
@@ -23,46 +22,45 @@ from mappings.references import (
     without_references,
 )
 from mappings.search_params import SEARCHES
-from store.access import Access
-from store.search import visible_ids
+from store.scope import Store
 
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
     if not any(checked_references(r) for r in resources_in(body)):
         return
-    with database().reading() as db:
-        drop_hidden_references(db, body, caller().access)
+    with database().read_as(caller().access) as store:
+        drop_hidden_references(store, body)
 
 
-def drop_hidden_references(db: Session, body: Any, access: Access) -> None:
-    """Remove, in place, the references in `body` to records `access` may not see (also
-    for a notification, sent outside any request, with its subscriber's access)."""
+def drop_hidden_references(store: Store, body: Any) -> None:
+    """Remove, in place, the references in `body` to records `store`'s caller may not see
+    (also for a notification, sent outside any request, as its subscriber)."""
     named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
     named_refs = {ref for _, references in named.values() for ref in references}
     if not named_refs:
         return
-    hidden = _hidden(db, named_refs, access)
+    hidden = _hidden(store, named_refs)
     for resource, references in named.values():
         if references & hidden:
             without_references(resource, hidden)
 
 
 def document_keeping_hidden(
-    db: Session, resource_type: str, kept: str | None, sent: str | None, access: Access
+    store: Store, resource_type: str, kept: str | None, sent: str | None
 ) -> str | None:
     """An update's kept document (JSON text) with the elements of the old one that name
     records the caller may not see put back (see `mappings.references.with_hidden_kept`)."""
     if not kept or sent is None:
         return sent
     old = {"resourceType": resource_type, **orjson.loads(kept)}
-    hidden = _hidden(db, checked_references(old), access)
+    hidden = _hidden(store, checked_references(old))
     if not hidden:
         return sent
     return orjson.dumps(with_hidden_kept(old, orjson.loads(sent), hidden)).decode()
 
 
-def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> set[tuple[str, str]]:
+def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of these (kind, id) references name a record the caller may not see."""
     wanted: dict[str, set[str]] = {}
     for kind, ident in references:
@@ -70,5 +68,5 @@ def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> se
     return {
         (kind, ident)
         for kind, ids in wanted.items()
-        for ident in ids - visible_ids(db, SEARCHES[kind].kind, ids, access)
+        for ident in ids - store.visible_ids(SEARCHES[kind].kind, ids)
     }

@@ -35,9 +35,8 @@ from mappings.directory import (
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search_params import SEARCHES, ResourceSearch
 from mappings.slot import slot_from_fhir, slot_to_fhir
-from store.directory import update_department, update_provider, update_provider_group
 from store.models import Base
-from store.sessions import update_schedule, update_session
+from store.scope import Store
 
 #: Interactions every resource type has (FHIR TypeRestfulInteraction codes).
 READS = ("read", "vread", "history-instance", "search-type")
@@ -109,7 +108,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ),
             update=Change(
                 organization_from_fhir,
-                changes.updating(update_provider_group, organization_to_fhir),
+                changes.updating(Store.update_provider_group, organization_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -123,7 +122,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(location_from_fhir, changes.new_location, permission=SCHEDULE_MANAGE),
             update=Change(
                 location_from_fhir,
-                changes.updating(update_department, location_to_fhir),
+                changes.updating(Store.update_department, location_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -142,7 +141,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ),
             update=Change(
                 practitioner_from_fhir,
-                changes.updating(update_provider, practitioner_to_fhir),
+                changes.updating(Store.update_provider, practitioner_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -156,7 +155,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(schedule_from_fhir, changes.new_schedule, permission=SCHEDULE_MANAGE),
             update=Change(
                 schedule_from_fhir,
-                changes.updating(update_schedule, schedule_to_fhir),
+                changes.updating(Store.update_schedule, schedule_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -172,7 +171,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(slot_from_fhir, changes.new_slot, permission=SCHEDULE_MANAGE),
             update=Change(
                 slot_from_fhir,
-                changes.updating(update_session, slot_to_fhir),
+                changes.updating(Store.update_session, slot_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(

@@ -11,6 +11,7 @@ from fhir_facade.notify.events import news_to, subscriber
 from fhir_facade.references import drop_hidden_references
 from mappings.subscription import TOPICS, Event
 from store.models import Notification, RecordVersion, Subscription
+from store.scope import Store
 
 
 def rendered(
@@ -35,7 +36,7 @@ def rendered(
         resource = None
         if content == "full-resource" and version is not None:
             resource = orjson.loads(version.document)
-            drop_hidden_references(db, resource, access)
+            drop_hidden_references(Store(db, access), resource)
         events.append(
             Event(
                 notification.event_number,
