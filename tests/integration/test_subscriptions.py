@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from fhir_facade.notify.delivery import Deliverer, DeliverySettings
 from mappings.subscription import EXT_CONTENT, EXT_FILTER, EXT_HEARTBEAT, TOPICS
 from store.access import STAFF
-from store.booking import BookingRequest, store_draft
+from store.booking import BookingRequest, Placement, store_drafts
 from store.db import Database
 from store.models import BookingStatus, OrganizationKind, Patient, ProviderGroup
 from tests.factories import MONDAY, make_clinic, make_coverage, make_patient, make_session
@@ -191,23 +191,17 @@ def test_a_subscriber_receives_every_booking_cancellation_and_draft_resolution_i
     first = book(client, staff, world.sessions[0], world.ann, world.cov["ann"])
     second = book(client, staff, world.sessions[1], world.bob, world.cov["bob"])
     cancel(client, staff, first)
-    draft = db.write(
-        lambda s: (
-            store_draft(
-                s,
-                BookingRequest(
-                    world.ann,
-                    None,
-                    BookingStatus.PROPOSED,
-                    provider_ids=(world.provider,),
-                    start=MONDAY + dt.timedelta(days=7),
-                    end=MONDAY + dt.timedelta(days=7, minutes=90),
-                    coverage_ids=(world.cov["ann"],),
-                ),
-                STAFF,
-            ).booking.id
-        )
+    request = BookingRequest(
+        world.ann,
+        None,
+        BookingStatus.PROPOSED,
+        provider_ids=(world.provider,),
+        start=MONDAY + dt.timedelta(days=7),
+        end=MONDAY + dt.timedelta(days=7, minutes=90),
+        coverage_ids=(world.cov["ann"],),
     )
+    (result,) = db.write(lambda s: store_drafts(s, [Placement(request)], STAFF))
+    draft = result.booking.id
     stored = fhir(client.get(f"/fhir/Appointment/{draft}", headers=staff), 200)
     chosen = {**stored, "status": "booked", "slot": [{"reference": f"Slot/{world.sessions[2]}"}]}
     fhir(put(client, f"/fhir/Appointment/{draft}", chosen, staff), 200)
