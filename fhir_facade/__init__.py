@@ -14,6 +14,8 @@ from fhir_facade import compression, cors, docs
 from fhir_facade.auth import TokenService, ssn_hasher
 from fhir_facade.config import Settings
 from fhir_facade.http import check_accept, check_request_size, fhir_response
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
+from fhir_facade.notify.events import record_events
 from fhir_facade.outcomes import NotServed, describe
 from fhir_facade.registry import RESOURCE_TYPES, snapshot
 from mappings.limits import check_id
@@ -48,8 +50,8 @@ def _error_response(error: BaseException) -> Response:
 
 
 def _no_route(segment: str) -> NotServed:
-    if segment[:1].isupper() and segment not in RESOURCE_TYPES:
-        served = ", ".join(sorted(RESOURCE_TYPES))
+    if segment[:1].isupper() and segment not in {*RESOURCE_TYPES, SUBSCRIPTION}:
+        served = ", ".join(sorted({*RESOURCE_TYPES, SUBSCRIPTION}))
         return NotServed(
             f"resource type {segment!r} is not served here; served: {served}", code="not-supported"
         )
@@ -88,7 +90,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             keepalive_s=settings.db_keepalive_s,
         )
     )
-    database.keep_versions(snapshot)
+    database.keep_versions(snapshot, record_events)
     app.extensions["fhir_facade.db"] = database
     app.extensions["fhir_facade.tokens"] = TokenService(settings)
     app.extensions["fhir_facade.ssn"] = ssn_hasher(settings)
@@ -101,6 +103,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register(api)
 
     api.register_blueprint(build_blueprint())
+    from fhir_facade.notify.api import blueprint as subscriptions
+
+    api.register_blueprint(subscriptions())
     if not settings.jwks_url:  # production: tokens come from the identity provider
         from fhir_facade.oauth import blueprint as token_service
 

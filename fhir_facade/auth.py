@@ -101,6 +101,7 @@ class Grants:
     letters: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> c r u d s
     permissions: frozenset[str] = frozenset()
     scopes: tuple[Scope, ...] = ()
+    claim: str = ""  # the scope claim as the token carried it (kept with a Subscription)
 
     @cached_property
     def access(self) -> Access:
@@ -212,6 +213,7 @@ def grants_from_scopes(subject: str, scope: str) -> Grants:
         {k: frozenset(v) for k, v in letters.items()},
         frozenset(permissions),
         tuple(scopes),
+        " ".join(scope_tokens(scope)),
     )
 
 

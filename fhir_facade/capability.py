@@ -7,6 +7,8 @@ from typing import Any
 
 from fhir_facade.auth import PERMISSION_SCOPES
 from fhir_facade.config import Settings
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
+from fhir_facade.notify.conformance import subscription_resource
 from fhir_facade.oauth import SIGNING_ALGORITHMS, token_endpoint_url
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.codes import CANONICAL
@@ -84,6 +86,7 @@ def capability_statement(
                 for op in spec.operations
             ]
         resources.append(entry)
+    resources.append(subscription_resource())
     return {
         "resourceType": "CapabilityStatement",
         "id": "fhir-facade",
@@ -205,8 +208,8 @@ def smart_configuration(base: str, endpoints: OAuthEndpoints | None = None) -> d
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
             "scopes_supported": [
-                *(f"system/{name}.cruds" for name in RESOURCE_TYPES),
-                *(f"user/{name}.cruds" for name in RESOURCE_TYPES),
+                *(f"system/{name}.cruds" for name in [*RESOURCE_TYPES, SUBSCRIPTION]),
+                *(f"user/{name}.cruds" for name in [*RESOURCE_TYPES, SUBSCRIPTION]),
                 *PERMISSION_SCOPES,
             ],
             "capabilities": capabilities,

@@ -7,10 +7,13 @@ point: our commands only, each run in an app built by `create_app`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,21 +26,23 @@ from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from fhir_facade.auth import grants_from_scopes, unknown_scopes
-from fhir_facade.context import database, tokens
+from fhir_facade.context import database, settings, tokens
 from fhir_facade.http import FHIR_JSON
 from fhir_facade.importer import CREATED, UPDATED, ImportReport, import_items, read_items
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
+from fhir_facade.notify.delivery import Deliverer, delivery_settings
 from fhir_facade.oauth import validate_jwks
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.outcome import issue, operation_outcome
+from store.access import PRIVACY_OFFICER
 from store.clients import ClientSpec, register_client
 from store.demo import extend_demo, load_demo
 from store.migrate import upgrade
-from store.promotion import sweep_expired_offers
 
 DEMO_SCOPE = (
     "user/Patient.cruds user/Appointment.cruds user/Slot.cruds user/Coverage.cruds "
     "user/Schedule.cruds user/Practitioner.cruds user/Location.cruds user/Organization.cruds "
-    "__schedule.manage"
+    "user/Subscription.cruds __schedule.manage"
 )
 
 
@@ -111,7 +116,7 @@ def _demo_state(loaded: bool, added: int) -> str:
 @click.option("--hours", default=12, show_default=True, type=click.IntRange(min=1))
 @with_appcontext
 def token_command(scope: str, subject: str, hours: int) -> None:
-    unknown = unknown_scopes(scope, RESOURCE_TYPES)
+    unknown = unknown_scopes(scope, [*RESOURCE_TYPES, SUBSCRIPTION])
     if unknown:
         raise click.BadParameter(
             f"unknown scope(s): {', '.join(unknown)} (use user/<Type>.<cruds>, system/..., "
@@ -143,7 +148,7 @@ def client_group() -> None:
 def client_add(client_id: str, jwks_file: Path | None, jwks_url: str | None, scope: str) -> None:
     if (jwks_file is None) == (jwks_url is None):
         raise click.UsageError("give exactly one of --jwks FILE and --jwks-url URL")
-    unknown = unknown_scopes(scope, RESOURCE_TYPES)
+    unknown = unknown_scopes(scope, [*RESOURCE_TYPES, SUBSCRIPTION])
     if unknown or not scope.split():
         raise click.BadParameter(f"not scopes we grant: {' '.join(unknown)}", param_hint="--scope")
     try:
@@ -258,6 +263,7 @@ def demo_command(host: str, port: int) -> None:
     everything = f"{DEMO_SCOPE} __patient.blocked user/AuditEvent.rs __audit.read"
     token = tokens().mint("staff-demo", everything, dt.timedelta(hours=12))
     base = f"http://{host}:{port}/fhir"
+    settings().subscription_http_loopback = True  # the demo's receivers run beside it
     click.echo(
         f"\nfhir-facade demo on {base}  (database: {_safe_url()}; "
         f"{_demo_state(loaded, added)})\n\n"
@@ -267,7 +273,40 @@ def demo_command(host: str, port: int) -> None:
         f'  curl -H "Authorization: Bearer $TOKEN" \\\n'
         f'       "{base}/Schedule?actor=Practitioner/prac-rivera"\n'
     )
-    _gunicorn(host, port, workers=2, threads=8)
+    _gunicorn(host, port, workers=2, threads=8, deliver=True)
+
+
+@click.command(
+    "worker",
+    help="Deliver subscription notifications (handshakes, events in order, heartbeats, "
+    "retries) until stopped. Several workers may share a database.",
+)
+@click.option("--poll", default=0.5, show_default=True, type=click.FloatRange(min=0.05))
+@click.option("--once", is_flag=True, help="One round over what is due, then exit.")
+@with_appcontext
+def worker_command(poll: float, once: bool) -> None:
+    upgrade(database().engine)
+    deliverer = Deliverer(database(), delivery_settings(settings()))
+    if once:
+        click.echo(f"notifications sent: {deliverer.run_once()}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"delivering notifications from {_safe_url()} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        deliverer.run(stop, poll)
+
+
+def _start_delivery() -> None:
+    """The demo's in-process delivery: a thread in each server process (started after
+    the fork; the subscriptions' leases keep the processes from sending one twice)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            Deliverer(database(), delivery_settings(settings())).run(threading.Event())
+
+    threading.Thread(target=run, name="notify-delivery", daemon=True).start()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -314,7 +353,7 @@ def outcome_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     write_nonblock(sock, head.encode("latin-1") + body)
 
 
-def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
+def _gunicorn(host: str, port: int, workers: int, threads: int, *, deliver: bool = False) -> None:
     import gunicorn.util
     from gunicorn.app.base import BaseApplication
 
@@ -339,6 +378,8 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
             # One shared control socket per user would make instances on one host collide.
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
+            if deliver:
+                self.cfg.set("post_worker_init", lambda _worker: _in_app(app, _start_delivery))
 
         def load(self) -> Any:
             return app
@@ -361,16 +402,22 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> None:
 @with_appcontext
 def sweep_offers_command(every: float) -> None:
     while True:
-        lapsed = database().write(lambda db: [b.id for b in sweep_expired_offers(db)])
-        click.echo(f"{len(lapsed)} lapsed offer(s) passed on")
+        lapsed = database().write_as(PRIVACY_OFFICER, lambda store: store.sweep_expired_offers())
+        click.echo(f"{lapsed} lapsed offer(s) passed on")
         if not every:
             return
         time.sleep(every)
 
 
+def _in_app(app: Flask, work: Any) -> None:
+    with app.app_context():
+        work()
+
+
 COMMANDS = (
     demo_command,
     serve_command,
+    worker_command,
     token_command,
     client_group,
     import_command,

@@ -34,6 +34,10 @@ class Settings:
     cors_origins: str | None = None  # "https://app.example.org,https://other" or "*"
     compress_min_bytes: int = 1400  # 0: never compress
     app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
+    # Subscriptions: plain-http endpoints allowed on loopback hosts (demo and tests only).
+    subscription_http_loopback: bool = False
+    notify_retry_s: int = 5  # first retry after a failed delivery; doubles per failure
+    notify_max_failures: int = 6  # failures in a row before a subscription is turned off
 
     def __post_init__(self) -> None:
         self.instance_path = Path(self.instance_path).resolve()
@@ -77,10 +81,14 @@ class Settings:
             "series_max_occurrences": "SERIES_MAX_OCCURRENCES",
             "series_max_years": "SERIES_MAX_YEARS",
             "compress_min_bytes": "COMPRESS_MIN_BYTES",
+            "notify_retry_s": "NOTIFY_RETRY_S",
+            "notify_max_failures": "NOTIFY_MAX_FAILURES",
         }
         for attr, name in numbers.items():
             if env.get(PREFIX + name):
                 values[attr] = int(env[PREFIX + name])
+        if env.get(PREFIX + "SUBSCRIPTION_HTTP_LOOPBACK"):
+            values["subscription_http_loopback"] = env[PREFIX + "SUBSCRIPTION_HTTP_LOOPBACK"] == "1"
         if env.get(PREFIX + "INSTANCE_PATH"):
             values["instance_path"] = Path(env[PREFIX + "INSTANCE_PATH"]).resolve()
         values.update(overrides or {})

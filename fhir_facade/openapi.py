@@ -496,6 +496,142 @@ def operation_doc(resource_type: str, operation: Operation) -> dict[str, Any]:
     return doc
 
 
+SUBSCRIPTION_DOCUMENTATION = (
+    "Topic-based subscriptions (Subscriptions R5 Backport IG, R4): criteria is the topic's "
+    "canonical URL, filters in the backport-filter-criteria extension, a rest-hook channel "
+    "(https; plain http to loopback only where allowed), payload content empty | id-only | "
+    "full-resource, heartbeat period. Notifications reveal only what the creator's token "
+    "could read. A subscription is its creator's: others get 404."
+)
+
+
+def subscription_doc(interaction: str) -> dict[str, Any]:
+    """The Subscription routes (fhir_facade.notify.api)."""
+    errors = ("400", "401", "403", "404", "412", "415", "422")
+    docs: dict[str, dict[str, Any]] = {
+        "search": {
+            "summary": "The caller's subscriptions",
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "description": "requested | active | error | off",
+                    "schema": _enum(["requested", "active", "error", "off"]),
+                },
+                _PREFER,
+            ],
+            "responses": _responses(
+                {"200": ("A searchset Bundle", "Bundle")}, ("400", "401", "403", "406")
+            ),
+        },
+        "search-post": {
+            "summary": "The caller's subscriptions (POST _search, form body)",
+            "parameters": [_PREFER],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": _enum(["requested", "active", "error", "off"])
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": _responses(
+                {"200": ("A searchset Bundle", "Bundle")}, ("400", "401", "403", "406")
+            ),
+        },
+        "read": {
+            "summary": "Read a Subscription (its status, and the error when failing)",
+            "responses": _responses(
+                {"200": ("The Subscription", "Subscription")}, ("401", "403", "404", "406")
+            ),
+        },
+        "create": {
+            "summary": "Subscribe (status requested until the endpoint answers the handshake)",
+            "requestBody": _body("Subscription", "The new Subscription (no id)"),
+            "responses": _responses({"201": ("The stored Subscription", "Subscription")}, errors),
+        },
+        "update": {
+            "summary": "Change a Subscription (e.g. status off; back on starts a new handshake)",
+            "parameters": [
+                {
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": 'Version-aware update: the ETag read, e.g. W/"3"',
+                }
+            ],
+            "requestBody": _body("Subscription", "The Subscription; its id matches the URL"),
+            "responses": _responses({"200": ("The stored Subscription", "Subscription")}, errors),
+        },
+        "delete": {
+            "summary": "Delete a Subscription",
+            "responses": {
+                "204": {"description": "Deleted"},
+                **_responses({}, ("401", "403", "404")),
+            },
+        },
+    }
+    return {
+        "operationId": f"{interaction}-Subscription",
+        "tags": ["Subscription"],
+        "description": SUBSCRIPTION_DOCUMENTATION,
+        **docs[interaction],
+    }
+
+
+_SUBSCRIPTION_OPERATIONS = {
+    "status": (
+        "The subscription's SubscriptionStatus: status, events since it started, the error "
+        "when failing (Subscriptions Backport IG $status)",
+        "A searchset Bundle of SubscriptionStatus Parameters",
+        (),
+    ),
+    "events": (
+        "Past events by number, to fill gaps (Subscriptions Backport IG $events): at most "
+        "100 per answer, visible to the subscriber's token now",
+        "A notification Bundle (history) of type query-event",
+        (
+            ("eventsSinceNumber", "First event number (default 1)"),
+            ("eventsUntilNumber", "Last event number (default the latest)"),
+            ("content", "empty | id-only | full-resource (default the subscription's)"),
+        ),
+    ),
+}
+
+
+def subscription_operation_doc(code: str, method: str) -> dict[str, Any]:
+    summary, answer, parameters = _SUBSCRIPTION_OPERATIONS[code]
+    doc: dict[str, Any] = {
+        "operationId": f"Subscription-{code}-{method.lower()}",
+        "tags": ["Subscription"],
+        "summary": f"Subscription ${code}",
+        "description": summary,
+        "responses": _responses({"200": (answer, "Bundle")}, ("400", "401", "403", "404", "406")),
+    }
+    if method == "GET" and parameters:
+        doc["parameters"] = [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": text,
+                "schema": {"type": "string"},
+            }
+            for name, text in parameters
+        ]
+    if method == "POST":
+        doc["requestBody"] = {**_body("Parameters", "The operation's input Parameters")}
+        doc["requestBody"]["required"] = False
+    return doc
+
+
 def system_doc() -> dict[str, Any]:
     return {
         "operationId": "batch-transaction",

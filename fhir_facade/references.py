@@ -27,12 +27,20 @@ from store.scope import Store
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
-    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
-    if not any(references for _, references in named.values()):
+    if not any(checked_references(r) for r in resources_in(body)):
         return
     with database().read_as(caller().access) as store:
-        named_refs = {ref for _, references in named.values() for ref in references}
-        hidden = _hidden(store, named_refs)
+        drop_hidden_references(store, body)
+
+
+def drop_hidden_references(store: Store, body: Any) -> None:
+    """Remove, in place, the references in `body` to records `store`'s caller may not see
+    (also for a notification, sent outside any request, as its subscriber)."""
+    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
+    named_refs = {ref for _, references in named.values() for ref in references}
+    if not named_refs:
+        return
+    hidden = _hidden(store, named_refs)
     for resource, references in named.values():
         if references & hidden:
             without_references(resource, hidden)

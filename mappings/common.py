@@ -30,6 +30,7 @@ FHIR_RESOURCES = (
     "OperationOutcome",
     "Parameters",
     "CapabilityStatement",
+    "Subscription",
 )
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.access import Access
 from store.errors import DatabaseUnavailable
-from store.history import Renderer, keep_versions
+from store.history import Observer, Renderer, keep_versions
 from store.scope import Store
 
 T = TypeVar("T")
@@ -198,9 +198,9 @@ class Database:
                 raise
             raise DatabaseUnavailable("the database cannot be reached") from exc
 
-    def keep_versions(self, render: Renderer) -> None:
-        """Keep every version written through `write` (store.history)."""
-        keep_versions(self._write_sessions, render)
+    def keep_versions(self, render: Renderer, observe: Observer | None = None) -> None:
+        """Keep every version written through `write` (store.history), shown to `observe`."""
+        keep_versions(self._write_sessions, render, observe)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -25,12 +25,17 @@ from sqlalchemy.orm import Session, lazyload, sessionmaker
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
+#: Told, in the same transaction, of the versions about to be committed (the outbox).
+Observer = Callable[[Session, list[RecordVersion]], None]
 
 _PENDING = "store.history.pending"
 
 
-def keep_versions(sessions: sessionmaker[Session], render: Renderer) -> None:
-    """Keep a snapshot of every version that transactions of `sessions` commit."""
+def keep_versions(
+    sessions: sessionmaker[Session], render: Renderer, observe: Observer | None = None
+) -> None:
+    """Keep a snapshot of every version that transactions of `sessions` commit, and show
+    the snapshots to `observe` before the commit (what it writes commits with them)."""
 
     def collect(db: Session, _context: Any) -> None:
         pending = db.info.setdefault(_PENDING, {})
@@ -44,13 +49,14 @@ def keep_versions(sessions: sessionmaker[Session], render: Renderer) -> None:
     def write(db: Session) -> None:
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
+        kept: list[RecordVersion] = []
         for (kind, ident), record in pending.items():
             if record is None:  # changed by a Core UPDATE: load it as it will be committed
                 record = db.get(kind, ident, populate_existing=True, options=[lazyload("*")])
                 if record is None:
                     continue
             assert isinstance(record, Versioned)
-            db.add(
+            kept.append(
                 RecordVersion(
                     kind=kind.__tablename__,
                     record_id=ident,
@@ -59,6 +65,9 @@ def keep_versions(sessions: sessionmaker[Session], render: Renderer) -> None:
                     document=render(record),
                 )
             )
+        db.add_all(kept)
+        if observe is not None and kept:
+            observe(db, kept)
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)

@@ -607,3 +607,62 @@ class UsedAssertion(Base):
     client_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """A client's standing request to be told of changes (FHIR Subscription, topic-based).
+
+    `owner` and `scope` are the subscriber's token subject and scope claim: what a
+    notification may reveal is decided with them, as for a search by that token.
+    `events` is the last event number given (eventsSinceSubscriptionStart),
+    `delivered` the last one the endpoint acknowledged; the delivery fields
+    (`failures`, `next_attempt`, `lease_until`) belong to the delivery worker.
+    """
+
+    __tablename__ = "subscription"
+    __table_args__ = (Index("ix_subscription_topic_status", "topic", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # requested | active | error | off
+    topic: Mapped[str] = mapped_column(String(200))
+    #: Filter queries as the client wrote them ("Appointment?patient=Patient/x"), one a line.
+    criteria: Mapped[str] = mapped_column(Text, default="")
+    endpoint: Mapped[str] = mapped_column(String(2000))
+    #: The FHIR base URL the subscription was made at: notifications' full URLs use it.
+    server_base: Mapped[str] = mapped_column(String(2000))
+    content: Mapped[str] = mapped_column(String(20))  # empty | id-only | full-resource
+    heartbeat_s: Mapped[int | None] = mapped_column(Integer)
+    timeout_s: Mapped[int] = mapped_column(Integer, default=10)
+    #: The Subscription as the client sent it (JSON, without id/meta/status).
+    document: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    handshake_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    next_attempt: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_sent: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: When a heartbeat is owed if nothing else is sent before (None: no heartbeat).
+    heartbeat_due: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Notification(Base):
+    """The outbox: one event for one subscription, written in the transaction that made
+    the change. Its number is the subscription's next event number; `focus_*` name the
+    record version the event is about (a `record_version` row)."""
+
+    __tablename__ = "notification"
+
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscription.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    focus_kind: Mapped[str] = mapped_column(String(40))
+    focus_id: Mapped[str] = mapped_column(String(64))
+    focus_version: Mapped[int] = mapped_column(Integer)
+    occurred: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -151,10 +151,10 @@ class Store:
         """Whether a waitlist offer has lapsed and still holds its place (says no more)."""
         return promotion.has_lapsed_offers(self._db)
 
-    def sweep_expired_offers(self) -> None:
+    def sweep_expired_offers(self) -> int:
         """Let every lapsed offer go and pass its place on (the server's own act, for
-        promptness; it hands nothing back to the caller)."""
-        promotion.sweep_expired_offers(self._db)
+        promptness); how many lapsed, and nothing about whose they were."""
+        return len(promotion.sweep_expired_offers(self._db))
 
     def rebook(
         self,

@@ -12,6 +12,8 @@ _MODULES = {
     "Bundle": "bundle",
     "Coverage": "coverage",
     "Parameters": "parameters",
+    "Subscription": "subscription",
+    "Basic": "basic",
     "CapabilityStatement": "capabilitystatement",
     "Location": "location",
     "OperationOutcome": "operationoutcome",

@@ -31,6 +31,10 @@ from fhirpathpy.models import models
 
 from conformance.gate.invariants import DEFINITIONS
 
+CANONICAL = "http://fhir-facade.org/fhir"
+BACKPORT_CONTENT = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
+)
 TIMEOUT_S = 60.0
 SAMPLE_COUNT = 20
 FHIR_JSON = "application/fhir+json"
@@ -151,6 +155,7 @@ class Walk:
         try:
             self.metadata()
             resources = self.declared_resources()
+            subscription = self.subscribe(resources.pop("Subscription", None))
             for name, decl in resources.items():
                 self.sample(name, decl)
             created = self.writes(resources)
@@ -166,6 +171,7 @@ class Walk:
                 self.includes(name, decl)
                 self.paging(name, decl)
             self.operations(resources, created)
+            self.subscription_status(subscription)
             self.errors(resources, created)
             self.waitlist(created)
         finally:
@@ -712,6 +718,69 @@ class Walk:
             "AuditEvent",
             params=[("entity", f"Appointment/{entry['id']}")],
         )
+
+    def subscribe(self, decl: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A Subscription to every Appointment change (before the walk writes any), read
+        back and searched; None when Subscription is not declared."""
+        if decl is None:
+            return None
+        body = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "validator gate",
+            "criteria": f"{CANONICAL}/SubscriptionTopic/appointment",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": "https://receiver.example.org/notify",
+                "payload": FHIR_JSON,
+                "_payload": {
+                    "extension": [{"url": BACKPORT_CONTENT, "valueCode": "full-resource"}]
+                },
+            },
+        }
+        response = self.call(
+            "Subscription-create", "POST", "Subscription", body=body, expected=(201,)
+        )
+        created = self.json_of(response)
+        if response.status_code != 201 or not isinstance(created, dict):
+            return None
+        self.call("Subscription-read", "GET", f"Subscription/{created['id']}")
+        self.call("Subscription-search", "GET", "Subscription", params=[("status", "requested")])
+        bad = {**body, "criteria": "http://example.org/no-such-topic"}
+        self.call(
+            "Subscription-create-unknown-topic", "POST", "Subscription", body=bad, expected=(422,)
+        )
+        return created
+
+    def subscription_status(self, created: dict[str, Any] | None) -> None:
+        """$status, and $events: the notification Bundle of what the walk changed."""
+        if created is None:
+            return
+        ident = created["id"]
+        self.call("Subscription-$status", "GET", f"Subscription/{ident}/$status")
+        self.call("Subscription-$events", "GET", f"Subscription/{ident}/$events")
+        self.call(
+            "Subscription-$events-id-only",
+            "POST",
+            f"Subscription/{ident}/$events",
+            body={
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "eventsSinceNumber", "valueString": "1"},
+                    {"name": "content", "valueCode": "id-only"},
+                ],
+            },
+        )
+        current = self.json_of(
+            self.call("Subscription-read-before-update", "GET", f"Subscription/{ident}")
+        )
+        if isinstance(current, dict):
+            self.call(
+                "Subscription-update-off",
+                "PUT",
+                f"Subscription/{ident}",
+                body={**current, "status": "off"},
+            )
 
     def _series_plan(self) -> tuple[str, str, str] | None:
         """(practitioner id, local start 'YYYY-MM-DDTHH:MM:SS', zone) of a future free Slot."""

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from conformance.package.artifacts import extensions, operations, terminology
+from conformance.package.artifacts import extensions, operations, subscriptions, terminology
 from conformance.package.artifacts.common import FHIR_VERSION, HERE, JSON, PACKAGE_NAME, PUBLISHER
 from conformance.package.artifacts.examples import examples
 from fhir_facade.capability import (
@@ -51,13 +51,18 @@ def definitions() -> list[JSON]:
     """The conformance resources, in the package's root folder."""
     (profile,) = SUPPORTED_PROFILES["Slot"]
     (agent,) = SEARCH_PARAMETER_DEFINITIONS.values()
-    return [capability_statement(CANONICAL), *map(_narrative, _described(profile, agent))]
+    return [
+        capability_statement(CANONICAL),
+        *map(_narrative, _described(profile, agent)),
+        *subscriptions.topics(),
+    ]
 
 
 def _described(profile: str, agent: str) -> list[JSON]:
     return [
         *extensions.definitions(profile),
         *operations.definitions(),
+        *subscriptions.operations(),
         *terminology.definitions(agent),
     ]
 

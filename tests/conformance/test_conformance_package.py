@@ -19,6 +19,7 @@ import store
 from conformance.package import build
 from fhir_facade import operations
 from fhir_facade.capability import capability_statement
+from fhir_facade.notify.conformance import OPERATIONS as SUBSCRIPTION_OPERATIONS
 from fhir_facade.outcomes import _TABLE
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings import series
@@ -45,6 +46,17 @@ EXTERNAL_EXTENSIONS = {
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.recurrenceTemplate",
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.originatingAppointment",
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.recurrenceId",
+    # Subscriptions R5 Backport IG (hl7.fhir.uv.subscriptions-backport 1.1.0).
+    *(
+        f"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-{name}"
+        for name in (
+            "filter-criteria",
+            "payload-content",
+            "heartbeat-period",
+            "timeout",
+            "max-count",
+        )
+    ),
 }
 
 
@@ -217,7 +229,10 @@ def test_the_operation_definitions_are_the_ones_the_server_declares():
     found = {
         r["code"]: r for r in _definitions().values() if r["resourceType"] == "OperationDefinition"
     }
-    assert {code: r["url"] for code, r in found.items()} == OPERATION_DEFINITIONS
+    assert {code: r["url"] for code, r in found.items()} == {
+        **OPERATION_DEFINITIONS,
+        **SUBSCRIPTION_OPERATIONS,
+    }
 
 
 def _in_parameters(code: str) -> set[str]:

@@ -153,5 +153,17 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
 
 
 def _first_id(client: FlaskClient, auth: dict[str, str], resource_type: str) -> str:
+    if resource_type == "Subscription":  # the demo clinic has none (and fuzzing deletes)
+        created = client.post("/fhir/Subscription", json=_SUBSCRIPTION, headers=auth)
+        return str(created.get_json()["id"])
     bundle = client.get(f"/fhir/{resource_type}?_count=1", headers=auth).get_json()
     return str(bundle["entry"][0]["resource"]["id"])
+
+
+_SUBSCRIPTION = {
+    "resourceType": "Subscription",
+    "status": "requested",
+    "reason": "fuzzing",
+    "criteria": "http://fhir-facade.org/fhir/SubscriptionTopic/appointment",
+    "channel": {"type": "rest-hook", "endpoint": "https://receiver.example.org/hook"},
+}

@@ -21,6 +21,8 @@ def test_every_response_of_the_demo_server_passes_every_validator(tmp_path: Path
     report = run_gate(None, None, None, tmp_path / "responses")
 
     assert report.files > 100, report.render()
+    assert report.resources["Subscription"] >= 3, "the walk reaches Subscription"
+    assert report.resources["Parameters"] >= 3, "and $status, $events' SubscriptionStatus"
     for validator in ("medplum", "fhirjs", "fhirkit", "invariants"):
         assert report.validated[validator] == sum(report.resources.values()), validator
     if report.errors:

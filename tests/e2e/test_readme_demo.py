@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.receiver import notification_type, receiving
 from tests.validation import assert_valid
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -100,6 +101,40 @@ def test_the_demo_command_serves_the_demo_clinic_with_a_working_token(tmp_path: 
         assert len(slots) == 9 * 12, "nine weekly sessions over twelve weeks"
         patients = requests.get(f"{base}/Patient", headers=headers, timeout=10).json()
         assert patients["total"] >= 50
+        free = next(s for s in slots if s["status"] == "free" and CLOSED not in s["extension"])
+        _notifications_are_delivered_in_process(base, headers, free, patients)
+
+
+def _notifications_are_delivered_in_process(
+    base: str, headers: dict[str, str], free: dict, patients: dict
+) -> None:
+    """The demo delivers Subscription notifications itself (no `fhir-facade worker`), and
+    its token may subscribe: a local receiver gets the handshake, then the booking."""
+    with receiving() as receiver:
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "demo",
+            "criteria": "http://fhir-facade.org/fhir/SubscriptionTopic/appointment",
+            "channel": {"type": "rest-hook", "endpoint": receiver.url},
+        }
+        created = requests.post(f"{base}/Subscription", json=subscription, headers=headers)
+        assert created.status_code == 201, created.text
+        patient = patients["entry"][0]["resource"]["id"]
+        booking = {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "slot": [{"reference": f"Slot/{free['id']}"}],
+            "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}],
+        }
+        booked = requests.post(f"{base}/Appointment", json=booking, headers=headers, timeout=10)
+        assert booked.status_code == 201, booked.text
+        deadline = time.monotonic() + 20
+        while not receiver.events() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert notification_type(receiver.notifications[0]) == "handshake"
+        ((number, event),) = receiver.events().items()
+        assert (number, event["focus"]) == (1, f"Appointment/{booked.json()['id']}")
 
 
 def walkthrough_blocks() -> list[str]:
