@@ -89,7 +89,7 @@ def _visible(db: Session, resource_type: str, ident: str, grants: Grants) -> dic
     record_ = store_search.get_one(db, spec.kind, ident, grants.access)
     if record_ is None:
         raise NotFound(resource_type, ident)
-    return spec.to_fhir(record_)
+    return spec.read_fhir(record_)
 
 
 def search(resource_type: str, params: list[tuple[str, str]]) -> Response:
@@ -145,16 +145,17 @@ def run_search(
     access = grants.access
     spec = RESOURCE_TYPES[parsed.resource_type]
     page = store_search.run(db, parsed.query)
-    matches = [spec.to_fhir(row) for row in page.rows]
+    render = spec.read_fhir
+    matches = [render(row) for row in page.rows]
     seen = {(parsed.resource_type, r["id"]) for r in matches}
     included: list[dict[str, Any]] = []
 
     def add(resource_type: str, rows: list[Any]) -> None:
-        render = RESOURCE_TYPES[resource_type].to_fhir
+        render_included = RESOURCE_TYPES[resource_type].read_fhir
         for row in rows:
             if (resource_type, row.id) not in seen:
                 seen.add((resource_type, row.id))
-                included.append(render(row))
+                included.append(render_included(row))
 
     for include in parsed.includes:
         wanted: dict[str, set[str]] = {}

@@ -259,10 +259,12 @@ def render(report: dict[str, Any]) -> str:
                 "500-Slot page, in-process",
                 p["server_ms"],
                 f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
-                f"ORM {parts['query_orm']}, slot_to_fhir {parts['slot_to_fhir']}, bundle "
+                f"ORM {parts['query_orm']}, render {parts['render']} (each Slot anew "
+                f"{parts['render_uncached']}), bundle "
                 f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
                 f"{parts['floor_same_dicts']}, floor (plain records) "
-                f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor, "
+                f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor "
+                f"({p['output_uncached_vs_floor']}x rendering each Slot anew), "
                 f"{p['output_share_of_server'] * 100:.0f}% of server time",
             )
             row("500-Slot page, HTTP", p.get("http_ms"))
