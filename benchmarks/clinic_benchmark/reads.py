@@ -54,6 +54,16 @@ def measure_week_view(bench: Bench, server: Server | None) -> dict[str, Any]:
                 assert response.status_code == 200, response.text[:300]
 
             result["http_ms"] = stats(timed(call, n, 20))
+
+            def metadata(_: int) -> None:
+                response = http.get(server.base + "/metadata")
+                assert response.status_code == 200, response.text[:300]
+
+            # The same server's cheapest FHIR answer: what HTTP, Flask and JSON cost alone.
+            result["metadata_http_ms"] = stats(timed(metadata, n, 20))
+            result["http_vs_metadata"] = round(
+                result["http_ms"]["p50"] / result["metadata_http_ms"]["p50"], 2
+            )
     return result
 
 

@@ -26,6 +26,14 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     w["http_ms"]["p50"] <= 5,
                 )
             )
+        if "http_vs_metadata" in w:
+            out.append(
+                (
+                    "week view over HTTP <= 2x /metadata",
+                    f"{w['http_vs_metadata']:.2f}x",
+                    w["http_vs_metadata"] <= 2,
+                )
+            )
     if "page_500" in run:
         p = run["page_500"]
         out.append(
@@ -252,6 +260,12 @@ def render(report: dict[str, Any]) -> str:
             w = run["week_view"]
             row("week view, in-process", w["in_process_ms"], f"{w['slots_per_week']} Slots")
             row("week view, HTTP", w.get("http_ms"))
+            if "metadata_http_ms" in w:
+                row(
+                    "/metadata, HTTP (same server)",
+                    w["metadata_http_ms"],
+                    f"week view {w['http_vs_metadata']}x /metadata",
+                )
         if "page_500" in run:
             p = run["page_500"]
             parts = p["parts_p50_ms"]
