@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from fhir_facade.context import caller, database
 from mappings.references import (
+    Unchecked,
     checked_references,
     resources_in,
     with_hidden_kept,
@@ -29,7 +30,11 @@ from store.search import visible_ids
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
-    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
+    named = {
+        id(r): (r, checked_references(r))
+        for r in resources_in(body)
+        if not isinstance(r, Unchecked)
+    }
     if not any(references for _, references in named.values()):
         return
     with database().reading() as db:

@@ -37,6 +37,7 @@ from mappings.common import (
     parse_resource,
 )
 from mappings.errors import Unprocessable
+from mappings.references import Unchecked
 from store.models import Availability, GroupSession, availability_of
 from store.sessions import SessionSpec
 
@@ -97,11 +98,11 @@ def slot_to_fhir(session: GroupSession) -> JSON:
 
 def shared_slot(session: GroupSession) -> JSON:
     """The Slot for a read or a search: the same rendering as `slot_to_fhir`, shared
-    between requests, so it must not be changed (subsets and bundles copy what they
-    change). It is kept by every column it is rendered from, so a booking, a block or
-    an edit (which change a column) can never return a stale one. Slots with a client's
-    kept document are rendered each time: their elements may name records some callers
-    may not see, and hiding those changes the resource in place."""
+    between requests and closed to changes (subsets copy what they change). It is kept
+    by every column it is rendered from, so a booking, a block or an edit (which change
+    a column) can never return a stale one. Slots with a client's kept document are
+    rendered each time: their elements may name records some callers may not see, and
+    hiding those changes the resource in place."""
     # The values the query loaded, read in one call: through the ORM's attributes the
     # thirteen reads cost more than rendering. An expired or unloaded column (absent
     # here) is read through the ORM by `slot_to_fhir`.
@@ -153,7 +154,7 @@ def _columns(session: GroupSession) -> _Columns:
 
 @functools.lru_cache(maxsize=SHARED_SLOTS)
 def _shared(columns: _Columns) -> JSON:
-    return _render(columns, {})
+    return Unchecked(_render(columns, {}))  # its one reference names its Schedule
 
 
 def _render(columns: _Columns, document: JSON) -> JSON:

@@ -134,6 +134,16 @@ def test_a_shared_slot_shows_a_changed_column_at_once():
     assert capacity_parts(before) == {"capacity": 10, "booked": 3}
 
 
+def test_a_shared_slot_is_valid_and_refuses_changes():
+    shared = shared_slot(loaded())
+    assert_valid(shared)
+    with pytest.raises(TypeError):
+        shared["status"] = "busy"
+    with pytest.raises(TypeError):
+        del shared["comment"]
+    assert shared == slot_to_fhir(loaded())
+
+
 def test_a_slot_with_a_kept_document_is_rendered_anew_for_each_read():
     record = loaded(document='{"identifier": [{"system": "urn:x", "value": "1"}]}')
     first = shared_slot(record)
