@@ -149,6 +149,13 @@ class Grants:
                 f"(needs e.g. user/{resource_type}.{letter})"
             )
 
+    def authorize(self, resource_type: str, letter: str, permission: str | None = None) -> None:
+        """The scope for `letter` on the type, and the permission the type needs on top
+        (the audit trail's `__audit.read`), or Forbidden."""
+        self.require(resource_type, letter)
+        if permission is not None:
+            self.require_permission(permission)
+
     def require_permission(self, permission: str) -> None:
         if permission not in self.permissions:
             raise PermissionRequired(

@@ -16,30 +16,26 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Response
-from sqlalchemy.orm import Session
 
+from fhir_facade import interactions
+from fhir_facade.audit import disclosures, failures_audited, record_disclosures
 from fhir_facade.auth import Grants
 from fhir_facade.changes import WriteContext
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
+from fhir_facade.interactions import Writer, conditional_match, writer
 from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
-from fhir_facade.reads import audit_restricted_reads, authorize, run_search
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.searchset import searchset
-from fhir_facade.writes import (
-    Writer,
-    body_for,
-    conditional_match,
-    failures_audited,
-    write_outcome,
-    writer,
-)
+from fhir_facade.writes import body_for, version_path, write_outcome
 from mappings.common import ID_PATTERN, TYPE_PATTERN, parse_resource
 from mappings.locations import Where, located
 from mappings.search import parse_search
-from store import search as store_search
+from store.audit import AuditEntry
 from store.common import new_id
-from store.errors import DatabaseUnavailable, NotFound
+from store.errors import DatabaseUnavailable
+from store.scope import Store
+from store.ssn import SsnHasher
 
 #: An entry's request.url: [base/fhir/]Type[/id][?query].
 _URL = re.compile(rf"^(?:.*/fhir/)?({TYPE_PATTERN})(?:/({ID_PATTERN}))?(?:\?(.*))?$")
@@ -60,6 +56,7 @@ class Entry:
     if_match: int | None
     response: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
+    disclosed: list[AuditEntry] = field(default_factory=list)  # a GET's restricted reads
 
 
 def process() -> Response:
@@ -139,13 +136,13 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
         _authorize(entry, grants)
     hasher = ssn()
 
-    def work(db: Session) -> None:
+    def work(store: Store) -> None:
         assigned: dict[str, str] = {}
         for entry in entries:
             if entry.method != "POST":
                 continue
             existing = (
-                conditional_match(entry.resource_type, entry.if_none_exist, db)
+                conditional_match(store, grants, entry.resource_type, entry.if_none_exist, hasher)
                 if entry.if_none_exist
                 else None
             )
@@ -162,10 +159,12 @@ def _transaction(entries: list[Entry], grants: Grants) -> None:
             with located(_in_entry(entry)):
                 if entry.resource is not None:
                     entry.resource = resolve_references(entry.resource, assigned)
-                _run(db, entry, grants, hasher)
+                _run(store, entry, grants, hasher)
+            if entry.disclosed:
+                store.record_many(entry.disclosed)
 
     with failures_audited("E", "transaction", "Bundle"):
-        database().write(work)
+        database().write_as(grants.access, work)
 
 
 def _in_entry(entry: Entry) -> Where:
@@ -180,15 +179,19 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
     try:
         _authorize(entry, grants)
         if entry.method == "POST" and entry.if_none_exist:
-            existing = conditional_match(entry.resource_type, entry.if_none_exist)
+            with database().read_as(grants.access) as store:
+                existing = conditional_match(
+                    store, grants, entry.resource_type, entry.if_none_exist, hasher
+                )
             if existing is not None:
                 entry.result, entry.response = existing, {"status": "200 OK"}
                 return
         if entry.method == "POST":
             entry.ident = new_id()
         if entry.method == "GET":
-            with database().reading() as db:
-                _run(db, entry, grants, hasher)
+            with database().read_as(grants.access) as store:
+                _run(store, entry, grants, hasher)
+            record_disclosures(grants, entry.disclosed)
         else:
             wired = _writer(entry)
             with failures_audited(
@@ -197,7 +200,7 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
                 entry.resource_type,
                 entry.ident,
             ):
-                database().write(lambda db: _run(db, entry, grants, hasher))
+                database().write_as(grants.access, lambda store: _run(store, entry, grants, hasher))
     except DatabaseUnavailable:
         raise  # the next entries would wait on the same database: the whole batch is 503
     except Exception as exc:  # each entry answers for itself in a batch
@@ -206,41 +209,39 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
         entry.response = {"status": str(status), "outcome": outcome}
 
 
-def _run(db: Session, entry: Entry, grants: Grants, hasher: Any) -> None:
+def _run(store: Store, entry: Entry, grants: Grants, hasher: SsnHasher) -> None:
     if entry.method == "GET":
-        entry.result = _get(db, entry, grants)
+        entry.result = _get(store, entry, grants)
         entry.response = {"status": "200 OK"}
-        audit_restricted_reads(grants, _resources_in(entry.result), "R", "read")
+        entry.disclosed = disclosures(store, grants, _resources_in(entry.result), "R", "read")
         return
     wired = _writer(entry)
     assert entry.resource is not None
     body = entry.resource if entry.method == "POST" else body_for(entry.ident or "", entry.resource)
     spec = wired.parse(body)
     ctx = WriteContext(grants, hasher, entry.ident, entry.if_match)
-    resource, warnings = wired.audited(db, spec, ctx)
+    resource, warnings = wired.audited(store, spec, ctx)
     _record(entry, resource, warnings, 201 if entry.method == "POST" else 200)
 
 
-def _get(db: Session, entry: Entry, grants: Grants) -> dict[str, Any]:
-    spec = RESOURCE_TYPES[entry.resource_type]
+def _get(store: Store, entry: Entry, grants: Grants) -> dict[str, Any]:
+    """The entry's read or search (authorized with the others, before any ran)."""
     if entry.ident is not None:
-        record = store_search.get_one(db, spec.kind, entry.ident, grants.access)
-        if record is None:
-            raise NotFound(entry.resource_type, entry.ident)
-        return spec.to_fhir(record)
+        return interactions.current(store, entry.resource_type, entry.ident)
     params = parse_qsl(entry.query or "", keep_blank_values=True)
     parsed = parse_search(entry.resource_type, params, grants.access, ssn=ssn())
-    matches, included, page = run_search(db, parsed, grants)
-    return searchset(base_url(), parsed, matches, included, page.total, page.more)
+    found = interactions.matching(store, grants, parsed)
+    page = found.page
+    return searchset(base_url(), parsed, found.matches, found.included, page.total, page.more)
 
 
 def _record(entry: Entry, resource: dict[str, Any], warnings: list[Any], status: int) -> None:
-    version = resource["meta"]["versionId"]
+    """The entry's response: what a single write answers in its headers, as elements."""
     entry.result = resource
     entry.response = {
         "status": _STATUS_TEXT[status],
-        "location": f"{resource['resourceType']}/{resource['id']}/_history/{version}",
-        "etag": f'W/"{version}"',
+        "location": version_path(resource),
+        "etag": f'W/"{resource["meta"]["versionId"]}"',
         "lastModified": resource["meta"]["lastUpdated"],
     }
     if warnings:
@@ -255,7 +256,10 @@ def _writer(entry: Entry) -> Writer:
 
 def _authorize(entry: Entry, grants: Grants) -> None:
     if entry.method == "GET":
-        authorize(grants, entry.resource_type, "r" if entry.ident else "s")
+        letter = "r" if entry.ident else "s"
+        grants.authorize(
+            entry.resource_type, letter, RESOURCE_TYPES[entry.resource_type].permission
+        )
     else:
         _writer(entry).authorize(grants)
 

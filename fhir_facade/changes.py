@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.orm import Session
-
 from fhir_facade.auth import Grants
 from fhir_facade.references import document_keeping_hidden
 from mappings.appointment import appointment_to_fhir
@@ -26,19 +24,13 @@ from mappings.directory import (
 )
 from mappings.patient import patient_to_fhir
 from mappings.slot import slot_to_fhir
-from store.booking import BookingRequest, Notice, book_patient, update_booking
-from store.directory import (
-    DepartmentSpec,
-    OrganizationSpec,
-    ProviderSpec,
-    create_department,
-    create_provider,
-    create_provider_group,
-)
-from store.insurance import CoverageSpec, create_coverage, update_coverage
+from store.booking import BookingRequest, Notice
+from store.directory import DepartmentSpec, OrganizationSpec, ProviderSpec
+from store.insurance import CoverageSpec
 from store.models import Base, Coverage, Patient
-from store.patients import PatientSpec, register_patient, update_patient
-from store.sessions import ScheduleSpec, SessionSpec, create_schedule, create_session
+from store.patients import PatientSpec
+from store.scope import Store
+from store.sessions import ScheduleSpec, SessionSpec
 from store.ssn import SsnHasher
 
 Spec = TypeVar("Spec")
@@ -59,94 +51,89 @@ class Change(Generic[Spec]):
     """One write interaction of one resource type: parse the body, apply it."""
 
     parse: Callable[[Any], Spec]  # body -> the store's request (mappings)
-    apply: Callable[[Session, Spec, WriteContext], Rendered]  # inside a transaction
+    apply: Callable[[Store, Spec, WriteContext], Rendered]  # inside a transaction
     patient: Callable[[Spec], str | None] = lambda spec: None  # for failure audits
     permission: str | None = None  # needed on top of the SMART scope
 
 
-def book(db: Session, spec: BookingRequest, ctx: WriteContext) -> Rendered:
-    result = book_patient(db, spec, ctx.grants.access, booking_id=ctx.ident)
+def book(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:
+    result = store.book(spec, booking_id=ctx.ident)
     return appointment_to_fhir(result.booking), result.warnings
 
 
-def rebook(db: Session, spec: BookingRequest, ctx: WriteContext) -> Rendered:
+def rebook(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
-    result = update_booking(
-        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
-    )
+    result = store.rebook(ctx.ident, spec, expected_version=ctx.expected_version)
     return appointment_to_fhir(result.booking), result.warnings
 
 
 def updating(
     change: Callable[..., Record], render: Callable[[Record], dict[str, Any]]
-) -> Callable[[Session, Any, WriteContext], Rendered]:
-    """An update whose store function is `change(db, id, spec, *, expected_version)`."""
+) -> Callable[[Store, Any, WriteContext], Rendered]:
+    """An update whose Store method is `change(store, id, spec, *, expected_version)`
+    (e.g. `Store.update_session`)."""
 
-    def apply(db: Session, spec: Any, ctx: WriteContext) -> Rendered:
+    def apply(store: Store, spec: Any, ctx: WriteContext) -> Rendered:
         assert ctx.ident is not None
-        return render(change(db, ctx.ident, spec, expected_version=ctx.expected_version)), []
+        return render(change(store, ctx.ident, spec, expected_version=ctx.expected_version)), []
 
     return apply
 
 
-def new_schedule(db: Session, spec: ScheduleSpec, ctx: WriteContext) -> Rendered:
-    return schedule_to_fhir(create_schedule(db, spec, schedule_id=ctx.ident)), []
+def new_schedule(store: Store, spec: ScheduleSpec, ctx: WriteContext) -> Rendered:
+    return schedule_to_fhir(store.create_schedule(spec, schedule_id=ctx.ident)), []
 
 
-def new_organization(db: Session, spec: OrganizationSpec, ctx: WriteContext) -> Rendered:
-    return organization_to_fhir(create_provider_group(db, spec, group_id=ctx.ident)), []
+def new_organization(store: Store, spec: OrganizationSpec, ctx: WriteContext) -> Rendered:
+    return organization_to_fhir(store.create_provider_group(spec, group_id=ctx.ident)), []
 
 
-def new_location(db: Session, spec: DepartmentSpec, ctx: WriteContext) -> Rendered:
-    return location_to_fhir(create_department(db, spec, department_id=ctx.ident)), []
+def new_location(store: Store, spec: DepartmentSpec, ctx: WriteContext) -> Rendered:
+    return location_to_fhir(store.create_department(spec, department_id=ctx.ident)), []
 
 
-def new_practitioner(db: Session, spec: ProviderSpec, ctx: WriteContext) -> Rendered:
-    return practitioner_to_fhir(create_provider(db, spec, provider_id=ctx.ident)), []
+def new_practitioner(store: Store, spec: ProviderSpec, ctx: WriteContext) -> Rendered:
+    return practitioner_to_fhir(store.create_provider(spec, provider_id=ctx.ident)), []
 
 
-def new_slot(db: Session, spec: SessionSpec, ctx: WriteContext) -> Rendered:
-    return slot_to_fhir(create_session(db, spec, session_id=ctx.ident)), []
+def new_slot(store: Store, spec: SessionSpec, ctx: WriteContext) -> Rendered:
+    return slot_to_fhir(store.create_session(spec, session_id=ctx.ident)), []
 
 
-def register(db: Session, spec: PatientSpec, ctx: WriteContext) -> Rendered:
-    patient = register_patient(db, spec, ctx.hasher, ctx.grants.access, patient_id=ctx.ident)
+def register(store: Store, spec: PatientSpec, ctx: WriteContext) -> Rendered:
+    patient = store.register_patient(spec, ctx.hasher, patient_id=ctx.ident)
     return patient_to_fhir(patient), []
 
 
-def change_patient(db: Session, spec: PatientSpec, ctx: WriteContext) -> Rendered:
+def change_patient(store: Store, spec: PatientSpec, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Patient, ctx.ident, with_for_update=True), spec, ctx)
-    patient = update_patient(
-        db, ctx.ident, spec, ctx.hasher, ctx.grants.access, expected_version=ctx.expected_version
+    spec = _keeping_hidden(store, store.locked(Patient, ctx.ident), spec)
+    patient = store.update_patient(
+        ctx.ident, spec, ctx.hasher, expected_version=ctx.expected_version
     )
     return patient_to_fhir(patient), []
 
 
-def new_coverage(db: Session, spec: CoverageSpec, ctx: WriteContext) -> Rendered:
-    coverage = create_coverage(db, spec, ctx.grants.access, coverage_id=ctx.ident)
+def new_coverage(store: Store, spec: CoverageSpec, ctx: WriteContext) -> Rendered:
+    coverage = store.create_coverage(spec, coverage_id=ctx.ident)
     return coverage_to_fhir(coverage), []
 
 
-def change_coverage(db: Session, spec: CoverageSpec, ctx: WriteContext) -> Rendered:
+def change_coverage(store: Store, spec: CoverageSpec, ctx: WriteContext) -> Rendered:
     assert ctx.ident is not None
-    spec = _keeping_hidden(db, db.get(Coverage, ctx.ident, with_for_update=True), spec, ctx)
-    coverage = update_coverage(
-        db, ctx.ident, spec, ctx.grants.access, expected_version=ctx.expected_version
-    )
+    spec = _keeping_hidden(store, store.locked(Coverage, ctx.ident), spec)
+    coverage = store.update_coverage(ctx.ident, spec, expected_version=ctx.expected_version)
     return coverage_to_fhir(coverage), []
 
 
 Kept = TypeVar("Kept", PatientSpec, CoverageSpec)
 
 
-def _keeping_hidden(
-    db: Session, current: Patient | Coverage | None, spec: Kept, ctx: WriteContext
-) -> Kept:
+def _keeping_hidden(store: Store, current: Patient | Coverage | None, spec: Kept) -> Kept:
     """The update's spec, its kept document still holding what names hidden records."""
     kept = current.document if current is not None else None
     resource_type = "Patient" if isinstance(current, Patient) else "Coverage"
-    document = document_keeping_hidden(db, resource_type, kept, spec.document, ctx.grants.access)
+    document = document_keeping_hidden(store, resource_type, kept, spec.document)
     return replace(spec, document=document)
 
 

@@ -18,16 +18,16 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy.orm import Session
 
+from fhir_facade.audit import failures_audited
 from fhir_facade.auth import Grants
 from fhir_facade.bundles import Entry, in_order, references, resolve_references
 from fhir_facade.changes import WriteContext
 from fhir_facade.context import database, ssn
+from fhir_facade.interactions import conditional_match, writer
 from fhir_facade.outcomes import describe
-from fhir_facade.writes import conditional_match, failures_audited, writer
 from store.common import new_id
-from store.history import savepoint
+from store.scope import Store
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
@@ -149,8 +149,9 @@ def _import_one_by_one(
                 raise Refused(f"refers to {blocked[0]} ({refused[blocked[0]]}), which was refused")
             kind = str(item.resource.get("resourceType"))
             with failures_audited("E", "import", kind):
-                what, stored = database().write(
-                    partial(_import, resource=item.resource, assigned=assigned, grants=grants)
+                what, stored = database().write_as(
+                    grants.access,
+                    partial(_import, resource=item.resource, assigned=assigned, grants=grants),
                 )
         except Exception as exc:  # each resource answers for itself
             report.refused.append(f"{item.label}: {_reason(exc)}")
@@ -169,19 +170,19 @@ def _import_atomically(
     done: list[tuple[Item, str, dict[str, Any]]] = []
     running: list[Item] = []
 
-    def work(db: Session) -> None:
+    def work(store: Store) -> None:
         assigned.clear()
         done.clear()
         for item in items:
             running[:] = [item]
-            what, stored = _import(db, resource=item.resource, assigned=assigned, grants=grants)
+            what, stored = _import(store, resource=item.resource, assigned=assigned, grants=grants)
             done.append((item, what, stored))
             assigned.update(_assignment(item, stored))
             tick()
 
     try:
         with failures_audited("E", "import", "Bundle"):
-            database().write(work)
+            database().write_as(grants.access, work)
     except Exception as exc:
         where = running[0].label if running else "the file"
         report.refused.append(f"{where}: {_reason(exc)}")
@@ -196,7 +197,7 @@ def _assignment(item: Item, stored: dict[str, Any]) -> dict[str, str]:
 
 
 def _import(
-    db: Session, *, resource: Any, assigned: dict[str, str], grants: Grants
+    store: Store, *, resource: Any, assigned: dict[str, str], grants: Grants
 ) -> tuple[str, dict[str, Any]]:
     """Create the resource, or update the one carrying its identifier; (what, stored)."""
     body = resolve_references(resource, assigned)
@@ -205,10 +206,12 @@ def _import(
     if creator is None:
         raise Refused(f"{kind} cannot be imported (the server does not create it)")
     creator.authorize(grants)
-    existing = conditional_match(kind, _identifier_condition(body), db)
+    hasher = ssn()
+    existing = conditional_match(store, grants, kind, _identifier_condition(body), hasher)
     body = {k: v for k, v in body.items() if k not in ("id", "meta")}
     if existing is None:
-        stored, _ = creator.audited(db, creator.parse(body), WriteContext(grants, ssn(), new_id()))
+        ctx = WriteContext(grants, hasher, new_id())
+        stored, _ = creator.audited(store, creator.parse(body), ctx)
         return CREATED, stored
     if updater is None:
         return UNCHANGED, existing
@@ -216,8 +219,8 @@ def _import(
     body["id"] = existing["id"]
     spec = updater.parse(body)
     try:
-        with savepoint(db):  # rolled back when the update says nothing new
-            stored, _ = updater.audited(db, spec, WriteContext(grants, ssn(), existing["id"]))
+        with store.savepoint():  # rolled back when the update says nothing new
+            stored, _ = updater.audited(store, spec, WriteContext(grants, hasher, existing["id"]))
             if _without_meta(stored) == _without_meta(existing):
                 raise _Unchanged
     except _Unchanged:

@@ -1,6 +1,7 @@
 """Recurring-series operations (DESIGN §5): `$find`, `$book` and `$cancel-series` on Appointment.
 
-Thin views: parse the Parameters, call a store use case in one transaction, render.
+Thin views: parse the Parameters, call a use case of the caller's Store in one
+transaction, render.
 `$find` only reads; `$book` stores a whole series (or resolves drafts) or nothing;
 `$cancel-series` cancels "this and all following" occurrences or the whole series.
 """
@@ -12,12 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Response
-from sqlalchemy.orm import Session
 
+from fhir_facade.audit import audit_bookings, failures_audited
 from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
 from fhir_facade.outcomes import BadRequest
-from fhir_facade.writes import audit_bookings, failures_audited
 from mappings.locations import Where, located
 from mappings.series import (
     BOOK_TIMING,
@@ -29,10 +29,10 @@ from mappings.series import (
     preview_to_fhir,
     summary_of,
 )
-from store.access import Access
 from store.booking import Notice
 from store.models import Booking
-from store.series import Limits, book_series, cancel_series, preview_series, resolve_draft
+from store.scope import Store
+from store.series import Limits
 
 _SCOPES = {"this-and-following": True, "all": False}
 
@@ -42,8 +42,8 @@ def find() -> Response:
     grants = caller()
     grants.require("Appointment", "s")
     query = find_from_fhir(read_json_body())
-    with located(Where({"Timing": FIND_TIMING})), database().reading() as db:
-        preview = preview_series(db, query, grants.access, today=_today(), limits=_limits())
+    with located(Where({"Timing": FIND_TIMING})), database().read_as(grants.access) as store:
+        preview = store.preview_series(query, today=_today(), limits=_limits())
         bundle = preview_to_fhir(preview)
     return fhir_response(bundle)
 
@@ -55,20 +55,20 @@ def book() -> Response:
     parsed = book_from_fhir(read_json_body())
     base = base_url()
 
-    def work(db: Session) -> dict[str, Any]:
+    def work(store: Store) -> dict[str, Any]:
         if isinstance(parsed, list):
-            bookings, notices = _resolve(db, parsed, grants.access)
-            audit_bookings(db, "U", "operation", bookings)
+            bookings, notices = _resolve(store, parsed)
+            audit_bookings(store, grants, "U", "operation", bookings)
             summary = f"{len(bookings)} drafts booked"
         else:
-            result = book_series(db, parsed, grants.access, today=_today(), limits=_limits())
+            result = store.book_series(parsed, today=_today(), limits=_limits())
             bookings, notices = result.bookings, result.notices
-            audit_bookings(db, "C", "operation", bookings)
+            audit_bookings(store, grants, "C", "operation", bookings)
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
         return bookings_to_fhir(base, bookings, notices, summary)
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
-        bundle = database().write(work)
+        bundle = database().write_as(grants.access, work)
     return fhir_response(bundle)
 
 
@@ -80,34 +80,27 @@ def cancel(ident: str) -> Response:
     expected = if_match_version()
     base = base_url()
 
-    def work(db: Session) -> dict[str, Any]:
-        cancelled = cancel_series(
-            db,
-            ident,
-            grants.access,
-            following=_SCOPES[scope],
-            reason=reason,
-            expected_version=expected,
+    def work(store: Store) -> dict[str, Any]:
+        cancelled = store.cancel_series(
+            ident, following=_SCOPES[scope], reason=reason, expected_version=expected
         )
-        audit_bookings(db, "U", "operation", cancelled)
+        audit_bookings(store, grants, "U", "operation", cancelled)
         summary = f"{len(cancelled)} occurrences cancelled ({scope})"
         return bookings_to_fhir(base, cancelled, [], summary)
 
     with failures_audited("U", "operation", "Appointment", ident):
-        return fhir_response(database().write(work))
+        return fhir_response(database().write_as(grants.access, work))
 
 
 #: The view of each operation the registry declares on Appointment (`registry.Operation`).
 VIEWS: dict[str, Callable[..., Response]] = {"find": find, "book": book, "cancel-series": cancel}
 
 
-def _resolve(
-    db: Session, choices: list[DraftChoice], access: Access
-) -> tuple[list[Booking], list[Notice]]:
+def _resolve(store: Store, choices: list[DraftChoice]) -> tuple[list[Booking], list[Notice]]:
     bookings, notices = [], []
     for choice in choices:
-        result = resolve_draft(
-            db, choice.booking_id, choice.request, access, expected_version=choice.expected_version
+        result = store.resolve_draft(
+            choice.booking_id, choice.request, expected_version=choice.expected_version
         )
         bookings.append(result.booking)
         notices.extend(result.warnings)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy.orm import Session
 
 from fhir_facade.context import caller, database
 from mappings.references import (
@@ -24,8 +23,7 @@ from mappings.references import (
     without_references,
 )
 from mappings.search_params import SEARCHES
-from store.access import Access
-from store.search import visible_ids
+from store.scope import Store
 
 
 def without_hidden_references(body: Any) -> None:
@@ -37,29 +35,29 @@ def without_hidden_references(body: Any) -> None:
     }
     if not any(references for _, references in named.values()):
         return
-    with database().reading() as db:
+    with database().read_as(caller().access) as store:
         named_refs = {ref for _, references in named.values() for ref in references}
-        hidden = _hidden(db, named_refs, caller().access)
+        hidden = _hidden(store, named_refs)
     for resource, references in named.values():
         if references & hidden:
             without_references(resource, hidden)
 
 
 def document_keeping_hidden(
-    db: Session, resource_type: str, kept: str | None, sent: str | None, access: Access
+    store: Store, resource_type: str, kept: str | None, sent: str | None
 ) -> str | None:
     """An update's kept document (JSON text) with the elements of the old one that name
     records the caller may not see put back (see `mappings.references.with_hidden_kept`)."""
     if not kept or sent is None:
         return sent
     old = {"resourceType": resource_type, **orjson.loads(kept)}
-    hidden = _hidden(db, checked_references(old), access)
+    hidden = _hidden(store, checked_references(old))
     if not hidden:
         return sent
     return orjson.dumps(with_hidden_kept(old, orjson.loads(sent), hidden)).decode()
 
 
-def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> set[tuple[str, str]]:
+def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of these (kind, id) references name a record the caller may not see."""
     wanted: dict[str, set[str]] = {}
     for kind, ident in references:
@@ -67,5 +65,5 @@ def _hidden(db: Session, references: set[tuple[str, str]], access: Access) -> se
     return {
         (kind, ident)
         for kind, ids in wanted.items()
-        for ident in ids - visible_ids(db, SEARCHES[kind].kind, ids, access)
+        for ident in ids - store.visible_ids(SEARCHES[kind].kind, ids)
     }

@@ -35,9 +35,8 @@ from mappings.directory import (
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search_params import SEARCHES, ResourceSearch
 from mappings.slot import shared_slot, slot_from_fhir, slot_to_fhir
-from store.directory import update_department, update_provider, update_provider_group
 from store.models import Base
-from store.sessions import update_schedule, update_session
+from store.scope import Store
 
 #: Interactions every resource type has (FHIR TypeRestfulInteraction codes).
 READS = ("read", "vread", "history-instance", "search-type")
@@ -65,12 +64,12 @@ class ResourceType:
     documentation: str = ""
     permission: str | None = None  # needed on top of the SMART scope, for every interaction
     #: A rendering shared between requests (never changed by its callers), when the
-    #: type has one; reads and searches use it through `read_fhir`.
+    #: type has one; searches use it through `read_fhir`.
     shared_fhir: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def read_fhir(self) -> Callable[[Any], dict[str, Any]]:
-        """How reads and searches render a record: shared when the type allows it."""
+        """How searches render a record: shared when the type allows it."""
         return self.shared_fhir or self.to_fhir
 
     @property
@@ -117,7 +116,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ),
             update=Change(
                 organization_from_fhir,
-                changes.updating(update_provider_group, organization_to_fhir),
+                changes.updating(Store.update_provider_group, organization_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -131,7 +130,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(location_from_fhir, changes.new_location, permission=SCHEDULE_MANAGE),
             update=Change(
                 location_from_fhir,
-                changes.updating(update_department, location_to_fhir),
+                changes.updating(Store.update_department, location_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -150,7 +149,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ),
             update=Change(
                 practitioner_from_fhir,
-                changes.updating(update_provider, practitioner_to_fhir),
+                changes.updating(Store.update_provider, practitioner_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -164,7 +163,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(schedule_from_fhir, changes.new_schedule, permission=SCHEDULE_MANAGE),
             update=Change(
                 schedule_from_fhir,
-                changes.updating(update_schedule, schedule_to_fhir),
+                changes.updating(Store.update_schedule, schedule_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(
@@ -180,7 +179,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             create=Change(slot_from_fhir, changes.new_slot, permission=SCHEDULE_MANAGE),
             update=Change(
                 slot_from_fhir,
-                changes.updating(update_session, slot_to_fhir),
+                changes.updating(Store.update_session, slot_to_fhir),
                 permission=SCHEDULE_MANAGE,
             ),
             documentation=(

@@ -56,17 +56,21 @@ ELEMENTS = {
     "recurrence.time_of_day": "repeat.timeOfDay",
     "recurrence.duration": "repeat.duration",
 }
-_SSN = "patient.ssn["  # patient.ssn[i]: the i-th identifier's value
+_SSN = "patient.ssn"  # patient.ssn[i]: the i-th identifier's value
 
 
 def fhir_path(domain_field: str) -> str:
     """The FHIRPath of a store field, rooted at its resource type: `booking.slot` is
-    `Appointment.slot`, `patient.ssn[1]` `Patient.identifier[1].value`."""
-    noun, _, rest = domain_field.partition(".")
-    resource_type = NOUNS[noun]
-    if domain_field.startswith(_SSN):
-        return f"{resource_type}.identifier[{domain_field.removeprefix(_SSN)}.value"
-    element = ELEMENTS.get(domain_field, rest)
+    `Appointment.slot`, `booking.coverage[1]` `Appointment.supportingInformation[1]`,
+    `patient.ssn[1]` `Patient.identifier[1].value`."""
+    base, bracket, index = domain_field.partition("[")
+    noun, _, rest = base.partition(".")
+    resource_type = NOUNS.get(noun)
+    if resource_type is None:  # not a store field: say it as it is rather than fail
+        return domain_field
+    if base == _SSN:
+        return f"{resource_type}.identifier{bracket}{index}.value"
+    element = ELEMENTS.get(base, rest) + bracket + index
     return f"{resource_type}.{element}" if element else resource_type
 
 

@@ -40,9 +40,10 @@ from mappings.timing import (
     timing_to_recurrence,
 )
 from store.booking import BookingRequest, Notice
+from store.matching import Proposal
 from store.models import Booking
 from store.recurrence import Recurrence
-from store.series import KeptOccurrence, Proposal, SeriesBooking, SeriesPreview, SeriesQuery
+from store.series import KeptOccurrence, SeriesBooking, SeriesPreview, SeriesQuery
 
 FIND_TIMING = "Parameters.parameter[timing].valueTiming"
 BOOK_TIMING = "Parameters.parameter[appointment-resource].resource.extension.valueTiming"

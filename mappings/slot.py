@@ -97,7 +97,7 @@ def slot_to_fhir(session: GroupSession) -> JSON:
 
 
 def shared_slot(session: GroupSession) -> JSON:
-    """The Slot for a read or a search: the same rendering as `slot_to_fhir`, shared
+    """The Slot for a search: the same rendering as `slot_to_fhir`, shared
     between requests and closed to changes (subsets copy what they change). It is kept
     by every column it is rendered from, so a booking, a block or an edit (which change
     a column) can never return a stale one. Slots with a client's kept document are

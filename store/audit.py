@@ -6,18 +6,15 @@ absence when the change rolls back (the failure is then recorded on its own).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.common import new_id
-from store.models import AuditRecord, Patient, utcnow
+from store.models import AuditRecord, utcnow
 
 SUCCESS = "0"
 MINOR_FAILURE = "4"
-SERIOUS_FAILURE = "8"
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ def record(db: Session, entry: AuditEntry) -> AuditRecord:
 
 def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
     """Write audit records (one flush). Who may read them is decided when they are read,
-    from the patient's restriction at that moment (store.search.visibility)."""
+    from the patient's restriction at that moment (store.visibility)."""
     audits = [
         AuditRecord(
             id=new_id(),
@@ -58,14 +55,3 @@ def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
     db.add_all(audits)
     db.flush()
     return audits
-
-
-def restricted_among(db: Session, patient_ids: Iterable[str]) -> list[str]:
-    """Which of these patients are restricted (their data being read must be audited)."""
-    ids = sorted(set(patient_ids))
-    if not ids:
-        return []
-    rows = db.scalars(
-        select(Patient.id).where(Patient.id.in_(ids), Patient.restricted.is_(True))
-    ).all()
-    return sorted(rows)

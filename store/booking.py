@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.access import Access
-from store.common import new_id, visible_patient
+from store.common import new_id
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -34,6 +34,7 @@ from store.history import bumped
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
+    Availability,
     Booking,
     BookingCoverage,
     BookingIdentifier,
@@ -44,6 +45,7 @@ from store.models import (
     Provider,
     utcnow,
 )
+from store.visibility import visible_patient
 
 ENDED_STATUSES = frozenset({BookingStatus.CANCELLED, BookingStatus.ENTERED_IN_ERROR})
 
@@ -203,19 +205,6 @@ class _Checks:
         return self._choosers[patient_id]
 
 
-def store_draft(
-    db: Session,
-    request: BookingRequest,
-    access: Access,
-    *,
-    booking_id: str | None = None,
-    series_link: SeriesLink | None = None,
-) -> BookingResult:
-    """Store one draft (see `store_drafts`)."""
-    (result,) = store_drafts(db, [Placement(request, booking_id, series_link)], access)
-    return result
-
-
 def store_drafts(db: Session, placements: list[Placement], access: Access) -> list[BookingResult]:
     """Store occurrences that have no session yet as drafts: status proposed, no slot,
     the intended time kept (DESIGN §4). They hold no place; resolving one later
@@ -298,19 +287,8 @@ def update_booking(
         raise RuleViolation(f"status '{request.status}' needs a slot", field="booking.slot")
     _check_references(db, request)
 
-    old_place = booking.session_id if booking.holds_place else None
     new_place = request.session_id if request.status in HOLDS_PLACE else None
-    warnings: list[Notice] = []
-    session: GroupSession | None = None
-    if old_place is not None and new_place is not None and new_place != old_place:
-        lock_sessions(db, [old_place, new_place])
-    if new_place is not None and new_place != old_place:
-        session = _take_place(db, new_place)
-        warnings = _session_warnings(session)
-    elif request.session_id is not None:
-        session = _get_session(db, request.session_id)
-    if old_place is not None and old_place != new_place:
-        _give_back_place(db, old_place)
+    session, warnings = _move_place(db, booking, new_place, request.session_id)
     if request.status in HOLDS_PLACE and session is not None:
         _check_times(_times_moved_with_slot(request, booking, session), session)
     coverage_ids: list[str] | None = None
@@ -328,6 +306,28 @@ def update_booking(
         booking.touch()
         _record_identifiers(booking, request)
     return BookingResult(booking, warnings)
+
+
+def _move_place(
+    db: Session, booking: Booking, new_place: str | None, named: str | None
+) -> tuple[GroupSession | None, list[Notice]]:
+    """Move the place `booking` holds to `new_place` (None: it holds none any more): the
+    new place is taken before the old one is given back, so a full target changes
+    nothing. The session the booking names afterwards (`named`), and its warnings when a
+    place was taken in it."""
+    old_place = booking.session_id if booking.holds_place else None
+    if old_place is not None and new_place is not None and new_place != old_place:
+        lock_sessions(db, [old_place, new_place])
+    session: GroupSession | None = None
+    warnings: list[Notice] = []
+    if new_place is not None and new_place != old_place:
+        session = _take_place(db, new_place)
+        warnings = _session_warnings(session)
+    elif named is not None:
+        session = _get_session(db, named)
+    if old_place is not None and old_place != new_place:
+        _give_back_place(db, old_place)
+    return session, warnings
 
 
 def lock_sessions(db: Session, session_ids: list[str]) -> None:
@@ -351,8 +351,7 @@ def _take_places(db: Session, session_ids: list[str]) -> set[str]:
         update(GroupSession)
         .where(
             GroupSession.id.in_(session_ids),
-            GroupSession.booked < GroupSession.capacity,
-            GroupSession.blocked.is_(False),
+            GroupSession.availability == Availability.OPEN,  # booked < capacity, not blocked
         )
         .values(
             booked=GroupSession.booked + 1,

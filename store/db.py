@@ -31,8 +31,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.access import Access
 from store.errors import DatabaseUnavailable
 from store.history import Renderer, keep_versions
+from store.scope import Store
 
 T = TypeVar("T")
 
@@ -157,6 +159,16 @@ class Database:
     def reading(self) -> Iterator[Session]:
         with self._unavailable(), self._read_sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_as(self, access: Access) -> Iterator[Store]:
+        """A read transaction as `access` sees it (store.scope)."""
+        with self.reading() as session:
+            yield Store(session, access)
+
+    def write_as(self, access: Access, work: Callable[[Store], T]) -> T:
+        """`write`, the work seeing the transaction as `access` does (store.scope)."""
+        return self.write(lambda session: work(Store(session, access)))
 
     def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction; commit on success, roll back on any error.

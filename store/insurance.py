@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
 from store.access import Access
-from store.common import new_id, visible_patient
+from store.common import new_id
 from store.errors import NotFound, RuleViolation, VersionMismatch
 from store.models import Coverage, CoverageIdentifier, ProviderGroup
-from store.search import visibility, visible_ids
+from store.search import visible_ids
+from store.visibility import visibility, visible_coverage, visible_patient
 
 ACTIVE = "active"
 COVERAGE_FIELD = "booking.coverage"
@@ -61,7 +62,7 @@ def update_coverage(
     expected_version: int | None = None,
 ) -> Coverage:
     coverage = db.get(Coverage, coverage_id, with_for_update=True, populate_existing=True)
-    if coverage is None or not _visible(db, coverage, access):
+    if coverage is None or not visible_coverage(db, coverage_id, access):
         raise NotFound("Coverage", coverage_id)
     if expected_version is not None and coverage.version != expected_version:
         raise VersionMismatch("Coverage", coverage_id, expected_version, coverage.version)
@@ -171,7 +172,7 @@ class CoverageChooser:
     def _visible_coverage(self, coverage_id: str) -> Coverage | None:
         if coverage_id not in self._seen:
             coverage = self.db.get(Coverage, coverage_id)
-            visible = coverage is not None and _visible(self.db, coverage, self.access)
+            visible = coverage is not None and visible_coverage(self.db, coverage_id, self.access)
             self._seen[coverage_id] = coverage if visible else None
         return self._seen[coverage_id]
 
@@ -186,13 +187,6 @@ def _unusable(coverage: Coverage, patient_id: str, on: dt.datetime) -> str | Non
     if coverage.period_end is not None and on >= coverage.period_end:
         return f"does not cover {on.date().isoformat()}: it has ended"
     return None
-
-
-def _visible(db: Session, coverage: Coverage, access: Access) -> bool:
-    patients = {coverage.beneficiary_id, coverage.subscriber_patient_id}
-    if coverage.payor_kind == "patient":
-        patients.add(coverage.payor_id)
-    return all(visible_patient(db, p, access) for p in patients if p)
 
 
 def _check(db: Session, spec: CoverageSpec, access: Access) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -22,10 +23,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    case,
     text,
     true,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -206,9 +209,21 @@ class GroupSession(Versioned, Base):
 
     schedule: Mapped[ProviderSchedule] = relationship(lazy="joined", innerjoin=True)
 
-    @property
+    @hybrid_property
     def availability(self) -> Availability:
+        """Open (a place is free), full, or blocked by an admin: one rule, read in Python
+        (a rendered Slot, series matching) and in SQL (`Slot?status=`, and the WHERE of
+        the conditional UPDATE that takes a place, store.booking)."""
         return availability_of(self.capacity, self.booked, self.blocked)
+
+    @availability.inplace.expression
+    @classmethod
+    def _availability_sql(cls) -> ColumnElement[str]:
+        return case(
+            (cls.blocked.is_(True), Availability.BLOCKED.value),
+            (cls.booked < cls.capacity, Availability.OPEN.value),
+            else_=Availability.FULL.value,
+        )
 
     @property
     def places_left(self) -> int:

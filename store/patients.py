@@ -13,6 +13,7 @@ from store.errors import NotFound, RestrictedWithoutPermission, RuleViolation, V
 from store.models import Patient, PatientIdentifier, PatientPhone
 from store.ssn import SSN_SYSTEM, SsnHasher, masked_last4
 from store.text import fold, phone_digits
+from store.visibility import may_mark_restricted, visible_patient
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def update_patient(
     expected_version: int | None = None,
 ) -> Patient:
     patient = db.get(Patient, patient_id, with_for_update=True, populate_existing=True)
-    if patient is None or (patient.restricted and not access.restricted_patients):
+    if patient is None or not visible_patient(db, patient_id, access):
         raise NotFound("Patient", patient_id)
     if expected_version is not None and patient.version != expected_version:
         raise VersionMismatch("Patient", patient_id, expected_version, patient.version)
@@ -60,7 +61,7 @@ def update_patient(
 
 
 def _check_privacy(spec: PatientSpec, access: Access) -> None:
-    if spec.restricted and not access.restricted_patients:
+    if spec.restricted and not may_mark_restricted(access):
         raise RestrictedWithoutPermission(
             "only staff with the 'Privacy: Access Blocked Patients' permission may mark a "
             "patient restricted",

@@ -20,20 +20,18 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    not_,
     or_,
     select,
     true,
-    union,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 
 from store.access import Access
 from store.models import (
     AuditRecord,
+    Availability,
     Base,
     Booking,
-    BookingCoverage,
     BookingIdentifier,
     BookingProvider,
     Coverage,
@@ -48,15 +46,9 @@ from store.models import (
     ProviderSchedule,
 )
 from store.ssn import SSN_SYSTEM, SsnHasher
+from store.visibility import visibility
 
 M = TypeVar("M", bound=Base)
-
-#: Operators: eq/ne (equality), lt/le/gt/ge (ordering), startswith/contains
-#: (case-insensitive text), within/outside (value is a half-open (lo, hi) range),
-#: in (value is a tuple: one bound list, where as many ORed `eq` would nest too deep).
-OPERATORS = frozenset(
-    {"eq", "ne", "lt", "le", "gt", "ge", "startswith", "contains", "within", "outside", "in"}
-)
 
 
 @dataclass(frozen=True)
@@ -239,13 +231,9 @@ def _booking_provider(op: str, value: Any) -> ColumnElement[bool]:
 
 def _session_availability(op: str, value: Any) -> ColumnElement[bool]:
     """Value is an `Availability` name: open, full or blocked."""
-    s = GroupSession
-    conditions: dict[str, ColumnElement[bool]] = {
-        "open": and_(s.blocked.is_(False), s.booked < s.capacity),
-        "full": and_(s.blocked.is_(False), s.booked >= s.capacity),
-        "blocked": s.blocked.is_(True),
-    }
-    return conditions.get(str(value), false())
+    if str(value) not in set(Availability):
+        return false()
+    return GroupSession.availability == str(value)
 
 
 def _overlaps(start: Any, end: Any) -> Builder:
@@ -447,111 +435,11 @@ for _kind, _fields in FIELDS.items():
     _fields.setdefault("last_updated", _column(_SORT_COLUMNS[_kind]["last_updated"]))
 
 
-def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
-    """What the caller may see of `kind`: restricted patients and their compartment vanish
-    without the permission; granular scopes narrow further; a payer sees its members only.
-    Every read path (read, search, include, revinclude, chain) goes through here."""
-    clauses = [_restriction(kind, access), _narrowing(kind, access)]
-    if access.coverage_members and kind is Patient:
-        # correlate(None): the subquery's coverage is its own, even inside a Coverage search.
-        members = select(Coverage.beneficiary_id).where(_narrowing(Coverage, access))
-        members = members.correlate(None)
-        clauses.append(Patient.id.in_(members))
-    if access.coverage_members and kind is Booking:
-        used = (
-            select(BookingCoverage.booking_id)
-            .join(Coverage, Coverage.id == BookingCoverage.coverage_id)
-            .where(_narrowing(Coverage, access))
-            .correlate(None)
-        )
-        clauses.append(Booking.id.in_(used))
-    return and_(*clauses)
-
-
-def narrowed(kind: type[Base], access: Access) -> bool:
-    """Whether anything beyond patient restriction limits what the caller sees of `kind`."""
-    members = access.coverage_members and kind in (Patient, Booking)
-    return members or any(n.kind is kind for n in access.narrowed)
-
-
-def _narrowing(kind: type[Base], access: Access) -> ColumnElement[bool]:
-    """Granular scopes: the record matches one of its kind's scope queries."""
-    for narrowing in access.narrowed:
-        if narrowing.kind is kind:
-            return or_(*(_all_of(kind, where, None) for where in narrowing.alternatives))
-    return true()
-
-
-def _restriction(kind: type[Base], access: Access) -> ColumnElement[bool]:
-    """Restricted patients and everything in their compartment vanish without the permission."""
-    if access.restricted_patients:
-        return true()
-    if kind is Patient:
-        return Patient.restricted.is_(False)
-    if kind is Booking:
-        return not_(exists().where(Patient.id == Booking.patient_id, Patient.restricted.is_(True)))
-    if kind is AuditRecord:
-        # NOT EXISTS each (not NOT (a OR b)): PostgreSQL plans every one as an anti-join.
-        return and_(*(not_(reason) for reason in _audit_hidden_by(access)))
-    if kind is Coverage:
-        return not_(
-            exists().where(
-                Patient.restricted.is_(True),
-                or_(*(and_(Patient.id == owner, *when) for owner, *when in _COVERAGE_PATIENTS)),
-            )
-        )
-    return true()
-
-
-#: The patients a coverage is about (each hides it): beneficiary, subscriber, and the
-#: payor when a patient pays for themselves; with the condition under which it counts.
-_COVERAGE_PATIENTS: list[tuple[Any, ...]] = [
-    (Coverage.beneficiary_id,),
-    (Coverage.subscriber_patient_id,),
-    (Coverage.payor_id, Coverage.payor_kind == "patient"),
-]
-
-
-def _audit_hidden_by(access: Access) -> list[ColumnElement[bool]]:
-    """Why an audit record is hidden: its patient is restricted *now*, or the record it
-    names is hidden now (a restricted patient's appointment, a coverage a restricted
-    patient subscribes to). Decided at every read, so restricting a patient hides the
-    trail about them at once, and lifting the restriction shows it again.
-
-    Written from the restricted side (the few restricted patients, their bookings and
-    coverages, each an uncorrelated set the database builds once) rather than as
-    correlated EXISTS per audit record: counting a 500,000-record trail took ~5 s that
-    way (every coverage's visibility evaluated), ~0.3 s this way.
-    """
-    restricted = select(Patient.id).where(Patient.restricted.is_(True))
-    hidden_records: dict[str, Any] = {
-        "Patient": restricted,
-        "Appointment": select(Booking.id).where(Booking.patient_id.in_(restricted)),
-        "Coverage": union(
-            *(
-                select(Coverage.id).where(owner.in_(restricted), *when)
-                for owner, *when in _COVERAGE_PATIENTS
-            )
-        ),
-    }
-    hidden = [_among(AuditRecord.patient_id, restricted)]
-    hidden += [
-        and_(func.coalesce(AuditRecord.entity_kind, "") == kind, _among(AuditRecord.entity_id, ids))
-        for kind, ids in hidden_records.items()
-    ]
-    return hidden
-
-
-def _among(column: Any, ids: Any) -> ColumnElement[bool]:
-    """`column IN (ids)`, false (not unknown) when the column is NULL."""
-    return and_(column.is_not(None), column.in_(ids))
-
-
 def where_clause(query: Query) -> ColumnElement[bool]:
-    return and_(visibility(query.kind, query.access), _all_of(query.kind, query.where, query.ssn))
+    return and_(visibility(query.kind, query.access), all_of(query.kind, query.where, query.ssn))
 
 
-def _all_of(kind: type[Base], where: Sequence[AnyOf], ssn: SsnHasher | None) -> ColumnElement[bool]:
+def all_of(kind: type[Base], where: Sequence[AnyOf], ssn: SsnHasher | None) -> ColumnElement[bool]:
     """Every parameter holds (each by one of its alternatives)."""
     fields = FIELDS[kind]
     clauses = []
@@ -623,15 +511,3 @@ def visible_ids(db: Session, kind: type[Base], ids: Iterable[str], access: Acces
 def get_one(db: Session, kind: type[M], ident: str, access: Access) -> M | None:
     found = get_many(db, kind, [ident], access)
     return found[0] if found else None
-
-
-def bookings_for_sessions(db: Session, session_ids: Sequence[str], access: Access) -> list[Booking]:
-    """Bookings pointing at the given sessions (for `_revinclude=Appointment:slot`)."""
-    if not session_ids:
-        return []
-    statement = (
-        select(Booking)
-        .where(Booking.session_id.in_(set(session_ids)), visibility(Booking, access))
-        .order_by(Booking.session_id, Booking.id)
-    )
-    return list(db.scalars(statement).unique().all())

@@ -4,25 +4,20 @@ A patient's recurrence settings expand (store.recurrence) into occurrences in th
 department's time zone. Previewing matches each occurrence to a group session of
 the chosen provider's schedule(s); booking stores the occurrences the user kept in
 one transaction: matched ones take a place through `book_patient` (the capacity
-rule lives there, once), the others become drafts (`store_draft`). All of them
+rule lives there, once), the others become drafts (`store_drafts`). All of them
 are linked to one `Series`, whose id is the id of the first stored occurrence.
 
-Matching: a session matches an occurrence when it belongs to one of the schedules,
-has the requested appointment type (if any), and starts exactly at the
-occurrence's instant (its local date and wall-clock time in the department's
-zone); `Limits.tolerance` widens that window, nearest start first. Candidate
-sessions for the whole series come from one query, never one per occurrence.
+Matching occurrences to sessions lives in store.matching.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.booking import (
@@ -35,7 +30,7 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import new_id, visible_patient
+from store.common import new_id
 from store.errors import (
     Inactive,
     NotFound,
@@ -44,27 +39,32 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
+from store.matching import (
+    SESSION_BLOCKED,
+    SESSION_FULL,
+    Defaults,
+    Proposal,
+    candidate_sessions,
+    label,
+    propose_all,
+)
 from store.models import (
     HOLDS_PLACE,
-    Availability,
     Booking,
     BookingStatus,
     Department,
-    GroupSession,
     Provider,
     ProviderSchedule,
     Series,
 )
 from store.recurrence import (
-    PROBLEM_DST_AMBIGUOUS,
-    PROBLEM_DST_GAP,
     Frequency,
     Occurrence,
     Recurrence,
     expand,
 )
-from store.search import visibility
 from store.sessions import inactive_reason
+from store.visibility import visible_patient
 
 # The series fields refusals name (`mappings.locations` places them in the Parameters).
 FIELD_PATIENT = "series.patient"
@@ -73,11 +73,6 @@ FIELD_SCHEDULE = "series.schedule"
 FIELD_LOCATION = "series.location"
 FIELD_KEPT = "series.kept"
 
-#: Why an occurrence has no session (OperationOutcome detail codes).
-NO_SESSION = "no-session"
-SESSION_FULL = "session-full"
-SESSION_BLOCKED = "session-blocked"
-OTHER_TYPE = "other-appointment-type"
 ALREADY_BOOKED = "already-booked"
 DRAFT = "stored-as-draft"
 
@@ -109,22 +104,6 @@ class SeriesQuery:
     schedule_id: str | None = None
     department_id: str | None = None
     appointment_type: str | None = None
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One occurrence of a previewed series: with its session, or why it has none."""
-
-    occurrence: Occurrence
-    session: GroupSession | None
-    department_id: str | None
-    provider_ids: tuple[str, ...]
-    appointment_type: str | None
-    notices: tuple[Notice, ...] = ()
-
-    @property
-    def matched(self) -> bool:
-        return self.session is not None
 
 
 @dataclass
@@ -186,18 +165,19 @@ def preview_series(
         max_occurrences=limits.max_occurrences,
         max_years=limits.max_years,
     )
-    sessions = _candidate_sessions(
+    sessions = candidate_sessions(
         db, [s.id for s in schedules], occurrences, limits.tolerance, access
     )
     departments = {s.department_id for s in schedules}
     providers = {s.provider_ids for s in schedules}
-    default = _Defaults(
+    default = Defaults(
         department_id=departments.pop() if len(departments) == 1 else None,
         provider_ids=providers.pop() if len(providers) == 1 else (),
         appointment_type=query.appointment_type,
     )
-    matcher = _Matcher(sessions, limits.tolerance)
-    proposals = [_propose(o, matcher, default, recurrence.timezone) for o in occurrences]
+    proposals = propose_all(
+        occurrences, sessions, default, tolerance=limits.tolerance, zone=recurrence.timezone
+    )
     return SeriesPreview(query.patient_id, recurrence, proposals)
 
 
@@ -245,63 +225,16 @@ def book_series(
     result = SeriesResult(series, [])
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
-    to_store: list[tuple[KeptOccurrence, BookingRequest, Placement]] = []
-    for item in kept:
-        request = replace(
-            item.request, coverage_ids=booking.coverage_ids or item.request.coverage_ids
-        )
-        if request.session_id is not None and request.session_id in held:
-            label = _label(occurrences[item.recurrence_id], recurrence.timezone)
-            result.notices.append(
-                Notice(
-                    ALREADY_BOOKED,
-                    f"{label}: the patient already holds a place in that session "
-                    f"(Appointment/{held[request.session_id]}); the occurrence was not stored",
-                )
-            )
-            continue
-        booking_id = None if to_store else series.id  # the first stored one originates it
-        link = SeriesLink(series.id, item.recurrence_id)
-        to_store.append((item, request, Placement(request, booking_id, link)))
-    matched = [entry for entry in to_store if entry[1].session_id is not None]
-    booked = book_patients(
-        db,
-        [replace(p, request=replace(r, status=BookingStatus.BOOKED)) for _, r, p in matched],
-        access,
-    )
-    outcomes: dict[int, BookingResult | SessionFull | SessionUnavailable] = {
-        item.recurrence_id: outcome for (item, _, _), outcome in zip(matched, booked, strict=True)
-    }
-    drafts: list[Placement] = []
-    for item, request, placement in to_store:
-        occurrence = occurrences[item.recurrence_id]
-        label = _label(occurrence, recurrence.timezone)
-        outcome = outcomes.get(item.recurrence_id)
-        if isinstance(outcome, BookingResult):
-            result.notices.extend(Notice(w.code, f"{label}: {w.text}") for w in outcome.warnings)
-            continue
-        if outcome is None:
-            result.notices.append(Notice(DRAFT, f"{label}: no session to book; stored as a draft"))
-        else:
-            code = SESSION_FULL if isinstance(outcome, SessionFull) else SESSION_BLOCKED
-            result.notices.append(
-                Notice(code, f"{label}: {outcome.message} since the preview; stored as a draft")
-            )
-        draft = replace(
-            request,
-            status=BookingStatus.PROPOSED,
-            session_id=None,
-            start=occurrence.start,
-            end=occurrence.end,
-        )
-        drafts.append(replace(placement, request=draft))
+    to_store = _partition(series, booking, kept, held, occurrences, result.notices)
+    outcomes = _book_matched(db, to_store, access)
+    drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
     stored_drafts = iter(store_drafts(db, drafts, access))
     stored: set[int] = set()
-    for item, _, _ in to_store:
-        outcome = outcomes.get(item.recurrence_id)
+    for entry in to_store:
+        outcome = outcomes.get(entry.item.recurrence_id)
         done = outcome if isinstance(outcome, BookingResult) else next(stored_drafts)
         result.bookings.append(done.booking)
-        stored.add(item.recurrence_id)
+        stored.add(entry.item.recurrence_id)
     if not stored:
         raise RuleViolation(
             "nothing to store: the patient already holds a place in every kept session",
@@ -310,6 +243,101 @@ def book_series(
     series.excluded = ",".join(str(i) for i in sorted(occurrences) if i not in stored)
     db.flush()
     return result
+
+
+@dataclass(frozen=True)
+class _ToStore:
+    """A kept occurrence to store: its request (with the series' coverage) and placement."""
+
+    item: KeptOccurrence
+    request: BookingRequest
+    placement: Placement
+    label: str
+
+
+def _partition(
+    series: Series,
+    booking: SeriesBooking,
+    kept: list[KeptOccurrence],
+    held: dict[str, str],
+    occurrences: dict[int, Occurrence],
+    notices: list[Notice],
+) -> list[_ToStore]:
+    """The kept occurrences to store, in series order; one whose session already holds
+    the patient is left out with a notice. The first stored one originates the series."""
+    zone = series.timezone
+    to_store: list[_ToStore] = []
+    for item in kept:
+        request = replace(
+            item.request, coverage_ids=booking.coverage_ids or item.request.coverage_ids
+        )
+        name = label(occurrences[item.recurrence_id], zone)
+        if request.session_id is not None and request.session_id in held:
+            notices.append(
+                Notice(
+                    ALREADY_BOOKED,
+                    f"{name}: the patient already holds a place in that session "
+                    f"(Appointment/{held[request.session_id]}); the occurrence was not stored",
+                )
+            )
+            continue
+        booking_id = None if to_store else series.id
+        link = SeriesLink(series.id, item.recurrence_id)
+        to_store.append(_ToStore(item, request, Placement(request, booking_id, link), name))
+    return to_store
+
+
+def _book_matched(
+    db: Session, to_store: list[_ToStore], access: Access
+) -> dict[int, BookingResult | SessionFull | SessionUnavailable]:
+    """Book every occurrence that has a session, at once (`book_patients`): recurrence
+    id -> the booking, or why its session had no place."""
+    matched = [entry for entry in to_store if entry.request.session_id is not None]
+    booked = book_patients(
+        db,
+        [
+            replace(e.placement, request=replace(e.request, status=BookingStatus.BOOKED))
+            for e in matched
+        ],
+        access,
+    )
+    return {e.item.recurrence_id: outcome for e, outcome in zip(matched, booked, strict=True)}
+
+
+def _drafts_of(
+    to_store: list[_ToStore],
+    outcomes: dict[int, BookingResult | SessionFull | SessionUnavailable],
+    occurrences: dict[int, Occurrence],
+    notices: list[Notice],
+) -> list[Placement]:
+    """The occurrences not booked, as drafts at their intended time, each with a notice
+    (no session, or its session filled up or was blocked since the preview); the booked
+    ones' warnings are passed on."""
+    drafts: list[Placement] = []
+    for entry in to_store:
+        occurrence = occurrences[entry.item.recurrence_id]
+        outcome = outcomes.get(entry.item.recurrence_id)
+        if isinstance(outcome, BookingResult):
+            notices.extend(Notice(w.code, f"{entry.label}: {w.text}") for w in outcome.warnings)
+            continue
+        if outcome is None:
+            notices.append(Notice(DRAFT, f"{entry.label}: no session to book; stored as a draft"))
+        else:
+            code = SESSION_FULL if isinstance(outcome, SessionFull) else SESSION_BLOCKED
+            notices.append(
+                Notice(
+                    code, f"{entry.label}: {outcome.message} since the preview; stored as a draft"
+                )
+            )
+        draft = replace(
+            entry.request,
+            status=BookingStatus.PROPOSED,
+            session_id=None,
+            start=occurrence.start,
+            end=occurrence.end,
+        )
+        drafts.append(replace(entry.placement, request=draft))
+    return drafts
 
 
 def resolve_draft(
@@ -429,13 +457,6 @@ def excluded_ids(series: Series) -> list[int]:
 # --- preview helpers ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Defaults:
-    department_id: str | None
-    provider_ids: tuple[str, ...]
-    appointment_type: str | None
-
-
 def _schedules(db: Session, query: SeriesQuery) -> list[ProviderSchedule]:
     if query.department_id is not None and db.get(Department, query.department_id) is None:
         raise NotFound("Location", query.department_id, field=FIELD_LOCATION)
@@ -488,126 +509,6 @@ def _one_zone(schedules: Sequence[ProviderSchedule]) -> str:
             field=FIELD_PRACTITIONER,
         )
     return zones[0]
-
-
-def _candidate_sessions(
-    db: Session,
-    schedule_ids: list[str],
-    occurrences: Sequence[Occurrence],
-    tolerance: dt.timedelta,
-    access: Access,
-) -> list[GroupSession]:
-    """Every session of the schedules that could match an occurrence and the caller may
-    see (a granular Slot scope narrows the matches too): one query."""
-    starts = sorted(o.start for o in occurrences if o.start is not None)
-    if not starts or not schedule_ids:
-        return []
-    if tolerance:
-        when = and_(
-            GroupSession.start >= starts[0] - tolerance,
-            GroupSession.start <= starts[-1] + tolerance,
-        )
-    else:
-        when = GroupSession.start.in_(starts)
-    statement = (
-        select(GroupSession)
-        .where(GroupSession.schedule_id.in_(schedule_ids), when, visibility(GroupSession, access))
-        .order_by(GroupSession.start, GroupSession.schedule_id, GroupSession.id)
-        # Their schedules are the ones just loaded: found in the session, not joined.
-        .options(lazyload(GroupSession.schedule))
-    )
-    return list(db.scalars(statement).all())
-
-
-class _Matcher:
-    """Sessions sorted by start; finds those within the tolerance of an instant."""
-
-    def __init__(self, sessions: list[GroupSession], tolerance: dt.timedelta) -> None:
-        self.sessions = sessions
-        self.starts = [s.start for s in sessions]
-        self.tolerance = tolerance
-
-    def near(self, instant: dt.datetime) -> list[GroupSession]:
-        lo = bisect.bisect_left(self.starts, instant - self.tolerance)
-        hi = bisect.bisect_right(self.starts, instant + self.tolerance)
-        return sorted(self.sessions[lo:hi], key=lambda s: (abs(s.start - instant), s.start))
-
-
-def _propose(occurrence: Occurrence, matcher: _Matcher, default: _Defaults, zone: str) -> Proposal:
-    label = _label(occurrence, zone)
-    notices: list[Notice] = []
-    if occurrence.problem == PROBLEM_DST_GAP or occurrence.start is None:
-        notices.append(
-            Notice(
-                PROBLEM_DST_GAP,
-                f"{label} does not exist: the clocks jump forward over it (daylight saving "
-                "time); no time is proposed and nothing was shifted",
-            )
-        )
-        return Proposal(
-            occurrence, None, default.department_id, default.provider_ids,
-            default.appointment_type, tuple(notices),
-        )  # fmt: skip
-    if occurrence.problem == PROBLEM_DST_AMBIGUOUS:
-        notices.append(
-            Notice(
-                PROBLEM_DST_AMBIGUOUS,
-                f"{label} happens twice (the clocks fall back); the first, daylight-time "
-                "instant is used",
-            )
-        )
-    near = matcher.near(occurrence.start)
-    typed = [s for s in near if default.appointment_type in (None, s.appointment_type)]
-    open_ = [s for s in typed if s.availability is Availability.OPEN]
-    if open_:
-        session = open_[0]
-        if session.closed:
-            notices.append(
-                Notice(
-                    "session-closed",
-                    f"{label}: group session {session.id!r} is closed (the provider prefers no "
-                    "new patients once it has started); booking it will succeed with a warning",
-                )
-            )
-        return Proposal(
-            occurrence,
-            session,
-            session.schedule.department_id,
-            session.schedule.provider_ids,
-            default.appointment_type or session.appointment_type,
-            tuple(notices),
-        )
-    notices.append(_why_unmatched(label, near, typed, default.appointment_type))
-    return Proposal(
-        occurrence, None, default.department_id, default.provider_ids,
-        default.appointment_type, tuple(notices),
-    )  # fmt: skip
-
-
-def _why_unmatched(
-    label: str, near: list[GroupSession], typed: list[GroupSession], wanted_type: str | None
-) -> Notice:
-    if not near:
-        return Notice(NO_SESSION, f"{label}: no group session of this provider at that time")
-    if not typed:
-        found = ", ".join(sorted({s.appointment_type or "none" for s in near}))
-        return Notice(
-            OTHER_TYPE,
-            f"{label}: the session at that time has another appointment type ({found}, "
-            f"not {wanted_type})",
-        )
-    if all(s.availability is Availability.BLOCKED for s in typed):
-        return Notice(SESSION_BLOCKED, f"{label}: the session at that time is blocked")
-    session = typed[0]
-    return Notice(
-        SESSION_FULL,
-        f"{label}: group session {session.id!r} is full ({session.booked}/{session.capacity})",
-    )
-
-
-def _label(occurrence: Occurrence, zone: str) -> str:
-    local = occurrence.local_start
-    return f"occurrence {occurrence.recurrence_id} ({local:%a %Y-%m-%d %H:%M} {zone})"
 
 
 # --- booking helpers ----------------------------------------------------------------------

@@ -44,7 +44,7 @@ from fhir_facade.config import Settings
 QUICK = {
     "scale": 0.01,
     "iterations": 5,
-    "series_patients": 2,
+    "series_patients": 1,
     "workers": 2,
     "threads": 2,
     "clients": 4,

@@ -1,10 +1,10 @@
 """Helpers for the patient, insurance, privacy and audit tests: tokens with chosen
-subjects, request bodies, R4 validation of everything a response carries."""
+subjects, scopes, and Patient and Coverage request bodies (response checks are in
+`helpers`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 from typing import Any
 
@@ -15,9 +15,8 @@ from werkzeug.test import TestResponse
 
 from store.models import OrganizationKind, ProviderGroup
 from tests.factories import MRN
-from tests.validation import assert_valid
+from tests.integration.helpers import FHIR_JSON, fhir
 
-FHIR_JSON = "application/fhir+json"
 SSN = "http://hl7.org/fhir/sid/us-ssn"
 SELF_PAY = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -30,51 +29,6 @@ PRIVACY_OFFICER = "user/*.cruds __patient.blocked"
 AUDITOR = "user/AuditEvent.rs __audit.read __patient.blocked"
 #: An auditor without the privacy permission: restricted patients' events stay hidden.
 PLAIN_AUDITOR = "user/AuditEvent.rs __audit.read"
-
-# Models `tests.validation.assert_valid` does not know yet; validated with the R4B
-# models directly (the same check, without the extra invariants).
-_PLAIN = {"Coverage": "coverage", "AuditEvent": "auditevent", "Parameters": "parameters"}
-
-
-def valid(resource: dict[str, Any]) -> None:
-    """Raise unless `resource` (and every entry of a Bundle) is valid R4 (R4B models)."""
-    kind = resource["resourceType"]
-    if kind == "Bundle":
-        importlib.import_module("fhir.resources.R4B.bundle").Bundle.model_validate(resource)
-        for entry in resource.get("entry", []):
-            # A batch-response entry holds a resource, an outcome, or both.
-            for part in (entry.get("resource"), entry.get("response", {}).get("outcome")):
-                if part is not None:
-                    valid(part)
-    elif kind in _PLAIN:
-        module = importlib.import_module(f"fhir.resources.R4B.{_PLAIN[kind]}")
-        getattr(module, kind).model_validate(resource)
-    else:
-        assert_valid(resource)
-
-
-def body(response: TestResponse, status: int) -> dict[str, Any]:
-    """The FHIR body after checking status, media type and R4 validity."""
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
-    assert response.mimetype == FHIR_JSON, response.content_type
-    parsed: dict[str, Any] = response.get_json(force=True)
-    valid(parsed)
-    return parsed
-
-
-def refusal(
-    response: TestResponse, status: int, *, code: str | None = None, expression: str | None = None
-) -> dict[str, Any]:
-    """The first issue of an OperationOutcome answer, checked."""
-    outcome = body(response, status)
-    assert outcome["resourceType"] == "OperationOutcome", outcome
-    issue: dict[str, Any] = outcome["issue"][0]
-    assert issue["severity"] == "error", issue
-    if code is not None:
-        assert issue["code"] == code, issue
-    if expression is not None:
-        assert issue.get("expression") == [expression], issue
-    return issue
 
 
 def token(app: Flask, scope: str, subject: str = "tester") -> dict[str, str]:
@@ -93,18 +47,6 @@ def send(
     return client.open(
         url, method=method, data=json.dumps(payload), content_type=FHIR_JSON, headers=headers
     )
-
-
-def matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
-
-
-def included(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "include"]
-
-
-def match_ids(bundle: dict[str, Any]) -> list[str]:
-    return [r["id"] for r in matches(bundle)]
 
 
 def patient_body(
@@ -187,4 +129,4 @@ def create(
 ) -> dict[str, Any]:
     """POST a resource; 201 expected; the stored resource."""
     response = send(client, "POST", f"/fhir/{resource['resourceType']}", resource, headers)
-    return body(response, 201)
+    return fhir(response, 201)

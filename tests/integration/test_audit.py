@@ -18,19 +18,25 @@ from store.access import PRIVACY_OFFICER as PRIVACY
 from store.booking import BookingRequest, book_patient
 from store.models import AuditRecord, Booking, Patient
 from tests.factories import MONDAY, make_clinic, make_coverage, make_patient, make_session
-from tests.integration.helpers import appointment, book, monday_series_find, slot, state
+from tests.integration.helpers import (
+    appointment,
+    book,
+    entries,
+    fhir,
+    ids,
+    monday_series_find,
+    outcome,
+    slot,
+    state,
+)
 from tests.integration.privacy_helpers import (
     AUDITOR,
     PLAIN_AUDITOR,
     PRIVACY_OFFICER,
     STAFF,
-    body,
     coverage_body,
     create,
-    match_ids,
-    matches,
     patient_body,
-    refusal,
     send,
     token,
 )
@@ -45,7 +51,7 @@ def trail(client, app, **params: str) -> list[dict[str, Any]]:
     response = client.get(
         "/fhir/AuditEvent", query_string={**params, "_count": "200"}, headers=headers
     )
-    return matches(body(response, 200))
+    return entries(fhir(response, 200))
 
 
 def summary(event: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -72,16 +78,16 @@ def test_every_create_update_and_cancel_writes_a_success_audit_event(app, client
     alice = token(app, ADMIN, "alice")
     patient = create(client, patient_body("Audited", "Ann"), alice)
     pid = patient["id"]
-    body(send(client, "PUT", f"/fhir/Patient/{pid}", {**patient, "gender": "other"}, alice), 200)
+    fhir(send(client, "PUT", f"/fhir/Patient/{pid}", {**patient, "gender": "other"}, alice), 200)
     coverage = create(client, coverage_body(pid, payor=f"Patient/{pid}", self_pay=True), alice)
     cid = coverage["id"]
-    body(send(client, "PUT", f"/fhir/Coverage/{cid}", {**coverage, "order": 1}, alice), 200)
+    fhir(send(client, "PUT", f"/fhir/Coverage/{cid}", {**coverage, "order": 1}, alice), 200)
     session = create(client, slot(clinic.schedule_id, MONDAY), alice)
     sid = session["id"]
     booking = create(client, appointment(sid, pid), alice)
     aid = booking["id"]
     cancel = {**booking, "status": "cancelled"}
-    body(send(client, "PUT", f"/fhir/Appointment/{aid}", cancel, alice), 200)
+    fhir(send(client, "PUT", f"/fhir/Appointment/{aid}", cancel, alice), 200)
 
     events = trail(client, app, agent="alice")
 
@@ -140,11 +146,11 @@ def test_a_refused_booking_writes_a_failure_record_and_no_success_record(app, cl
     headers = token(app, STAFF, "bob")
     before = state(database)
 
-    refusal(send(client, "POST", "/fhir/Appointment", appointment(full, patient), headers), 409)
+    outcome(send(client, "POST", "/fhir/Appointment", appointment(full, patient), headers), 409)
     wrong_coverage = appointment(
         spare, patient, supportingInformation=[{"reference": f"Coverage/{others_coverage}"}]
     )
-    refusal(send(client, "POST", "/fhir/Appointment", wrong_coverage, headers), 422)
+    outcome(send(client, "POST", "/fhir/Appointment", wrong_coverage, headers), 422)
 
     assert state(database) == before
     events = trail(client, app, agent="bob")
@@ -212,7 +218,7 @@ def test_reading_or_searching_a_restricted_patients_data_is_audited_naming_them(
     for url, action, subtype in reads:
         before = trail(client, app, agent="officer")
 
-        body(client.get(url, headers=officer), 200)
+        fhir(client.get(url, headers=officer), 200)
 
         after = trail(client, app, agent="officer")
         new = after[: len(after) - len(before)]  # newest first
@@ -235,7 +241,7 @@ def test_reads_that_disclose_no_restricted_data_are_not_audited(app, client, res
         "/fhir/Coverage",
     ):
         client.get(url, headers=staff)
-    refusal(client.get(f"/fhir/Patient/{w['R']}", headers=staff), 404)
+    outcome(client.get(f"/fhir/Patient/{w['R']}", headers=staff), 404)
 
     assert trail(client, app, agent="front-desk") == []
 
@@ -261,13 +267,13 @@ def test_only_auditors_may_read_or_search_the_audit_trail(app, client, restricte
             client.get(f"/fhir/AuditEvent/{event['id']}", headers=headers),
             client.post("/fhir/AuditEvent/_search", data={"action": "C"}, headers=headers),
         ):
-            issue = refusal(response, 403, code="forbidden")
+            issue = outcome(response, 403, code="forbidden")
             assert event["id"] not in response.get_data(as_text=True), scope
             text = issue["details"]["text"]
             assert "AuditEvent" in text or "__audit.read" in text, (scope, text)
     for scope in (AUDITOR, "user/*.rs __audit.read", "system/AuditEvent.read __audit.read"):
-        bundle = body(client.get("/fhir/AuditEvent", headers=token(app, scope)), 200)
-        assert match_ids(bundle) == [event["id"]], scope
+        bundle = fhir(client.get("/fhir/AuditEvent", headers=token(app, scope)), 200)
+        assert ids(bundle) == [event["id"]], scope
 
 
 def test_the_audit_trail_cannot_be_written_through_the_api(app, client):
@@ -290,12 +296,12 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(app, 
     alice, bob = token(app, ADMIN, "alice"), token(app, STAFF, "bob")
     ann = create(client, patient_body("Ann", "A"), alice)
     ben = create(client, patient_body("Ben", "B"), bob)
-    body(send(client, "PUT", f"/fhir/Patient/{ann['id']}", {**ann, "gender": "other"}, bob), 200)
+    fhir(send(client, "PUT", f"/fhir/Patient/{ann['id']}", {**ann, "gender": "other"}, bob), 200)
     ann_pay = create(
         client, coverage_body(ann["id"], payor=f"Patient/{ann['id']}", self_pay=True), alice
     )
     visit = create(client, appointment(session, ann["id"]), alice)
-    body(
+    fhir(
         send(
             client, "PUT", f"/fhir/Appointment/{visit['id']}", {**visit, "status": "cancelled"}, bob
         ),
@@ -343,12 +349,12 @@ def test_auditors_search_the_trail_by_patient_entity_agent_action_and_date(app, 
     assert found(date=f"gt{(today + dt.timedelta(days=1)).isoformat()}") == []
     auditor = token(app, AUDITOR)
     some = everything[0]
-    assert body(client.get(f"/fhir/AuditEvent/{some['id']}", headers=auditor), 200) == some
+    assert fhir(client.get(f"/fhir/AuditEvent/{some['id']}", headers=auditor), 200) == some
     via_form = client.post("/fhir/AuditEvent/_search", data={"agent": "bob"}, headers=auditor)
-    assert sorted(match_ids(body(via_form, 200))) == sorted(
+    assert sorted(ids(fhir(via_form, 200))) == sorted(
         e["id"] for e in everything if agent_of(e) == "bob"
     )
-    refusal(client.get("/fhir/AuditEvent?action=X", headers=auditor), 400, expression="action")
+    outcome(client.get("/fhir/AuditEvent?action=X", headers=auditor), 400, expression="action")
 
 
 def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, client, database):
@@ -360,10 +366,10 @@ def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, 
     clinic, patient = database.write(build)
     carol = token(app, STAFF, "carol")
     find = monday_series_find(patient, clinic.provider_id, "2027-01-04", 2, frequency=1)
-    preview = body(send(client, "POST", "/fhir/Appointment/$find", find, carol), 200)
-    kept = [{"name": "appointment-resource", "resource": p} for p in matches(preview)]
+    preview = fhir(send(client, "POST", "/fhir/Appointment/$find", find, carol), 200)
+    kept = [{"name": "appointment-resource", "resource": p} for p in entries(preview)]
 
-    stored = body(
+    stored = fhir(
         send(
             client,
             "POST",
@@ -381,7 +387,7 @@ def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, 
     assert len(appointments) == 2
     first = appointments[0]
     cancel = {"resourceType": "Parameters", "parameter": [{"name": "scope", "valueCode": "all"}]}
-    body(send(client, "POST", f"/fhir/Appointment/{first}/$cancel-series", cancel, carol), 200)
+    fhir(send(client, "POST", f"/fhir/Appointment/{first}/$cancel-series", cancel, carol), 200)
 
     events = trail(client, app, agent="carol")
     created = {summary(e)[2] for e in events if summary(e)[0] == "C" and e["outcome"] == "0"}
@@ -395,7 +401,7 @@ def test_an_auditor_without_the_privacy_permission_sees_no_restricted_patients_e
 ):
     w = restricted_world
     officer = token(app, PRIVACY_OFFICER, "officer")
-    body(client.get(f"/fhir/Patient/{w['R']}", headers=officer), 200)
+    fhir(client.get(f"/fhir/Patient/{w['R']}", headers=officer), 200)
     assert any(e.get("entity") for e in trail(client, app, patient=f"Patient/{w['R']}"))
 
     plain = token(app, PLAIN_AUDITOR, "plain-auditor")

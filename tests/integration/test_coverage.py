@@ -13,19 +13,15 @@ from sqlalchemy import func, select
 
 from store.models import Coverage
 from tests.factories import make_patient
+from tests.integration.helpers import entries, fhir, ids, outcome
 from tests.integration.privacy_helpers import (
     ACT_CODE,
     MEMBER,
     SELF_PAY,
     STAFF,
-    body,
     coverage_body,
     create,
-    included,
     make_payer,
-    match_ids,
-    matches,
-    refusal,
     send,
     token,
 )
@@ -85,7 +81,7 @@ def insured(app, client, database) -> dict[str, str]:
 
 
 def search(client, headers, query: str) -> dict[str, Any]:
-    return body(client.get(f"/fhir/Coverage?{query}", headers=headers), 200)
+    return fhir(client.get(f"/fhir/Coverage?{query}", headers=headers), 200)
 
 
 def test_a_coverage_is_created_read_and_updated_with_if_match(app, client, database):
@@ -106,20 +102,18 @@ def test_a_coverage_is_created_read_and_updated_with_if_match(app, client, datab
 
     response = send(client, "POST", "/fhir/Coverage", sent, headers)
 
-    stored = body(response, 201)
+    stored = fhir(response, 201)
     url = f"/fhir/Coverage/{stored['id']}"
     assert response.headers["Location"] == f"http://testserver{url}/_history/1"
     assert response.headers["ETag"] == 'W/"1"'
-    read = body(client.get(url, headers=headers), 200)
+    read = fhir(client.get(url, headers=headers), 200)
     assert read == stored == {**sent, "id": stored["id"], "meta": read["meta"]}
     cancelled = {**read, "status": "cancelled"}
     updated = send(client, "PUT", url, cancelled, headers | {"If-Match": 'W/"1"'})
-    assert body(updated, 200)["status"] == "cancelled"
+    assert fhir(updated, 200)["status"] == "cancelled"
     assert updated.headers["ETag"] == 'W/"2"'
-    refusal(send(client, "PUT", url, cancelled, headers | {"If-Match": 'W/"1"'}), 412)
-    assert match_ids(search(client, headers, f"patient={patient}&status=cancelled")) == [
-        stored["id"]
-    ]
+    outcome(send(client, "PUT", url, cancelled, headers | {"If-Match": 'W/"1"'}), 412)
+    assert ids(search(client, headers, f"patient={patient}&status=cancelled")) == [stored["id"]]
 
 
 def test_self_pay_is_a_coverage_paid_by_the_patient_as_in_the_official_example(
@@ -149,10 +143,10 @@ def test_self_pay_is_a_coverage_paid_by_the_patient_as_in_the_official_example(
         f"subscriber={patient}",
         "identifier=http://hospitalx.com/selfpayagreement|SP12345678",
     ):
-        assert match_ids(search(client, headers, query)) == [stored["id"]], query
+        assert ids(search(client, headers, query)) == [stored["id"]], query
     paid_by_a_payer = {**sp1234, "payor": [{"reference": "Organization/payer-none"}]}
     database.write(lambda db: make_payer(db, "payer-none"))
-    refusal(
+    outcome(
         send(client, "POST", "/fhir/Coverage", paid_by_a_payer, headers),
         422,
         code="business-rule",
@@ -188,15 +182,15 @@ def test_coverages_are_found_by_each_search_parameter(app, client, insured):
     ]
     for query, expected in cases:
         bundle = search(client, headers, query)
-        assert sorted(match_ids(bundle)) == sorted(i[k] for k in expected), query
+        assert sorted(ids(bundle)) == sorted(i[k] for k in expected), query
         assert bundle["total"] == len(expected), query
 
 
 def test_a_patients_coverages_come_primary_first_by_order(app, client, insured):
     bundle = search(client, token(app, STAFF), f"patient=Patient/{insured['ana']}&status=active")
 
-    assert match_ids(bundle) == [insured[k] for k in ("ana_primary", "ana_secondary", "ana_self")]
-    assert [c.get("order") for c in matches(bundle)] == [1, 2, None]
+    assert ids(bundle) == [insured[k] for k in ("ana_primary", "ana_secondary", "ana_self")]
+    assert [c.get("order") for c in entries(bundle)] == [1, 2, None]
 
 
 def test_a_payer_looks_up_its_members_coverages_with_the_payor_included(app, client, insured):
@@ -204,10 +198,10 @@ def test_a_payer_looks_up_its_members_coverages_with_the_payor_included(app, cli
         client, token(app, STAFF), "payor=Organization/payer-bluecross&_include=Coverage:payor"
     )
 
-    assert sorted(match_ids(bundle)) == sorted(
+    assert sorted(ids(bundle)) == sorted(
         insured[k] for k in ("ana_primary", "ana_old", "ben_primary")
     )
-    (payer,) = included(bundle)
+    (payer,) = entries(bundle, "include")
     assert (payer["resourceType"], payer["id"]) == ("Organization", "payer-bluecross")
     assert payer["name"] == "Blue Harbor Health Plan"
 
@@ -215,8 +209,8 @@ def test_a_payer_looks_up_its_members_coverages_with_the_payor_included(app, cli
 def test_an_ehr_lists_a_patients_coverages_with_every_payor_included(app, client, insured):
     bundle = search(client, token(app, STAFF), f"patient={insured['ana']}&_include=Coverage:payor")
 
-    assert len(matches(bundle)) == 4
-    assert sorted((r["resourceType"], r["id"]) for r in included(bundle)) == [
+    assert len(entries(bundle)) == 4
+    assert sorted((r["resourceType"], r["id"]) for r in entries(bundle, "include")) == [
         ("Organization", "payer-bluecross"),
         ("Organization", "payer-medicaid"),
         ("Patient", insured["ana"]),
@@ -248,7 +242,7 @@ def test_a_coverage_naming_an_unknown_patient_or_payer_is_refused(app, client, i
         before = db.scalar(select(func.count()).select_from(Coverage))
     for resource, status, expression in cases:
         response = send(client, "POST", "/fhir/Coverage", resource, headers)
-        refusal(response, status, expression=expression)
+        outcome(response, status, expression=expression)
     with database.reading() as db:
         assert db.scalar(select(func.count()).select_from(Coverage)) == before
 
@@ -276,14 +270,14 @@ def test_sql_meaningful_strings_in_coverage_searches_are_only_data(app, client, 
             {"_id": value},
         ):
             response = client.get("/fhir/Coverage", query_string=query, headers=headers)
-            assert match_ids(body(response, 200)) == [], query
+            assert ids(fhir(response, 200)) == [], query
         for param in ("patient", "payor", "subscriber", "beneficiary"):
             response = client.get("/fhir/Coverage", query_string={param: value}, headers=headers)
             if response.status_code == 400:
-                refusal(response, 400, code="invalid", expression=param)
+                outcome(response, 400, code="invalid", expression=param)
             else:
-                assert match_ids(body(response, 200)) == [], (param, value)
-        refusal(
+                assert ids(fhir(response, 200)) == [], (param, value)
+        outcome(
             client.get("/fhir/Coverage", query_string={"status": value}, headers=headers),
             400,
             code="invalid",

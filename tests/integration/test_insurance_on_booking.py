@@ -15,14 +15,12 @@ from typing import Any
 
 from store.models import Booking
 from tests.factories import MONDAY, Clinic, make_clinic, make_coverage, make_patient, make_session
-from tests.integration.helpers import appointment, state
+from tests.integration.helpers import appointment, fhir, outcome, state
 from tests.integration.privacy_helpers import (
     STAFF,
-    body,
     coverage_body,
     create,
     make_payer,
-    refusal,
     send,
     token,
 )
@@ -105,15 +103,15 @@ def test_a_booking_keeps_primary_and_secondary_coverage_in_the_order_sent(app, c
     w = insured(database)
     headers = token(app, STAFF)
 
-    made = body(book(client, headers, booking(w.session, w.patient, w.primary, w.secondary)), 201)
+    made = fhir(book(client, headers, booking(w.session, w.patient, w.primary, w.secondary)), 201)
 
     assert chosen(made) == [f"Coverage/{w.primary}", f"Coverage/{w.secondary}"]
-    read = body(client.get(f"/fhir/Appointment/{made['id']}", headers=headers), 200)
+    read = fhir(client.get(f"/fhir/Appointment/{made['id']}", headers=headers), 200)
     assert chosen(read) == chosen(made)
     assert stored_coverages(database, made["id"]) == [w.primary, w.secondary]
     # The client's order is kept, even against the coverages' own `order`.
     swapped = booking(w.later_session, w.patient, w.secondary, w.primary)
-    made = body(book(client, headers, swapped), 201)
+    made = fhir(book(client, headers, swapped), 201)
     assert chosen(made) == [f"Coverage/{w.secondary}", f"Coverage/{w.primary}"]
 
 
@@ -121,12 +119,12 @@ def test_a_self_pay_booking_carries_the_self_pay_coverage_alone(app, client, dat
     w = insured(database)
     headers = token(app, STAFF)
 
-    made = body(book(client, headers, booking(w.session, w.patient, w.self_pay)), 201)
+    made = fhir(book(client, headers, booking(w.session, w.patient, w.self_pay)), 201)
 
     assert chosen(made) == [f"Coverage/{w.self_pay}"]
     with_secondary = booking(w.later_session, w.patient, w.self_pay, w.secondary)
     before = state(database)
-    refusal(book(client, headers, with_secondary), 422, code="business-rule", expression=INFO)
+    outcome(book(client, headers, with_secondary), 422, code="business-rule", expression=INFO)
     assert state(database) == before
 
 
@@ -141,7 +139,7 @@ def test_a_booking_with_a_coverage_made_through_the_api_as_self_pay_is_accepted(
         client, coverage_body(patient, payor=f"Patient/{patient}", self_pay=True), headers
     )
 
-    made = body(book(client, headers, booking(session, patient, self_pay["id"])), 201)
+    made = fhir(book(client, headers, booking(session, patient, self_pay["id"])), 201)
 
     assert chosen(made) == [f"Coverage/{self_pay['id']}"]
 
@@ -165,7 +163,7 @@ def test_an_unusable_coverage_is_refused_with_422_naming_it_and_nothing_changes(
     for coverages, expression, reason in cases:
         response = book(client, headers, booking(w.session, w.patient, *coverages))
 
-        issue = refusal(response, 422, code="business-rule", expression=expression)
+        issue = outcome(response, 422, code="business-rule", expression=expression)
         assert reason in issue["details"]["text"], (coverages, issue)
         if expression != INFO:
             named = coverages[int(expression[-2])]
@@ -179,7 +177,7 @@ def test_an_unknown_coverage_is_404_naming_where_it_was_given(app, client, datab
 
     response = book(client, token(app, STAFF), booking(w.session, w.patient, w.primary, "nope"))
 
-    refusal(response, 404, code="not-found", expression=f"{INFO}[1]")
+    outcome(response, 404, code="not-found", expression=f"{INFO}[1]")
     assert state(database) == before
 
 
@@ -205,13 +203,13 @@ def test_a_coverage_period_is_inclusive_of_its_end_date(app, client, database):
         headers,
     )
 
-    made = body(book(client, headers, booking(w.session, w.patient, same_day["id"])), 201)
+    made = fhir(book(client, headers, booking(w.session, w.patient, same_day["id"])), 201)
 
     assert chosen(made) == [f"Coverage/{same_day['id']}"]
     refused = book(client, headers, booking(w.later_session, w.patient, same_day["id"]))
-    refusal(refused, 422, expression=f"{INFO}[0]")
+    outcome(refused, 422, expression=f"{INFO}[0]")
     refused = book(client, headers, booking(w.later_session, w.patient, day_before["id"]))
-    refusal(refused, 422, expression=f"{INFO}[0]")
+    outcome(refused, 422, expression=f"{INFO}[0]")
 
 
 def test_without_a_choice_the_lowest_order_active_coverages_valid_that_day_are_used(
@@ -220,7 +218,7 @@ def test_without_a_choice_the_lowest_order_active_coverages_valid_that_day_are_u
     w = insured(database)
     headers = token(app, STAFF)
 
-    made = body(book(client, headers, appointment(w.session, w.patient)), 201)
+    made = fhir(book(client, headers, appointment(w.session, w.patient)), 201)
 
     assert chosen(made) == [f"Coverage/{w.primary}", f"Coverage/{w.secondary}"]
 
@@ -240,12 +238,12 @@ def test_without_a_choice_insurance_goes_before_self_pay_and_self_pay_is_used_al
     session, insured_once, plan, only_self = database.write(build)
     headers = token(app, STAFF)
 
-    with_plan = body(book(client, headers, appointment(session, insured_once)), 201)
-    self_paid = body(book(client, headers, appointment(session, only_self)), 201)
+    with_plan = fhir(book(client, headers, appointment(session, insured_once)), 201)
+    self_paid = fhir(book(client, headers, appointment(session, only_self)), 201)
 
     assert chosen(with_plan) == [f"Coverage/{plan}"]
     (reference,) = chosen(self_paid)
-    coverage = body(client.get(f"/fhir/{reference}", headers=headers), 200)
+    coverage = fhir(client.get(f"/fhir/{reference}", headers=headers), 200)
     assert coverage["type"]["coding"][0]["code"] == "pay"
     assert coverage["payor"] == [{"reference": f"Patient/{only_self}"}]
 
@@ -263,7 +261,7 @@ def test_a_patient_without_a_usable_coverage_is_refused_when_none_is_chosen(app,
 
     response = book(client, token(app, STAFF), appointment(session, patient))
 
-    issue = refusal(response, 422, code="business-rule", expression=INFO)
+    issue = outcome(response, 422, code="business-rule", expression=INFO)
     assert "no active coverage for 2027-01-04" in issue["details"]["text"]
     assert state(database) == before
 
@@ -271,7 +269,7 @@ def test_a_patient_without_a_usable_coverage_is_refused_when_none_is_chosen(app,
 def test_updating_a_booking_checks_the_new_coverage_choice_the_same_way(app, client, database):
     w = insured(database)
     headers = token(app, STAFF)
-    made = body(book(client, headers, booking(w.session, w.patient, w.primary)), 201)
+    made = fhir(book(client, headers, booking(w.session, w.patient, w.primary)), 201)
     url = f"/fhir/Appointment/{made['id']}"
 
     refused = send(
@@ -282,10 +280,10 @@ def test_updating_a_booking_checks_the_new_coverage_choice_the_same_way(app, cli
         headers,
     )
 
-    refusal(refused, 422, expression=f"{INFO}[0]")
+    outcome(refused, 422, expression=f"{INFO}[0]")
     assert stored_coverages(database, made["id"]) == [w.primary]
     changed = {**made, "supportingInformation": [{"reference": f"Coverage/{w.self_pay}"}]}
-    assert chosen(body(send(client, "PUT", url, changed, headers), 200)) == [
+    assert chosen(fhir(send(client, "PUT", url, changed, headers), 200)) == [
         f"Coverage/{w.self_pay}"
     ]
     assert stored_coverages(database, made["id"]) == [w.self_pay]

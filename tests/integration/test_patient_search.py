@@ -21,17 +21,14 @@ from store.access import Access
 from store.models import Base, Patient, PatientIdentifier, PatientPhone
 from store.search import where_clause
 from tests.factories import MRN, make_patient
+from tests.integration.helpers import entries, fhir, ids, outcome
 from tests.integration.privacy_helpers import (
     PRIVACY_OFFICER,
     RESTRICTED,
     SSN,
     STAFF,
-    body,
     create,
-    match_ids,
-    matches,
     patient_body,
-    refusal,
     send,
     token,
 )
@@ -82,14 +79,14 @@ def people(app, client, database) -> dict[str, str]:
 
 def found(client, headers, query: dict[str, str] | str) -> dict[str, Any]:
     if isinstance(query, str):
-        return body(client.get(f"/fhir/Patient?{query}", headers=headers), 200)
-    return body(client.get("/fhir/Patient", query_string=query, headers=headers), 200)
+        return fhir(client.get(f"/fhir/Patient?{query}", headers=headers), 200)
+    return fhir(client.get("/fhir/Patient", query_string=query, headers=headers), 200)
 
 
 def check_searches(client, headers, people, cases) -> None:
     for query, expected in cases:
         bundle = found(client, headers, query)
-        assert sorted(match_ids(bundle)) == sorted(people[k] for k in expected), query
+        assert sorted(ids(bundle)) == sorted(people[k] for k in expected), query
         assert bundle["total"] == len(expected), query
 
 
@@ -147,7 +144,7 @@ def test_a_patient_is_found_by_mrn_or_any_identifier_with_or_without_its_system(
             ({"identifier": mrn.lower()}, []),
         ],
     )
-    (patient,) = matches(found(client, mint(), {"identifier": mrn}))
+    (patient,) = entries(found(client, mint(), {"identifier": mrn}))
     assert {"type", "system", "value"} <= patient["identifier"][0].keys()
     assert patient["identifier"][0]["value"] == mrn
 
@@ -169,7 +166,7 @@ def test_a_patient_is_found_by_ssn_with_or_without_dashes_but_never_by_the_maske
             ({"identifier": "123-45-6789"}, []),  # the SSN is not stored as a plain value
         ],
     )
-    (patient,) = matches(found(client, mint(), {"identifier": f"{SSN}|123456789"}))
+    (patient,) = entries(found(client, mint(), {"identifier": f"{SSN}|123456789"}))
     (ssn,) = [i for i in patient["identifier"] if i["system"] == SSN]
     assert ssn["value"] == "***-**-6789"
 
@@ -214,7 +211,7 @@ def test_a_patient_is_found_by_birthdate_with_prefixes(client, mint, people):
             ({"birthdate": "ne1980-05-17"}, ["garcia_lopez", "muller", "obrien", "nakamura"]),
         ],
     )
-    refusal(
+    outcome(
         client.get("/fhir/Patient?birthdate=17/05/1980", headers=mint()),
         400,
         code="invalid",
@@ -237,7 +234,7 @@ def test_a_patient_is_found_by_gender_and_by_id(client, mint, people):
             ({"_id": "no-such-patient"}, []),
         ],
     )
-    refusal(
+    outcome(
         client.get("/fhir/Patient?gender=f", headers=mint()),
         400,
         code="invalid",
@@ -280,21 +277,21 @@ def test_patients_are_sorted_by_family_then_given_ignoring_case_and_accents(clie
             "obrien",
         )
     ]
-    assert match_ids(bundle) == order
+    assert ids(bundle) == order
     by_birth = found(client, mint(), "_sort=-birthdate,family&gender=male")
-    assert match_ids(by_birth) == [people["nakamura"], people["garcia_lopez"], people["obrien"]]
+    assert ids(by_birth) == [people["nakamura"], people["garcia_lopez"], people["obrien"]]
 
 
 def test_paging_walks_every_match_once_keeping_the_filter_and_the_order(client, mint, people):
     pages = [found(client, mint(), "name=l&_count=2")]
     while nexts := [link["url"] for link in pages[-1]["link"] if link["relation"] == "next"]:
         assert "name=l" in nexts[0]
-        pages.append(body(client.get(nexts[0], headers=mint()), 200))
+        pages.append(fhir(client.get(nexts[0], headers=mint()), 200))
 
-    walked = [i for page in pages for i in match_ids(page)]
+    walked = [i for page in pages for i in ids(page)]
     assert walked == [people[k] for k in ("garcia_lopez", "lopez_ana", "lopez_bea", "lopez_zed")]
     assert [page["total"] for page in pages] == [4, 4]
-    assert [len(matches(page)) for page in pages] == [2, 2]
+    assert [len(entries(page)) for page in pages] == [2, 2]
 
 
 def test_a_form_post_to_search_answers_as_the_query_string_does(client, mint, people):
@@ -302,7 +299,7 @@ def test_a_form_post_to_search_answers_as_the_query_string_does(client, mint, pe
         "/fhir/Patient/_search", data={"family": "garc", "gender": "male"}, headers=mint()
     )
 
-    assert match_ids(body(via_form, 200)) == [people["garcia_lopez"]]
+    assert ids(fhir(via_form, 200)) == [people["garcia_lopez"]]
 
 
 HOSTILE = [
@@ -358,7 +355,7 @@ def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_dat
             bundle = found(client, mint(), {param: value})
             # The only honest match: O'Brien's family name contains a quote.
             honest = param in ("family:contains", "name:contains") and value == "'"
-            assert match_ids(bundle) == ([people["obrien"]] if honest else []), (param, value)
+            assert ids(bundle) == ([people["obrien"]] if honest else []), (param, value)
     for value in HOSTILE:
         for query in (
             {"identifier": f"{SSN}|{value}"},
@@ -366,16 +363,16 @@ def test_sql_meaningful_strings_in_every_string_and_token_parameter_are_only_dat
             {"telecom": f"phone|{value}"},
             {"family": "garc", "given": value},
         ):
-            assert match_ids(found(client, mint(), query)) == [], query
+            assert ids(found(client, mint(), query)) == [], query
         via_form = client.post("/fhir/Patient/_search", data={"family": value}, headers=mint())
-        assert match_ids(body(via_form, 200)) == [], value
+        assert ids(fhir(via_form, 200)) == [], value
         # Parameters over a closed set of values refuse what they do not know.
         for param in ("gender", "birthdate"):
             response = client.get("/fhir/Patient", query_string={param: value}, headers=mint())
-            refusal(response, 400, code="invalid", expression=param)
+            outcome(response, 400, code="invalid", expression=param)
 
     assert _row_counts(database) == before
-    assert len(matches(found(client, mint(), ""))) == len(people)
+    assert len(entries(found(client, mint(), ""))) == len(people)
 
 
 # -- registration --------------------------------------------------------------------
@@ -407,12 +404,12 @@ def test_registering_a_patient_answers_201_with_location_and_etag_and_keeps_what
 
     response = send(client, "POST", "/fhir/Patient", sent, headers)
 
-    stored = body(response, 201)
+    stored = fhir(response, 201)
     ident = stored["id"]
     assert response.headers["Location"] == f"http://testserver/fhir/Patient/{ident}/_history/1"
     assert response.headers["ETag"] == 'W/"1"'
     assert stored["meta"]["versionId"] == "1"
-    read = body(client.get(f"/fhir/Patient/{ident}", headers=headers), 200)
+    read = fhir(client.get(f"/fhir/Patient/{ident}", headers=headers), 200)
     assert read == stored
     expected = {**sent, "id": ident, "meta": read["meta"]}
     expected["identifier"] = [sent["identifier"][0], {"system": SSN, "value": "***-**-6789"}]
@@ -436,7 +433,7 @@ def test_an_ssn_is_answered_masked_and_never_stored_in_clear(app, client, databa
     headers = token(app, STAFF)
     stored = create(client, patient_body("Okafor", ssn="123-45-6789", mrn="OK-1"), headers)
     update = {**stored, "identifier": [{"system": SSN, "value": "123456789"}]}
-    body(send(client, "PUT", f"/fhir/Patient/{stored['id']}", update, headers), 200)
+    fhir(send(client, "PUT", f"/fhir/Patient/{stored['id']}", update, headers), 200)
 
     answers = [
         client.get(f"/fhir/Patient/{stored['id']}", headers=headers),
@@ -476,22 +473,22 @@ def test_an_update_with_if_match_keeps_the_ssn_searchable_when_the_masked_value_
 
     response = send(client, "PUT", url, edited, headers | {"If-Match": 'W/"1"'})
 
-    updated = body(response, 200)
+    updated = fhir(response, 200)
     assert response.headers["ETag"] == 'W/"2"'
     assert updated["meta"]["versionId"] == "2"
     assert updated["address"] == [{"city": "Queens"}]
     assert {"system": SSN, "value": "***-**-6789"} in updated["identifier"]
     by_ssn = found(client, headers, {"identifier": f"{SSN}|123-45-6789"})
-    assert match_ids(by_ssn) == [stored["id"]]
-    assert match_ids(found(client, headers, {"phone": "5559990000"})) == [stored["id"]]
-    assert match_ids(found(client, headers, {"phone": "555-1"})) == []
+    assert ids(by_ssn) == [stored["id"]]
+    assert ids(found(client, headers, {"phone": "5559990000"})) == [stored["id"]]
+    assert ids(found(client, headers, {"phone": "555-1"})) == []
     stale = send(client, "PUT", url, edited, headers | {"If-Match": 'W/"1"'})
-    refusal(stale, 412, code="conflict")
+    outcome(stale, 412, code="conflict")
     # A new SSN replaces the old one.
     renewed = {**updated, "identifier": [{"system": SSN, "value": "987-65-4321"}]}
-    body(send(client, "PUT", url, renewed, headers | {"If-Match": 'W/"2"'}), 200)
-    assert match_ids(found(client, headers, {"identifier": f"{SSN}|123456789"})) == []
-    assert match_ids(found(client, headers, {"identifier": f"{SSN}|987654321"})) == [stored["id"]]
+    fhir(send(client, "PUT", url, renewed, headers | {"If-Match": 'W/"2"'}), 200)
+    assert ids(found(client, headers, {"identifier": f"{SSN}|123456789"})) == []
+    assert ids(found(client, headers, {"identifier": f"{SSN}|987654321"})) == [stored["id"]]
 
 
 def test_a_search_by_ssn_does_not_echo_the_ssn_in_clear_in_its_links(app, client):
@@ -503,7 +500,7 @@ def test_a_search_by_ssn_does_not_echo_the_ssn_in_clear_in_its_links(app, client
             client.get("/fhir/Patient", query_string=query, headers=headers),
             client.post("/fhir/Patient/_search", data=query, headers=headers),
         ):
-            bundle = body(response, 200)
+            bundle = fhir(response, 200)
             assert bundle["total"] == 1
             text = response.get_data(as_text=True) + str(dict(response.headers))
             assert not any(clear in text for clear in SSN_CLEAR), bundle["link"]
@@ -516,7 +513,7 @@ def test_an_ssn_that_is_not_nine_digits_is_refused_with_422_naming_it(app, clien
 
         response = send(client, "POST", "/fhir/Patient", sent, token(app, STAFF))
 
-        issue = refusal(
+        issue = outcome(
             response, 422, code="business-rule", expression="Patient.identifier[1].value"
         )
         assert "nine digits" in issue["details"]["text"]
@@ -530,12 +527,12 @@ def test_registering_a_restricted_patient_needs_the_privacy_permission(app, clie
 
     refused = send(client, "POST", "/fhir/Patient", sent, token(app, STAFF))
 
-    refusal(refused, 403, code="forbidden", expression="Patient.meta.security")
+    outcome(refused, 403, code="forbidden", expression="Patient.meta.security")
     assert _row_counts(database) == before
     privileged = token(app, PRIVACY_OFFICER)
     stored = create(client, sent, privileged)
     assert stored["meta"]["security"] == [RESTRICTED]
-    read = body(client.get(f"/fhir/Patient/{stored['id']}", headers=privileged), 200)
+    read = fhir(client.get(f"/fhir/Patient/{stored['id']}", headers=privileged), 200)
     assert read["meta"]["security"] == [RESTRICTED]
     assert read["name"] == sent["name"]
 
@@ -546,13 +543,13 @@ def test_marking_a_visible_patient_restricted_needs_the_privacy_permission(app, 
     marked = {**stored, "meta": {"security": [RESTRICTED]}}
     url = f"/fhir/Patient/{stored['id']}"
 
-    refusal(send(client, "PUT", url, marked, staff), 403, expression="Patient.meta.security")
+    outcome(send(client, "PUT", url, marked, staff), 403, expression="Patient.meta.security")
 
-    assert "security" not in body(client.get(url, headers=staff), 200)["meta"]
+    assert "security" not in fhir(client.get(url, headers=staff), 200)["meta"]
     privileged = token(app, PRIVACY_OFFICER)
-    updated = body(send(client, "PUT", url, marked, privileged), 200)
+    updated = fhir(send(client, "PUT", url, marked, privileged), 200)
     assert updated["meta"]["security"] == [RESTRICTED]
-    refusal(client.get(url, headers=staff), 404, code="not-found")
+    outcome(client.get(url, headers=staff), 404, code="not-found")
 
 
 def test_codes_outside_their_required_value_sets_are_refused_and_nothing_is_stored(
@@ -566,7 +563,7 @@ def test_codes_outside_their_required_value_sets_are_refused_and_nothing_is_stor
         ("name", [{"family": "Odd", "use": "nickname-ish"}], "Patient.name[0].use"),
     ):
         sent = {**patient_body("Odd", mrn="ODD-1"), element: bad}
-        refusal(send(client, "POST", "/fhir/Patient", sent, staff), 400, expression=expression)
+        outcome(send(client, "POST", "/fhir/Patient", sent, staff), 400, expression=expression)
     assert _row_counts(database) == before
 
 

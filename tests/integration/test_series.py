@@ -432,7 +432,7 @@ def test_a_series_failing_half_way_leaves_nothing_behind(client, database, mint,
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        raise RuleViolation("forced failure", field="Appointment.slot")
+        raise RuleViolation("forced failure", field="booking.slot")
 
     monkeypatch.setattr(store.series, "store_drafts", failing)
 

@@ -28,6 +28,7 @@ from mappings.timing import (
     recurrence_to_timing,
 )
 from store.booking import Notice
+from store.matching import Proposal
 from store.models import (
     Booking,
     BookingProvider,
@@ -37,7 +38,7 @@ from store.models import (
     Series,
 )
 from store.recurrence import Frequency, Occurrence, Recurrence, expand
-from store.series import Proposal, SeriesBooking, SeriesPreview, _record_recurrence
+from store.series import SeriesBooking, SeriesPreview, _record_recurrence
 from tests.validation import assert_valid
 
 NEW_YORK = "America/New_York"

@@ -1,0 +1,300 @@
+"""The caller's store: the one way the HTTP layer and the operations reach data.
+
+A `Store` is one database transaction seen by one caller (`Access`), in the spirit of
+cosmicpython's unit of work. Every record it hands out, every query it runs and every
+use case it calls is already filtered by that caller's visibility (store.visibility:
+restricted patients, granular scopes, a payer's members), so no caller passes `access`
+along or tests a restriction itself. The transaction belongs to whoever opened the
+store (`Database.read_as`, `Database.write_as`): a Bundle runs many writes in one.
+
+Entry points, by purpose:
+
+* reading: `get`, `get_many`, `visible_ids`, `search`, `versions`, `version`,
+  `locked`, `narrowed`;
+* the audit trail: `record`, `record_many`, `restricted_among` (whose reads to audit);
+* writes of each resource kind: `book`, `rebook`, `register_patient`, `update_patient`,
+  `create_coverage`, `update_coverage`, `create_schedule` … `update_provider`;
+* series: `preview_series`, `book_series`, `resolve_draft`, `cancel_series`;
+* SMART clients (no patient data, so no visibility): `find_client`, `use_assertion`;
+* `savepoint`: a nested transaction a caller may roll back on its own.
+
+The use cases themselves keep their shape, `use_case(db, …, access, …)`, in their own
+modules; each method here binds the transaction and the caller's access.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, lazyload
+
+from store import booking, clients, directory, history, insurance, patients, series, sessions
+from store import search as queries
+from store.access import Access
+from store.audit import AuditEntry
+from store.audit import record as record_entry
+from store.audit import record_many as record_entries
+from store.models import (
+    ApiClient,
+    AuditRecord,
+    Base,
+    Booking,
+    Coverage,
+    Department,
+    GroupSession,
+    Patient,
+    Provider,
+    ProviderGroup,
+    ProviderSchedule,
+    RecordVersion,
+)
+from store.ssn import SsnHasher
+from store.visibility import narrowed, restricted_among
+
+M = TypeVar("M", bound=Base)
+
+
+class Store:
+    """One transaction, as one caller may see it."""
+
+    def __init__(self, db: Session, access: Access) -> None:
+        self._db = db
+        self.access = access
+
+    def as_(self, access: Access) -> Store:
+        """The same transaction seen with other grants (a write checks its result with
+        the interaction's own scopes, which may be narrower than reading's)."""
+        return Store(self._db, access)
+
+    # Reading ---------------------------------------------------------------------------
+
+    def get(self, kind: type[M], ident: str) -> M | None:
+        """The record, or None when unknown or hidden from the caller."""
+        return queries.get_one(self._db, kind, ident, self.access)
+
+    def get_many(self, kind: type[M], ids: Sequence[str]) -> list[M]:
+        """The visible records among `ids` (one query; order not guaranteed)."""
+        return queries.get_many(self._db, kind, ids, self.access)
+
+    def visible_ids(self, kind: type[Base], ids: Iterable[str]) -> set[str]:
+        """Which of these ids name a record of `kind` the caller may see."""
+        return queries.visible_ids(self._db, kind, ids, self.access)
+
+    def search(self, query: queries.Query) -> queries.Page:
+        """A page of matches (and the total) among the records the caller may see."""
+        return queries.run(self._db, replace(query, access=self.access))
+
+    def narrowed(self, kind: type[Base]) -> bool:
+        """Whether anything beyond patient restriction limits what the caller sees of `kind`."""
+        return narrowed(kind, self.access)
+
+    def locked(self, kind: type[M], ident: str) -> M | None:
+        """The record, locked for update in this transaction; None when hidden."""
+        # Without eager joins: PostgreSQL locks no row on the nullable side of an outer join.
+        record = self._db.get(kind, ident, with_for_update=True, options=[lazyload("*")])
+        return record if record is not None and self.get(kind, ident) is not None else None
+
+    def versions(self, kind: type[Base], ident: str) -> list[RecordVersion]:
+        """Every kept version of a visible record, newest first (none when hidden): a
+        record hidden now hides its whole history."""
+        if self.get(kind, ident) is None:
+            return []
+        return history.versions_of(self._db, kind, ident)
+
+    def version(self, kind: type[Base], ident: str, version: int) -> RecordVersion | None:
+        """One kept version of a visible record (None when hidden, or no such version)."""
+        if self.get(kind, ident) is None:
+            return None
+        return history.version_of(self._db, kind, ident, version)
+
+    # The audit trail -------------------------------------------------------------------
+
+    def record(self, entry: AuditEntry) -> AuditRecord:
+        return record_entry(self._db, entry)
+
+    def record_many(self, entries: list[AuditEntry]) -> list[AuditRecord]:
+        return record_entries(self._db, entries)
+
+    def restricted_among(self, patient_ids: Iterable[str]) -> list[str]:
+        """Which of these patients are restricted (and seen by the caller): disclosing
+        their data is audited."""
+        return restricted_among(self._db, patient_ids, self.access)
+
+    # Writes ----------------------------------------------------------------------------
+
+    def book(
+        self, request: booking.BookingRequest, *, booking_id: str | None = None
+    ) -> booking.BookingResult:
+        return booking.book_patient(self._db, request, self.access, booking_id=booking_id)
+
+    def rebook(
+        self,
+        booking_id: str,
+        request: booking.BookingRequest,
+        *,
+        expected_version: int | None = None,
+    ) -> booking.BookingResult:
+        return booking.update_booking(
+            self._db, booking_id, request, self.access, expected_version=expected_version
+        )
+
+    def register_patient(
+        self, spec: patients.PatientSpec, ssn: SsnHasher, *, patient_id: str | None = None
+    ) -> Patient:
+        return patients.register_patient(self._db, spec, ssn, self.access, patient_id=patient_id)
+
+    def update_patient(
+        self,
+        patient_id: str,
+        spec: patients.PatientSpec,
+        ssn: SsnHasher,
+        *,
+        expected_version: int | None = None,
+    ) -> Patient:
+        return patients.update_patient(
+            self._db, patient_id, spec, ssn, self.access, expected_version=expected_version
+        )
+
+    def create_coverage(
+        self, spec: insurance.CoverageSpec, *, coverage_id: str | None = None
+    ) -> Coverage:
+        return insurance.create_coverage(self._db, spec, self.access, coverage_id=coverage_id)
+
+    def update_coverage(
+        self, coverage_id: str, spec: insurance.CoverageSpec, *, expected_version: int | None = None
+    ) -> Coverage:
+        return insurance.update_coverage(
+            self._db, coverage_id, spec, self.access, expected_version=expected_version
+        )
+
+    # The clinic's own records carry no patient data: any caller allowed to write them
+    # (the schedule-admin permission, checked above the store) sees them all.
+
+    def create_schedule(
+        self, spec: sessions.ScheduleSpec, *, schedule_id: str | None = None
+    ) -> ProviderSchedule:
+        return sessions.create_schedule(self._db, spec, schedule_id=schedule_id)
+
+    def update_schedule(
+        self, schedule_id: str, spec: sessions.ScheduleSpec, *, expected_version: int | None = None
+    ) -> ProviderSchedule:
+        return sessions.update_schedule(
+            self._db, schedule_id, spec, expected_version=expected_version
+        )
+
+    def create_session(
+        self, spec: sessions.SessionSpec, *, session_id: str | None = None
+    ) -> GroupSession:
+        return sessions.create_session(self._db, spec, session_id=session_id)
+
+    def update_session(
+        self, session_id: str, spec: sessions.SessionSpec, *, expected_version: int | None = None
+    ) -> GroupSession:
+        return sessions.update_session(
+            self._db, session_id, spec, expected_version=expected_version
+        )
+
+    def create_provider_group(
+        self, spec: directory.OrganizationSpec, *, group_id: str | None = None
+    ) -> ProviderGroup:
+        return directory.create_provider_group(self._db, spec, group_id=group_id)
+
+    def update_provider_group(
+        self,
+        group_id: str,
+        spec: directory.OrganizationSpec,
+        *,
+        expected_version: int | None = None,
+    ) -> ProviderGroup:
+        return directory.update_provider_group(
+            self._db, group_id, spec, expected_version=expected_version
+        )
+
+    def create_department(
+        self, spec: directory.DepartmentSpec, *, department_id: str | None = None
+    ) -> Department:
+        return directory.create_department(self._db, spec, department_id=department_id)
+
+    def update_department(
+        self,
+        department_id: str,
+        spec: directory.DepartmentSpec,
+        *,
+        expected_version: int | None = None,
+    ) -> Department:
+        return directory.update_department(
+            self._db, department_id, spec, expected_version=expected_version
+        )
+
+    def create_provider(
+        self, spec: directory.ProviderSpec, *, provider_id: str | None = None
+    ) -> Provider:
+        return directory.create_provider(self._db, spec, provider_id=provider_id)
+
+    def update_provider(
+        self, provider_id: str, spec: directory.ProviderSpec, *, expected_version: int | None = None
+    ) -> Provider:
+        return directory.update_provider(
+            self._db, provider_id, spec, expected_version=expected_version
+        )
+
+    # Series ----------------------------------------------------------------------------
+
+    def preview_series(
+        self, query: series.SeriesQuery, *, today: dt.date, limits: series.Limits
+    ) -> series.SeriesPreview:
+        return series.preview_series(self._db, query, self.access, today=today, limits=limits)
+
+    def book_series(
+        self, request: series.SeriesBooking, *, today: dt.date, limits: series.Limits
+    ) -> series.SeriesResult:
+        return series.book_series(self._db, request, self.access, today=today, limits=limits)
+
+    def resolve_draft(
+        self,
+        booking_id: str,
+        request: booking.BookingRequest,
+        *,
+        expected_version: int | None = None,
+    ) -> booking.BookingResult:
+        return series.resolve_draft(
+            self._db, booking_id, request, self.access, expected_version=expected_version
+        )
+
+    def cancel_series(
+        self,
+        booking_id: str,
+        *,
+        following: bool,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> list[Booking]:
+        return series.cancel_series(
+            self._db,
+            booking_id,
+            self.access,
+            following=following,
+            reason=reason,
+            expected_version=expected_version,
+        )
+
+    # SMART clients ---------------------------------------------------------------------
+
+    def find_client(self, client_id: str) -> ApiClient | None:
+        return clients.find_client(self._db, client_id)
+
+    def use_assertion(self, client_id: str, jti: str, expires: dt.datetime) -> None:
+        clients.use_assertion(self._db, client_id, jti, expires)
+
+    # Transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction, rolled back (with the versions it gave) when an
+        exception leaves it."""
+        with history.savepoint(self._db):
+            yield
