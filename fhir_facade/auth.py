@@ -22,7 +22,8 @@ import datetime as dt
 import os
 import re
 import secrets
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -235,13 +236,25 @@ def unknown_scopes(scope: str, resource_types: Collection[str]) -> list[str]:
     return unknown
 
 
+#: Tokens a process keeps verified: a staff app or an EHR sends the same token with
+#: every request, and checking its signature and claims and parsing its scopes cost
+#: as much as a week view's SQL.
+VERIFIED_TOKENS = 1024
+#: A kept token is checked again at least this often (seconds), so a signing key the
+#: identity provider withdraws stops its tokens as soon as the JWKS client notices.
+RECHECK_SECONDS = 60.0
+
+
 class TokenService:
     """Verifies tokens: a local HS256 key (dev/demo) or an issuer's JWKS (production)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self._clock = clock
         self._jwks: Any = None
         self._secret: str | None = None
+        #: token -> (until when it stands without a new check, its grants)
+        self._verified: dict[str, tuple[float, Grants]] = {}
         if settings.jwks_url:
             self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True)
         else:
@@ -250,9 +263,24 @@ class TokenService:
             )
 
     def verify(self, header: str | None) -> Grants:
+        """The grants of a bearer token. A token verified lately stands until the earlier
+        of its expiry (`exp`, which PyJWT also enforces: valid while now < exp) and
+        `RECHECK_SECONDS` after its last check; only tokens that passed are kept."""
         if not header or not header.startswith("Bearer "):
             raise AuthError("a bearer token is required (Authorization: Bearer <token>)")
         token = header.removeprefix("Bearer ").strip()
+        now = self._clock()
+        kept = self._verified.get(token)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        claims = self._decode(token)
+        grants = grants_from_scopes(str(claims["sub"]), str(claims.get("scope", "")))
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()  # the tokens in use come back at their next request
+        self._verified[token] = (min(float(claims["exp"]), now + RECHECK_SECONDS), grants)
+        return grants
+
+    def _decode(self, token: str) -> dict[str, Any]:
         options: Any = {"require": ["exp", "sub"]}
         try:
             if self._jwks is not None:
@@ -260,7 +288,7 @@ class TokenService:
                 algorithms = ["RS256", "ES256", "PS256"]
             else:
                 key, algorithms = self._secret, ["HS256"]
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=algorithms,
@@ -270,7 +298,7 @@ class TokenService:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"the bearer token is not valid: {exc}") from None
-        return grants_from_scopes(str(claims["sub"]), str(claims.get("scope", "")))
+        return claims
 
     def mint(self, subject: str, scope: str, lifetime: dt.timedelta) -> str:
         """Sign a development token with the local key."""

@@ -97,16 +97,17 @@ def matching(store: Store, grants: Grants, parsed: SearchRequest) -> Found:
     for target in sorted(parsed.chained):  # a chain searches its target type too
         grants.require(target, "s")
     page = store.search(parsed.query)
-    matches = [spec.to_fhir(row) for row in page.rows]
+    render = spec.read_fhir
+    matches = [render(row) for row in page.rows]
     seen = {(parsed.resource_type, r["id"]) for r in matches}
     included: list[dict[str, Any]] = []
 
     def add(resource_type: str, rows: list[Any]) -> None:
-        render = RESOURCE_TYPES[resource_type].to_fhir
+        render_included = RESOURCE_TYPES[resource_type].read_fhir
         for row in rows:
             if (resource_type, row.id) not in seen:
                 seen.add((resource_type, row.id))
-                included.append(render(row))
+                included.append(render_included(row))
 
     for include in parsed.includes:
         wanted: dict[str, set[str]] = {}

@@ -16,6 +16,7 @@ import orjson
 
 from fhir_facade.context import caller, database
 from mappings.references import (
+    Unchecked,
     checked_references,
     resources_in,
     with_hidden_kept,
@@ -27,7 +28,7 @@ from store.scope import Store
 
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
-    if not any(checked_references(r) for r in resources_in(body)):
+    if not any(checked_references(r) for r in _checked(body)):
         return
     with database().read_as(caller().access) as store:
         drop_hidden_references(store, body)
@@ -36,7 +37,7 @@ def without_hidden_references(body: Any) -> None:
 def drop_hidden_references(store: Store, body: Any) -> None:
     """Remove, in place, the references in `body` to records `store`'s caller may not see
     (also for a notification, sent outside any request, as its subscriber)."""
-    named = {id(r): (r, checked_references(r)) for r in resources_in(body)}
+    named = {id(r): (r, checked_references(r)) for r in _checked(body)}
     named_refs = {ref for _, references in named.values() for ref in references}
     if not named_refs:
         return
@@ -70,3 +71,8 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
         for kind, ids in wanted.items()
         for ident in ids - store.visible_ids(SEARCHES[kind].kind, ids)
     }
+
+
+def _checked(body: Any) -> list[Any]:
+    """The resources in `body` that may name hidden records (a shared rendering names none)."""
+    return [r for r in resources_in(body) if not isinstance(r, Unchecked)]

@@ -34,7 +34,7 @@ from mappings.directory import (
 )
 from mappings.patient import patient_from_fhir, patient_to_fhir
 from mappings.search_params import SEARCHES, ResourceSearch
-from mappings.slot import slot_from_fhir, slot_to_fhir
+from mappings.slot import shared_slot, slot_from_fhir, slot_to_fhir
 from store.models import Base
 from store.scope import Store
 
@@ -63,6 +63,14 @@ class ResourceType:
     operations: tuple[Operation, ...] = ()
     documentation: str = ""
     permission: str | None = None  # needed on top of the SMART scope, for every interaction
+    #: A rendering shared between requests (never changed by its callers), when the
+    #: type has one; searches use it through `read_fhir`.
+    shared_fhir: Callable[[Any], dict[str, Any]] | None = None
+
+    @property
+    def read_fhir(self) -> Callable[[Any], dict[str, Any]]:
+        """How searches render a record: shared when the type allows it."""
+        return self.shared_fhir or self.to_fhir
 
     @property
     def search(self) -> ResourceSearch:
@@ -183,6 +191,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
                 "free/busy are counted; busy-unavailable blocks a session, as does busy on "
                 "a new one."
             ),
+            shared_fhir=shared_slot,
         ),
         ResourceType(
             "Patient",

@@ -27,6 +27,19 @@ _OWN = frozenset({"resourceType", "id", "meta"})
 _CONTAINERS = ("Bundle", "Parameters", "OperationOutcome")
 
 
+class Unchecked(dict[str, Any]):
+    """A rendered resource that names no `CHECKED` record, shared between requests and
+    callers: the same for everyone, so the check for hidden references passes it by
+    (checking the 500 Slots of a page cost more than rendering them), and closed to
+    changes of its elements (copy it to change it)."""
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise TypeError("a shared rendering cannot be changed; copy it")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+    __ior__ = _refuse
+
+
 def resources_in(body: Any) -> list[JSON]:
     """Every resource inside a response body (the body itself, Bundle entries, nested
     Bundles of a batch response, operation outputs), outermost containers excepted."""

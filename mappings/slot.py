@@ -8,6 +8,10 @@ places still free for aggregators.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,6 +37,7 @@ from mappings.common import (
     parse_resource,
 )
 from mappings.errors import Unprocessable
+from mappings.references import Unchecked
 from store.models import Availability, GroupSession, availability_of
 from store.sessions import SessionSpec
 
@@ -61,18 +66,120 @@ _SERVICE_TYPES = {code: codeable(c.as_fhir()) for code, c in SERVICE_TYPES.items
 _APPOINTMENT_TYPES = {code: codeable(c.as_fhir()) for code, c in APPOINTMENT_TYPES.items()}
 
 
+#: The columns a Slot is rendered from, in this order: id, version, last updated,
+#: schedule, start, end, capacity, booked, blocked, closed, service type, appointment
+#: type, comment (the client's kept document aside).
+_Columns = tuple[
+    str,
+    int,
+    dt.datetime,
+    str,
+    dt.datetime,
+    dt.datetime,
+    int,
+    int,
+    bool,
+    bool,
+    str | None,
+    str | None,
+    str | None,
+]
+
+#: Renderings a process keeps for reads (a Slot is about 2 KB): the week views staff
+#: open all day and the pages around them.
+SHARED_SLOTS = 8192
+
+
 def slot_to_fhir(session: GroupSession) -> JSON:
-    # Each column read once: a 500-Slot page is rendered in a loop over this function.
-    capacity, booked, blocked = session.capacity, session.booked, session.blocked
+    """The Slot as a new dict, the caller's to change."""
     stored = session.document
-    document: JSON = orjson.loads(stored) if stored else {}
+    return _render(_columns(session), orjson.loads(stored) if stored else {})
+
+
+def shared_slot(session: GroupSession) -> JSON:
+    """The Slot for a search: the same rendering as `slot_to_fhir`, shared
+    between requests and closed to changes (subsets copy what they change). It is kept
+    by every column it is rendered from, so a booking, a block or an edit (which change
+    a column) can never return a stale one. Slots with a client's kept document are
+    rendered each time: their elements may name records some callers may not see, and
+    hiding those changes the resource in place."""
+    # The values the query loaded, read in one call: through the ORM's attributes the
+    # thirteen reads cost more than rendering. An expired or unloaded column (absent
+    # here) is read through the ORM by `slot_to_fhir`.
+    loaded = session.__dict__
+    if loaded.get("document", True) is not None:
+        return slot_to_fhir(session)
+    try:
+        columns = _loaded_columns(loaded)
+    except KeyError:
+        return slot_to_fhir(session)
+    return _shared(columns)
+
+
+_COLUMN_NAMES = (
+    "id",
+    "version",
+    "last_updated",
+    "schedule_id",
+    "start",
+    "end",
+    "capacity",
+    "booked",
+    "blocked",
+    "closed",
+    "service_type",
+    "appointment_type",
+    "comment",
+)
+_loaded_columns: Callable[[dict[str, Any]], _Columns] = operator.itemgetter(*_COLUMN_NAMES)
+
+
+def _columns(session: GroupSession) -> _Columns:
+    return (
+        session.id,
+        session.version,
+        session.last_updated,
+        session.schedule_id,
+        session.start,
+        session.end,
+        session.capacity,
+        session.booked,
+        session.blocked,
+        session.closed,
+        session.service_type,
+        session.appointment_type,
+        session.comment,
+    )
+
+
+@functools.lru_cache(maxsize=SHARED_SLOTS)
+def _shared(columns: _Columns) -> JSON:
+    return Unchecked(_render(columns, {}))  # its one reference names its Schedule
+
+
+def _render(columns: _Columns, document: JSON) -> JSON:
+    (
+        ident,
+        version,
+        last_updated,
+        schedule_id,
+        start,
+        end,
+        capacity,
+        booked,
+        blocked,
+        closed,
+        service_type,
+        appointment_type,
+        comment,
+    ) = columns
     declared = document.get("status")
     held = blocked and declared in HELD
     status = declared if held else SLOT_STATUS[availability_of(capacity, booked, blocked)]
     resource: JSON = {
         "resourceType": "Slot",
-        "id": session.id,
-        "meta": meta(session.version, session.last_updated),
+        "id": ident,
+        "meta": meta(version, last_updated),
         "extension": [
             {
                 "url": EXT_GROUP_CAPACITY,
@@ -85,26 +192,25 @@ def slot_to_fhir(session: GroupSession) -> JSON:
                 "url": EXT_SLOT_CAPACITY_SMART,
                 "valueInteger": 0 if blocked else max(capacity - booked, 0),
             },
-            {"url": EXT_CLOSED_SESSION, "valueBoolean": session.closed},
+            {"url": EXT_CLOSED_SESSION, "valueBoolean": closed},
         ],
     }
     if document:  # created through the API: the client's other elements as sent
         resource.update(document)
     else:
-        service_type, appointment_type = session.service_type, session.appointment_type
         if service_type and (service := _SERVICE_TYPES.get(service_type)):
             resource["serviceType"] = [service]
         if appointment_type and (kind := _APPOINTMENT_TYPES.get(appointment_type)):
             resource["appointmentType"] = kind
-    resource["schedule"] = {"reference": f"Schedule/{session.schedule_id}"}
+    resource["schedule"] = {"reference": f"Schedule/{schedule_id}"}
     # Status is counted, except that a held session says the status it was created
     # with (busy, busy-tentative); `overbooked` only ever echoes such a hold.
     resource["status"] = status
-    resource["start"] = instant(session.start)
-    resource["end"] = instant(session.end)
+    resource["start"] = instant(start)
+    resource["end"] = instant(end)
     if not document:
         resource["overbooked"] = False
-        if comment := session.comment:
+        if comment:
             resource["comment"] = comment
     elif "overbooked" in document:
         resource["overbooked"] = bool(held and document["overbooked"])

@@ -26,6 +26,14 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     w["http_ms"]["p50"] <= 5,
                 )
             )
+        if "http_vs_metadata" in w:
+            out.append(
+                (
+                    "week view over HTTP <= 2x /metadata",
+                    f"{w['http_vs_metadata']:.2f}x",
+                    w["http_vs_metadata"] <= 2,
+                )
+            )
     if "page_500" in run:
         p = run["page_500"]
         out.append(
@@ -252,6 +260,12 @@ def render(report: dict[str, Any]) -> str:
             w = run["week_view"]
             row("week view, in-process", w["in_process_ms"], f"{w['slots_per_week']} Slots")
             row("week view, HTTP", w.get("http_ms"))
+            if "metadata_http_ms" in w:
+                row(
+                    "/metadata, HTTP (same server)",
+                    w["metadata_http_ms"],
+                    f"week view {w['http_vs_metadata']}x /metadata",
+                )
         if "page_500" in run:
             p = run["page_500"]
             parts = p["parts_p50_ms"]
@@ -259,10 +273,12 @@ def render(report: dict[str, Any]) -> str:
                 "500-Slot page, in-process",
                 p["server_ms"],
                 f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
-                f"ORM {parts['query_orm']}, slot_to_fhir {parts['slot_to_fhir']}, bundle "
+                f"ORM {parts['query_orm']}, render {parts['render']} (each Slot anew "
+                f"{parts['render_uncached']}), bundle "
                 f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
                 f"{parts['floor_same_dicts']}, floor (plain records) "
-                f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor, "
+                f"{parts['floor_plain_records']}; output {p['output_vs_floor']}x floor "
+                f"({p['output_uncached_vs_floor']}x rendering each Slot anew), "
                 f"{p['output_share_of_server'] * 100:.0f}% of server time",
             )
             row("500-Slot page, HTTP", p.get("http_ms"))

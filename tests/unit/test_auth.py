@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import jwt
 import pytest
 
 from fhir_facade.auth import (
     PATIENT_BLOCKED,
+    RECHECK_SECONDS,
     SCHEDULE_MANAGE,
     Grants,
     TokenService,
@@ -209,6 +211,57 @@ def test_an_unsigned_token_is_refused(tokens):
 def test_a_missing_or_garbled_authorization_header_is_refused(tokens, header):
     with pytest.raises(AuthError):
         tokens.verify(header)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_decodes(monkeypatch) -> list[str]:
+    decoded: list[str] = []
+    real = jwt.decode
+
+    def decode(token, *args, **kwargs):
+        decoded.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", decode)
+    return decoded
+
+
+def test_a_token_used_again_is_not_checked_again_within_the_recheck_time(settings, monkeypatch):
+    clock = Clock()
+    service = TokenService(settings, clock)
+    token = service.mint("me", "user/Slot.rs", HOUR)
+    decoded = counting_decodes(monkeypatch)
+    first = service.verify(bearer(token))
+    clock.now += RECHECK_SECONDS - 1
+    assert service.verify(bearer(token)) is first
+    assert len(decoded) == 1
+    clock.now += 2
+    assert service.verify(bearer(token)).subject == "me"
+    assert len(decoded) == 2
+
+
+def test_a_token_verified_before_is_refused_once_it_expires(tokens):
+    token = tokens.mint("me", "user/*.rs", dt.timedelta(seconds=3))
+    assert tokens.verify(bearer(token)).subject == "me"
+    time.sleep(3.1)
+    with pytest.raises(AuthError, match="expired"):
+        tokens.verify(bearer(token))
+
+
+def test_a_refused_token_is_checked_again_each_time(tokens, monkeypatch):
+    forged = bearer(tokens.mint("me", "user/*.rs", HOUR) + "x")
+    decoded = counting_decodes(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            tokens.verify(forged)
+    assert len(decoded) == 2
 
 
 def test_a_token_without_scope_grants_nothing(tokens):

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from mappings.errors import InvalidResource, Unprocessable
-from mappings.slot import slot_from_fhir, slot_to_fhir
+from mappings.slot import shared_slot, slot_from_fhir, slot_to_fhir
 from store.errors import RuleViolation
+from store.models import GroupSession
 from tests.unit.builders import (
     CLOSED_SESSION,
     GROUP_CAPACITY,
@@ -97,6 +98,63 @@ def test_slot_times_are_rendered_as_utc_instants():
     local = dt.datetime(2027, 1, 4, 10, 0, tzinfo=new_york)
     slot = slot_to_fhir(session(start=local, end=local + dt.timedelta(hours=1)))
     assert (slot["start"], slot["end"]) == ("2027-01-04T15:00:00Z", "2027-01-04T16:00:00Z")
+
+
+def loaded(**overrides: object) -> GroupSession:
+    """A session as a query loads it: every column present, none left to the ORM."""
+    return session(**({"comment": None, "document": None} | overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"capacity": 4, "booked": 4},
+        {"blocked": True},
+        {"closed": True, "comment": "Bring your workbook"},
+        {"appointment_type": None, "service_type": None},
+    ],
+)
+def test_a_shared_slot_is_the_slot_rendered_anew(overrides):
+    assert shared_slot(loaded(**overrides)) == slot_to_fhir(loaded(**overrides))
+
+
+def test_a_shared_slot_is_kept_between_reads_of_the_same_version():
+    assert shared_slot(loaded()) is shared_slot(loaded())
+
+
+def test_a_shared_slot_shows_a_changed_column_at_once():
+    record = loaded(capacity=10, booked=3)
+    before = shared_slot(record)
+    record.booked = 4
+    record.closed = True
+    after = shared_slot(record)
+    assert capacity_parts(after) == {"capacity": 10, "booked": 4}
+    assert extension(after, CLOSED_SESSION)["valueBoolean"] is True
+    assert capacity_parts(before) == {"capacity": 10, "booked": 3}
+
+
+def test_a_shared_slot_is_valid_and_refuses_changes():
+    shared = shared_slot(loaded())
+    assert_valid(shared)
+    with pytest.raises(TypeError):
+        shared["status"] = "busy"
+    with pytest.raises(TypeError):
+        del shared["comment"]
+    assert shared == slot_to_fhir(loaded())
+
+
+def test_a_slot_with_a_kept_document_is_rendered_anew_for_each_read():
+    record = loaded(document='{"identifier": [{"system": "urn:x", "value": "1"}]}')
+    first = shared_slot(record)
+    assert first == slot_to_fhir(record)
+    assert first is not shared_slot(record)
+
+
+def test_a_column_the_query_did_not_load_is_read_through_the_orm():
+    record = session(document=None)  # `comment` never set: not in the loaded values
+    assert shared_slot(record) == slot_to_fhir(record)
+    assert shared_slot(record) is not shared_slot(record)
 
 
 # -- input ----------------------------------------------------------------------------
