@@ -117,10 +117,10 @@ def test_every_create_update_and_cancel_writes_a_success_audit_event(app, client
 def test_an_audit_record_shares_the_transaction_of_the_change_it_records(
     app, client, database, monkeypatch
 ):
-    def broken_record(db, entry):
+    def broken_record(store, entry):
         raise RuntimeError("the audit trail is unavailable")
 
-    monkeypatch.setattr("fhir_facade.writes.record", broken_record)
+    monkeypatch.setattr("store.scope.Store.record", broken_record)
     with database.reading() as db:
         patients = db.scalar(select(func.count()).select_from(Patient))
 

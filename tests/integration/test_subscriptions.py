@@ -482,3 +482,27 @@ def test_a_booking_without_subscribers_writes_no_outbox_rows(
     book(client, mint(STAFF_SCOPE), world.sessions[0], world.ann, world.cov["ann"])
     with db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Notification)) == 0
+
+
+def test_a_waitlist_subscriber_hears_of_the_promotion_a_cancellation_makes(
+    client: FlaskClient, db: Database, world: World, receiver: Receiver, deliver: Deliver, mint
+):
+    staff = mint(f"{STAFF_SCOPE} __patient.blocked")
+    waitlist = "http://fhir-facade.org/fhir/SubscriptionTopic/waitlist"
+    subscribe(client, staff, subscription(receiver.url, topic=waitlist))
+    full = world.sessions[0]  # three places
+    booked = {p: book(client, staff, full, getattr(world, p), world.cov[p]) for p in world.cov}
+    dora = db.write(lambda s: make_patient(s, family="Dalton").id)
+    joined = fhir(
+        post(client, "/fhir/Appointment", appointment(full, dora, status="waitlist"), staff), 201
+    )
+    assert joined["status"] == "waitlist"
+    deliver()
+    assert received(receiver) == []  # joining promotes no one
+
+    cancel(client, staff, booked["bob"])
+    deliver()
+
+    assert received(receiver) == [(1, f"Appointment/{joined['id']}", "booked")]
+    promoted = fhir(client.get(f"/fhir/Appointment/{joined['id']}", headers=staff), 200)
+    assert promoted["status"] == "booked"

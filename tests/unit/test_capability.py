@@ -6,6 +6,7 @@ import pytest
 
 from fhir_facade.auth import AUDIT_READ, PATIENT_BLOCKED, SCHEDULE_MANAGE
 from fhir_facade.capability import capability_statement, smart_configuration
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.search_params import SEARCHES
 from tests.validation import assert_valid
@@ -36,7 +37,8 @@ def test_it_declares_fhir_4_0_1_json_for_this_server(statement):
 
 
 def test_it_lists_exactly_the_resource_types_served(statement):
-    assert list(declared(statement)) == list(RESOURCE_TYPES)
+    # Subscription is served beside the registry (fhir_facade.notify), declared last.
+    assert list(declared(statement)) == [*RESOURCE_TYPES, SUBSCRIPTION]
 
 
 @pytest.mark.parametrize("name", list(RESOURCE_TYPES))
