@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from apispec import APISpec
 from flask import Flask, Response, g, request
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import NotFound as NoRoute
 
@@ -27,14 +31,64 @@ _PUBLIC = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 
 
 class FhirApi(Api):  # type: ignore[misc]
-    """flask-smorest's Api whose HTTP errors answer with an OperationOutcome."""
+    """flask-smorest's Api whose HTTP errors answer with an OperationOutcome, and whose
+    OpenAPI document is written when first read: documenting ~300 routes is half the
+    cost of building the application, and a server process may never be asked for it."""
 
     # Errors are documented per route as OperationOutcome (fhir_facade.openapi), not
     # as flask-smorest's own error schema.
     DEFAULT_ERROR_RESPONSE_NAME = None
 
+    def __init__(self, app: Flask) -> None:
+        self._undocumented: list[Callable[[], None]] = []
+        self._documenting = threading.RLock()
+        self._writing = False
+        super().__init__(app)
+
+    @property
+    def spec(self) -> APISpec:
+        spec: APISpec = self.__dict__["_spec"]
+        with self._documenting:  # reentrant: the work itself reads the spec, as it is
+            if not self._writing:
+                self._writing = True
+                try:
+                    while self._undocumented:
+                        self._undocumented.pop(0)()
+                finally:
+                    self._writing = False
+        return spec
+
+    @spec.setter
+    def spec(self, value: APISpec) -> None:
+        self.__dict__["_spec"] = value
+
+    def document_later(self, work: Callable[[], None]) -> None:
+        """Run `work` (which adds to the spec) when the spec is first read."""
+        self._undocumented.append(work)
+
+    def register_blueprint(self, blp: Blueprint, **options: Any) -> None:
+        """Serve the blueprint's routes now; document them when the spec is read."""
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][blp.name] = self
+        self._app.register_blueprint(blp, **options)
+
+        def document() -> None:
+            blp.register_views_in_doc(self, self._app, self.spec, name=blp.name, parameters=None)
+            self.spec.tag({"name": blp.name, "description": blp.description})
+
+        self.document_later(document)
+
     def handle_http_exception(self, error: HTTPException) -> Response:
         return _error_response(error)
+
+
+@functools.cache
+def _blueprints() -> tuple[Blueprint, ...]:
+    """The FHIR routes, built once per process: a blueprint may be registered on any
+    number of applications (each test builds its own), and building it is costly."""
+    from fhir_facade.api import build_blueprint
+    from fhir_facade.notify.api import blueprint as subscriptions
+
+    return build_blueprint(), subscriptions()
 
 
 def _error_response(error: BaseException) -> Response:
@@ -97,15 +151,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     docs.configure(app)  # interactive docs at /docs, Swagger UI served from the package
     api = FhirApi(app)
-    from fhir_facade.api import build_blueprint
     from fhir_facade.openapi import register
 
-    register(api)
-
-    api.register_blueprint(build_blueprint())
-    from fhir_facade.notify.api import blueprint as subscriptions
-
-    api.register_blueprint(subscriptions())
+    api.document_later(lambda: register(api))
+    for blueprint in _blueprints():
+        api.register_blueprint(blueprint)
     if not settings.jwks_url:  # production: tokens come from the identity provider
         from fhir_facade.oauth import blueprint as token_service
 
