@@ -332,9 +332,16 @@ class Store:
     # server's own act on subscription rows, which hold no patient records.
 
     def create_subscription(
-        self, binding: subscriptions.Binding, server_base: str, spec: subscriptions.SubscriptionSpec
+        self,
+        binding: subscriptions.Binding,
+        server_base: str,
+        spec: subscriptions.SubscriptionSpec,
+        *,
+        subscription_id: str | None = None,
     ) -> Subscription:
-        return subscriptions.create_subscription(self._db, binding, server_base, spec)
+        return subscriptions.create_subscription(
+            self._db, binding, server_base, spec, subscription_id=subscription_id
+        )
 
     def own_subscription(self, owner: str, ident: str) -> Subscription:
         """The owner's subscription, or NotFound (someone else's is not there for them)."""

@@ -55,12 +55,17 @@ class Binding:
 
 
 def create_subscription(
-    db: Session, binding: Binding, server_base: str, spec: SubscriptionSpec
+    db: Session,
+    binding: Binding,
+    server_base: str,
+    spec: SubscriptionSpec,
+    *,
+    subscription_id: str | None = None,
 ) -> Subscription:
     """A new subscription, `requested` until its endpoint answers the handshake (or `off`
-    when the client asks for it off)."""
+    when the client asks for it off). `subscription_id`: the id a Bundle gave it."""
     subscription = Subscription(
-        id=str(uuid.uuid4()),
+        id=subscription_id or str(uuid.uuid4()),
         owner=binding.owner,
         scope=binding.scope,
         client_id=binding.client_id,

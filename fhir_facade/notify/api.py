@@ -131,12 +131,16 @@ def create() -> Response:
     return fhir_response(record, 201, headers)
 
 
-def new_subscription(store: Store, grants: Grants, body: Any, base: str) -> dict[str, Any]:
+def new_subscription(
+    store: Store, grants: Grants, body: Any, base: str, ident: str | None = None
+) -> dict[str, Any]:
     """Create a subscription from a request body in the caller's transaction (a single
-    POST, or a Bundle's entry): checked, bound to its creator, rendered."""
+    POST, or a Bundle's entry, with the id the Bundle gave it): checked, bound to its
+    creator, rendered."""
     grants.require("Subscription", "c")
     spec = _checked(grants, subscription_from_fhir(body))
-    return subscription_to_fhir(store.create_subscription(binding(store, grants), base, spec))
+    created = store.create_subscription(binding(store, grants), base, spec, subscription_id=ident)
+    return subscription_to_fhir(created)
 
 
 def binding(store: Store, grants: Grants) -> Binding:

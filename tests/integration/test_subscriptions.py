@@ -683,3 +683,50 @@ def test_delivery_checks_the_resolved_address_and_sends_to_that_address(
     deliverer.run_once()
     assert sent == [("https://ehr.example.org/hook", "93.184.215.14")]
     assert fhir(client.get(f"/fhir/Subscription/{ident}", headers=staff), 200)["status"] == "active"
+
+
+# -- Subscription entries in Bundles ------------------------------------------------------
+
+
+def test_a_transaction_creates_a_subscription_with_the_rest_or_not_at_all(
+    client: FlaskClient, world: World, mint
+):
+    staff = mint(STAFF_SCOPE)
+    entry = {
+        "fullUrl": "urn:uuid:0b6f5f0e-6c38-4a5e-9f0e-3f6f1e2d9a10",
+        "resource": subscription("https://ehr.example.org/hook"),
+        "request": {"method": "POST", "url": "Subscription"},
+    }
+    full = appointment(world.sessions[0], "no-such-patient")
+    failing = {"resource": full, "request": {"method": "POST", "url": "Appointment"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry, failing]}
+    fhir(post(client, "/fhir", bundle, staff), 404)  # the patient is unknown
+    assert fhir(client.get("/fhir/Subscription", headers=staff), 200)["total"] == 0
+
+    result = fhir(post(client, "/fhir", {**bundle, "entry": [entry]}, staff), 200)
+
+    (answered,) = result["entry"]
+    assert answered["response"]["status"] == "201 Created"
+    created = answered["resource"]
+    assert answered["response"]["location"] == f"Subscription/{created['id']}/_history/1"
+    stored = fhir(client.get(f"/fhir/Subscription/{created['id']}", headers=staff), 200)
+    assert stored["status"] == "requested" and stored["channel"] == created["channel"]
+
+
+def test_a_bundle_entry_may_create_a_subscription_but_not_read_or_change_one(
+    client: FlaskClient, mint
+):
+    staff = mint(STAFF_SCOPE)
+    ident = subscribe(client, staff, subscription("https://ehr.example.org/hook"))
+    entries = [
+        {"request": {"method": "GET", "url": f"Subscription/{ident}"}},
+        {
+            "resource": {**subscription("https://ehr.example.org/hook"), "id": ident},
+            "request": {"method": "PUT", "url": f"Subscription/{ident}"},
+        },
+    ]
+    for entry in entries:
+        for kind in ("batch", "transaction"):
+            bundle = {"resourceType": "Bundle", "type": kind, "entry": [entry]}
+            issue = outcome(post(client, "/fhir", bundle, staff), 405)
+            assert "/fhir/Subscription" in issue["details"]["text"]
