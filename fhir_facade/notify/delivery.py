@@ -186,13 +186,16 @@ def _internal(ip: IPv4Address | IPv6Address) -> bool:
     )
 
 
-Send = Callable[[str, bytes, dict[str, str], float, str], None]
+Send = Callable[[str, bytes, dict[str, str], float, tuple[str, ...]], None]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, address: str) -> None:
-    """POST a notification to `url`'s host at `address` (the one that passed the checks;
-    TLS still verifies the host name); anything but a 2xx answer is Undeliverable.
-    Redirects are not followed: a notification goes to the endpoint the subscriber named."""
+def post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, addresses: tuple[str, ...]
+) -> None:
+    """POST a notification to `url`'s host at one of `addresses` (those that passed the
+    checks, tried in order; TLS still verifies the host name); anything but a 2xx answer
+    is Undeliverable. Redirects are not followed: a notification goes to the endpoint the
+    subscriber named."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", endpoint_origin(url)[2]
     connection: http.client.HTTPConnection
@@ -202,7 +205,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, address
     else:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
     # Connect to the vetted address, not to whatever the name resolves to by now.
-    connection._create_connection = _to(address)  # type: ignore[attr-defined]
+    connection._create_connection = _to(addresses)  # type: ignore[attr-defined]
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request("POST", path, body=body, headers=headers)
@@ -216,9 +219,15 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, address
         raise Undeliverable(f"the endpoint answered {response.status} {response.reason}")
 
 
-def _to(address: str) -> Callable[..., socket.socket]:
+def _to(addresses: tuple[str, ...]) -> Callable[..., socket.socket]:
     def connect(target: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
-        return socket.create_connection((address, target[1]), *args, **kwargs)
+        failure: OSError = OSError("no address to connect to")
+        for address in addresses:
+            try:
+                return socket.create_connection((address, target[1]), *args, **kwargs)
+            except OSError as exc:
+                failure = exc
+        raise failure
 
     return connect
 
@@ -360,7 +369,9 @@ class Deliverer:
             name, _, value = str(line).partition(":")
             if name.strip() and value.strip():
                 headers[name.strip()] = value.strip()
-        self.send(subscription.endpoint, body, headers, float(subscription.timeout_s), addresses[0])
+        self.send(
+            subscription.endpoint, body, headers, float(subscription.timeout_s), tuple(addresses)
+        )
 
 
 def _body(bundle: dict[str, Any]) -> bytes:

@@ -628,6 +628,7 @@ def test_a_subscription_whose_end_came_is_turned_off_with_the_reason(
         "https://127.0.0.1/hook",
         "https://[::1]/hook",
         "https://[fd00::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",  # an IPv4 address in IPv6 clothing
         "https://fhir.example.org:8443/hook",  # this server's host, another port
     ],
 )
@@ -667,9 +668,9 @@ def test_delivery_checks_the_resolved_address_and_sends_to_that_address(
     staff = mint(STAFF_SCOPE)
     ident = subscribe(client, staff, subscription("https://ehr.example.org/hook"))
     addresses = {"ehr.example.org": ["10.0.0.7"]}
-    sent: list[tuple[str, str]] = []
+    sent: list[tuple[str, tuple[str, ...]]] = []
 
-    def send(url: str, body: bytes, headers: dict[str, str], timeout: float, at: str) -> None:
+    def send(url: str, body: bytes, headers: dict[str, str], timeout: float, at: Any) -> None:
         sent.append((url, at))
 
     settings = DeliverySettings(retry=dt.timedelta(0), max_failures=6)
@@ -679,9 +680,12 @@ def test_delivery_checks_the_resolved_address_and_sends_to_that_address(
     assert refused["status"] == "error" and "internal address" in refused["error"]
     assert sent == []
 
-    addresses["ehr.example.org"] = ["93.184.215.14"]
+    addresses["ehr.example.org"] = ["93.184.215.14", "10.0.0.7"]  # one internal: refused
     deliverer.run_once()
-    assert sent == [("https://ehr.example.org/hook", "93.184.215.14")]
+    assert sent == []
+    addresses["ehr.example.org"] = ["93.184.215.14", "2606:2800:21f:cb07::1"]
+    deliverer.run_once()
+    assert sent == [("https://ehr.example.org/hook", ("93.184.215.14", "2606:2800:21f:cb07::1"))]
     assert fhir(client.get(f"/fhir/Subscription/{ident}", headers=staff), 200)["status"] == "active"
 
 
