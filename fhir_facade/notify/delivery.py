@@ -61,8 +61,9 @@ T = TypeVar("T")
 LEASE = dt.timedelta(seconds=5)
 #: Notifications sent to one subscription per round before others get their turn.
 PER_ROUND = 50
-#: The worker acts as the server, on subscription rows; events are read as each
-#: subscriber may see them (render), never with more than this.
+#: The worker's own view, for its bookkeeping on subscription rows (no permission;
+#: it reads no patient data with it: events are read as each subscriber may see them
+#: now, through a Store opened with that subscriber's access, in render).
 WORKER = Access()
 ALLOWED_HOSTS_SETTING = "FHIR_FACADE_SUBSCRIPTION_ALLOWED_HOSTS"
 

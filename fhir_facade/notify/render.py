@@ -23,7 +23,8 @@ def rendered(
     are left out of the resource."""
     topic = TOPICS.get(subscription.topic)
     seen = lens_in(store, subscription) if content != "empty" else None
-    # No lens: nothing may be named, so the least access (events without their focus).
+    # No lens (empty content, or nothing the subscriber may read now): every event is
+    # told without its focus, whatever this Store could see.
     subscriber = store.as_(seen.access if seen is not None else Access())
     events = []
     for told in subscriber.notifications(subscription.id, since, until, limit):
