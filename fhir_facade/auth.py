@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ class Grants:
     permissions: frozenset[str] = frozenset()
     scopes: tuple[Scope, ...] = ()
     claim: str = ""  # the scope claim as the token carried it (kept with a Subscription)
+    expires: float | None = None  # the token's exp (seconds since the epoch)
 
     @cached_property
     def access(self) -> Access:
@@ -274,7 +275,10 @@ class TokenService:
         if kept is not None and now < kept[0]:
             return kept[1]
         claims = self._decode(token)
-        grants = grants_from_scopes(str(claims["sub"]), str(claims.get("scope", "")))
+        grants = replace(
+            grants_from_scopes(str(claims["sub"]), str(claims.get("scope", ""))),
+            expires=float(claims["exp"]),
+        )
         if len(self._verified) >= VERIFIED_TOKENS:
             self._verified.clear()  # the tokens in use come back at their next request
         self._verified[token] = (min(float(claims["exp"]), now + RECHECK_SECONDS), grants)

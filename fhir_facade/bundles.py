@@ -6,6 +6,10 @@ OperationOutcome), `urn:uuid` fullUrls are resolved to the ids the new resources
 receive, and `ifNoneExist` is honoured inside it. Entries run in the order the
 spec prescribes (POST, then PUT, then GET); the response lists them in request
 order. A batch runs each entry on its own and reports each entry's outcome.
+
+Subscription entries may create one (POST, committed with the Bundle); its other
+interactions are served at /fhir/Subscription only (owner-scoped, with operations of
+their own: fhir_facade.notify.api), and such entries are refused by name.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from fhir_facade.changes import WriteContext
 from fhir_facade.context import caller, database, ssn
 from fhir_facade.http import base_url, etag_version, fhir_response, prefer, read_json_body
 from fhir_facade.interactions import Writer, conditional_match, writer
+from fhir_facade.notify.api import new_subscription
+from fhir_facade.notify.conformance import RESOURCE_TYPE as SUBSCRIPTION
 from fhir_facade.outcomes import BadRequest, MethodNotAllowed, describe
 from fhir_facade.registry import RESOURCE_TYPES
 from fhir_facade.searchset import searchset
@@ -93,7 +99,9 @@ def _entry(index: int, raw: Any) -> Entry:
         raise BadRequest("each entry needs a request", code="required", expression=where)
     method = str(request.get("method", ""))
     match = _URL.match(str(request.get("url", "")))
-    if method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
+    if match is not None and match.group(1) == SUBSCRIPTION:
+        _subscription_entry(index, method, match.group(2) or match.group(3), request)
+    elif method not in _ORDER or match is None or match.group(1) not in RESOURCE_TYPES:
         raise BadRequest(
             f"entry {index}: {method} {request.get('url')!r} is not supported here "
             "(POST [type], PUT [type]/[id], GET [type]/[id] or [type]?[search])",
@@ -102,7 +110,7 @@ def _entry(index: int, raw: Any) -> Entry:
         )
     resource_type, ident, query = match.groups()
     interaction = {"POST": "create", "PUT": "update"}.get(method)
-    if interaction and writer(resource_type, interaction) is None:
+    if interaction and resource_type != SUBSCRIPTION and writer(resource_type, interaction) is None:
         raise MethodNotAllowed(
             f"entry {index}: {resource_type} does not support {interaction}",
             expression=f"{where}.request",
@@ -129,6 +137,26 @@ def _entry(index: int, raw: Any) -> Entry:
         request.get("ifNoneExist"),
         version,
     )
+
+
+def _subscription_entry(
+    index: int, method: str, beyond: str | None, request: dict[str, Any]
+) -> None:
+    """A Subscription entry may create one (POST Subscription), nothing else. `beyond`:
+    an id or query after the type."""
+    where = f"Bundle.entry[{index}].request"
+    if method != "POST" or beyond is not None:
+        raise MethodNotAllowed(
+            f"entry {index}: a Bundle may only create a Subscription (POST Subscription); "
+            "read, search, update and delete it at /fhir/Subscription",
+            expression=where,
+        )
+    if request.get("ifNoneExist"):
+        raise BadRequest(
+            f"entry {index}: ifNoneExist is not supported for Subscription",
+            code="not-supported",
+            expression=f"{where}.ifNoneExist",
+        )
 
 
 def _transaction(entries: list[Entry], grants: Grants) -> None:
@@ -192,6 +220,8 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
             with database().read_as(grants.access) as store:
                 _run(store, entry, grants, hasher)
             record_disclosures(grants, entry.disclosed)
+        elif entry.resource_type == SUBSCRIPTION:  # not audited, as at /fhir/Subscription
+            database().write_as(grants.access, lambda store: _run(store, entry, grants, hasher))
         else:
             wired = _writer(entry)
             with failures_audited(
@@ -210,6 +240,11 @@ def _batch_entry(entry: Entry, grants: Grants) -> None:
 
 
 def _run(store: Store, entry: Entry, grants: Grants, hasher: SsnHasher) -> None:
+    if entry.resource_type == SUBSCRIPTION:
+        assert entry.resource is not None and entry.method == "POST"
+        created = new_subscription(store, grants, entry.resource, base_url(), entry.ident)
+        _record(entry, created, [], 201)
+        return
     if entry.method == "GET":
         entry.result = _get(store, entry, grants)
         entry.response = {"status": "200 OK"}
@@ -255,7 +290,9 @@ def _writer(entry: Entry) -> Writer:
 
 
 def _authorize(entry: Entry, grants: Grants) -> None:
-    if entry.method == "GET":
+    if entry.resource_type == SUBSCRIPTION:
+        grants.require(SUBSCRIPTION, "c")
+    elif entry.method == "GET":
         letter = "r" if entry.ident else "s"
         grants.authorize(
             entry.resource_type, letter, RESOURCE_TYPES[entry.resource_type].permission

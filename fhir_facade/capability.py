@@ -154,10 +154,17 @@ def capability_statement(
                         "code": "transaction",
                         "documentation": (
                             "POST /fhir: all entries or none; urn:uuid references resolved; "
-                            "ifNoneExist honoured; a full session fails the whole Bundle"
+                            "ifNoneExist honoured; a full session fails the whole Bundle. "
+                            "Subscription entries may only create (POST Subscription)"
                         ),
                     },
-                    {"code": "batch", "documentation": "POST /fhir: each entry on its own"},
+                    {
+                        "code": "batch",
+                        "documentation": (
+                            "POST /fhir: each entry on its own. Subscription entries may only "
+                            "create (POST Subscription)"
+                        ),
+                    },
                 ],
             }
         ],

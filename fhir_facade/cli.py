@@ -35,7 +35,7 @@ from fhir_facade.oauth import validate_jwks
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.outcome import issue, operation_outcome
 from store.access import PRIVACY_OFFICER
-from store.clients import ClientSpec, register_client
+from store.clients import ClientSpec, register_client, remove_client
 from store.demo import extend_demo, load_demo
 from store.migrate import upgrade
 
@@ -159,6 +159,21 @@ def client_add(client_id: str, jwks_file: Path | None, jwks_url: str | None, sco
     spec = ClientSpec(client_id, " ".join(scope.split()), jwks, jwks_url)
     database().write(lambda db: register_client(db, spec))
     click.echo(f"client {client_id} registered for: {spec.scope}")
+
+
+@client_group.command(
+    "remove",
+    help="Remove a client: it is issued no new tokens (those issued run out within "
+    "minutes), and the subscriptions it created are turned off (the reason recorded).",
+)
+@click.argument("client_id")
+@with_appcontext
+def client_remove(client_id: str) -> None:
+    upgrade(database().engine)
+    turned_off = database().write(lambda db: remove_client(db, client_id))
+    if turned_off is None:
+        raise click.ClickException(f"no client {client_id!r} is registered")
+    click.echo(f"client {client_id} removed; subscriptions turned off: {turned_off}")
 
 
 @click.command(

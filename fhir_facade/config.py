@@ -36,6 +36,8 @@ class Settings:
     app_client_id: str = "fhir-facade-staff-app"  # the staff app's OAuth client at the IdP
     # Subscriptions: plain-http endpoints allowed on loopback hosts (demo and tests only).
     subscription_http_loopback: bool = False
+    # Subscriptions: hosts allowed as endpoints although internal ("a.local,10.0.0.5").
+    subscription_allowed_hosts: str | None = None
     notify_retry_s: int = 5  # first retry after a failed delivery; doubles per failure
     notify_max_failures: int = 6  # failures in a row before a subscription is turned off
 
@@ -67,6 +69,7 @@ class Settings:
             "ssn_keys": "SSN_KEYS",
             "cors_origins": "CORS_ORIGINS",
             "app_client_id": "APP_CLIENT_ID",
+            "subscription_allowed_hosts": "SUBSCRIPTION_ALLOWED_HOSTS",
         }
         for attr, name in text.items():
             if env.get(PREFIX + name):

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from mappings.codes import CANONICAL, EXT_GROUP_CAPACITY
-from mappings.common import JSON, client_elements, instant, meta, parse_resource
+from mappings.common import JSON, aware, client_elements, instant, meta, parse_resource
 from mappings.errors import InvalidResource, Unprocessable
 from store.models import Booking, GroupSession, Subscription
 from store.subscriptions import SubscriptionSpec
@@ -182,6 +182,7 @@ def subscription_from_fhir(body: Any) -> SubscriptionSpec:
             expression="Subscription.channel.payload",
         )
     timeout = _extension(channel, EXT_TIMEOUT, "valueUnsignedInt")
+    end = aware(body["end"], "Subscription.end") if body.get("end") else None
     return SubscriptionSpec(
         status=body["status"],
         topic=criteria,
@@ -190,7 +191,8 @@ def subscription_from_fhir(body: Any) -> SubscriptionSpec:
         content=content,
         heartbeat_s=_extension(channel, EXT_HEARTBEAT, "valueUnsignedInt") or None,
         timeout_s=min(timeout or 10, MAX_TIMEOUT_S) or 10,
-        document=orjson.dumps(client_elements(body, without=("status", "error"))).decode(),
+        document=orjson.dumps(client_elements(body, without=("status", "error", "end"))).decode(),
+        end=end,
     )
 
 
@@ -216,7 +218,8 @@ def _extension(element: JSON, url: str, value: str) -> Any:
 
 
 def subscription_to_fhir(subscription: Subscription) -> JSON:
-    """The Subscription as stored, with its status and, in error or off, the reason."""
+    """The Subscription as stored, with its status, its end (as asked, or the creating
+    token's expiry) and, in error or off, the reason."""
     resource: JSON = {
         "resourceType": "Subscription",
         "id": subscription.id,
@@ -224,6 +227,8 @@ def subscription_to_fhir(subscription: Subscription) -> JSON:
         **orjson.loads(subscription.document),
         "status": subscription.status,
     }
+    if subscription.ends is not None:
+        resource["end"] = instant(subscription.ends)
     if subscription.error and subscription.status in ("error", "off"):
         resource["error"] = subscription.error
     return resource

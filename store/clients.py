@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.errors import AssertionReplayed
-from store.models import ApiClient, UsedAssertion, utcnow
+from store.models import ApiClient, Subscription, UsedAssertion, utcnow
+from store.outbox import turn_off
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,24 @@ def register_client(db: Session, spec: ClientSpec) -> ApiClient:
     db.add(client)
     db.flush()
     return client
+
+
+def remove_client(db: Session, client_id: str) -> int | None:
+    """Remove a client (None: no such client). The subscriptions it created are turned
+    off, the reason kept, in the same transaction: a subscription never outlives its
+    creator's rights. How many were turned off."""
+    client = db.get(ApiClient, client_id, with_for_update=True)
+    if client is None:
+        return None
+    listening = select(Subscription.id).where(
+        Subscription.client_id == client_id, Subscription.status != "off"
+    )
+    ids = list(db.scalars(listening.order_by(Subscription.id)))
+    reason = f"the API client {client_id!r} that created it was removed"
+    for ident in ids:
+        turn_off(db, subscription_id=ident, reason=reason, now=utcnow())
+    db.delete(client)  # its used assertions stay until they expire: none can be replayed
+    return len(ids)
 
 
 def find_client(db: Session, client_id: str) -> ApiClient | None:

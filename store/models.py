@@ -613,7 +613,11 @@ class Subscription(Base):
     """A client's standing request to be told of changes (FHIR Subscription, topic-based).
 
     `owner` and `scope` are the subscriber's token subject and scope claim: what a
-    notification may reveal is decided with them, as for a search by that token.
+    notification may reveal is decided with them, as for a search by that token, and
+    never more than its creator may read now: `client_id` binds it to the registered
+    API client that created it (that client's scopes now bound it; its removal turns
+    it off), and `ends` (Subscription.end) is set no later than the creating token's
+    expiry for a token no registered client holds.
     `events` is the last event number given (eventsSinceSubscriptionStart),
     `delivered` the last one the endpoint acknowledged; the delivery fields
     (`failures`, `next_attempt`, `lease_until`) belong to the delivery worker.
@@ -649,6 +653,8 @@ class Subscription(Base):
     #: When a heartbeat is owed if nothing else is sent before (None: no heartbeat).
     heartbeat_due: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    client_id: Mapped[str | None] = mapped_column(String(200))
+    ends: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Notification(Base):

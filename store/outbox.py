@@ -10,12 +10,17 @@ again (at least once; the receiver drops duplicates by number).
 One worker at a time holds a subscription (`lease_until`, taken by a conditional
 UPDATE): several workers on one database share the subscriptions, never one
 subscription's sequence.
+
+`EventRecorder` is the hook that writes the outbox: the store's version keeping shows it
+each transaction's versions before the commit. Which topics a version triggers and what
+a subscriber may see now are the application's rules (pure functions, handed in); which
+records match is decided here, by the one visibility rule (store.visibility).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +28,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from store.access import Access
-from store.models import Base, Notification, RecordVersion, Subscription, utcnow
-from store.search import AnyOf, Query, where_clause
+from store.models import ApiClient, Base, Notification, RecordVersion, Subscription, utcnow
+from store.search import AnyOf, Query, visible_ids, where_clause
 
 #: Statuses in which a subscription is given events (requested: its handshake is still
 #: to come, and what happens meanwhile is kept for it).
@@ -38,6 +43,74 @@ class Focus:
     kind: str
     ident: str
     version: int
+
+
+@dataclass(frozen=True)
+class Lens:
+    """What a subscriber may learn of its topic's records now: records of `kind` that
+    `access` sees and that match `where` (its filters)."""
+
+    kind: type[Base]
+    access: Access
+    where: tuple[AnyOf, ...] = ()
+
+
+#: The topics (canonical URLs) a version triggers: (table name, previous document or
+#: None for a new record, current document), documents as the API showed them (JSON).
+Triggers = Callable[[str, str | None, str], list[str]]
+#: What a subscription's subscriber may see now, given the API client it is bound to
+#: (None when unbound, or the client is gone); None: nothing at all.
+LensOf = Callable[[Subscription, ApiClient | None], Lens | None]
+
+
+@dataclass(frozen=True)
+class EventRecorder:
+    """The outbox hook (a `store.history` observer): gives each listening subscription
+    an event for each version that triggers its topic, matches its filters, and its
+    subscriber may see now (as a search by its token would find it)."""
+
+    kinds: frozenset[str]  # the tables some topic watches
+    topics: tuple[str, ...]
+    triggers: Triggers
+    lens: LensOf
+
+    def __call__(self, db: Session, versions: list[RecordVersion]) -> None:
+        relevant = sorted(
+            (v for v in versions if v.kind in self.kinds), key=lambda v: (v.kind, v.record_id)
+        )
+        if not relevant:
+            return
+        subscriptions = listening(db, self.topics)
+        if not subscriptions:
+            return
+        triggered: dict[str, list[RecordVersion]] = {}
+        for version in relevant:
+            before = previous_version(db, version.kind, version.record_id, version.version)
+            document = before.document if before is not None else None
+            for url in self.triggers(version.kind, document, version.document):
+                triggered.setdefault(url, []).append(version)
+        now = utcnow()
+        for subscription in subscriptions:
+            candidates = triggered.get(subscription.topic, [])
+            if not candidates or (subscription.ends is not None and subscription.ends <= now):
+                continue
+            lens = self.lens(subscription, bound_client(db, subscription))
+            if lens is None:
+                continue
+            seen = matching(
+                db, lens.kind, {v.record_id for v in candidates}, lens.where, lens.access
+            )
+            focuses = [
+                Focus(v.kind, v.record_id, v.version) for v in candidates if v.record_id in seen
+            ]
+            enqueue(db, subscription.id, focuses)
+
+
+def bound_client(db: Session, subscription: Subscription) -> ApiClient | None:
+    """The registered API client the subscription is bound to, if it still exists."""
+    if subscription.client_id is None:
+        return None
+    return db.get(ApiClient, subscription.client_id)
 
 
 def listening(db: Session, topics: Sequence[str]) -> list[Subscription]:
@@ -102,6 +175,56 @@ def events(
     return [(n, v) for n, v in db.execute(statement)]
 
 
+@dataclass(frozen=True)
+class Told:
+    """One event as a subscriber may be told it now: `focus_id` and the version's
+    `document` only when the record is visible to that subscriber (None otherwise);
+    `created`: the version is the record's first."""
+
+    number: int
+    occurred: dt.datetime
+    kind: str  # the record's table
+    focus_id: str | None
+    document: str | None
+    created: bool
+
+
+def told(
+    db: Session, subscription_id: str, since: int, until: int, limit: int, access: Access
+) -> list[Told]:
+    """Events `since`..`until` of a subscription, at most `limit`, each with its focus
+    only when `access` may see that record now."""
+    rows = events(db, subscription_id, since, until, limit)
+    seen: set[tuple[str, str]] = set()
+    by_kind: dict[str, set[str]] = {}
+    for notification, _ in rows:
+        by_kind.setdefault(notification.focus_kind, set()).add(notification.focus_id)
+    for kind, ids in by_kind.items():
+        model = _MODELS.get(kind)
+        if model is not None:
+            seen |= {(kind, i) for i in visible_ids(db, model, ids, access)}
+    found = []
+    for notification, version in rows:
+        visible = (notification.focus_kind, notification.focus_id) in seen
+        found.append(
+            Told(
+                notification.event_number,
+                notification.occurred,
+                notification.focus_kind,
+                notification.focus_id if visible else None,
+                version.document if visible and version is not None else None,
+                notification.focus_version == 1,
+            )
+        )
+    return found
+
+
+#: Record models by table name (an event names its record's table).
+_MODELS: dict[str, type[Base]] = {
+    m.class_.__tablename__: m.class_ for m in Base.registry.mappers if hasattr(m.class_, "id")
+}
+
+
 def previous_version(db: Session, kind: str, ident: str, version: int) -> RecordVersion | None:
     """The newest kept version of a record older than `version` (None for a new record)."""
     statement = (
@@ -131,6 +254,7 @@ def due(db: Session, now: dt.datetime) -> list[str]:
                 Subscription.handshake_done.is_(False),
                 Subscription.delivered < Subscription.events,
                 Subscription.heartbeat_due <= now,
+                Subscription.ends <= now,
             ),
             or_(Subscription.lease_until.is_(None), Subscription.lease_until < now),
             or_(Subscription.next_attempt.is_(None), Subscription.next_attempt <= now),
@@ -229,6 +353,17 @@ def failed(
     else:
         subscription.status = "error"
         subscription.next_attempt = now + backoff * 2 ** (subscription.failures - 1)
+    _touch(subscription, now)
+
+
+def turn_off(db: Session, *, subscription_id: str, reason: str, now: dt.datetime) -> None:
+    """Turn a subscription off for good, the reason kept (its end came, or its creator
+    lost the right to read what it is about)."""
+    subscription = db.get(Subscription, subscription_id, with_for_update=True)
+    if subscription is None or subscription.status == "off":
+        return
+    subscription.status = "off"
+    subscription.error = reason
     _touch(subscription, now)
 
 

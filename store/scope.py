@@ -16,6 +16,10 @@ Entry points, by purpose:
   `create_coverage`, `update_coverage`, `create_schedule` … `update_provider`;
 * series: `preview_series`, `book_series`, `resolve_draft`, `cancel_series`;
 * SMART clients (no patient data, so no visibility): `find_client`, `use_assertion`;
+* subscriptions (their own block below): the caller's own (`create_subscription` …
+  `delete_subscription`), what their subscriber may be told (`notifications`,
+  `matching`: opened with the subscriber's access), and the delivery worker's
+  bookkeeping (`subscriptions_due` … `turn_off_subscription`);
 * `savepoint`: a nested transaction a caller may roll back on its own.
 
 The use cases themselves keep their shape, `use_case(db, …, access, …)`, in their own
@@ -38,10 +42,12 @@ from store import (
     directory,
     history,
     insurance,
+    outbox,
     patients,
     promotion,
     series,
     sessions,
+    subscriptions,
     waitlist,
 )
 from store import search as queries
@@ -62,7 +68,9 @@ from store.models import (
     ProviderGroup,
     ProviderSchedule,
     RecordVersion,
+    Subscription,
 )
+from store.search import AnyOf
 from store.ssn import SsnHasher
 from store.visibility import narrowed, restricted_among
 
@@ -314,6 +322,106 @@ class Store:
 
     def use_assertion(self, client_id: str, jti: str, expires: dt.datetime) -> None:
         clients.use_assertion(self._db, client_id, jti, expires)
+
+    # Subscriptions and their notifications ---------------------------------------------
+    #
+    # The caller's own subscriptions: a subscription belongs to the token subject that
+    # created it (`Binding.owner`); anyone else is told NotFound. What an event reveals
+    # is read through a Store opened with the *subscriber's* access (`as_`), so the
+    # visibility rule is the only filter. The delivery worker's bookkeeping is the
+    # server's own act on subscription rows, which hold no patient records.
+
+    def create_subscription(
+        self,
+        binding: subscriptions.Binding,
+        server_base: str,
+        spec: subscriptions.SubscriptionSpec,
+        *,
+        subscription_id: str | None = None,
+    ) -> Subscription:
+        return subscriptions.create_subscription(
+            self._db, binding, server_base, spec, subscription_id=subscription_id
+        )
+
+    def own_subscription(self, owner: str, ident: str) -> Subscription:
+        """The owner's subscription, or NotFound (someone else's is not there for them)."""
+        return subscriptions.owned(self._db, owner, ident)
+
+    def own_subscriptions(self, owner: str, status: str | None = None) -> list[Subscription]:
+        return subscriptions.owned_by(self._db, owner, status)
+
+    def update_subscription(
+        self,
+        binding: subscriptions.Binding,
+        ident: str,
+        spec: subscriptions.SubscriptionSpec,
+        *,
+        expected_version: int | None = None,
+    ) -> Subscription:
+        return subscriptions.update_subscription(
+            self._db, binding, ident, spec, expected_version=expected_version
+        )
+
+    def delete_subscription(self, owner: str, ident: str) -> None:
+        subscriptions.delete_subscription(self._db, owner, ident)
+
+    def bound_client(self, subscription: Subscription) -> ApiClient | None:
+        """The API client a subscription is bound to, while it is registered."""
+        return outbox.bound_client(self._db, subscription)
+
+    def notifications(
+        self, subscription_id: str, since: int, until: int, limit: int
+    ) -> list[outbox.Told]:
+        """A subscription's events `since`..`until` (at most `limit`), each naming its
+        record (and that version's document) only when the caller may see it now."""
+        return outbox.told(self._db, subscription_id, since, until, limit, self.access)
+
+    def matching(self, kind: type[Base], ids: Iterable[str], where: Sequence[AnyOf]) -> set[str]:
+        """Which of these records the caller may see and match `where` (a subscription's
+        filters)."""
+        return outbox.matching(self._db, kind, ids, where, self.access)
+
+    def subscriptions_due(self, now: dt.datetime) -> list[str]:
+        return outbox.due(self._db, now)
+
+    def take_subscription(
+        self, ident: str, now: dt.datetime, lease: dt.timedelta
+    ) -> dt.datetime | None:
+        return outbox.take(self._db, subscription_id=ident, now=now, lease=lease)
+
+    def renew_subscription(
+        self, ident: str, held: dt.datetime, until: dt.datetime
+    ) -> dt.datetime | None:
+        return outbox.renew(self._db, subscription_id=ident, held=held, until=until)
+
+    def release_subscription(self, ident: str, held: dt.datetime) -> None:
+        outbox.release(self._db, subscription_id=ident, held=held)
+
+    def notification_sent(
+        self, ident: str, through: int | None, *, handshake: bool, now: dt.datetime
+    ) -> None:
+        outbox.sent(self._db, subscription_id=ident, through=through, handshake=handshake, now=now)
+
+    def notification_failed(
+        self,
+        ident: str,
+        reason: str,
+        *,
+        now: dt.datetime,
+        backoff: dt.timedelta,
+        give_up_after: int,
+    ) -> None:
+        outbox.failed(
+            self._db,
+            subscription_id=ident,
+            reason=reason,
+            now=now,
+            backoff=backoff,
+            give_up_after=give_up_after,
+        )
+
+    def turn_off_subscription(self, ident: str, reason: str, now: dt.datetime) -> None:
+        outbox.turn_off(self._db, subscription_id=ident, reason=reason, now=now)
 
     # Transactions ----------------------------------------------------------------------
 

@@ -10,12 +10,16 @@
   GET|POST /fhir/Subscription/<id>/$events       past events by number (a history Bundle)
 
 A subscription is its creator's (the token subject): others get 404. It keeps the
-creator's scope claim: notifications and `$events` reveal only what that token could
-read. The topic's resource type must be searchable with the token.
+creator's scope claim, bound to who created it: a registered API client's subscription
+reveals only what that client may read *now* (its registration's scopes), and one made
+with a token no registered client holds ends no later than that token expires. The
+topic's resource type must be searchable with the token. Everything runs on the
+caller's Store; events are read through one opened with the subscriber's access.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Response, request
@@ -23,6 +27,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from fhir_facade import openapi
+from fhir_facade.auth import Grants
 from fhir_facade.context import caller, database, settings
 from fhir_facade.http import (
     base_url,
@@ -32,7 +37,7 @@ from fhir_facade.http import (
     read_json_body,
     resource_headers,
 )
-from fhir_facade.notify.delivery import allowed_endpoint
+from fhir_facade.notify.delivery import endpoint_policy, endpoint_refusal
 from fhir_facade.notify.events import filter_conditions
 from fhir_facade.notify.render import rendered
 from fhir_facade.writes import body_for
@@ -40,23 +45,14 @@ from mappings.errors import InvalidSearch, Unprocessable
 from mappings.subscription import (
     CONTENTS,
     TOPICS,
-    endpoint_origin,
     notification_bundle,
     status_bundle,
     subscription_from_fhir,
     subscription_to_fhir,
 )
-from store import outbox
-from store.errors import VersionMismatch
 from store.models import utcnow
-from store.subscriptions import (
-    SubscriptionSpec,
-    create_subscription,
-    delete_subscription,
-    owned,
-    owned_by,
-    update_subscription,
-)
+from store.scope import Store
+from store.subscriptions import Binding, SubscriptionSpec
 
 #: Most events one `$events` answer holds; ask again from the next number for more.
 EVENTS_PAGE = 100
@@ -123,12 +119,10 @@ def blueprint() -> Blueprint:
 def create() -> Response:
     grants = caller()
     grants.require("Subscription", "c")
-    spec = _checked(subscription_from_fhir(read_json_body()))
+    body = read_json_body()
     base = base_url()
-    record = database().write(
-        lambda db: subscription_to_fhir(
-            create_subscription(db, grants.subject, grants.claim, base, spec)
-        )
+    record = database().write_as(
+        grants.access, lambda store: new_subscription(store, grants, body, base)
     )
     headers = resource_headers(record)
     headers["Location"] = (
@@ -137,11 +131,34 @@ def create() -> Response:
     return fhir_response(record, 201, headers)
 
 
+def new_subscription(
+    store: Store, grants: Grants, body: Any, base: str, ident: str | None = None
+) -> dict[str, Any]:
+    """Create a subscription from a request body in the caller's transaction (a single
+    POST, or a Bundle's entry, with the id the Bundle gave it): checked, bound to its
+    creator, rendered."""
+    grants.require("Subscription", "c")
+    spec = _checked(grants, subscription_from_fhir(body))
+    created = store.create_subscription(binding(store, grants), base, spec, subscription_id=ident)
+    return subscription_to_fhir(created)
+
+
+def binding(store: Store, grants: Grants) -> Binding:
+    """Who the caller is to a subscription: the registered API client its token belongs
+    to (client-credentials tokens carry the client id as their subject), or else a user
+    token whose expiry the subscription's end may not pass."""
+    client = store.find_client(grants.subject)
+    expires = (
+        dt.datetime.fromtimestamp(grants.expires, dt.UTC) if grants.expires is not None else None
+    )
+    return Binding(grants.subject, grants.claim, client.id if client else None, expires)
+
+
 def read(ident: str) -> Response:
     grants = caller()
     grants.require("Subscription", "r")
-    with database().reading() as db:
-        record = subscription_to_fhir(owned(db, grants.subject, ident))
+    with database().read_as(grants.access) as store:
+        record = subscription_to_fhir(store.own_subscription(grants.subject, ident))
     return fhir_response(record, headers=resource_headers(record))
 
 
@@ -157,8 +174,8 @@ def search(pairs: list[tuple[str, str]]) -> Response:
             raise InvalidSearch(f"status is one of {', '.join(STATUSES)}", expression="status")
         elif name not in ("_format",) and prefer("handling") != "lenient":
             raise InvalidSearch(f"unknown search parameter {name!r}", expression=name)
-    with database().reading() as db:
-        found = [subscription_to_fhir(s) for s in owned_by(db, grants.subject, wanted)]
+    with database().read_as(grants.access) as store:
+        found = [subscription_to_fhir(s) for s in store.own_subscriptions(grants.subject, wanted)]
     base = base_url()
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
@@ -182,26 +199,25 @@ def update(ident: str) -> Response:
     grants = caller()
     grants.require("Subscription", "u")
     body = body_for(ident, read_json_body())
-    spec = _checked(subscription_from_fhir(body))
+    spec = _checked(grants, subscription_from_fhir(body))
     expected = if_match_version()
 
-    def work(db: Any) -> dict[str, Any]:
-        if expected is not None:
-            current = owned(db, grants.subject, ident, lock=True)
-            if current.version != expected:
-                raise VersionMismatch("Subscription", ident, expected, current.version)
-        return subscription_to_fhir(
-            update_subscription(db, grants.subject, ident, grants.claim, spec)
+    def work(store: Store) -> dict[str, Any]:
+        changed = store.update_subscription(
+            binding(store, grants), ident, spec, expected_version=expected
         )
+        return subscription_to_fhir(changed)
 
-    record = database().write(work)
+    record = database().write_as(grants.access, work)
     return fhir_response(record, headers=resource_headers(record))
 
 
 def delete(ident: str) -> Response:
     grants = caller()
     grants.require("Subscription", "d")
-    database().write(lambda db: delete_subscription(db, grants.subject, ident))
+    database().write_as(
+        grants.access, lambda store: store.delete_subscription(grants.subject, ident)
+    )
     return Response(status=204)
 
 
@@ -209,15 +225,16 @@ def status(ident: str) -> Response:
     """$status (Backport IG): the subscription's status, event count and error."""
     grants = caller()
     grants.require("Subscription", "r")
-    with database().reading() as db:
-        subscription = owned(db, grants.subject, ident)
+    with database().read_as(grants.access) as store:
+        subscription = store.own_subscription(grants.subject, ident)
         bundle = status_bundle([subscription], base_url())
     return fhir_response(bundle)
 
 
 def events(ident: str, pairs: list[tuple[str, str]]) -> Response:
     """$events (Backport IG): past events by number, to fill the gaps a receiver found.
-    At most EVENTS_PAGE events; content defaults to the subscription's own."""
+    At most EVENTS_PAGE events; content defaults to the subscription's own. Each event is
+    told as the subscriber may see it now (render)."""
     grants = caller()
     grants.require("Subscription", "r")
     values = dict(pairs)
@@ -225,14 +242,13 @@ def events(ident: str, pairs: list[tuple[str, str]]) -> Response:
         if name not in ("eventsSinceNumber", "eventsUntilNumber", "content", "_format"):
             raise InvalidSearch(f"$events has no parameter {name!r}", expression=name)
     since = _number(values, "eventsSinceNumber", 1)
-    with database().reading() as db:
-        subscription = owned(db, grants.subject, ident)
+    with database().read_as(grants.access) as store:
+        subscription = store.own_subscription(grants.subject, ident)
         until = _number(values, "eventsUntilNumber", subscription.events)
         content = values.get("content", subscription.content)
         if content not in CONTENTS:
             raise InvalidSearch(f"content is one of {', '.join(CONTENTS)}", expression="content")
-        rows = outbox.events(db, ident, since, until, EVENTS_PAGE)
-        found = rendered(db, subscription, rows, content)
+        found = rendered(store, subscription, since, until, EVENTS_PAGE, content)
         bundle = notification_bundle(subscription, base_url(), "query-event", found, now=utcnow())
     return fhir_response(bundle)
 
@@ -257,19 +273,16 @@ def _parameters(body: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-def _checked(spec: SubscriptionSpec) -> SubscriptionSpec:
+def _checked(grants: Grants, spec: SubscriptionSpec) -> SubscriptionSpec:
     """Refuse what the subscriber could not search, filters that do not parse, and
-    endpoints we will not send to (plain http but on loopback in demo and tests; this
-    server itself)."""
+    endpoints we will not send to (delivery.endpoint_refusal: https only, plain http to
+    loopback only in demo and tests, never this server, never an internal host unless
+    allowed)."""
     topic = TOPICS[spec.topic]
-    caller().require(topic.resource_type, "s")
+    grants.require(topic.resource_type, "s")
     filter_conditions(topic, spec.criteria)  # InvalidSearch / Unprocessable name the filter
-    refusal = allowed_endpoint(spec.endpoint, settings().subscription_http_loopback)
+    policy = endpoint_policy(settings()).serving(base_url(), request.host_url)
+    refusal = endpoint_refusal(spec.endpoint, policy)
     if refusal is not None:
         raise Unprocessable(refusal, expression="Subscription.channel.endpoint")
-    ours = {endpoint_origin(base_url()), endpoint_origin(request.host_url)}
-    if endpoint_origin(spec.endpoint) in ours:
-        raise Unprocessable(
-            "the endpoint may not be this server itself", expression="Subscription.channel.endpoint"
-        )
     return spec

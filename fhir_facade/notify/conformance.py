@@ -38,8 +38,15 @@ DOCUMENTATION = (
     "handshake, then active; failing deliveries put them in error (the reason in "
     "Subscription.error) and, after repeated failures, off. Events are numbered per "
     "subscription and delivered at least once, in order. A notification reveals only "
-    "what the creator's token could read; a subscription is its creator's alone. "
-    "Needs user/Subscription.* scopes, and search on the topic's resource type."
+    "what its creator may read now: a registered API client's subscription is bounded by "
+    "the client's registered scopes as they are now and turned off when the client is "
+    "removed; one made with another token (a user's) ends (Subscription.end) no later than "
+    "that token expires. A subscription is its creator's alone. Endpoints on loopback, "
+    "private or link-local addresses, or on this server's host, are refused (422) unless "
+    "allowed by configuration, and checked again before each send. Create is also accepted "
+    "as a POST entry of a batch or transaction Bundle; read, search, update, delete and the "
+    "operations are served here only. Needs user/Subscription.* scopes, and search on the "
+    "topic's resource type."
 )
 
 

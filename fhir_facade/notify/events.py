@@ -1,11 +1,18 @@
-"""Events: which subscriptions a change is news to, decided in the change's transaction.
+"""Events: which subscriptions a change is news to, and what a subscriber may see now.
 
-`record_events` watches the record versions `store.history` keeps (every version of
-every record, whoever wrote it: a booking, a cancellation, a draft's resolution, a
-waitlist promotion in the same transaction as the cancellation that freed the place).
-A version is compared with the one kept before it to find the topics it triggers; each
+`record_events` is the store's outbox hook (`store.outbox.EventRecorder`), shown the
+record versions `store.history` keeps (every version of every record, whoever wrote it:
+a booking, a cancellation, a draft's resolution, a waitlist promotion in the same
+transaction as the cancellation that freed the place) inside the writer's transaction.
+The rules it applies are ours and pure: a version is compared with the one kept before
+it to find the topics it triggers (`mappings.subscription.topics_for`); each
 subscription to such a topic gets an event when the record matches its filters and is
-visible to its subscriber's token, exactly as a search by that token would find it.
+visible to its subscriber (`lens`), exactly as a search by that token would find it.
+
+A subscription never reveals more than its creator may read now: one bound to a
+registered API client reads with the scopes it asked for *that the client's
+registration still covers* (`fhir_facade.oauth.granted_scopes`); a removed client's
+subscription sees nothing (and the worker turns it off).
 """
 
 from __future__ import annotations
@@ -13,69 +20,60 @@ from __future__ import annotations
 from functools import lru_cache
 
 import orjson
-from sqlalchemy.orm import Session
 
 from fhir_facade.auth import Grants, grants_from_scopes
+from fhir_facade.oauth import granted_scopes
 from fhir_facade.registry import RESOURCE_TYPES
 from mappings.errors import MappingError
 from mappings.search import scope_conditions
 from mappings.subscription import TOPICS, Topic, filter_pairs, topics_for
-from store import outbox
-from store.models import RecordVersion, Subscription
+from store.models import ApiClient, Subscription
+from store.outbox import EventRecorder, Lens
+from store.scope import Store
 from store.search import AnyOf
-
-_KINDS = frozenset(t.kind for t in TOPICS.values())
 
 
 @lru_cache(maxsize=1024)
-def subscriber(owner: str, scope: str) -> Grants:
-    """What the subscriber's token grants (kept with the subscription)."""
+def _grants(owner: str, scope: str) -> Grants:
     return grants_from_scopes(owner, scope)
 
 
-def record_events(db: Session, versions: list[RecordVersion]) -> None:
-    """Write the outbox rows for `versions` (about to be committed in `db`)."""
-    relevant = sorted(
-        (v for v in versions if v.kind in _KINDS), key=lambda v: (v.kind, v.record_id)
-    )
-    if not relevant:
-        return
-    subscriptions = outbox.listening(db, list(TOPICS))
-    if not subscriptions:
-        return
-    triggered: dict[str, list[RecordVersion]] = {}
-    for version in relevant:
-        before = outbox.previous_version(db, version.kind, version.record_id, version.version)
-        previous = orjson.loads(before.document) if before is not None else None
-        for url in topics_for(version.kind, previous, orjson.loads(version.document)):
-            triggered.setdefault(url, []).append(version)
-    for subscription in subscriptions:
-        candidates = triggered.get(subscription.topic, [])
-        if not candidates:
-            continue
-        ids = {v.record_id for v in candidates}
-        seen = news_to(db, subscription, ids, filtered=True)
-        focuses = [
-            outbox.Focus(v.kind, v.record_id, v.version) for v in candidates if v.record_id in seen
-        ]
-        outbox.enqueue(db, subscription.id, focuses)
+def subscriber(subscription: Subscription, client: ApiClient | None) -> Grants | None:
+    """What the subscriber may read now: the scope kept with the subscription, narrowed
+    to what its API client's registration covers now (None: the client is gone)."""
+    if subscription.client_id is None:
+        return _grants(subscription.owner, subscription.scope)
+    if client is None:
+        return None
+    return _grants(subscription.owner, granted_scopes(subscription.scope, client.scope))
 
 
-def news_to(db: Session, subscription: Subscription, ids: set[str], *, filtered: bool) -> set[str]:
-    """Which of these records of the subscription's topic its subscriber may read (and,
-    when `filtered`, that match its filters)."""
+def lens(subscription: Subscription, client: ApiClient | None) -> Lens | None:
+    """The records of the subscription's topic its subscriber may learn of now (None:
+    none: an unknown topic, a topic it may no longer read, filters that no longer parse,
+    a removed client)."""
     topic = TOPICS.get(subscription.topic)
-    if topic is None:
-        return set()
-    grants = subscriber(subscription.owner, subscription.scope)
-    if not grants.allows(topic.resource_type, "r"):
-        return set()
+    grants = subscriber(subscription, client)
+    if topic is None or grants is None or not grants.allows(topic.resource_type, "r"):
+        return None
     try:
-        where = filter_conditions(topic, subscription.criteria) if filtered else ()
+        where = filter_conditions(topic, subscription.criteria)
     except MappingError:
-        return set()  # filters that no longer parse match nothing, never everything
-    kind = RESOURCE_TYPES[topic.resource_type].kind
-    return outbox.matching(db, kind, ids, where, grants.access)
+        return None  # filters that no longer parse match nothing, never everything
+    return Lens(RESOURCE_TYPES[topic.resource_type].kind, grants.access, where)
+
+
+def lens_in(store: Store, subscription: Subscription) -> Lens | None:
+    """`lens`, the subscription's API client looked up in `store`."""
+    return lens(subscription, store.bound_client(subscription))
+
+
+def why_not_listening(store: Store, subscription: Subscription) -> str | None:
+    """Why a subscription may no longer be served at all (None: it may): its creator's
+    client is no longer registered. (Scopes that shrank narrow it instead.)"""
+    if subscription.client_id is not None and store.bound_client(subscription) is None:
+        return f"the API client {subscription.client_id!r} that created it is no longer registered"
+    return None
 
 
 def filter_conditions(topic: Topic, criteria: str) -> tuple[AnyOf, ...]:
@@ -86,3 +84,17 @@ def filter_conditions(topic: Topic, criteria: str) -> tuple[AnyOf, ...]:
         for pair in filter_pairs(topic, line, f"Subscription.criteria.extension[{n}]")
     ]
     return scope_conditions(topic.resource_type, pairs) if pairs else ()
+
+
+def _triggers(kind: str, previous: str | None, current: str) -> list[str]:
+    before = orjson.loads(previous) if previous is not None else None
+    return topics_for(kind, before, orjson.loads(current))
+
+
+#: The outbox hook handed to `Database.keep_versions`.
+record_events = EventRecorder(
+    kinds=frozenset(t.kind for t in TOPICS.values()),
+    topics=tuple(TOPICS),
+    triggers=_triggers,
+    lens=lens,
+)

@@ -2,48 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import orjson
-from sqlalchemy.orm import Session
 
-from fhir_facade.notify.events import news_to, subscriber
+from fhir_facade.notify.events import lens_in
 from fhir_facade.references import drop_hidden_references
 from mappings.subscription import TOPICS, Event
-from store.models import Notification, RecordVersion, Subscription
+from store.access import Access
+from store.models import Subscription
 from store.scope import Store
 
 
 def rendered(
-    db: Session,
-    subscription: Subscription,
-    rows: Sequence[tuple[Notification, RecordVersion | None]],
-    content: str,
+    store: Store, subscription: Subscription, since: int, until: int, limit: int, content: str
 ) -> list[Event]:
-    """Events with their focus (not for `empty` content) and, for `full-resource`, the
-    version's resource. The record must still be visible to the subscriber now (a patient
-    restricted since the event hides it: the event is then told without its focus), and
-    references to records the subscriber may not see are left out of the resource."""
+    """Events `since`..`until` (at most `limit`) with their focus (not for `empty`
+    content) and, for `full-resource`, the version's resource. They are read through a
+    Store opened with the subscriber's access now (`lens_in`), so the record must still be
+    visible to the subscriber (a patient restricted since the event hides it: the event is
+    then told without its focus), and references to records the subscriber may not see
+    are left out of the resource."""
     topic = TOPICS.get(subscription.topic)
-    ids = {n.focus_id for n, _ in rows}
-    visible = news_to(db, subscription, ids, filtered=False) if content != "empty" else set()
-    access = subscriber(subscription.owner, subscription.scope).access
+    seen = lens_in(store, subscription) if content != "empty" else None
+    # No lens (empty content, or nothing the subscriber may read now): every event is
+    # told without its focus, whatever this Store could see.
+    subscriber = store.as_(seen.access if seen is not None else Access())
     events = []
-    for notification, version in rows:
-        if topic is None or notification.focus_id not in visible:
-            events.append(Event(notification.event_number, notification.occurred))
+    for told in subscriber.notifications(subscription.id, since, until, limit):
+        if topic is None or seen is None or told.focus_id is None:
+            events.append(Event(told.number, told.occurred))
             continue
         resource = None
-        if content == "full-resource" and version is not None:
-            resource = orjson.loads(version.document)
-            drop_hidden_references(Store(db, access), resource)
+        if content == "full-resource" and told.document is not None:
+            resource = orjson.loads(told.document)
+            drop_hidden_references(subscriber, resource)
         events.append(
             Event(
-                notification.event_number,
-                notification.occurred,
-                (topic.resource_type, notification.focus_id),
+                told.number,
+                told.occurred,
+                (topic.resource_type, told.focus_id),
                 resource,
-                created=notification.focus_version == 1,
+                created=told.created,
             )
         )
     return events

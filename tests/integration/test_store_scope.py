@@ -33,11 +33,13 @@ from store.models import (
     Coverage,
     Department,
     GroupSession,
+    Notification,
     Patient,
     Provider,
     ProviderGroup,
     ProviderSchedule,
     RecordVersion,
+    Subscription,
 )
 from store.patients import PatientSpec
 from store.recurrence import Frequency, Recurrence
@@ -78,6 +80,7 @@ class World:
     member: str  # the payer's member
     member_booking: str
     member_coverage: str
+    subscription: str  # told of every booking (the outbox)
 
     def hidden_from_staff(self) -> set[str]:
         return {
@@ -148,6 +151,12 @@ def world(database) -> World:
                 document="{}",
             )
         )
+        bookings = {
+            "restricted": restricted_booking,
+            "visible": book(visible.id),
+            "member": book(member.id, (payer_coverage.id,)),
+        }
+        subscription = told_of(db, list(bookings.values()))
         hidden = [
             ("Patient", restricted.id, restricted.id),
             ("Appointment", restricted_booking, restricted.id),
@@ -165,14 +174,57 @@ def world(database) -> World:
             restricted_draft=draft.booking.id,
             restricted_coverage=restricted_coverage,
             visible=visible.id,
-            visible_booking=book(visible.id),
+            visible_booking=bookings["visible"],
             visible_coverage=visible_coverage,
             member=member.id,
-            member_booking=book(member.id, (payer_coverage.id,)),
+            member_booking=bookings["member"],
             member_coverage=payer_coverage.id,
+            subscription=subscription,
         )
 
     return database.write(build)
+
+
+def told_of(db: Any, booking_ids: list[str]) -> str:
+    """A subscription with an event (and a kept version) for each of these bookings."""
+    subscription = Subscription(
+        id="sub-1",
+        owner="someone",
+        scope="user/Appointment.rs",
+        status="active",
+        topic="topic",
+        criteria="",
+        endpoint="https://ehr.example.org/hook",
+        server_base="https://fhir.example.org/fhir",
+        content="full-resource",
+        timeout_s=10,
+        document="{}",
+        events=len(booking_ids),
+    )
+    db.add(subscription)
+    db.flush()  # before its events (no ORM relationship orders the inserts)
+    for n, ident in enumerate(booking_ids, start=1):
+        db.add(
+            RecordVersion(
+                kind=Booking.__tablename__,
+                record_id=ident,
+                version=1,
+                last_updated=MONDAY,
+                document=f'{{"id": "{ident}"}}',
+            )
+        )
+        db.add(
+            Notification(
+                subscription_id=subscription.id,
+                event_number=n,
+                focus_kind=Booking.__tablename__,
+                focus_id=ident,
+                focus_version=1,
+                occurred=MONDAY,
+            )
+        )
+    db.flush()
+    return subscription.id
 
 
 def own_coverage(db: Any, patient_id: str) -> str:
@@ -228,6 +280,8 @@ READS: dict[str, Probe] = {
     "version": lambda s, w, h: [s.version(Patient, p, 1) for p in hidden_patients(w, h)],
     "restricted_among": lambda s, w, h: s.restricted_among([w.restricted, w.visible]),
     "narrowed": lambda s, w, h: [s.narrowed(kind) for kind in KINDS],
+    "notifications": lambda s, w, h: s.notifications(w.subscription, 1, 100, 100),
+    "matching": lambda s, w, h: [s.matching(k, ids, ()) for k, ids in everything(w).items()],
 }
 REFUSED: dict[str, Probe] = {
     "book": lambda s, w, h: s.book(BookingRequest(first_hidden(w, h, w.restricted), w.session_id)),
@@ -296,6 +350,21 @@ NO_PATIENT_DATA = {
     "savepoint": "opens a nested transaction; hands out nothing",
     "has_lapsed_offers": "says only whether some offer lapsed; names nothing",
     "sweep_expired_offers": "the server's own act on lapsed offers; hands nothing back",
+    # Subscriptions: a row holds its owner's filters and endpoint, never a patient's
+    # record; what an event reveals is read through `notifications`, probed above.
+    "create_subscription": "creates the caller's own subscription",
+    "own_subscription": "the caller's own subscription (another's is NotFound)",
+    "own_subscriptions": "the caller's own subscriptions",
+    "update_subscription": "changes the caller's own subscription",
+    "delete_subscription": "deletes the caller's own subscription",
+    "bound_client": "SMART clients carry no patient data",
+    "subscriptions_due": "the delivery worker's bookkeeping: subscription ids",
+    "take_subscription": "the delivery worker's lease; hands back its time",
+    "renew_subscription": "the delivery worker's lease; hands back its time",
+    "release_subscription": "the delivery worker's lease; hands nothing back",
+    "notification_sent": "the delivery worker's bookkeeping; hands nothing back",
+    "notification_failed": "the delivery worker's bookkeeping; hands nothing back",
+    "turn_off_subscription": "the delivery worker's bookkeeping; hands nothing back",
 }
 
 

@@ -23,8 +23,9 @@ from fhir_facade.notify.delivery import Deliverer, DeliverySettings
 from mappings.subscription import EXT_CONTENT, EXT_FILTER, EXT_HEARTBEAT, TOPICS
 from store.access import STAFF
 from store.booking import BookingRequest, Placement, store_drafts
+from store.clients import ClientSpec, register_client
 from store.db import Database
-from store.models import BookingStatus, OrganizationKind, Patient, ProviderGroup
+from store.models import BookingStatus, OrganizationKind, Patient, ProviderGroup, Subscription
 from tests.factories import MONDAY, make_clinic, make_coverage, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, outcome, post, put
 from tests.receiver import Receiver, events_in, receiving, status_of
@@ -506,3 +507,230 @@ def test_a_waitlist_subscriber_hears_of_the_promotion_a_cancellation_makes(
     assert received(receiver) == [(1, f"Appointment/{joined['id']}", "booked")]
     promoted = fhir(client.get(f"/fhir/Appointment/{joined['id']}", headers=staff), 200)
     assert promoted["status"] == "booked"
+
+
+# -- a subscription never outlives its creator's rights -----------------------------------
+
+EHR_SCOPE = "system/Appointment.rs system/Slot.rs system/Subscription.cruds"
+
+
+def client_token(app: Flask, client_id: str, scope: str) -> dict[str, str]:
+    """A token as the token service issues it to a registered client (subject = client id)."""
+    token = app.extensions["fhir_facade.tokens"].mint(client_id, scope, dt.timedelta(minutes=5))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(db: Database, client_id: str, scope: str) -> None:
+    db.write(lambda s: register_client(s, ClientSpec(client_id, scope, jwks='{"keys": []}')))
+
+
+def test_a_clients_subscription_reveals_only_what_the_client_may_read_now(
+    client: FlaskClient,
+    app: Flask,
+    db: Database,
+    world: World,
+    receiver: Receiver,
+    deliver: Deliver,
+    mint,
+):
+    staff = mint(STAFF_SCOPE)
+    register(db, "ehr", EHR_SCOPE)
+    ehr = client_token(app, "ehr", EHR_SCOPE)
+    ident = subscribe(client, ehr, subscription(receiver.url))
+    assert "end" not in fhir(client.get(f"/fhir/Subscription/{ident}", headers=ehr), 200)
+    first = book(client, staff, world.sessions[0], world.ann, world.cov["ann"])
+    deliver()
+    assert received(receiver) == [(1, f"Appointment/{first['id']}", "booked")]
+
+    register(db, "ehr", "system/Slot.rs system/Subscription.cruds")  # no longer Appointments
+    second = book(client, staff, world.sessions[0], world.bob, world.cov["bob"])
+    deliver()
+
+    assert [n for n, _, _ in received(receiver)] == [1]  # nothing new is told
+    missed = fhir(client.get(f"/fhir/Subscription/{ident}/$events", headers=ehr), 200)
+    assert [e["focus"] for e in events_in(missed).values()] == [None]  # nor the old one again
+    assert first["id"] not in str(missed) and second["id"] not in str(missed)
+
+
+def test_removing_a_client_turns_its_subscriptions_off_with_the_reason(
+    client: FlaskClient, app: Flask, db: Database, world: World, deliver: Deliver, mint
+):
+    register(db, "ehr", EHR_SCOPE)
+    ehr = client_token(app, "ehr", EHR_SCOPE)
+    ident = subscribe(client, ehr, subscription("https://ehr.example.org/hook"))
+    mine = subscribe(client, mint(STAFF_SCOPE), subscription("https://ehr.example.org/other"))
+
+    result = app.test_cli_runner().invoke(args=["client", "remove", "ehr"])
+
+    assert result.exit_code == 0, result.output
+    assert "subscriptions turned off: 1" in result.output
+    off = fhir(client.get(f"/fhir/Subscription/{ident}", headers=ehr), 200)
+    assert off["status"] == "off"
+    assert "'ehr'" in off["error"] and "removed" in off["error"]
+    assert_valid(off)
+    other = fhir(client.get(f"/fhir/Subscription/{mine}", headers=mint(STAFF_SCOPE)), 200)
+    assert other["status"] == "requested"
+    assert app.test_cli_runner().invoke(args=["client", "remove", "ehr"]).exit_code != 0
+
+
+def test_a_user_tokens_subscription_ends_no_later_than_the_token(
+    client: FlaskClient, app: Flask, db: Database, deliver: Deliver
+):
+    token = app.extensions["fhir_facade.tokens"].mint("nurse", STAFF_SCOPE, dt.timedelta(hours=1))
+    nurse = {"Authorization": f"Bearer {token}"}
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    sooner = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).replace(microsecond=0)
+
+    def ends(body: dict[str, Any]) -> dt.datetime:
+        created = fhir(post(client, "/fhir/Subscription", body, nurse), 201)
+        assert_valid(created)
+        return dt.datetime.fromisoformat(created["end"])
+
+    unasked = ends(subscription("https://ehr.example.org/hook"))
+    later = ends({**subscription("https://ehr.example.org/hook"), "end": "2099-01-01T00:00:00Z"})
+    asked = ends({**subscription("https://ehr.example.org/hook"), "end": sooner.isoformat()})
+
+    assert abs(unasked - expires) < dt.timedelta(minutes=1)
+    assert later == unasked
+    assert asked == sooner
+
+
+def test_a_subscription_whose_end_came_is_turned_off_with_the_reason(
+    client: FlaskClient, db: Database, world: World, receiver: Receiver, deliver: Deliver, mint
+):
+    staff = mint(STAFF_SCOPE)
+    ident = subscribe(client, staff, subscription(receiver.url))
+    deliver()
+
+    def end_now(s: Session) -> None:
+        row = s.get(Subscription, ident)
+        assert row is not None
+        row.ends = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+
+    db.write(end_now)
+    book(client, staff, world.sessions[0], world.ann, world.cov["ann"])
+    deliver()
+
+    assert received(receiver) == []
+    off = fhir(client.get(f"/fhir/Subscription/{ident}", headers=staff), 200)
+    assert off["status"] == "off" and "Subscription.end" in off["error"]
+
+
+# -- endpoints on internal hosts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10:8443/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://[fd00::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",  # an IPv4 address in IPv6 clothing
+        "https://fhir.example.org:8443/hook",  # this server's host, another port
+    ],
+)
+def test_an_endpoint_on_an_internal_host_or_this_server_is_refused(
+    client: FlaskClient, app: Flask, mint, endpoint: str
+):
+    app.config["FHIR_FACADE_SETTINGS"].subscription_http_loopback = False
+    app.config["FHIR_BASE_URL"] = "https://fhir.example.org/fhir"
+    staff = mint(STAFF_SCOPE)
+    outcome(
+        post(client, "/fhir/Subscription", subscription(endpoint), staff),
+        422,
+        expression="Subscription.channel.endpoint",
+    )
+    assert fhir(client.get("/fhir/Subscription", headers=staff), 200)["total"] == 0
+
+
+def test_an_internal_host_named_in_the_allow_list_is_accepted(
+    client: FlaskClient, app: Flask, mint
+):
+    settings = app.config["FHIR_FACADE_SETTINGS"]
+    settings.subscription_allowed_hosts = "ehr.internal, 10.1.2.3"
+    staff = mint(STAFF_SCOPE)
+    fhir(post(client, "/fhir/Subscription", subscription("https://10.1.2.3/hook"), staff), 201)
+    outcome(
+        post(client, "/fhir/Subscription", subscription("https://10.1.2.4/hook"), staff),
+        422,
+        expression="Subscription.channel.endpoint",
+    )
+
+
+def test_delivery_checks_the_resolved_address_and_sends_to_that_address(
+    client: FlaskClient, db: Database, mint
+):
+    """A name that resolved to nothing (or elsewhere) when the subscription was made is
+    checked again at each send; the notification goes to the address that passed."""
+    staff = mint(STAFF_SCOPE)
+    ident = subscribe(client, staff, subscription("https://ehr.example.org/hook"))
+    addresses = {"ehr.example.org": ["10.0.0.7"]}
+    sent: list[tuple[str, tuple[str, ...]]] = []
+
+    def send(url: str, body: bytes, headers: dict[str, str], timeout: float, at: Any) -> None:
+        sent.append((url, at))
+
+    settings = DeliverySettings(retry=dt.timedelta(0), max_failures=6)
+    deliverer = Deliverer(db, settings, send, lambda host, port: addresses.get(host, []))
+    deliverer.run_once()
+    refused = fhir(client.get(f"/fhir/Subscription/{ident}", headers=staff), 200)
+    assert refused["status"] == "error" and "internal address" in refused["error"]
+    assert sent == []
+
+    addresses["ehr.example.org"] = ["93.184.215.14", "10.0.0.7"]  # one internal: refused
+    deliverer.run_once()
+    assert sent == []
+    addresses["ehr.example.org"] = ["93.184.215.14", "2606:2800:21f:cb07::1"]
+    deliverer.run_once()
+    assert sent == [("https://ehr.example.org/hook", ("93.184.215.14", "2606:2800:21f:cb07::1"))]
+    assert fhir(client.get(f"/fhir/Subscription/{ident}", headers=staff), 200)["status"] == "active"
+
+
+# -- Subscription entries in Bundles ------------------------------------------------------
+
+
+def test_a_transaction_creates_a_subscription_with_the_rest_or_not_at_all(
+    client: FlaskClient, world: World, mint
+):
+    staff = mint(STAFF_SCOPE)
+    entry = {
+        "fullUrl": "urn:uuid:0b6f5f0e-6c38-4a5e-9f0e-3f6f1e2d9a10",
+        "resource": subscription("https://ehr.example.org/hook"),
+        "request": {"method": "POST", "url": "Subscription"},
+    }
+    full = appointment(world.sessions[0], "no-such-patient")
+    failing = {"resource": full, "request": {"method": "POST", "url": "Appointment"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry, failing]}
+    fhir(post(client, "/fhir", bundle, staff), 404)  # the patient is unknown
+    assert fhir(client.get("/fhir/Subscription", headers=staff), 200)["total"] == 0
+
+    result = fhir(post(client, "/fhir", {**bundle, "entry": [entry]}, staff), 200)
+
+    (answered,) = result["entry"]
+    assert answered["response"]["status"] == "201 Created"
+    created = answered["resource"]
+    assert answered["response"]["location"] == f"Subscription/{created['id']}/_history/1"
+    stored = fhir(client.get(f"/fhir/Subscription/{created['id']}", headers=staff), 200)
+    assert stored["status"] == "requested" and stored["channel"] == created["channel"]
+
+
+def test_a_bundle_entry_may_create_a_subscription_but_not_read_or_change_one(
+    client: FlaskClient, mint
+):
+    staff = mint(STAFF_SCOPE)
+    ident = subscribe(client, staff, subscription("https://ehr.example.org/hook"))
+    entries = [
+        {"request": {"method": "GET", "url": f"Subscription/{ident}"}},
+        {
+            "resource": {**subscription("https://ehr.example.org/hook"), "id": ident},
+            "request": {"method": "PUT", "url": f"Subscription/{ident}"},
+        },
+    ]
+    for entry in entries:
+        for kind in ("batch", "transaction"):
+            bundle = {"resourceType": "Bundle", "type": kind, "entry": [entry]}
+            issue = outcome(post(client, "/fhir", bundle, staff), 405)
+            assert "/fhir/Subscription" in issue["details"]["text"]

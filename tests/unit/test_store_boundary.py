@@ -21,12 +21,6 @@ import fhir_facade
 PACKAGE = Path(fhir_facade.__file__).parent
 #: Setup run from the command line, before any caller exists.
 SETUP = {"cli.py"}
-#: Notifications (fhir_facade/notify) still reach store.outbox and store.subscriptions
-#: with a session: events are decided inside the store's version hook and sent by the
-#: worker, both outside any request, as the subscriber (visibility through
-#: store.visibility all the same). Moving them onto the Store is the open step; the list
-#: keeps anything else from joining them.
-NOTIFY = {"api.py", "delivery.py", "events.py"}
 
 
 def takes_a_session(value: object) -> bool:
@@ -62,7 +56,7 @@ def test_the_http_layer_imports_no_store_function_that_takes_a_session():
     reaching = [
         (file, name)
         for file, name, value in store_imports()
-        if file not in SETUP | NOTIFY and takes_a_session(value)
+        if file not in SETUP and takes_a_session(value)
     ]
     assert reaching == []
 
