@@ -97,6 +97,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     empty_database(url)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database for all of a module's tests, for modules that start real servers:
+    their tests each build what they use under fresh ids, so they can share the database
+    and the servers on it (a server takes seconds to start). Override `database_url`
+    with it in such a module. On PostgreSQL it is this process's test database, emptied
+    when the module is done (a process runs one module's tests at a time)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("shared") / "facade.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    empty_database(url)
+
+
 @pytest.fixture(scope="session")
 def demo_snapshots(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path

@@ -175,21 +175,20 @@ def _wait_ready(server: Server) -> str | None:
     return f"no answer from {server.base}/metadata within {STARTUP_TIMEOUT_S:.0f} s"
 
 
-@pytest.fixture
-def start_servers(tmp_path: Path) -> Iterator[Callable[[str, int], list[Server]]]:
-    """Start `count` servers against one database URL (in parallel); all stop at teardown."""
-    running: list[Server] = []
-    launched = 0
+class ServerPool:
+    """Starts servers against a database URL (side by side) and kills them all at the end."""
 
-    def launch(database_url: str) -> Server:
-        nonlocal launched
-        launched += 1
-        server = _launch(database_url, tmp_path / f"server-{launched}")
-        running.append(server)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.running: list[Server] = []
+
+    def _launch(self, database_url: str) -> Server:
+        server = _launch(database_url, self.folder / f"server-{len(self.running) + 1}")
+        self.running.append(server)
         return server
 
-    def start(database_url: str, count: int = 1) -> list[Server]:
-        servers = [launch(database_url) for _ in range(count)]  # boot side by side
+    def start(self, database_url: str, count: int = 1) -> list[Server]:
+        servers = [self._launch(database_url) for _ in range(count)]  # boot side by side
         for index, server in enumerate(servers):
             for attempt in range(3):
                 problem = _wait_ready(server)
@@ -202,14 +201,27 @@ def start_servers(tmp_path: Path) -> Iterator[Callable[[str, int], list[Server]]
                         f"fhir-facade server did not start ({problem}); stderr:\n"
                         f"{server.stderr_tail()}"
                     )
-                server = servers[index] = launch(database_url)
+                server = servers[index] = self._launch(database_url)
         return servers
 
-    yield start
-    for server in running:  # all at once: shutdowns overlap
-        server.kill()
-    for server in running:
-        server.wait_stopped()
+    def kill_all(self) -> None:
+        for server in self.running:  # all at once: shutdowns overlap
+            server.kill()
+        for server in self.running:
+            server.wait_stopped()
+
+
+def _servers_for(database_url: str) -> int:
+    """One server on SQLite; two sharing the database on PostgreSQL."""
+    return 1 if database_url.startswith("sqlite") else 2
+
+
+@pytest.fixture
+def start_servers(tmp_path: Path) -> Iterator[Callable[[str, int], list[Server]]]:
+    """Start `count` servers against one database URL (in parallel); all stop at teardown."""
+    pool = ServerPool(tmp_path)
+    yield pool.start
+    pool.kill_all()
 
 
 @pytest.fixture
@@ -221,8 +233,27 @@ def server(database_url: str, start_servers: Callable[[str, int], list[Server]])
 @pytest.fixture
 def servers(database_url: str, start_servers: Callable[[str, int], list[Server]]) -> list[Server]:
     """One server on SQLite; two sharing the database on PostgreSQL."""
-    count = 1 if database_url.startswith("sqlite") else 2
-    return start_servers(database_url, count)
+    return start_servers(database_url, _servers_for(database_url))
+
+
+@pytest.fixture(scope="module")
+def shared_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """Servers kept for a whole module (see `shared_database_url`)."""
+    pool = ServerPool(tmp_path_factory.mktemp("servers"))
+    yield pool
+    pool.kill_all()
+
+
+@pytest.fixture(scope="module")
+def shared_server(shared_database_url: str, shared_pool: ServerPool) -> Server:
+    """One server on the module's shared database, for all of the module's tests."""
+    return shared_pool.start(shared_database_url, 1)[0]
+
+
+@pytest.fixture(scope="module")
+def shared_servers(shared_database_url: str, shared_pool: ServerPool) -> list[Server]:
+    """`servers`, on the module's shared database, for all of the module's tests."""
+    return shared_pool.start(shared_database_url, _servers_for(shared_database_url))
 
 
 @pytest.fixture(scope="session")

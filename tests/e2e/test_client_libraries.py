@@ -45,6 +45,18 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 
 
+# The tests build what they use under fresh ids, so they share one database per backend
+# and the server on it (starting one takes seconds).
+@pytest.fixture(scope="module")
+def database_url(shared_database_url: str) -> str:
+    return shared_database_url
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server
+
+
 @dataclass
 class Clinic:
     schedule: str

@@ -37,6 +37,18 @@ from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.validation import assert_valid
 
 
+# The tests build what they use under fresh ids, so they share one database per backend
+# and the servers on it (starting one takes seconds).
+@pytest.fixture(scope="module")
+def database_url(shared_database_url: str) -> str:
+    return shared_database_url
+
+
+@pytest.fixture
+def servers(shared_servers: list[Server]) -> list[Server]:
+    return shared_servers
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int

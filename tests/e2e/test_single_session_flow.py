@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+import pytest
 import requests
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,18 @@ from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.validation import assert_valid
 
 WEEK = [("start", "ge2027-01-04"), ("start", "lt2027-01-11")]
+
+
+# The tests build what they use under fresh ids, so they share one database per backend
+# and the server on it (starting one takes seconds).
+@pytest.fixture(scope="module")
+def database_url(shared_database_url: str) -> str:
+    return shared_database_url
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server
 
 
 @dataclass
