@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 from fhir_facade import create_app
 from store.db import Database, DatabaseSettings
@@ -148,12 +149,20 @@ def demo_clinic(database_url: str, demo_snapshots: DemoSnapshots) -> Callable[..
 
 
 def empty_database(url: str) -> None:
-    """Delete every row, children first: a handful of rows costs ~5 ms, TRUNCATE ~0.3 s."""
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    engine.dispose()
+    """Delete every row, children first, in one round trip: a handful of rows costs ~5 ms,
+    TRUNCATE ~0.3 s."""
+    with _admin_engine(url).begin() as conn:
+        conn.exec_driver_sql(_DELETE_ALL)
+
+
+_DELETE_ALL = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+
+
+@functools.cache
+def _admin_engine(url: str) -> Engine:
+    """One engine per database URL for the whole test process (and so one connection
+    kept open), instead of a new connection for every test."""
+    return create_engine(url, poolclass=StaticPool)
 
 
 @pytest.fixture
