@@ -26,9 +26,11 @@ from fhir_facade.http import (
 )
 from fhir_facade.interactions import Writer
 from fhir_facade.outcomes import BadRequest
+from fhir_facade.references import checked_in
 from mappings.outcome import information, operation_outcome, warning
 from store.booking import Notice
 from store.errors import DuplicateIdentifier
+from store.scope import Store
 
 _ACTIONS = {"create": "C", "update": "U"}
 
@@ -80,13 +82,18 @@ def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
         lapsed = reading.has_lapsed_offers()
     if lapsed:
         database().write_as(ctx.grants.access, lambda store: store.sweep_expired_offers())
+
+    def work(store: Store) -> Rendered:
+        # The answer's references are checked here, before the commit, not in a
+        # transaction of their own as the response is sent.
+        resource, warnings = writer.audited(store, spec, ctx)
+        return checked_in(store, resource), warnings
+
     action = _ACTIONS[writer.interaction]
     with failures_audited(
         action, writer.interaction, writer.resource_type, ctx.ident, writer.patient(spec)
     ):
-        return database().write_as(
-            ctx.grants.access, lambda store: writer.audited(store, spec, ctx)
-        )
+        return database().write_as(ctx.grants.access, work)
 
 
 def body_for(ident: str, body: Any) -> Any:

@@ -29,6 +29,7 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
+from store.history import reloaded
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
@@ -162,6 +163,7 @@ def book_patients(
             .execution_options(populate_existing=True)
         )
     }
+    reloaded(db, sessions.values())  # their version snapshots need no second read
     results: list[BookingResult | SessionFull | SessionUnavailable] = []
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
@@ -363,6 +365,7 @@ def _get_session(db: Session, session_id: str) -> GroupSession:
     session = db.get(GroupSession, session_id, populate_existing=True)
     if session is None:
         raise NotFound("Slot", session_id, field="booking.slot")
+    reloaded(db, [session])
     return session
 
 
