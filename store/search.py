@@ -494,7 +494,7 @@ def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int:
     bound = query.exact_up_to
     if bound is None or db.get_bind().dialect.name != "postgresql":
         return db.scalar(select(func.count()).select_from(query.kind).where(condition)) or 0
-    matches = select(literal_column("1")).select_from(query.kind).where(condition)
+    matches: Select[Any] = select(literal_column("1")).select_from(query.kind).where(condition)
     counted = db.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery())) or 0
     if counted <= bound:
         return counted
