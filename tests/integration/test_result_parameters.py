@@ -8,7 +8,6 @@ import datetime as dt
 import pytest
 
 from mappings import search as search_mappings
-
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, ids, outcome, post
 
