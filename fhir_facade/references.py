@@ -26,6 +26,18 @@ from mappings.search_params import SEARCHES
 from store.scope import Store
 
 
+class Checked(dict[str, Any]):
+    """A write's answer whose references were checked in the write's own transaction
+    (`checked_in`): sending it needs no second transaction to check them again."""
+
+
+def checked_in(store: Store, resource: dict[str, Any]) -> Checked:
+    """`resource` without its references to records `store`'s caller may not see, as the
+    transaction that wrote it sees them (so at commit, not a moment later)."""
+    drop_hidden_references(store, resource)
+    return Checked(resource)
+
+
 def without_hidden_references(body: Any) -> None:
     """Remove, in place, the references in `body` to records the caller may not see."""
     if not any(checked_references(r) for r in _checked(body)):
@@ -74,5 +86,6 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
 
 
 def _checked(body: Any) -> list[Any]:
-    """The resources in `body` that may name hidden records (a shared rendering names none)."""
-    return [r for r in resources_in(body) if not isinstance(r, Unchecked)]
+    """The resources in `body` that may name hidden records (a shared rendering names none;
+    a write's answer was checked before its commit)."""
+    return [r for r in resources_in(body) if not isinstance(r, Unchecked | Checked)]

@@ -26,9 +26,11 @@ from fhir_facade.http import (
 )
 from fhir_facade.interactions import Writer
 from fhir_facade.outcomes import BadRequest
+from fhir_facade.references import checked_in
 from mappings.outcome import information, operation_outcome, warning
 from store.booking import Notice
 from store.errors import DuplicateIdentifier
+from store.scope import Store
 
 _ACTIONS = {"create": "C", "update": "U"}
 
@@ -70,23 +72,36 @@ def update(resource_type: str, ident: str) -> Response:
     return _respond(resource, warnings, 200)
 
 
+class _LapsedOffers(Exception):
+    """A write found lapsed waitlist offers before changing anything: it steps back so they
+    are let go first."""
+
+
 def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
     """Apply a write and its audit record in one transaction.
 
     Lapsed waitlist offers are let go first, in a short transaction of their own, so a
-    write that is then refused does not hold (and roll back) that hand-over; the write
-    still reclaims, inside its own transaction, any offer lapsing in between."""
-    with database().read_as(ctx.grants.access) as reading:
-        lapsed = reading.has_lapsed_offers()
-    if lapsed:
-        database().write_as(ctx.grants.access, lambda store: store.sweep_expired_offers())
+    write that is then refused does not hold (and roll back) that hand-over: the write
+    looks for them first (one indexed lookup in its own transaction) and, finding some,
+    rolls back, lets them go, and starts again. The write still reclaims, inside its own
+    transaction, any offer lapsing in between."""
+
+    def work(store: Store, look_first: bool) -> Rendered:
+        if look_first and store.has_lapsed_offers():
+            raise _LapsedOffers
+        resource, warnings = writer.audited(store, spec, ctx)
+        # Checked here, before the commit, not in a transaction of its own when sent.
+        return checked_in(store, resource), warnings
+
     action = _ACTIONS[writer.interaction]
-    with failures_audited(
-        action, writer.interaction, writer.resource_type, ctx.ident, writer.patient(spec)
-    ):
-        return database().write_as(
-            ctx.grants.access, lambda store: writer.audited(store, spec, ctx)
-        )
+    patient = writer.patient(spec)
+    try:
+        with failures_audited(action, writer.interaction, writer.resource_type, ctx.ident, patient):
+            return database().write_as(ctx.grants.access, lambda store: work(store, True))
+    except _LapsedOffers:
+        database().write_as(ctx.grants.access, lambda store: store.sweep_expired_offers())
+    with failures_audited(action, writer.interaction, writer.resource_type, ctx.ident, patient):
+        return database().write_as(ctx.grants.access, lambda store: work(store, False))
 
 
 def body_for(ident: str, body: Any) -> Any:

@@ -60,6 +60,9 @@ RESULT_PARAMS = frozenset(
     }
 )
 TOTAL_MODES = ("none", "estimate", "accurate")
+#: `_total=estimate` (the default): totals up to this many matches are exact; beyond it,
+#: PostgreSQL's planner estimates them (a COUNT grows with the matches). SQLite counts.
+EXACT_TOTAL_UP_TO = 1000
 
 
 def parse_search(
@@ -136,6 +139,7 @@ def parse_search(
     query.sort = sort or list(spec.default_sort)
     if shaping.total == "none" and query.limit > 0:
         query.count_total = False  # a next link still comes when more matches follow
+    query.exact_up_to = EXACT_TOTAL_UP_TO if shaping.total == "estimate" else None
     return SearchRequest(
         resource_type, query, includes, revincludes, canonical, shaping.subset, chained_types
     )
@@ -149,7 +153,7 @@ class _Shaping:
     def __init__(self, resource_type: str) -> None:
         self.resource_type = resource_type
         self.subset: Subset | None = None
-        self.total = "accurate"
+        self.total = "estimate"
 
     def take(self, name: str, value: str, query: Query) -> None:
         if name == "_total":
@@ -157,7 +161,7 @@ class _Shaping:
                 raise InvalidSearch(
                     f"_total must be one of {', '.join(TOTAL_MODES)}", expression="_total"
                 )
-            self.total = value  # estimate: our totals are exact and cost no more
+            self.total = value
             return
         if name == "_summary" and value == "count":
             query.limit = 0

@@ -35,8 +35,9 @@ def record(db: Session, entry: AuditEntry) -> AuditRecord:
 
 
 def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
-    """Write audit records (one flush). Who may read them is decided when they are read,
-    from the patient's restriction at that moment (store.visibility)."""
+    """Add audit records to the transaction (they are written with its next flush, at
+    the latest before its commit). Who may read them is decided when they are read, from
+    the patient's restriction at that moment (store.visibility)."""
     audits = [
         AuditRecord(
             id=new_id(),
@@ -53,5 +54,4 @@ def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
         for entry in entries
     ]
     db.add_all(audits)
-    db.flush()
     return audits

@@ -13,10 +13,12 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from store.access import Access
 from store.common import new_id
@@ -29,6 +31,7 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
+from store.history import reloaded
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
@@ -162,7 +165,9 @@ def book_patients(
             .execution_options(populate_existing=True)
         )
     }
+    reloaded(db, sessions.values())  # their version snapshots need no second read
     results: list[BookingResult | SessionFull | SessionUnavailable] = []
+    links = _NewLinks() if len(placements) > 1 else None
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
             session = sessions.get(session_id)
@@ -178,10 +183,12 @@ def book_patients(
             )
             booking = _new_booking(request, placement.booking_id, placement.series_link)
             db.add(booking)
-            _apply(db, booking, request, session)
-            _record_coverages(db, booking, coverage_ids)
+            _apply(db, booking, request, session, links=links)
+            _record_coverages(db, booking, coverage_ids, links=links)
             _record_identifiers(booking, request)
             results.append(BookingResult(booking, _session_warnings(session)))
+        if links is not None:
+            links.store(db)
     return results
 
 
@@ -221,6 +228,7 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
     """
     checks = _Checks(db, access)
     results: list[BookingResult] = []
+    links = _NewLinks() if len(placements) > 1 else None
     with _saving(db, None):
         for placement in placements:
             request = placement.request
@@ -235,11 +243,54 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
                 coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
             booking = _new_booking(request, placement.booking_id, placement.series_link)
             db.add(booking)
-            _apply(db, booking, request, None)
-            _record_coverages(db, booking, coverage_ids)
+            _apply(db, booking, request, None, links=links)
+            _record_coverages(db, booking, coverage_ids, links=links)
             _record_identifiers(booking, request)
             results.append(BookingResult(booking))
+        if links is not None:
+            links.store(db)
     return results
+
+
+class _NewLinks:
+    """The providers and coverages of a batch of new bookings (a series), stored with one
+    INSERT per table and handed to the bookings by one SELECT per table. The ORM would
+    insert them row by row on SQLite, which cannot say which new row got which id; a
+    single booking keeps the ORM's own path (no SELECT after its INSERTs)."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, tuple[Booking, list[str]]] = {}
+        self.coverages: dict[str, tuple[Booking, list[str]]] = {}
+
+    def store(self, db: Session) -> None:
+        db.flush()  # the bookings first: their links refer to them
+        _store_links(db, BookingProvider, "providers", "provider_id", "position", 0, self.providers)
+        _store_links(db, BookingCoverage, "coverages", "coverage_id", "rank", 1, self.coverages)
+
+
+def _store_links(
+    db: Session,
+    kind: type[BookingProvider | BookingCoverage],
+    collection: str,
+    target: str,
+    order: str,
+    first: int,
+    wanted: dict[str, tuple[Booking, list[str]]],
+) -> None:
+    rows = [
+        {"booking_id": booking_id, target: ident, order: n}
+        for booking_id, (_, idents) in wanted.items()
+        for n, ident in enumerate(idents, first)
+    ]
+    loaded: dict[str, list[Any]] = {booking_id: [] for booking_id in wanted}
+    if rows:
+        db.execute(insert(kind), rows)
+        statement = select(kind).where(kind.booking_id.in_(list(wanted)))
+        found: list[Any] = list(db.scalars(statement.order_by(kind.booking_id, order)))
+        for link in found:
+            loaded[link.booking_id].append(link)
+    for booking_id, (booking, _) in wanted.items():
+        set_committed_value(booking, collection, loaded[booking_id])
 
 
 def _new_booking(
@@ -363,6 +414,7 @@ def _get_session(db: Session, session_id: str) -> GroupSession:
     session = db.get(GroupSession, session_id, populate_existing=True)
     if session is None:
         raise NotFound("Slot", session_id, field="booking.slot")
+    reloaded(db, [session])
     return session
 
 
@@ -410,7 +462,12 @@ def _times_moved_with_slot(
 
 
 def _apply(
-    db: Session, booking: Booking, request: BookingRequest, session: GroupSession | None
+    db: Session,
+    booking: Booking,
+    request: BookingRequest,
+    session: GroupSession | None,
+    *,
+    links: _NewLinks | None = None,
 ) -> None:
     booking.status = request.status
     booking.session_id = session.id if session is not None else None
@@ -428,6 +485,9 @@ def _apply(
     provider_ids = request.provider_ids or (
         session.schedule.provider_ids if session is not None else ()
     )
+    if links is not None:  # a new booking of a batch: stored with the others'
+        links.providers[booking.id] = (booking, list(provider_ids))
+        return
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):
         if booking.providers:
@@ -438,7 +498,12 @@ def _apply(
         )
 
 
-def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) -> None:
+def _record_coverages(
+    db: Session, booking: Booking, coverage_ids: list[str], *, links: _NewLinks | None = None
+) -> None:
+    if links is not None:  # a new booking of a batch: stored with the others'
+        links.coverages[booking.id] = (booking, coverage_ids)
+        return
     if [c.coverage_id for c in booking.coverages] == coverage_ids:
         return
     if booking.coverages:

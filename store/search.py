@@ -9,6 +9,7 @@ SQLite would otherwise probe the child index once per parent row.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -75,6 +77,9 @@ class Query:
     limit: int = 50
     access: Access = field(default_factory=Access)
     count_total: bool = True
+    #: Count exactly up to this many matches; beyond, the total is PostgreSQL's planner
+    #: estimate (never below the bound). None: always count exactly.
+    exact_up_to: int | None = None
     ssn: SsnHasher | None = None  # to search SSNs, which are stored only as keyed hashes
 
 
@@ -478,10 +483,35 @@ def run(db: Session, query: Query) -> Page:
         if len(rows) < query.limit and (rows or query.offset == 0):
             total = query.offset + len(rows)  # a page that is not full is the last one
         else:
-            counted = db.scalar(select(func.count()).select_from(query.kind).where(condition))
-            total = counted or 0
+            total = _count(db, query, condition)
         more = query.offset + len(rows) < total
     return Page(rows, total, more)
+
+
+def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int:
+    """The number of matches: exact, or, past `query.exact_up_to` matches on PostgreSQL,
+    the planner's estimate (a COUNT walks every match, so it grows with them)."""
+    bound = query.exact_up_to
+    if bound is None or db.get_bind().dialect.name != "postgresql":
+        return db.scalar(select(func.count()).select_from(query.kind).where(condition)) or 0
+    matches: Select[Any] = select(literal_column("1")).select_from(query.kind).where(condition)
+    counted = db.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery())) or 0
+    if counted <= bound:
+        return counted
+    return max(counted, _planned_rows(db, matches))
+
+
+def _planned_rows(db: Session, statement: Select[Any]) -> int:
+    """How many rows PostgreSQL's planner expects `statement` to return (EXPLAIN: from the
+    table's statistics, without running it)."""
+    compiled = statement.compile(
+        dialect=db.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    plan = db.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+    document = plan.scalar_one()
+    if isinstance(document, str):
+        document = json.loads(document)
+    return int(document[0]["Plan"]["Plan Rows"])
 
 
 #: Relationships a search page does not render: not joined into its SELECT (a 500-Slot
