@@ -303,7 +303,12 @@ def _search_parameters(resource_type: str) -> list[dict[str, Any]]:
         _enum(list(SUMMARY_MODES)),
     )
     add("_elements", "Comma-separated element names: only those (and the mandatory ones)")
-    add("_total", "none: leave the total out; estimate, accurate: exact", _enum(list(TOTAL_MODES)))
+    add(
+        "_total",
+        "none: leave the total out; estimate (the default): exact up to 1,000 matches, "
+        "beyond that PostgreSQL's planner estimate; accurate: always exact",
+        _enum(list(TOTAL_MODES)),
+    )
     add("_format", "json only", _enum(["json", "application/json", "application/fhir+json"]))
     return params
 
