@@ -306,7 +306,8 @@ def _search_parameters(resource_type: str) -> list[dict[str, Any]]:
     add(
         "_total",
         "none: leave the total out; estimate (the default): exact up to 1,000 matches, "
-        "beyond that PostgreSQL's planner estimate; accurate: always exact",
+        "beyond that PostgreSQL's planner estimate for a caller from whom nothing of the "
+        "type is hidden (others get none past it); accurate: always exact",
         _enum(list(TOTAL_MODES)),
     )
     add("_format", "json only", _enum(["json", "application/json", "application/fhir+json"]))

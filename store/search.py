@@ -49,7 +49,7 @@ from store.models import (
     ProviderSchedule,
 )
 from store.ssn import SSN_SYSTEM, SsnHasher
-from store.visibility import visibility
+from store.visibility import sees_all, visibility
 
 M = TypeVar("M", bound=Base)
 
@@ -482,15 +482,24 @@ def run(db: Session, query: Query) -> Page:
     if query.count_total:
         if len(rows) < query.limit and (rows or query.offset == 0):
             total = query.offset + len(rows)  # a page that is not full is the last one
+            more = False
         else:
             total = _count(db, query, condition)
-        more = query.offset + len(rows) < total
+            if total is None:  # past the bound, and no estimate may be given: look ahead
+                beyond: Select[Any] = statement.with_only_columns(literal_column("1")).offset(
+                    query.offset + query.limit
+                )
+                more = db.scalar(beyond.limit(1)) is not None
+            else:
+                more = query.offset + len(rows) < total
     return Page(rows, total, more)
 
 
-def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int:
+def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int | None:
     """The number of matches: exact, or, past `query.exact_up_to` matches on PostgreSQL,
-    the planner's estimate (a COUNT walks every match, so it grows with them)."""
+    the planner's estimate (a COUNT walks every match, so it grows with them). The
+    estimate comes from statistics over the whole table, hidden records included, so a
+    caller from whom anything of the kind is hidden gets none past the bound (None)."""
     bound = query.exact_up_to
     if bound is None or db.get_bind().dialect.name != "postgresql":
         return db.scalar(select(func.count()).select_from(query.kind).where(condition)) or 0
@@ -498,6 +507,8 @@ def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int:
     counted = db.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery())) or 0
     if counted <= bound:
         return counted
+    if not sees_all(query.kind, query.access):
+        return None
     return max(counted, _planned_rows(db, matches))
 
 

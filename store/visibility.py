@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true, union
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import True_
 
 from store.access import Access
 from store.models import AuditRecord, Base, Booking, BookingCoverage, Coverage, Patient
@@ -44,6 +45,12 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
         )
         clauses.append(Booking.id.in_(used))
     return and_(*clauses)
+
+
+def sees_all(kind: type[Base], access: Access) -> bool:
+    """Whether nothing of `kind` is hidden from `access`: no restricted patient's record, no
+    granular scope, no payer's view stands between the caller and the whole table."""
+    return isinstance(_restriction(kind, access), True_) and not narrowed(kind, access)
 
 
 def narrowed(kind: type[Base], access: Access) -> bool:

@@ -169,6 +169,33 @@ def test_an_estimated_total_is_exact_up_to_its_bound_and_never_below_it(
     assert any(link["relation"] == "next" for link in estimate["link"])
 
 
+def test_past_the_bound_a_caller_kept_from_some_patients_gets_no_estimate_only_paging(
+    client, mint, clinic, database, monkeypatch
+):
+    """The planner's estimate is drawn from the whole table's statistics, restricted
+    patients included: staff without the privacy permission get no total past the bound
+    (exact counts below it, and the next link either way); the privacy officer gets one."""
+    monkeypatch.setattr(search_mappings, "EXACT_TOTAL_UP_TO", 1)
+    database.write(lambda db: make_patient(db, family="Abbott", restricted=True))
+
+    staff = fhir(client.get("/fhir/Patient?family=abbott&_count=1", headers=mint()), 200)
+    last = fhir(client.get("/fhir/Patient?family=abbott&_count=1&_offset=1", headers=mint()), 200)
+    officer = mint("user/*.cruds __patient.blocked")
+    everyone = fhir(client.get("/fhir/Patient?family=abbott&_count=1", headers=officer), 200)
+    accurate = fhir(
+        client.get("/fhir/Patient?family=abbott&_count=1&_total=accurate", headers=mint()), 200
+    )
+
+    assert accurate["total"] == 2  # the two visible Abbotts
+    assert any(link["relation"] == "next" for link in staff["link"])
+    assert not any(link["relation"] == "next" for link in last["link"])
+    if database.engine.dialect.name == "postgresql":
+        assert "total" not in staff and "total" not in last
+        assert isinstance(everyone["total"], int) and everyone["total"] >= 2
+    else:  # SQLite counts exactly, and only what the caller may see
+        assert staff["total"] == last["total"] == 2 and everyone["total"] == 3
+
+
 def test_sort_takes_several_keys_each_way_and_id_and_last_updated(client, mint, clinic):
     _, patients = clinic
     abbott_zoe, abbott_amy, young_bea = patients
