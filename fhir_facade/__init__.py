@@ -43,8 +43,14 @@ class FhirApi(Api):  # type: ignore[misc]
     def __init__(self, app: Flask) -> None:
         self._undocumented: list[Callable[[], None]] = []
         self._documenting = threading.RLock()
-        self._writing = False
+        self._writing = True  # nothing deferred runs until the Api is built
         super().__init__(app)
+        self._writing = False
+
+    def _register_responses(self) -> None:
+        # flask-smorest's error responses for every HTTP status (a marshmallow schema
+        # resolved for each): deferred like the rest of the document.
+        self.document_later(super()._register_responses)
 
     @property
     def spec(self) -> APISpec:
