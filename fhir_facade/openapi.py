@@ -121,7 +121,7 @@ def _element_schema(type_name: str, *, expand: bool) -> tuple[dict[str, Any], se
                 schema = _with_items(schema, ref(element))
                 wanted.add(element)
         elif "enum_values" in extra:
-            schema = _with_enum(schema, list(extra["enum_values"]))  # type: ignore[arg-type]
+            schema = _with_enum(schema, list(extra["enum_values"]))
         else:
             schema = _with_fhir_pattern(schema, field.annotation)
         if extra.get("element_required") and prop not in required:
