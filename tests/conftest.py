@@ -88,14 +88,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        path = tmp_path / "facade.sqlite3"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    url = request.getfixturevalue("postgres_url")
-    yield url
-    empty_database(url)
+    yield from _fresh_database(request, tmp_path)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -107,8 +100,15 @@ def shared_database_url(
     and the servers on it (a server takes seconds to start). Override `database_url`
     with it in such a module. On PostgreSQL it is this process's test database, emptied
     when the module is done (a process runs one module's tests at a time)."""
+    yield from _fresh_database(request, tmp_path_factory.mktemp("shared"))
+
+
+def _fresh_database(request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """The URL of an empty, migrated database of the kind `request.param` names: a copy
+    of the SQLite template in `folder`, or this process's PostgreSQL database, emptied
+    afterwards."""
     if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("shared") / "facade.sqlite3"
+        path = folder / "facade.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
