@@ -18,6 +18,7 @@ from werkzeug.http import parse_options_header
 from fhir_facade.outcomes import BadRequest, NotAcceptable, UnsupportedMediaType
 from fhir_facade.references import without_hidden_references
 from mappings.limits import check_body
+from mappings.references import Unchecked
 
 #: Longest path and query string answered (414 beyond); below gunicorn's request-line
 #: limit (8190 bytes with the method and version, see cli.py), so the app answers first.
@@ -33,11 +34,32 @@ def fhir_response(
 ) -> Response:
     if body is not None:
         without_hidden_references(body)
-    payload = orjson.dumps(body) if body is not None else b""
+    payload = json_bytes(body) if body is not None else b""
     response = Response(payload, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def json_bytes(body: Any) -> bytes:
+    """A response body as JSON. A shared rendering (`Unchecked`) is written from the
+    bytes kept with it; every other subclass of a JSON type (`Checked`, an enum's
+    value) is written as its plain value."""
+    return orjson.dumps(body, default=_plain, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Unchecked):
+        return value.json()
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, list):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def resource_headers(resource: dict[str, Any]) -> dict[str, str]:

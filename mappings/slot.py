@@ -9,8 +9,8 @@ places still free for aggregators.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -152,9 +152,24 @@ def _columns(session: GroupSession) -> _Columns:
     )
 
 
-@functools.lru_cache(maxsize=SHARED_SLOTS)
+#: (id, version) -> (the columns rendered, the rendering). Looked up by id and version
+#: and kept only while every column is equal: hashing the three timestamps of each of a
+#: page's rows, as a key of all the columns, cost more than everything else in a look-up.
+_SHARED: dict[tuple[str, int], tuple[_Columns, Unchecked]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 def _shared(columns: _Columns) -> JSON:
-    return Unchecked(_render(columns, {}))  # its one reference names its Schedule
+    key = (columns[0], columns[1])
+    kept = _SHARED.get(key)
+    if kept is not None and kept[0] == columns:
+        return kept[1]
+    rendering = Unchecked(_render(columns, {}))  # its one reference names its Schedule
+    with _SHARED_LOCK:
+        if len(_SHARED) >= SHARED_SLOTS:
+            del _SHARED[next(iter(_SHARED))]  # the oldest kept goes first
+        _SHARED[key] = (columns, rendering)
+    return rendering
 
 
 def _render(columns: _Columns, document: JSON) -> JSON:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
+import orjson
 import pytest
 
+from fhir_facade.http import json_bytes
+from fhir_facade.references import Checked
+from mappings import slot as slot_mapping
 from mappings.errors import InvalidResource, Unprocessable
 from mappings.slot import shared_slot, slot_from_fhir, slot_to_fhir
 from store.errors import RuleViolation
@@ -132,6 +137,35 @@ def test_a_shared_slot_shows_a_changed_column_at_once():
     assert capacity_parts(after) == {"capacity": 10, "booked": 4}
     assert extension(after, CLOSED_SESSION)["valueBoolean"] is True
     assert capacity_parts(before) == {"capacity": 10, "booked": 3}
+
+
+def test_shared_slots_are_kept_up_to_the_bound_the_oldest_going_first(monkeypatch):
+    monkeypatch.setattr(slot_mapping, "SHARED_SLOTS", 3)
+    monkeypatch.setattr(slot_mapping, "_SHARED", {})
+    first = shared_slot(loaded(id="kept-1"))
+    for n in (2, 3, 4):
+        shared_slot(loaded(id=f"kept-{n}"))
+    assert len(slot_mapping._SHARED) == 3
+    assert shared_slot(loaded(id="kept-4")) is shared_slot(loaded(id="kept-4"))
+    assert shared_slot(loaded(id="kept-1")) is not first  # it had gone: rendered again
+
+
+def test_a_shared_slot_is_written_as_the_same_json_as_its_plain_rendering():
+    shared = shared_slot(loaded())
+    page = {"resourceType": "Bundle", "entry": [{"resource": shared}, {"resource": shared}]}
+    plain = {"resourceType": "Bundle", "entry": [{"resource": slot_to_fhir(loaded())}] * 2}
+    assert json_bytes(page) == orjson.dumps(plain)
+
+
+def test_subclasses_of_json_types_are_written_as_their_plain_values():
+    class Status(enum.StrEnum):
+        BOOKED = "booked"
+
+    class Rank(enum.IntEnum):
+        FIRST = 1
+
+    body = {"status": Status.BOOKED, "rank": Rank.FIRST, "nested": Checked({"a": [1]})}
+    assert orjson.loads(json_bytes(body)) == {"status": "booked", "rank": 1, "nested": {"a": [1]}}
 
 
 def test_a_shared_slot_is_valid_and_refuses_changes():
