@@ -195,7 +195,9 @@ def conditional_match(
 ) -> dict[str, Any] | None:
     """The single resource matching an If-None-Exist query (R4 §3.1.0.8 conditional
     create); MultipleMatches (412) when several match. Inside a write transaction, its
-    store sees what the transaction wrote."""
+    store sees what the transaction wrote. The condition is a search, and a match is
+    answered with the stored resource: it needs the search scope, as a search does."""
+    grants.authorize(resource_type, "s", RESOURCE_TYPES[resource_type].permission)
     params = parse_qsl(condition.lstrip("?"), keep_blank_values=True)
     parsed = parse_search(resource_type, params, grants.access, ssn=hasher)
     parsed.query.limit = 2

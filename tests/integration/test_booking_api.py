@@ -376,6 +376,25 @@ def test_a_retried_post_with_if_none_exist_returns_the_first_booking_and_books_o
     assert (after.booked[w.session], after.appointments) == (1, 1)
 
 
+def test_if_none_exist_is_a_search_and_needs_the_search_scope(client, database, mint):
+    """The condition is a search, and a match is answered with the stored resource: a
+    token that may only create must not read appointments through it."""
+    w = world(database)
+    body = appointment(w.session, w.patients[0], identifier="visit-43")
+    fhir(post(client, "/fhir/Appointment", body, mint()), 201)
+    before = state(database)
+    create_only = mint("user/Appointment.c")
+    condition = {"If-None-Exist": "identifier=urn:example:ehr:booking|visit-43"}
+
+    response = post(client, "/fhir/Appointment", body, create_only | condition)
+
+    issue = outcome(response, 403, code="forbidden")
+    assert "search on Appointment" in issue["details"]["text"], issue
+    assert state(database) == before
+    other = appointment(w.session, w.patients[1])
+    fhir(post(client, "/fhir/Appointment", other, create_only), 201)  # creating still works
+
+
 def test_a_second_booking_of_the_patient_reusing_an_identifier_is_refused(client, database, mint):
     w = world(database)
     tuesday = add_session(database, w.clinic, start=MONDAY + dt.timedelta(days=1))
