@@ -106,6 +106,8 @@ def book_patient(
     series_link: SeriesLink | None = None,
 ) -> BookingResult:
     """Book a patient into a group session: the session's booked count rises by one.
+    The coverages recorded on the booking are ones `access` sees (chosen under the
+    visibility rule, in `db`'s transaction).
 
     Raises NotFound (session, patient, provider, department), SessionFull,
     SessionUnavailable, AlreadyBooked, DuplicateIdentifier, RuleViolation.
