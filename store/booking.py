@@ -45,7 +45,7 @@ from store.models import (
     Provider,
     utcnow,
 )
-from store.places import give_back_place, lock_sessions, take_places
+from store.places import Place, give_back_place, lock_sessions, take_places, take_places_read
 from store.promotion import check_change, fill_freed_places, reclaim_expired, settle
 from store.visibility import visible_patient
 
@@ -158,26 +158,25 @@ def book_patients(
         checks.request(placement.request)
     reclaim_expired(db, session_ids)  # a lapsed offer's place is the waitlist's first
     lock_sessions(db, session_ids)
-    taken = take_places(db, session_ids)
-    sessions = {
+    taken = take_places_read(db, session_ids)
+    missed = [i for i in session_ids if i not in taken]
+    refused = {  # read only when some session had no room (or does not exist)
         s.id: s
-        for s in db.scalars(
-            select(GroupSession)
-            .where(GroupSession.id.in_(session_ids))
-            .execution_options(populate_existing=True)
+        for s in (
+            db.scalars(select(GroupSession).where(GroupSession.id.in_(missed))) if missed else ()
         )
     }
-    reloaded(db, sessions.values())  # their version snapshots need no second read
     results: list[BookingResult | SessionFull | SessionUnavailable] = []
     links = _NewLinks() if len(placements) > 1 else None
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
-            session = sessions.get(session_id)
-            if session is None:
-                raise NotFound("Slot", session_id, field="booking.slot")
-            if session_id not in taken:
-                results.append(_no_place(session))
+            place = taken.get(session_id)
+            if place is None:
+                if session_id not in refused:
+                    raise NotFound("Slot", session_id, field="booking.slot")
+                results.append(_no_place(refused[session_id]))
                 continue
+            session = place.session
             request = placement.request
             _check_times(request, session)
             coverage_ids = checks.coverages(request.patient_id).choose(
@@ -185,7 +184,7 @@ def book_patients(
             )
             booking = _new_booking(request, placement.booking_id, placement.series_link)
             db.add(booking)
-            _apply(db, booking, request, session, links=links)
+            _apply(db, booking, request, session, links=links, place=place)
             _record_coverages(db, booking, coverage_ids, links=links)
             _record_identifiers(booking, request)
             results.append(BookingResult(booking, _session_warnings(session)))
@@ -470,7 +469,10 @@ def _apply(
     session: GroupSession | None,
     *,
     links: _NewLinks | None = None,
+    place: Place | None = None,
 ) -> None:
+    """`place`: the place just taken in `session`, with its calendar's defaults (read with
+    the place; `session.schedule` is then not loaded)."""
     booking.status = request.status
     booking.session_id = session.id if session is not None else None
     booking.start = session.start if session is not None else request.start
@@ -478,15 +480,18 @@ def _apply(
     booking.appointment_type = request.appointment_type or (
         session.appointment_type if session is not None else None
     )
-    booking.department_id = request.department_id or (
-        session.schedule.department_id if session is not None else None
+    default_department, default_providers = (
+        (place.department_id, place.provider_ids)
+        if place is not None
+        else (session.schedule.department_id, session.schedule.provider_ids)
+        if session is not None
+        else (None, ())
     )
+    booking.department_id = request.department_id or default_department
     booking.comment = request.comment
     booking.cancellation_reason = request.cancellation_reason
     booking.priority = request.priority
-    provider_ids = request.provider_ids or (
-        session.schedule.provider_ids if session is not None else ()
-    )
+    provider_ids = request.provider_ids or default_providers
     if links is not None:  # a new booking of a batch: stored with the others'
         links.providers[booking.id] = (booking, list(provider_ids))
         return

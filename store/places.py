@@ -8,11 +8,14 @@ a second, independent guard. Booking (store.booking) and waitlist promotion
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from store.history import bumped
-from store.models import Availability, GroupSession, utcnow
+from store.history import bumped, reloaded
+from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
 
 def lock_sessions(db: Session, session_ids: list[str]) -> None:
@@ -32,7 +35,48 @@ def lock_sessions(db: Session, session_ids: list[str]) -> None:
 def take_places(db: Session, session_ids: list[str]) -> set[str]:
     """Take one place in each session that has room, in one conditional UPDATE; the ids
     of the sessions where a place was taken. Sessions without room are left untouched."""
-    taken = db.execute(
+    taken = db.execute(_taking(session_ids).returning(GroupSession.id))
+    ids = set(taken.scalars())
+    bumped(db, GroupSession, ids)
+    return ids
+
+
+@dataclass(frozen=True)
+class Place:
+    """A place taken in a session: the session as the UPDATE left it, and what its
+    calendar gives a booking by default (its department, its provider if any)."""
+
+    session: GroupSession
+    department_id: str
+    provider_ids: tuple[str, ...]
+
+
+def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
+    """`take_places`, the same one conditional UPDATE, which also reads back the sessions
+    where a place was taken (RETURNING, on both backends), so a booking needs no SELECT
+    after it. Sessions without room are left untouched and absent."""
+    schedule = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
+    statement = (
+        _taking(session_ids)
+        .returning(
+            GroupSession,
+            schedule.with_only_columns(ProviderSchedule.department_id).scalar_subquery(),
+            schedule.with_only_columns(ProviderSchedule.provider_id).scalar_subquery(),
+        )
+        .execution_options(populate_existing=True)
+    )
+    places = {
+        session.id: Place(session, department_id, (provider_id,) if provider_id else ())
+        for session, department_id, provider_id in db.execute(statement)
+    }
+    bumped(db, GroupSession, places)
+    reloaded(db, [p.session for p in places.values()])  # the snapshot needs no second read
+    return places
+
+
+def _taking(session_ids: list[str]) -> Any:
+    """The conditional UPDATE that takes a place in each of these sessions with room."""
+    return (
         update(GroupSession)
         .where(
             GroupSession.id.in_(session_ids),
@@ -43,12 +87,8 @@ def take_places(db: Session, session_ids: list[str]) -> set[str]:
             version=GroupSession.version + 1,
             last_updated=utcnow(),
         )
-        .returning(GroupSession.id)
         .execution_options(synchronize_session=False)
     )
-    ids = set(taken.scalars())
-    bumped(db, GroupSession, ids)
-    return ids
 
 
 def give_back_place(db: Session, session_id: str) -> None:
