@@ -205,7 +205,11 @@ class _Checks:
 
     def request(self, request: BookingRequest) -> None:
         if request.patient_id not in self._patients:
-            _visible_patient(self.db, request.patient_id, self.access)
+            if request.coverage_ids:
+                _visible_patient(self.db, request.patient_id, self.access)
+            elif not self.coverages(request.patient_id).patient_visible():
+                # Asked with loading the coverages the default choice picks from.
+                raise NotFound("Patient", request.patient_id, field="booking.participant")
             self._patients.add(request.patient_id)
         key = (request.provider_ids, request.department_id)
         if key not in self._references:
