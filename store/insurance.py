@@ -181,7 +181,7 @@ class CoverageChooser:
             self._own = list(self.db.scalars(self._own_statement()))
         return self._own
 
-    def _own_statement(self) -> Select[tuple[Coverage]]:
+    def _own_statement(self) -> Select[Coverage]:
         return (
             select(Coverage)
             .where(Coverage.beneficiary_id == self.patient_id)

@@ -31,7 +31,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -111,14 +111,20 @@ def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
     anywhere had lapsed, and so needs no second lookup. An offer lapsing in the instant
     between is treated as the write found it: still live (the next write lets it go)."""
     now = now or utcnow()
-    found = db.scalar(
-        select(Booking.id)
-        .where(Booking.offer_expires <= now, Booking.status == BookingStatus.PENDING)
-        .limit(1)
-    )
+    found = db.scalar(_ANY_LAPSED, {"now": now})
     if found is None:
         db.info[_NONE_LAPSED] = now
     return found is not None
+
+
+_ANY_LAPSED = (
+    select(Booking.id)
+    .where(
+        Booking.offer_expires <= bindparam("now", type_=Booking.offer_expires.type),
+        Booking.status == BookingStatus.PENDING,
+    )
+    .limit(1)
+)
 
 
 def sweep_expired_offers(db: Session, *, now: dt.datetime | None = None) -> list[Booking]:
