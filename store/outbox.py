@@ -120,7 +120,8 @@ def listening(db: Session, topics: Sequence[str]) -> list[Subscription]:
 
     Every write asks, and most find none: an existence test of one column comes first,
     and the subscriptions are loaded only when there are some."""
-    if db.scalar(_any_listening(tuple(sorted(set(topics))))) is None:
+    # Core, on the connection: the ORM adds nothing to a one-column lookup.
+    if db.connection().scalar(_any_listening(tuple(sorted(set(topics))))) is None:
         return []
     statement = (
         select(Subscription)

@@ -111,7 +111,7 @@ def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
     anywhere had lapsed, and so needs no second lookup. An offer lapsing in the instant
     between is treated as the write found it: still live (the next write lets it go)."""
     now = now or utcnow()
-    found = db.scalar(_ANY_LAPSED, {"now": now})
+    found = db.connection().scalar(_ANY_LAPSED, {"now": now})  # Core: nothing to load
     if found is None:
         db.info[_NONE_LAPSED] = now
     return found is not None
