@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from fhir_facade.references import Vouched, checked_in
+from store.access import Access
+from store.models import Coverage
+from store.scope import Store
 from tests.factories import make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, post
 
@@ -45,3 +49,30 @@ def test_a_booking_costs_a_fixed_number_of_statements(client, app, mint, stateme
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     ran = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT")]
     assert len(ran) <= BOOKING_STATEMENTS[backend], "\n".join(" ".join(s.split()) for s in ran)
+
+
+def test_the_answers_check_skips_only_the_references_the_write_vouched_for(database):
+    def build(db):
+        hidden = make_patient(db, restricted=True).id
+        seen = make_patient(db).id
+        ids = {
+            p: db.scalars(select(Coverage.id).where(Coverage.beneficiary_id == p)).one()
+            for p in (hidden, seen)
+        }
+        return ids[hidden], ids[seen]
+
+    hidden_plan, seen_plan = database.write(build)
+    references = [{"reference": f"Coverage/{c}"} for c in (hidden_plan, seen_plan)]
+    answer = {"resourceType": "Appointment", "id": "a", "supportingInformation": references}
+
+    ran: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *a: ran.append(a[2]))
+    with database.reading() as db:
+        store = Store(db, Access())
+        checked = checked_in(store, Vouched(answer, {("Coverage", seen_plan)}))
+        looked = len(ran)
+        checked_in(store, Vouched(checked, {("Coverage", seen_plan)}))
+
+    assert checked["supportingInformation"] == [{"reference": f"Coverage/{seen_plan}"}]
+    assert looked >= 1  # the hidden plan was looked up, and left out
+    assert len(ran) == looked  # what the write vouched for is not looked up again
