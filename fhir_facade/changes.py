@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from fhir_facade.auth import Grants
-from fhir_facade.references import document_keeping_hidden
+from fhir_facade.references import Vouched, document_keeping_hidden
 from mappings.appointment import appointment_to_fhir
 from mappings.coverage import coverage_to_fhir
 from mappings.directory import (
@@ -58,9 +58,14 @@ class Change(Generic[Spec]):
 
 def book(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:
     """Book, or (status waitlist) join a full session's waitlist."""
-    join = spec.status == BookingStatus.WAITLIST
-    result = (store.join_waitlist if join else store.book)(spec, booking_id=ctx.ident)
-    return appointment_to_fhir(result.booking), result.warnings
+    if spec.status == BookingStatus.WAITLIST:
+        entry = store.join_waitlist(spec, booking_id=ctx.ident)
+        return appointment_to_fhir(entry.booking), entry.warnings
+    result = store.book(spec, booking_id=ctx.ident)
+    # A new booking's coverages were chosen among those the caller sees (store.booking),
+    # in this transaction: the answer's check for hidden references need not ask again.
+    seen = {("Coverage", c.coverage_id) for c in result.booking.coverages}
+    return Vouched(appointment_to_fhir(result.booking), seen), result.warnings
 
 
 def rebook(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:

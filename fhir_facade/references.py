@@ -31,10 +31,21 @@ class Checked(dict[str, Any]):
     (`checked_in`): sending it needs no second transaction to check them again."""
 
 
+class Vouched(dict[str, Any]):
+    """A write's answer with the references the write itself found visible to its caller,
+    in its own transaction (`seen`: e.g. the coverages a booking chose among the ones the
+    caller sees): `checked_in` does not look them up again."""
+
+    def __init__(self, resource: dict[str, Any], seen: set[tuple[str, str]]) -> None:
+        super().__init__(resource)
+        self.seen = frozenset(seen)
+
+
 def checked_in(store: Store, resource: dict[str, Any]) -> Checked:
     """`resource` without its references to records `store`'s caller may not see, as the
     transaction that wrote it sees them (so at commit, not a moment later)."""
-    drop_hidden_references(store, resource)
+    seen = resource.seen if isinstance(resource, Vouched) else frozenset()
+    drop_hidden_references(store, resource, seen=seen)
     return Checked(resource)
 
 
@@ -46,11 +57,14 @@ def without_hidden_references(body: Any) -> None:
         drop_hidden_references(store, body)
 
 
-def drop_hidden_references(store: Store, body: Any) -> None:
+def drop_hidden_references(
+    store: Store, body: Any, *, seen: frozenset[tuple[str, str]] = frozenset()
+) -> None:
     """Remove, in place, the references in `body` to records `store`'s caller may not see
-    (also for a notification, sent outside any request, as its subscriber)."""
+    (also for a notification, sent outside any request, as its subscriber). References
+    in `seen` are known to be visible to that caller in `store`'s transaction."""
     named = {id(r): (r, checked_references(r)) for r in _checked(body)}
-    named_refs = {ref for _, references in named.values() for ref in references}
+    named_refs = {ref for _, references in named.values() for ref in references} - seen
     if not named_refs:
         return
     hidden = _hidden(store, named_refs)

@@ -82,9 +82,10 @@ def _store(writer: Writer, spec: Any, ctx: WriteContext) -> Rendered:
 
     Lapsed waitlist offers are let go first, in a short transaction of their own, so a
     write that is then refused does not hold (and roll back) that hand-over: the write
-    looks for them first (one indexed lookup in its own transaction) and, finding some,
-    rolls back, lets them go, and starts again. The write still reclaims, inside its own
-    transaction, any offer lapsing in between."""
+    looks for them first (one indexed lookup, in its own transaction) and, finding some,
+    rolls back, lets them go, and starts again. Finding none, that lookup stands for the
+    write's own reclaiming (store.promotion.has_lapsed_offers): it runs as of the lookup,
+    with no second one; the write after a sweep reclaims as usual."""
 
     def work(store: Store, look_first: bool) -> Rendered:
         if look_first and store.has_lapsed_offers():

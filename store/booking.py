@@ -45,7 +45,7 @@ from store.models import (
     Provider,
     utcnow,
 )
-from store.places import give_back_place, lock_sessions, take_places
+from store.places import Place, give_back_place, lock_sessions, take_places, take_places_read
 from store.promotion import check_change, fill_freed_places, reclaim_expired, settle
 from store.visibility import visible_patient
 
@@ -106,6 +106,8 @@ def book_patient(
     series_link: SeriesLink | None = None,
 ) -> BookingResult:
     """Book a patient into a group session: the session's booked count rises by one.
+    The coverages recorded on the booking are ones `access` sees (chosen under the
+    visibility rule, in `db`'s transaction).
 
     Raises NotFound (session, patient, provider, department), SessionFull,
     SessionUnavailable, AlreadyBooked, DuplicateIdentifier, RuleViolation.
@@ -156,26 +158,25 @@ def book_patients(
         checks.request(placement.request)
     reclaim_expired(db, session_ids)  # a lapsed offer's place is the waitlist's first
     lock_sessions(db, session_ids)
-    taken = take_places(db, session_ids)
-    sessions = {
+    taken = take_places_read(db, session_ids)
+    missed = [i for i in session_ids if i not in taken]
+    refused = {  # read only when some session had no room (or does not exist)
         s.id: s
-        for s in db.scalars(
-            select(GroupSession)
-            .where(GroupSession.id.in_(session_ids))
-            .execution_options(populate_existing=True)
+        for s in (
+            db.scalars(select(GroupSession).where(GroupSession.id.in_(missed))) if missed else ()
         )
     }
-    reloaded(db, sessions.values())  # their version snapshots need no second read
     results: list[BookingResult | SessionFull | SessionUnavailable] = []
     links = _NewLinks() if len(placements) > 1 else None
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
-            session = sessions.get(session_id)
-            if session is None:
-                raise NotFound("Slot", session_id, field="booking.slot")
-            if session_id not in taken:
-                results.append(_no_place(session))
+            place = taken.get(session_id)
+            if place is None:
+                if session_id not in refused:
+                    raise NotFound("Slot", session_id, field="booking.slot")
+                results.append(_no_place(refused[session_id]))
                 continue
+            session = place.session
             request = placement.request
             _check_times(request, session)
             coverage_ids = checks.coverages(request.patient_id).choose(
@@ -183,7 +184,7 @@ def book_patients(
             )
             booking = _new_booking(request, placement.booking_id, placement.series_link)
             db.add(booking)
-            _apply(db, booking, request, session, links=links)
+            _apply(db, booking, request, session, links=links, place=place)
             _record_coverages(db, booking, coverage_ids, links=links)
             _record_identifiers(booking, request)
             results.append(BookingResult(booking, _session_warnings(session)))
@@ -204,7 +205,11 @@ class _Checks:
 
     def request(self, request: BookingRequest) -> None:
         if request.patient_id not in self._patients:
-            _visible_patient(self.db, request.patient_id, self.access)
+            if request.coverage_ids:
+                _visible_patient(self.db, request.patient_id, self.access)
+            elif not self.coverages(request.patient_id).patient_visible():
+                # Asked with loading the coverages the default choice picks from.
+                raise NotFound("Patient", request.patient_id, field="booking.participant")
             self._patients.add(request.patient_id)
         key = (request.provider_ids, request.department_id)
         if key not in self._references:
@@ -468,7 +473,10 @@ def _apply(
     session: GroupSession | None,
     *,
     links: _NewLinks | None = None,
+    place: Place | None = None,
 ) -> None:
+    """`place`: the place just taken in `session`, with its calendar's defaults (read with
+    the place; `session.schedule` is then not loaded)."""
     booking.status = request.status
     booking.session_id = session.id if session is not None else None
     booking.start = session.start if session is not None else request.start
@@ -476,15 +484,18 @@ def _apply(
     booking.appointment_type = request.appointment_type or (
         session.appointment_type if session is not None else None
     )
-    booking.department_id = request.department_id or (
-        session.schedule.department_id if session is not None else None
+    default_department, default_providers = (
+        (place.department_id, place.provider_ids)
+        if place is not None
+        else (session.schedule.department_id, session.schedule.provider_ids)
+        if session is not None
+        else (None, ())
     )
+    booking.department_id = request.department_id or default_department
     booking.comment = request.comment
     booking.cancellation_reason = request.cancellation_reason
     booking.priority = request.priority
-    provider_ids = request.provider_ids or (
-        session.schedule.provider_ids if session is not None else ()
-    )
+    provider_ids = request.provider_ids or default_providers
     if links is not None:  # a new booking of a batch: stored with the others'
         links.providers[booking.id] = (booking, list(provider_ids))
         return

@@ -10,15 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, lazyload
 
 from store.access import Access
 from store.common import new_id
 from store.errors import NotFound, RuleViolation, VersionMismatch
-from store.models import Coverage, CoverageIdentifier, ProviderGroup
+from store.models import Coverage, CoverageIdentifier, Patient, ProviderGroup
 from store.search import visible_ids
-from store.visibility import visibility, visible_coverage, visible_patient
+from store.visibility import narrowed, visibility, visible_coverage, visible_patient
 
 ACTIVE = "active"
 COVERAGE_FIELD = "booking.coverage"
@@ -142,20 +142,8 @@ class CoverageChooser:
                     field=COVERAGE_FIELD,
                 )
             return list(chosen)
-        if self._own is None:
-            self._own = list(
-                self.db.scalars(
-                    select(Coverage)
-                    .where(Coverage.beneficiary_id == self.patient_id)
-                    # Not one the caller may not see (a plan a restricted patient
-                    # subscribes to): choosing it would show its id in the booking.
-                    .where(visibility(Coverage, self.access))
-                    # Choosing needs no identifiers: load them only if something asks.
-                    .options(lazyload(Coverage.identifiers))
-                )
-            )
         usable = sorted(
-            (c for c in self._own if not _unusable(c, self.patient_id, on)),
+            (c for c in self._own_coverages() if not _unusable(c, self.patient_id, on)),
             key=lambda c: (c.self_pay, c.order if c.order is not None else 1_000_000, c.id),
         )
         if not usable:
@@ -168,6 +156,41 @@ class CoverageChooser:
             return [usable[0].id]
         insured = [c.id for c in usable if not c.self_pay]
         return insured[:2]
+
+    def patient_visible(self) -> bool:
+        """Whether the caller sees the patient (`visible_patient`), asked together with
+        loading the patient's coverages a choice without one picks from: one statement
+        where there are some (and the caller's view of patients is the restriction alone)."""
+        if narrowed(Patient, self.access):
+            return visible_patient(self.db, self.patient_id, self.access)
+        seen = (
+            select(Patient.id)
+            .where(Patient.id == self.patient_id, visibility(Patient, self.access))
+            .exists()
+        )
+        rows = self.db.execute(self._own_statement().add_columns(seen)).all()
+        if not rows:  # none the caller sees: the patient may still be visible
+            return visible_patient(self.db, self.patient_id, self.access)
+        if not rows[0][1]:
+            return False
+        self._own = [coverage for coverage, _ in rows]
+        return True
+
+    def _own_coverages(self) -> list[Coverage]:
+        if self._own is None:
+            self._own = list(self.db.scalars(self._own_statement()))
+        return self._own
+
+    def _own_statement(self) -> Select[Coverage]:
+        return (
+            select(Coverage)
+            .where(Coverage.beneficiary_id == self.patient_id)
+            # Not one the caller may not see (a plan a restricted patient subscribes
+            # to): choosing it would show its id in the booking.
+            .where(visibility(Coverage, self.access))
+            # Choosing needs no identifiers: load them only if something asks.
+            .options(lazyload(Coverage.identifiers))
+        )
 
     def _visible_coverage(self, coverage_id: str) -> Coverage | None:
         if coverage_id not in self._seen:

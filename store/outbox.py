@@ -20,11 +20,12 @@ records match is decided here, by the one visibility rule (store.visibility).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -115,13 +116,29 @@ def bound_client(db: Session, subscription: Subscription) -> ApiClient | None:
 
 def listening(db: Session, topics: Sequence[str]) -> list[Subscription]:
     """Subscriptions to any of `topics` that are given events, in id order (the order in
-    which their counters are locked, so two writers cannot deadlock on them)."""
+    which their counters are locked, so two writers cannot deadlock on them).
+
+    Every write asks, and most find none: an existence test of one column comes first,
+    and the subscriptions are loaded only when there are some."""
+    # Core, on the connection: the ORM adds nothing to a one-column lookup.
+    if db.connection().scalar(_any_listening(tuple(sorted(set(topics))))) is None:
+        return []
     statement = (
         select(Subscription)
         .where(Subscription.topic.in_(set(topics)), Subscription.status.in_(LISTENING))
         .order_by(Subscription.id)
     )
     return list(db.scalars(statement))
+
+
+@functools.lru_cache(maxsize=16)
+def _any_listening(topics: tuple[str, ...]) -> Select[str]:
+    """Whether some subscription to `topics` is given events (built once per topic set)."""
+    return (
+        select(Subscription.id)
+        .where(Subscription.topic.in_(topics), Subscription.status.in_(LISTENING))
+        .limit(1)
+    )
 
 
 def enqueue(db: Session, subscription_id: str, focuses: Sequence[Focus]) -> None:

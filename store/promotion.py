@@ -31,7 +31,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -55,6 +55,8 @@ DEFAULT_OFFER = dt.timedelta(hours=24)
 #: The store's own view of a queue: every entry counts, restricted or not.
 _WHOLE_QUEUE = Access(restricted_patients=True)
 EXPIRED_REASON = "waitlist offer expired"
+#: `Session.info` key: this transaction found no lapsed offer (`has_lapsed_offers`).
+_NONE_LAPSED = "store.promotion.none_lapsed"
 
 
 class Policy(enum.StrEnum):
@@ -71,6 +73,9 @@ def reclaim_expired(
     ids = sorted({i for i in session_ids if i is not None})
     if not ids:
         return []
+    looked = db.info.pop(_NONE_LAPSED, None)
+    if now is None and looked is not None:
+        return []  # this transaction just found none lapsed anywhere (has_lapsed_offers)
     now = now or utcnow()
     lapsed = db.scalars(
         select(Booking)
@@ -99,13 +104,27 @@ def reclaim_expired(
 
 
 def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
-    """Whether any offer has lapsed and still holds its place (one indexed lookup)."""
-    found = db.scalar(
-        select(Booking.id)
-        .where(Booking.offer_expires <= (now or utcnow()), Booking.status == BookingStatus.PENDING)
-        .limit(1)
-    )
+    """Whether any offer has lapsed and still holds its place (one indexed lookup).
+
+    Finding none, the transaction is done looking for a moment: its next
+    `reclaim_expired` (the write that follows) runs as of this lookup, when no offer
+    anywhere had lapsed, and so needs no second lookup. An offer lapsing in the instant
+    between is treated as the write found it: still live (the next write lets it go)."""
+    now = now or utcnow()
+    found = db.connection().scalar(_ANY_LAPSED, {"now": now})  # Core: nothing to load
+    if found is None:
+        db.info[_NONE_LAPSED] = now
     return found is not None
+
+
+_ANY_LAPSED = (
+    select(Booking.id)
+    .where(
+        Booking.offer_expires <= bindparam("now", type_=Booking.offer_expires.type),
+        Booking.status == BookingStatus.PENDING,
+    )
+    .limit(1)
+)
 
 
 def sweep_expired_offers(db: Session, *, now: dt.datetime | None = None) -> list[Booking]:

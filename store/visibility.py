@@ -14,6 +14,7 @@ ask `visible_patient` / `visible_coverage` here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,21 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     without the permission; granular scopes narrow further; a payer sees its members only.
     Every read path (read, search, include, revinclude, chain) and every use case's
     check goes through here."""
+    if not access.narrowed:  # most callers: a handful of shapes, each built once
+        return _unscoped(kind, access.restricted_patients, access.coverage_members)
+    return _visibility(kind, access)
+
+
+@functools.lru_cache(maxsize=64)
+def _unscoped(
+    kind: type[Base], restricted_patients: bool, coverage_members: bool
+) -> ColumnElement[bool]:
+    # SQL expressions are immutable: one serves every statement that embeds it.
+    access = Access(restricted_patients=restricted_patients, coverage_members=coverage_members)
+    return _visibility(kind, access)
+
+
+def _visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     clauses = [_restriction(kind, access), _narrowing(kind, access)]
     if access.coverage_members and kind is Patient:
         # correlate(None): the subquery's coverage is its own, even inside a Coverage search.

@@ -266,6 +266,18 @@ def test_a_patient_without_a_usable_coverage_is_refused_when_none_is_chosen(app,
     assert state(database) == before
 
 
+def test_a_patient_with_no_coverage_at_all_is_refused_as_uninsured_not_as_unknown(
+    app, client, database
+):
+    session, patient = database.write(
+        lambda db: (make_session(db, make_clinic(db)).id, make_patient(db, self_pay=False).id)
+    )
+
+    response = book(client, token(app, STAFF), appointment(session, patient))
+
+    outcome(response, 422, code="business-rule", expression=INFO)
+
+
 def test_updating_a_booking_checks_the_new_coverage_choice_the_same_way(app, client, database):
     w = insured(database)
     headers = token(app, STAFF)

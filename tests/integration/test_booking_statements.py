@@ -1,0 +1,78 @@
+"""How many SQL statements one booking over the API costs (README, Benchmark): each
+statement is a round trip plus ORM work, so a new one on the hot path shows here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from fhir_facade.references import Vouched, checked_in
+from store.access import Access
+from store.models import Coverage
+from store.scope import Store
+from tests.factories import make_clinic, make_patient, make_session
+from tests.integration.helpers import appointment, fhir, post
+
+#: Statements of one booking (its one transaction, BEGIN and COMMIT not counted).
+BOOKING_STATEMENTS = {"postgresql": 9, "sqlite": 9}
+
+
+@pytest.fixture
+def statements(app) -> Any:
+    engine = app.extensions["fhir_facade.db"].engine
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_booking_costs_a_fixed_number_of_statements(client, app, mint, statements, database_url):
+    database = app.extensions["fhir_facade.db"]
+
+    def build(db):
+        clinic = make_clinic(db)
+        return make_session(db, clinic).id, make_patient(db).id, make_patient(db).id
+
+    session_id, first, second = database.write(build)
+    headers = mint()
+    fhir(post(client, "/fhir/Appointment", appointment(session_id, first), headers), 201)
+    statements.clear()
+
+    fhir(post(client, "/fhir/Appointment", appointment(session_id, second), headers), 201)
+
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    ran = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT")]
+    assert len(ran) <= BOOKING_STATEMENTS[backend], "\n".join(" ".join(s.split()) for s in ran)
+
+
+def test_the_answers_check_skips_only_the_references_the_write_vouched_for(database):
+    def build(db):
+        hidden = make_patient(db, restricted=True).id
+        seen = make_patient(db).id
+        ids = {
+            p: db.scalars(select(Coverage.id).where(Coverage.beneficiary_id == p)).one()
+            for p in (hidden, seen)
+        }
+        return ids[hidden], ids[seen]
+
+    hidden_plan, seen_plan = database.write(build)
+    references = [{"reference": f"Coverage/{c}"} for c in (hidden_plan, seen_plan)]
+    answer = {"resourceType": "Appointment", "id": "a", "supportingInformation": references}
+
+    ran: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *a: ran.append(a[2]))
+    with database.reading() as db:
+        store = Store(db, Access())
+        checked = checked_in(store, Vouched(answer, {("Coverage", seen_plan)}))
+        looked = len(ran)
+        checked_in(store, Vouched(checked, {("Coverage", seen_plan)}))
+
+    assert checked["supportingInformation"] == [{"reference": f"Coverage/{seen_plan}"}]
+    assert looked >= 1  # the hidden plan was looked up, and left out
+    assert len(ran) == looked  # what the write vouched for is not looked up again
