@@ -32,16 +32,15 @@ def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     Every read path (read, search, include, revinclude, chain) and every use case's
     check goes through here."""
     if not access.narrowed:  # most callers: a handful of shapes, each built once
-        return _unscoped(kind, access.restricted_patients, access.coverage_members)
+        return _unscoped(kind, access)
     return _visibility(kind, access)
 
 
 @functools.lru_cache(maxsize=64)
-def _unscoped(
-    kind: type[Base], restricted_patients: bool, coverage_members: bool
-) -> ColumnElement[bool]:
-    # SQL expressions are immutable: one serves every statement that embeds it.
-    access = Access(restricted_patients=restricted_patients, coverage_members=coverage_members)
+def _unscoped(kind: type[Base], access: Access) -> ColumnElement[bool]:
+    # Kept by the whole Access (without granular scopes, a few values), so no part of it
+    # can be left out of the key; SQL expressions are immutable: one serves every
+    # statement that embeds it.
     return _visibility(kind, access)
 
 
