@@ -9,7 +9,8 @@ the API showed it then (opaque JSON text).
 
 Versions are found by watching the write sessions: records new or with a changed
 `version` at each flush, plus the ids a Core UPDATE reports through `bumped` (the
-place-taking UPDATE bypasses the ORM). They are rendered once, just before
+place-taking UPDATE bypasses the ORM) and the records a bulk INSERT reports through
+`inserted` (a series' bookings). They are rendered once, just before
 commit, in their final state.
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from store.models import Base, RecordVersion, Versioned
@@ -50,25 +51,27 @@ def keep_versions(
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
         reloaded = _reload(db, [key for key, record in pending.items() if record is None])
-        kept: list[RecordVersion] = []
+        rows: list[dict[str, Any]] = []
         for key, record in pending.items():
             kind, ident = key
             record = record if record is not None else reloaded.get(key)
             if record is None:
                 continue
             assert isinstance(record, Versioned)
-            kept.append(
-                RecordVersion(
-                    kind=kind.__tablename__,
-                    record_id=ident,
-                    version=record.version,
-                    last_updated=record.last_updated,
-                    document=render(record),
-                )
+            rows.append(
+                {
+                    "kind": kind.__tablename__,
+                    "record_id": ident,
+                    "version": record.version,
+                    "last_updated": record.last_updated,
+                    "document": render(record),
+                }
             )
-        db.add_all(kept)
-        if observe is not None and kept:
-            observe(db, kept)
+        if not rows:
+            return
+        db.execute(insert(RecordVersion), rows)  # one INSERT, no unit of work
+        if observe is not None:
+            observe(db, [RecordVersion(**row) for row in rows])
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
@@ -115,6 +118,14 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
     pending = db.info.setdefault(_PENDING, {})
     for ident in ids:
         pending[(kind, ident)] = None
+
+
+def inserted(db: Session, records: Iterable[Base]) -> None:
+    """New records a bulk INSERT stored, never pending in `db`: their first version is
+    kept as any new record's."""
+    pending = db.info.setdefault(_PENDING, {})
+    for record in records:
+        pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
 
 
 def reloaded(db: Session, records: Iterable[Base]) -> None:
