@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.access import Access
@@ -31,7 +31,7 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
-from store.history import inserted, reloaded
+from store.history import reloaded
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
@@ -253,10 +253,9 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
 
 
 class _NewLinks:
-    """A batch of new bookings (a series) with their providers and coverages, stored with
-    one INSERT per table (bookings, then links) and no ORM flush of them: for 156
-    bookings the unit of work was most of the write. The links are handed to the
-    bookings by one SELECT per table (SQLite cannot say which new row got which id). A
+    """The providers and coverages of a batch of new bookings (a series), stored with one
+    INSERT per table and handed to the bookings by one SELECT per table. The ORM would
+    insert them row by row on SQLite, which cannot say which new row got which id; a
     single booking keeps the ORM's own path (no SELECT after its INSERTs)."""
 
     def __init__(self) -> None:
@@ -264,43 +263,9 @@ class _NewLinks:
         self.coverages: dict[str, tuple[Booking, list[str]]] = {}
 
     def store(self, db: Session) -> None:
-        _insert_bookings(db, [booking for booking, _ in self.providers.values()])
+        db.flush()  # the bookings first: their links refer to them
         _store_links(db, BookingProvider, "providers", "provider_id", "position", 0, self.providers)
         _store_links(db, BookingCoverage, "coverages", "coverage_id", "rank", 1, self.coverages)
-
-
-_BOOKING_COLUMNS = tuple(attribute.key for attribute in inspect(Booking).column_attrs)
-
-
-def _insert_bookings(db: Session, bookings: list[Booking]) -> None:
-    """Store the new bookings of a batch with one INSERT, then keep them in the session
-    as persistent records, their version kept (`store.history.inserted`) as the flush
-    would have. One with identifiers takes the ORM's path, and the batch with it."""
-    pending = db.new  # a new set at each call
-    new = [booking for booking in bookings if booking in pending]
-    if not new or any(booking.identifiers for booking in new):
-        db.flush()
-        return
-    for booking in new:
-        db.expunge(booking)
-    db.flush()  # whatever else is pending first (the series the bookings belong to)
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for booking in new:
-        if booking.version is None:
-            booking.version = 1
-        if booking.last_updated is None:
-            booking.last_updated = now
-        row = {key: getattr(booking, key) for key in _BOOKING_COLUMNS}
-        for key in _BOOKING_COLUMNS:
-            if key not in booking.__dict__:  # unset: None, loaded (nothing to read back)
-                setattr(booking, key, None)
-        rows.append(row)
-    db.execute(insert(Booking), rows)
-    for booking in new:
-        make_transient_to_detached(booking)
-        db.add(booking)
-    inserted(db, new)
 
 
 def _store_links(

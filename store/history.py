@@ -9,8 +9,7 @@ the API showed it then (opaque JSON text).
 
 Versions are found by watching the write sessions: records new or with a changed
 `version` at each flush, plus the ids a Core UPDATE reports through `bumped` (the
-place-taking UPDATE bypasses the ORM) and the records a bulk INSERT reports through
-`inserted` (a series' bookings). They are rendered once, just before
+place-taking UPDATE bypasses the ORM). They are rendered once, just before
 commit, in their final state.
 """
 
@@ -118,14 +117,6 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
     pending = db.info.setdefault(_PENDING, {})
     for ident in ids:
         pending[(kind, ident)] = None
-
-
-def inserted(db: Session, records: Iterable[Base]) -> None:
-    """New records a bulk INSERT stored, never pending in `db`: their first version is
-    kept as any new record's."""
-    pending = db.info.setdefault(_PENDING, {})
-    for record in records:
-        pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
 
 
 def reloaded(db: Session, records: Iterable[Base]) -> None:
