@@ -311,7 +311,7 @@ class _KeptReader:
             return _appointment(resource, at)
         skeleton, values = shape
         template = self._read.get(skeleton)
-        if template is not None and (request := _with_values(template, values, at)):
+        if template is not None and (request := _with_values(template, values)):
             return request
         request = _appointment(resource, at)
         self._read.setdefault(skeleton, request)
@@ -328,13 +328,13 @@ class _Values:
     recurrence_id: int
 
 
-#: The R4B model's own types for the values that differ (Appointment.start and .end are
-#: instants, Reference.reference a string, Period.start and .end dateTimes).
 def _field_type(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     annotation: Any = model.model_fields[name].annotation
     return TypeAdapter(annotation)
 
 
+#: The R4B model's own types for the values that differ (Appointment.start and .end are
+#: instants, Reference.reference a string, Period.start and .end dateTimes).
 _INSTANT = _field_type(AppointmentModel, "start")
 _STRING = _field_type(Reference, "reference")
 _DATETIME = _field_type(Period, "start")
@@ -392,23 +392,22 @@ def _shape(resource: JSON) -> tuple[bytes, _Values] | None:
     return text, _Values(given[0], given[1], given[2] if len(given) == 3 else None, recurrence_id)
 
 
-def _with_values(template: BookingRequest, values: _Values, at: str) -> BookingRequest | None:
+def _with_values(template: BookingRequest, values: _Values) -> BookingRequest | None:
     """The request of a proposal shaped as `template`'s, from its own values; None when a
-    value is refused (the full validation then says why)."""
+    value is refused (the full validation then says why, and where)."""
     try:
         _POSITIVE_INT.validate_python(values.recurrence_id)
-        with located(Where({"Appointment": at})):
-            if values.slot is not None:
-                _STRING.validate_python(values.slot)
-                session_id = parse_reference(values.slot, ("Slot",), "Appointment.slot[0]")[1]
-                start = aware(_INSTANT.validate_python(values.start), "Appointment.start")
-                end = aware(_INSTANT.validate_python(values.end), "Appointment.end")
-            else:
-                session_id = None
-                at_period = "Appointment.requestedPeriod[0]"
-                start = aware(_DATETIME.validate_python(values.start), f"{at_period}.start")
-                end = aware(_DATETIME.validate_python(values.end), f"{at_period}.end")
-            return replace(template, session_id=session_id, start=start, end=end)
+        if values.slot is not None:
+            _STRING.validate_python(values.slot)
+            session_id = parse_reference(values.slot, ("Slot",), "Appointment.slot[0]")[1]
+            start = aware(_INSTANT.validate_python(values.start), "Appointment.start")
+            end = aware(_INSTANT.validate_python(values.end), "Appointment.end")
+        else:
+            session_id = None
+            at_period = "Appointment.requestedPeriod[0]"
+            start = aware(_DATETIME.validate_python(values.start), f"{at_period}.start")
+            end = aware(_DATETIME.validate_python(values.end), f"{at_period}.end")
+        return replace(template, session_id=session_id, start=start, end=end)
     except (ValidationError, MappingError, RuleViolation):
         return None
 
