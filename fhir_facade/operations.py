@@ -18,6 +18,7 @@ from fhir_facade.audit import audit_bookings, failures_audited
 from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
 from fhir_facade.outcomes import BadRequest
+from fhir_facade.registry import rendered
 from mappings.locations import Where, located
 from mappings.series import (
     BOOK_TIMING,
@@ -65,7 +66,10 @@ def book() -> Response:
             bookings, notices = result.bookings, result.notices
             audit_bookings(store, grants, "C", "operation", bookings)
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
-        return bookings_to_fhir(base, bookings, notices, summary)
+        answer = bookings_to_fhir(base, bookings, notices, summary)
+        for booking, entry in zip(bookings, answer["entry"], strict=False):
+            rendered(booking, entry["resource"])  # their version snapshots, rendered once
+        return answer
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
         bundle = database().write_as(grants.access, work)

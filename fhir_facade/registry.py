@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from flask import g, has_app_context
 
 from fhir_facade import changes
 from fhir_facade.auth import AUDIT_READ, SCHEDULE_MANAGE
@@ -271,6 +272,30 @@ _BY_KIND: dict[type[Base], ResourceType] = {r.kind: r for r in RESOURCE_TYPES.va
 assert set(RESOURCE_TYPES) == set(SEARCHES), "each resource type served has its searches"
 
 
+#: Where a request keeps what it already rendered of the records it wrote (`rendered`).
+_RENDERED = "fhir_facade.registry.rendered"
+
+
 def snapshot(record: Base) -> str:
-    """A record as the API shows it, as JSON text: what `store.history` keeps per version."""
-    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
+    """A record as the API shows it, as JSON text: what `store.history` keeps per version.
+    A rendering the request already made of this version (`rendered`) is reused."""
+    resource = None
+    if has_app_context() and (made := g.get(_RENDERED)):
+        resource = made.pop(_version_key(record), None)
+    if resource is None:
+        resource = _BY_KIND[type(record)].to_fhir(record)
+    return orjson.dumps(resource).decode()
+
+
+def rendered(record: Base, resource: dict[str, Any]) -> None:
+    """Say that `resource` is how the API shows `record` now, to be reused for the
+    snapshot of this version when the request's transaction commits (a series' answer
+    renders 156 Appointments: they are not rendered twice). Nothing may change either
+    before the commit; a new version of the record is rendered afresh."""
+    if has_app_context():
+        g.setdefault(_RENDERED, {})[_version_key(record)] = resource
+
+
+def _version_key(record: Base) -> tuple[Any, ...]:
+    version = (getattr(record, name, None) for name in ("id", "version", "last_updated"))
+    return (type(record), *version)

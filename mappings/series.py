@@ -23,14 +23,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+from fhir.resources.R4B.appointment import Appointment as AppointmentModel
+from fhir.resources.R4B.extension import Extension
 from fhir.resources.R4B.parameters import Parameters
+from fhir.resources.R4B.period import Period
+from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.timing import Timing
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mappings.appointment import appointment_from_fhir, appointment_to_fhir
 from mappings.codes import APPOINTMENT_TYPES, concept_code
-from mappings.common import JSON, codeable, instant, parse_reference
-from mappings.errors import InvalidResource, Unprocessable
+from mappings.common import JSON, aware, codeable, instant, parse_reference
+from mappings.errors import InvalidResource, MappingError, Unprocessable
 from mappings.locations import Where, located
 from mappings.outcome import information, operation_outcome, warning
 from mappings.timing import (
@@ -40,6 +45,7 @@ from mappings.timing import (
     timing_to_recurrence,
 )
 from store.booking import BookingRequest, Notice
+from store.errors import RuleViolation
 from store.matching import Proposal
 from store.models import Booking
 from store.recurrence import Recurrence
@@ -214,9 +220,10 @@ def bookings_to_fhir(
 def _series_booking(resources: list[JSON], coverage_ids: tuple[str, ...]) -> SeriesBooking:
     timing_json: JSON | None = None
     kept: list[KeptOccurrence] = []
+    reader = _KeptReader()
     for index, resource in enumerate(resources):
         at = f"Parameters.parameter[appointment-resource][{index}].resource"
-        request = _appointment(resource, at)
+        request = reader.read(resource, at)
         recurrence_id, timing = _series_extensions(resource, at)
         if timing_json is None:
             timing_json = timing
@@ -283,6 +290,128 @@ def _appointment(resource: JSON, at: str) -> BookingRequest:
         return appointment_from_fhir(resource)
 
 
+class _KeptReader:
+    """Reads the kept proposals of one series, validating each shape of them once.
+
+    $find's proposals share one shape and differ only in their times, their Slot and
+    their recurrenceId. The first proposal of a shape is validated in full by the R4B
+    model; a later one equal to it (as JSON) everywhere else has only those values
+    validated, by the R4B model's own types for them (instant, string, positiveInt,
+    dateTime), and read as `appointment_from_fhir` reads them. Any other proposal, and
+    any value refused, goes through the full validation, which names the refusal: what
+    the model would refuse never gets past here, and is refused in the same words.
+    """
+
+    def __init__(self) -> None:
+        self._read: dict[bytes, BookingRequest] = {}
+
+    def read(self, resource: JSON, at: str) -> BookingRequest:
+        shape = _shape(resource)
+        if shape is None:
+            return _appointment(resource, at)
+        skeleton, values = shape
+        template = self._read.get(skeleton)
+        if template is not None and (request := _with_values(template, values)):
+            return request
+        request = _appointment(resource, at)
+        self._read.setdefault(skeleton, request)
+        return request
+
+
+@dataclass(frozen=True)
+class _Values:
+    """Where a proposal differs from the others of its shape."""
+
+    start: str
+    end: str
+    slot: str | None  # None: a draft, its times in requestedPeriod[0]
+    recurrence_id: int
+
+
+def _field_type(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    annotation: Any = model.model_fields[name].annotation
+    return TypeAdapter(annotation)
+
+
+#: The R4B model's own types for the values that differ (Appointment.start and .end are
+#: instants, Reference.reference a string, Period.start and .end dateTimes).
+_INSTANT = _field_type(AppointmentModel, "start")
+_STRING = _field_type(Reference, "reference")
+_DATETIME = _field_type(Period, "start")
+_POSITIVE_INT = _field_type(Extension, "valuePositiveInt")
+_VARIES = ""  # stands in the skeleton for a value that differs
+
+
+def _shape(resource: JSON) -> tuple[bytes, _Values] | None:
+    """A proposal as $find makes it, split into the JSON of what it shares with the others
+    of its shape and the values that differ; None for any other Appointment."""
+    extensions = resource.get("extension")
+    if not isinstance(extensions, list):
+        return None
+    found = [
+        i
+        for i, e in enumerate(extensions)
+        if isinstance(e, dict) and e.get("url") == EXT_RECURRENCE_ID
+    ]
+    if len(found) != 1 or extensions[found[0]].keys() != {"url", "valuePositiveInt"}:
+        return None
+    recurrence_id = extensions[found[0]]["valuePositiveInt"]
+    marked = list(extensions)
+    marked[found[0]] = {"url": EXT_RECURRENCE_ID, "valuePositiveInt": 0}
+    skeleton: JSON = resource | {"extension": marked}
+    slot = resource.get("slot")
+    period = resource.get("requestedPeriod")
+    if slot is not None and period is None:
+        if not (
+            isinstance(slot, list)
+            and len(slot) == 1
+            and isinstance(slot[0], dict)
+            and slot[0].keys() == {"reference"}
+        ):
+            return None
+        given: tuple[Any, ...] = (resource.get("start"), resource.get("end"), slot[0]["reference"])
+        skeleton |= {"start": _VARIES, "end": _VARIES, "slot": [{"reference": _VARIES}]}
+    elif period is not None and slot is None and "start" not in resource and "end" not in resource:
+        if not (
+            isinstance(period, list)
+            and len(period) == 1
+            and isinstance(period[0], dict)
+            and period[0].keys() == {"start", "end"}
+        ):
+            return None
+        given = (period[0]["start"], period[0]["end"])
+        skeleton |= {"requestedPeriod": [{"start": _VARIES, "end": _VARIES}]}
+    else:
+        return None
+    if any(type(v) is not str for v in given) or type(recurrence_id) is not int:
+        return None
+    try:
+        text = orjson.dumps(skeleton)
+    except orjson.JSONEncodeError:
+        return None
+    return text, _Values(given[0], given[1], given[2] if len(given) == 3 else None, recurrence_id)
+
+
+def _with_values(template: BookingRequest, values: _Values) -> BookingRequest | None:
+    """The request of a proposal shaped as `template`'s, from its own values; None when a
+    value is refused (the full validation then says why, and where)."""
+    try:
+        _POSITIVE_INT.validate_python(values.recurrence_id)
+        if values.slot is not None:
+            _STRING.validate_python(values.slot)
+            session_id = parse_reference(values.slot, ("Slot",), "Appointment.slot[0]")[1]
+            start = aware(_INSTANT.validate_python(values.start), "Appointment.start")
+            end = aware(_INSTANT.validate_python(values.end), "Appointment.end")
+        else:
+            session_id = None
+            at_period = "Appointment.requestedPeriod[0]"
+            start = aware(_DATETIME.validate_python(values.start), f"{at_period}.start")
+            end = aware(_DATETIME.validate_python(values.end), f"{at_period}.end")
+        return replace(template, session_id=session_id, start=start, end=end)
+    except (ValidationError, MappingError, RuleViolation):
+        return None
+
+
 def _kept_resource(resource: Any, index: int) -> JSON:
     """A parameter's resource, as sent: `appointment_from_fhir` validates it, once."""
     at = f"Parameters.parameter[appointment-resource][{index}].resource"
@@ -301,31 +430,44 @@ def _parse_parameters(body: Any, allowed: dict[str, str]) -> dict[str, list[Any]
 
     A parameter that carries a resource is given as that resource's JSON, left for
     its own mapping to validate: validating a year of Appointments twice (inside the
-    Parameters model, then on their own) was most of `$book`'s time.
+    Parameters model, then on their own) was most of `$book`'s time. Parameters that
+    are equal (as JSON, without their resource: 156 times `appointment-resource`) are
+    validated once; a refusal names the first of them, as it would without that.
     """
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise InvalidResource("the body must be a Parameters resource", expression="resourceType")
     given = body.get("parameter")
     resources: list[Any] = []
+    distinct: list[int] = []  # per parameter, the index of its first equal among the given
     if isinstance(given, list):
         resources = [p.get("resource") if isinstance(p, dict) else None for p in given]
-        body = body | {
-            "parameter": [
-                {k: v for k, v in p.items() if k != "resource"} if isinstance(p, dict) else p
-                for p in given
-            ]
-        }
+        stripped = [
+            {k: v for k, v in p.items() if k != "resource"} if isinstance(p, dict) else p
+            for p in given
+        ]
+        body = body | {"parameter": stripped}
+        distinct = _first_equals(stripped)
+        validated = body | {"parameter": [p for i, p in enumerate(stripped) if distinct[i] == i]}
+    else:
+        validated = body
     try:
-        model: Any = Parameters.model_validate(body)
+        model: Any = Parameters.model_validate(validated)
     except ValidationError as exc:
         error = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")[0]
-        expression = _parameter_path(body, error.get("loc", ()))
+        loc = tuple(error.get("loc", ()))
+        if len(loc) >= 2 and loc[0] == "parameter" and isinstance(loc[1], int) and distinct:
+            loc = ("parameter", sorted(set(distinct))[loc[1]], *loc[2:])
+        expression = _parameter_path(body, loc)
         message = "unknown element" if error.get("type") == "extra_forbidden" else error.get("msg")
         raise InvalidResource(f"{expression}: {message}", expression=expression) from None
     except (ValueError, TypeError) as exc:
         raise InvalidResource(str(exc), expression="Parameters") from None
+    models = model.parameter or []
+    if distinct:
+        position = {first: n for n, first in enumerate(sorted(set(distinct)))}
+        models = [models[position[first]] for first in distinct]
     grouped: dict[str, list[Any]] = {}
-    for index, parameter in enumerate(model.parameter or []):
+    for index, parameter in enumerate(models):
         if parameter.name not in allowed:
             raise InvalidResource(
                 f"unknown parameter {parameter.name!r}; this operation takes {', '.join(allowed)}",
@@ -335,6 +477,20 @@ def _parse_parameters(body: Any, allowed: dict[str, str]) -> dict[str, list[Any]
         resource = resources[index] if takes_resource and index < len(resources) else None
         grouped.setdefault(parameter.name, []).append(parameter if resource is None else resource)
     return grouped
+
+
+def _first_equals(items: list[Any]) -> list[int]:
+    """For each item, the index of the first item equal to it as JSON (its own if none)."""
+    seen: dict[bytes, int] = {}
+    firsts: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            key = orjson.dumps(item)
+        except orjson.JSONEncodeError:
+            firsts.append(index)
+            continue
+        firsts.append(seen.setdefault(key, index))
+    return firsts
 
 
 def _parameter_path(body: JSON, loc: tuple[Any, ...]) -> str:

@@ -259,9 +259,9 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
 
 class _NewLinks:
     """The providers and coverages of a batch of new bookings (a series), stored with one
-    INSERT per table and handed to the bookings by one SELECT per table. The ORM would
-    insert them row by row on SQLite, which cannot say which new row got which id; a
-    single booking keeps the ORM's own path (no SELECT after its INSERTs)."""
+    INSERT per table whose RETURNING hands them to their bookings. (The ORM would insert
+    them row by row on SQLite, which cannot say which new row got which id: each row
+    names its booking instead.) A single booking keeps the ORM's own path."""
 
     def __init__(self) -> None:
         self.providers: dict[str, tuple[Booking, list[str]]] = {}
@@ -289,10 +289,8 @@ def _store_links(
     ]
     loaded: dict[str, list[Any]] = {booking_id: [] for booking_id in wanted}
     if rows:
-        db.execute(insert(kind), rows)
-        statement = select(kind).where(kind.booking_id.in_(list(wanted)))
-        found: list[Any] = list(db.scalars(statement.order_by(kind.booking_id, order)))
-        for link in found:
+        found: list[Any] = list(db.scalars(insert(kind).returning(kind), rows))
+        for link in sorted(found, key=lambda link: getattr(link, order)):
             loaded[link.booking_id].append(link)
     for booking_id, (booking, _) in wanted.items():
         set_committed_value(booking, collection, loaded[booking_id])

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from store.models import Base, RecordVersion, Versioned
@@ -50,25 +50,27 @@ def keep_versions(
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
         reloaded = _reload(db, [key for key, record in pending.items() if record is None])
-        kept: list[RecordVersion] = []
+        rows: list[dict[str, Any]] = []
         for key, record in pending.items():
             kind, ident = key
             record = record if record is not None else reloaded.get(key)
             if record is None:
                 continue
             assert isinstance(record, Versioned)
-            kept.append(
-                RecordVersion(
-                    kind=kind.__tablename__,
-                    record_id=ident,
-                    version=record.version,
-                    last_updated=record.last_updated,
-                    document=render(record),
-                )
+            rows.append(
+                {
+                    "kind": kind.__tablename__,
+                    "record_id": ident,
+                    "version": record.version,
+                    "last_updated": record.last_updated,
+                    "document": render(record),
+                }
             )
-        db.add_all(kept)
-        if observe is not None and kept:
-            observe(db, kept)
+        if not rows:
+            return
+        db.execute(insert(RecordVersion), rows)  # one INSERT, no unit of work
+        if observe is not None:
+            observe(db, [RecordVersion(**row) for row in rows])
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)

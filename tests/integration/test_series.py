@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import fhir_facade.registry
 import store.booking
 import store.models
 import store.series
@@ -245,6 +246,36 @@ def test_booking_the_kept_occurrences_books_the_matched_and_drafts_the_rest(clie
     assert sorted(e["resource"]["id"] for e in only_drafts["entry"]) == sorted(
         d["id"] for d in drafts
     )
+
+
+def test_each_stored_occurrence_has_its_first_version_as_book_answered_it(
+    client, database, mint, monkeypatch
+):
+    clinic = _clinic(database)
+    headers = mint(ALL)
+    rendered_at_commit: list[str] = []
+    appointment_type = fhir_facade.registry._BY_KIND[Booking]
+
+    def counted(record: Any) -> dict[str, Any]:
+        rendered_at_commit.append(record.id)
+        return appointment_type.to_fhir(record)
+
+    monkeypatch.setitem(
+        fhir_facade.registry._BY_KIND, Booking, replace(appointment_type, to_fhir=counted)
+    )
+    stored = booked_series(client, headers, clinic)
+
+    assert rendered_at_commit == []  # the answer's renderings were kept as the snapshots
+    for appointment in stored:
+        url = f"/fhir/Appointment/{appointment['id']}"
+        assert fhir(client.get(f"{url}/_history/1", headers=headers), 200) == appointment
+        assert fhir(client.get(url, headers=headers), 200) == appointment
+        history = fhir(client.get(f"{url}/_history", headers=headers), 200)
+        assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["1"]
+    slot = fhir(client.get(f"/fhir/Slot/{clinic.sessions['mon1']}", headers=headers), 200)
+    version = slot["meta"]["versionId"]
+    url = f"/fhir/Slot/{clinic.sessions['mon1']}/_history/{version}"
+    assert fhir(client.get(url, headers=headers), 200) == slot  # the sessions' versions too
 
 
 def test_a_session_that_filled_since_the_preview_becomes_a_draft_with_a_warning(
