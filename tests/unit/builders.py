@@ -93,6 +93,13 @@ def session(**overrides: Any) -> GroupSession:
     return GroupSession(**(values | overrides))
 
 
+def scheduled_session(ident: str, start: dt.datetime) -> GroupSession:
+    """A 90-minute session on prac-1's calendar in dept-1, as `$find` loads it."""
+    built = session(id=ident, start=start, end=start + dt.timedelta(minutes=90))
+    built.schedule = schedule()
+    return built
+
+
 def patient(**overrides: Any) -> Patient:
     values: dict[str, Any] = {
         "id": "pat-1",

@@ -16,28 +16,12 @@ from mappings.locations import rooted, where_of
 from mappings.series import book_from_fhir, preview_to_fhir
 from store.booking import Notice
 from store.matching import Proposal
-from store.models import GroupSession, ProviderSchedule
 from store.recurrence import Frequency, Recurrence, expand
 from store.series import SeriesBooking
+from tests.unit.builders import scheduled_session
 
 COUNT = 120
 AT_99 = "Parameters.parameter[appointment-resource][99].resource"
-
-
-def _session(ident: str, start: dt.datetime) -> GroupSession:
-    session = GroupSession(
-        id=ident,
-        schedule_id="sched-1",
-        start=start,
-        end=start + dt.timedelta(minutes=90),
-        capacity=10,
-        booked=3,
-        appointment_type="group-therapy",
-        closed=False,
-        blocked=False,
-    )
-    session.schedule = ProviderSchedule(id="sched-1", provider_id="prac-1", department_id="dept-1")
-    return session
 
 
 def _kept() -> list[dict[str, Any]]:
@@ -55,7 +39,9 @@ def _kept() -> list[dict[str, Any]]:
     for occurrence in expand(recurrence, today=dt.date(2026, 12, 1)):
         assert occurrence.start is not None
         matched = occurrence.recurrence_id % 3 != 0
-        session = _session(f"s{occurrence.recurrence_id}", occurrence.start) if matched else None
+        session = (
+            scheduled_session(f"s{occurrence.recurrence_id}", occurrence.start) if matched else None
+        )
         notices = () if matched else (Notice("no-session", "none"),)
         proposals.append(
             Proposal(occurrence, session, "dept-1", ("prac-1",), "group-therapy", notices)

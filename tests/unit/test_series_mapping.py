@@ -33,12 +33,11 @@ from store.models import (
     Booking,
     BookingProvider,
     BookingStatus,
-    GroupSession,
-    ProviderSchedule,
     Series,
 )
 from store.recurrence import Frequency, Occurrence, Recurrence, expand
 from store.series import SeriesBooking, SeriesPreview, _record_recurrence
+from tests.unit.builders import scheduled_session
 from tests.validation import assert_valid
 
 NEW_YORK = "America/New_York"
@@ -218,22 +217,6 @@ def test_the_innermost_place_a_refusal_is_located_in_wins():
 # --- what $find emits -----------------------------------------------------------------
 
 
-def _session(ident: str, start: dt.datetime) -> GroupSession:
-    session = GroupSession(
-        id=ident,
-        schedule_id="sched-1",
-        start=start,
-        end=start + dt.timedelta(minutes=90),
-        capacity=10,
-        booked=3,
-        appointment_type="group-therapy",
-        closed=False,
-        blocked=False,
-    )
-    session.schedule = ProviderSchedule(id="sched-1", provider_id="prac-1", department_id="dept-1")
-    return session
-
-
 def _preview() -> SeriesPreview:
     rec = Recurrence(
         frequency=Frequency.WEEKLY,
@@ -247,7 +230,9 @@ def _preview() -> SeriesPreview:
     occurrences = expand(rec, today=dt.date(2026, 12, 1))
     gap = Occurrence(4, dt.datetime(2027, 3, 14, 2, 30), None, None, "dst-gap")
     proposals = [
-        Proposal(occurrences[0], _session("s1", START), "dept-1", ("prac-1",), "group-therapy"),
+        Proposal(
+            occurrences[0], scheduled_session("s1", START), "dept-1", ("prac-1",), "group-therapy"
+        ),
         Proposal(
             occurrences[1], None, "dept-1", ("prac-1",), None, (Notice("no-session", "none"),)
         ),
