@@ -37,6 +37,8 @@ DEFAULT_PG = os.environ.get(
 )
 FHIR_JSON = "application/fhir+json"
 MRN_SYSTEM = "http://fhir-facade.org/fhir/sid/mrn"
+#: The family-name search staff type most: its own row, and held against the MRN search.
+COMMON_FAMILY = "family=garc (common, ~0.5%)"
 
 
 # -- small helpers -------------------------------------------------------------

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import text
 
 from benchmarks.clinic_benchmark.booking import appointment_body, load_plan, make_load_sessions
-from benchmarks.clinic_benchmark.harness import FHIR_JSON, Bench
+from benchmarks.clinic_benchmark.harness import COMMON_FAMILY, FHIR_JSON, Bench
 from benchmarks.clinic_benchmark.reads import patient_queries, week_urls
 from benchmarks.clinic_benchmark.series import series_book_body, series_find_body
 
@@ -30,7 +30,7 @@ def profile(bench: Bench, folder: Path) -> dict[str, str]:
     page = f"/fhir/Slot?start=ge{monday}&start=lt{monday + dt.timedelta(days=14)}&_count=500"
     jobs["page_500"] = lambda i: bench.get(page)
     queries = patient_queries(bench)
-    jobs["patient_family"] = lambda i: bench.get(queries["family=garc (common, ~0.5%)"](i))
+    jobs["patient_family"] = lambda i: bench.get(queries[COMMON_FAMILY](i))
     jobs["patient_phone"] = lambda i: bench.get(queries["phone"](i))
     sessions = make_load_sessions(bench, "load-prof", 40, 10)
     plan = load_plan(bench, sessions, 10, 0.0, offset=23)

@@ -12,7 +12,15 @@ from typing import Any
 import orjson
 import requests
 
-from benchmarks.clinic_benchmark.harness import FHIR_JSON, MRN_SYSTEM, Bench, Server, stats, timed
+from benchmarks.clinic_benchmark.harness import (
+    COMMON_FAMILY,
+    FHIR_JSON,
+    MRN_SYSTEM,
+    Bench,
+    Server,
+    stats,
+    timed,
+)
 from benchmarks.clinic_data import phone_of
 from fhir_facade.http import json_bytes
 from fhir_facade.registry import RESOURCE_TYPES
@@ -200,7 +208,7 @@ def patient_queries(bench: Bench) -> dict[str, Callable[[int], str]]:
         return f"/fhir/Patient?identifier={MRN_SYSTEM}|MRN{rng.choice(pool):08d}"
 
     return {
-        "family=garc (common, ~0.5%)": lambda _: "/fhir/Patient?family=garc",
+        COMMON_FAMILY: lambda _: "/fhir/Patient?family=garc",
         "family=kirkst (rare)": lambda _: "/fhir/Patient?family=kirkst",
         "family=<random 4 letters of a name>": lambda _: (
             f"/fhir/Patient?family={rng.choice(PREFIXES)}"

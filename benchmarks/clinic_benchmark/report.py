@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.clinic_benchmark.harness import COMMON_FAMILY
+
 
 def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for one run (None: not measured or not applicable)."""
@@ -79,6 +81,18 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                         entry["plan"]["index_only"],
                     )
                 )
+        searches = run["patient_search"]
+        mrn = searches.get("identifier=MRN")
+        family = searches.get(COMMON_FAMILY)
+        if mrn and family:
+            ratio = family["in_process_ms"]["p50"] / mrn["in_process_ms"]["p50"]
+            out.append(
+                (
+                    f"{COMMON_FAMILY.split(' ')[0]} within the time of an MRN search",
+                    f"{ratio:.2f}x",
+                    ratio <= 1,
+                )
+            )
     if "booking" in run:
         b = run["booking"]
         rate = b["http"]["bookings_per_s"]
@@ -104,6 +118,17 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 b["ratio_to_driver"] >= 0.25 if pg else None,
             )
         )
+        cpu = b["http"]["cpu"]
+        server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
+        database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
+        if pg and server is not None and database:
+            out.append(
+                (
+                    "server CPU per booking <= 3x PostgreSQL's",
+                    f"{server / database:.1f}x ({server} ms vs {database} ms)",
+                    server / database <= 3,
+                )
+            )
         rss = max(v for k, v in b["server_rss_mb_after_load"].items() if k != "master")
         out.append(("RSS <= 150 MB (largest worker after load)", f"{rss:.0f} MB", rss <= 150))
     if "series" in run:
@@ -123,6 +148,8 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 s["book_ms"]["p50"] <= 60,
             )
         )
+        ratio = s["book_ms"]["p50"] / s["find_ms"]["p50"]
+        out.append(("$book <= 3x its $find", f"{ratio:.1f}x", ratio <= 3))
     return out
 
 
@@ -211,6 +238,7 @@ def flatness(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ("booking_sequential_p50", ("booking", "sequential", "booking_ms", "p50")),
                 ("booking_16_clients_p95", ("booking", "http", "booking_ms", "p95")),
                 ("bookings_per_s", ("booking", "http", "bookings_per_s")),
+                ("family_p50", ("patient_search", COMMON_FAMILY, "in_process_ms", "p50")),
             ):
                 value, ref = _dig(run, path), _dig(base, path)
                 row[key] = value
@@ -348,9 +376,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             "| backend | scale | week p50 in-proc | week p50 HTTP "
-            "| booking p50 (1 client) | booking p95 (16 clients) | bookings/s |"
+            "| booking p50 (1 client) | booking p95 (16 clients) | bookings/s "
+            "| family search p50 in-proc |"
         )
-        lines.append("|---|---:|---|---|---|---|---|")
+        lines.append("|---|---:|---|---|---|---|---|---|")
         for r in report["flatness"]:
 
             def cell(key: str, r: dict[str, Any] = r) -> str:
@@ -363,6 +392,7 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['backend']} | {r['scale']:g} | {cell('week_in_process_p50')} | "
                 f"{cell('week_http_p50')} | {cell('booking_sequential_p50')} | "
-                f"{cell('booking_16_clients_p95')} | {cell('bookings_per_s')} |"
+                f"{cell('booking_16_clients_p95')} | {cell('bookings_per_s')} | "
+                f"{cell('family_p50')} |"
             )
     return "\n".join(lines)
