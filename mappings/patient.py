@@ -22,6 +22,7 @@ from mappings.common import JSON, client_elements, meta, parse_resource
 from mappings.errors import Unprocessable
 from store.models import Patient
 from store.patients import PatientSpec
+from store.search import PatientRow
 from store.ssn import SSN_SYSTEM, mask
 
 _MR_TYPE = {
@@ -32,7 +33,8 @@ _SS_TYPE = {
 }
 
 
-def patient_to_fhir(patient: Patient) -> JSON:
+def patient_to_fhir(patient: Patient | PatientRow) -> JSON:
+    """The Patient from its record, or from the plain row a search page reads."""
     resource_meta = meta(patient.version, patient.last_updated)
     if patient.restricted:
         resource_meta["security"] = [RESTRICTED_LABEL.as_fhir()]

@@ -9,10 +9,11 @@ SQLite would otherwise probe the child index once per parent row.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -475,7 +476,11 @@ def run(db: Session, query: Query) -> Page:
     peek = 0 if query.count_total or query.limit == 0 else 1
     statement = statement.order_by(*_order_by(query.kind, query.sort))
     statement = statement.offset(query.offset).limit(query.limit + peek)
-    rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
+    load = _PAGE_LOADERS.get(query.kind)
+    if load is not None:
+        rows: Sequence[Any] = load(db, statement)
+    else:
+        rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
     total = None
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -529,6 +534,80 @@ def _planned_rows(db: Session, statement: Select[Any]) -> int:
 #: page spent more time loading schedules, providers and departments than anything).
 _PAGE_LOADING: dict[type[Base], tuple[Any, ...]] = {
     GroupSession: (lazyload(GroupSession.schedule),),
+}
+
+
+class IdentifierRow(NamedTuple):
+    system: str
+    value: str
+    last4: str | None
+
+
+class PhoneRow(NamedTuple):
+    value: str
+    use: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRow:
+    """A patient as a search page shows it: the columns and the identifiers and phones
+    `mappings.patient` renders, read as plain rows. Loading a page of 50 patients with
+    their identifiers and phones as ORM objects cost about twice these three queries."""
+
+    id: str
+    version: int
+    last_updated: dt.datetime
+    family: str
+    given: str
+    birth_date: dt.date | None
+    gender: str | None
+    restricted: bool
+    document: str | None
+    identifiers: tuple[IdentifierRow, ...]
+    phones: tuple[PhoneRow, ...]
+
+
+_PATIENT_COLUMNS = (
+    Patient.id,
+    Patient.version,
+    Patient.last_updated,
+    Patient.family,
+    Patient.given,
+    Patient.birth_date,
+    Patient.gender,
+    Patient.restricted,
+    Patient.document,
+)
+
+
+def _patient_page(db: Session, statement: Select[Any]) -> list[PatientRow]:
+    found = db.execute(statement.with_only_columns(*_PATIENT_COLUMNS)).all()
+    ids = [row[0] for row in found]
+    identifiers: dict[str, list[IdentifierRow]] = {ident: [] for ident in ids}
+    phones: dict[str, list[PhoneRow]] = {ident: [] for ident in ids}
+    if ids:
+        held = select(
+            PatientIdentifier.patient_id,
+            PatientIdentifier.system,
+            PatientIdentifier.value,
+            PatientIdentifier.last4,
+        ).where(PatientIdentifier.patient_id.in_(ids))
+        order = (PatientIdentifier.patient_id, PatientIdentifier.position)
+        for owner, system, value, last4 in db.execute(held.order_by(*order)):
+            identifiers[owner].append(IdentifierRow(system, value, last4))
+        numbers = select(PatientPhone.patient_id, PatientPhone.value, PatientPhone.use).where(
+            PatientPhone.patient_id.in_(ids)
+        )
+        for owner, number, use in db.execute(
+            numbers.order_by(PatientPhone.patient_id, PatientPhone.position)
+        ):
+            phones[owner].append(PhoneRow(number, use))
+    return [PatientRow(*row, tuple(identifiers[row[0]]), tuple(phones[row[0]])) for row in found]
+
+
+#: Kinds whose search pages are read as plain rows, not ORM objects.
+_PAGE_LOADERS: dict[type[Base], Callable[[Session, Select[Any]], Sequence[Any]]] = {
+    Patient: _patient_page,
 }
 
 

@@ -294,6 +294,31 @@ def test_paging_walks_every_match_once_keeping_the_filter_and_the_order(client, 
     assert [len(entries(page)) for page in pages] == [2, 2]
 
 
+def test_a_search_page_shows_each_patient_as_a_read_does(client, mint, people, database):
+    """A page is read as plain rows, a read through the ORM: the two must not differ, for
+    patients made in the store (identifiers and phones in order) or registered (kept)."""
+
+    def second_of_each(db):
+        patient = db.get(Patient, people["muller"])
+        patient.identifiers.append(
+            PatientIdentifier(position=1, system="urn:example:chart", value="C-77")
+        )
+        patient.phones.append(
+            PatientPhone(position=1, value="555-010-8801", digits="5550108801", use="work")
+        )
+
+    database.write(second_of_each)
+    page = entries(found(client, mint(), {"_count": "100"}))
+
+    assert sorted(r["id"] for r in page) == sorted(people.values())
+    for resource in page:
+        read = fhir(client.get(f"/fhir/Patient/{resource['id']}", headers=mint()), 200)
+        assert resource == read
+    muller = next(r for r in page if r["id"] == people["muller"])
+    assert [i["value"] for i in muller["identifier"]][1:] == ["C-77"]
+    assert [t["value"] for t in muller["telecom"]] == ["555-010-8800", "555-010-8801"]
+
+
 def test_a_form_post_to_search_answers_as_the_query_string_does(client, mint, people):
     via_form = client.post(
         "/fhir/Patient/_search", data={"family": "garc", "gender": "male"}, headers=mint()
