@@ -119,6 +119,14 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
         pending[(kind, ident)] = None
 
 
+def created(db: Session, records: Iterable[Base]) -> None:
+    """New records written without the unit of work (Core INSERTs) and attached to `db`
+    as stored: their first version's snapshot is taken at commit, as a flush's would be."""
+    pending = db.info.setdefault(_PENDING, {})
+    for record in records:
+        pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+
+
 def reloaded(db: Session, records: Iterable[Base]) -> None:
     """Records loaded afresh (`populate_existing`) after the Core UPDATE that `bumped`
     them, in `db`'s transaction: their snapshot is taken from these copies, with no
