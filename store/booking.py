@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -214,14 +214,15 @@ def _insert_new(db: Session, booking: Booking) -> None:
     booking.version, booking.last_updated = 1, booking.created
     connection = db.connection()
     connection.execute(_BOOKING_INSERT, [_row(booking, _BOOKING_COLUMNS)])
-    for collection in (booking.providers, booking.coverages, booking.identifiers):
-        if not collection:
+    collections: list[list[Any]] = [booking.providers, booking.coverages, booking.identifiers]
+    for links in collections:
+        if not links:
             continue
-        columns, statement = _LINK_INSERTS[type(collection[0])]
-        for link in collection:
+        columns, statement = _LINK_INSERTS[type(links[0])]
+        for link in links:
             link.booking_id = booking.id
-        rows = [_row(link, columns) for link in collection]
-        for link, ident in zip(collection, connection.scalars(statement, rows), strict=True):
+        rows = [_row(link, columns) for link in links]
+        for link, ident in zip(links, connection.scalars(statement, rows), strict=True):
             link.id = ident
             make_transient_to_detached(link)
     make_transient_to_detached(booking)
@@ -244,12 +245,18 @@ def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return {column: values[attr] for column, attr in columns}
 
 
+def _table(kind: type[Base]) -> Table:
+    table = kind.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 _BOOKING_COLUMNS = _columns(Booking)
-_BOOKING_INSERT = insert(Booking.__table__)
+_BOOKING_INSERT = insert(_table(Booking))
 _LINK_INSERTS = {
     kind: (
         _columns(kind),
-        insert(kind.__table__).returning(kind.__table__.c.id, sort_by_parameter_order=True),
+        insert(_table(kind)).returning(_table(kind).c.id, sort_by_parameter_order=True),
     )
     for kind in (BookingProvider, BookingCoverage, BookingIdentifier)
 }
