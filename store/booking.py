@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.access import Access
-from store.common import new_id
+from store.common import new_id, table_of
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -218,11 +218,13 @@ def _insert_new(db: Session, booking: Booking) -> None:
     for links in collections:
         if not links:
             continue
-        columns, statement = _LINK_INSERTS[type(links[0])]
+        columns, one, many = _LINK_INSERTS[type(links[0])]
         for link in links:
             link.booking_id = booking.id
         rows = [_row(link, columns) for link in links]
-        for link, ident in zip(links, connection.scalars(statement, rows), strict=True):
+        # One row (the usual case) without the machinery that orders many rows' ids.
+        ids = connection.scalars(many, rows) if len(rows) > 1 else [connection.scalar(one, rows[0])]
+        for link, ident in zip(links, ids, strict=True):
             link.id = ident
             make_transient_to_detached(link)
     make_transient_to_detached(booking)
@@ -245,18 +247,13 @@ def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return {column: values[attr] for column, attr in columns}
 
 
-def _table(kind: type[Base]) -> Table:
-    table = kind.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 _BOOKING_COLUMNS = _columns(Booking)
-_BOOKING_INSERT = insert(_table(Booking))
+_BOOKING_INSERT = insert(table_of(Booking))
 _LINK_INSERTS = {
     kind: (
         _columns(kind),
-        insert(_table(kind)).returning(_table(kind).c.id, sort_by_parameter_order=True),
+        insert(table_of(kind)).returning(table_of(kind).c.id),
+        insert(table_of(kind)).returning(table_of(kind).c.id, sort_by_parameter_order=True),
     )
     for kind in (BookingProvider, BookingCoverage, BookingIdentifier)
 }

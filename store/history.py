@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
+from store.common import table_of
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
@@ -68,12 +69,16 @@ def keep_versions(
             )
         if not rows:
             return
-        db.execute(insert(RecordVersion), rows)  # one INSERT, no unit of work
+        # One INSERT, no unit of work; Core, on the connection (the flush above was the last).
+        db.connection().execute(_INSERT, rows)
         if observe is not None:
             observe(db, [RecordVersion(**row) for row in rows])
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
+
+
+_INSERT = insert(table_of(RecordVersion))
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:
