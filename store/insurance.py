@@ -8,9 +8,10 @@ date lives here, once, and is used by single bookings and series alike.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
 from store.access import Access
@@ -163,12 +164,8 @@ class CoverageChooser:
         where there are some (and the caller's view of patients is the restriction alone)."""
         if narrowed(Patient, self.access):
             return visible_patient(self.db, self.patient_id, self.access)
-        seen = (
-            select(Patient.id)
-            .where(Patient.id == self.patient_id, visibility(Patient, self.access))
-            .exists()
-        )
-        rows = self.db.execute(self._own_statement().add_columns(seen)).all()
+        statement = _own_and_seen(self.access)
+        rows = self.db.execute(statement, {"patient_id": self.patient_id}).all()
         if not rows:  # none the caller sees: the patient may still be visible
             return visible_patient(self.db, self.patient_id, self.access)
         if not rows[0][1]:
@@ -178,19 +175,9 @@ class CoverageChooser:
 
     def _own_coverages(self) -> list[Coverage]:
         if self._own is None:
-            self._own = list(self.db.scalars(self._own_statement()))
+            statement = _own_statement(self.access)
+            self._own = list(self.db.scalars(statement, {"patient_id": self.patient_id}))
         return self._own
-
-    def _own_statement(self) -> Select[Coverage]:
-        return (
-            select(Coverage)
-            .where(Coverage.beneficiary_id == self.patient_id)
-            # Not one the caller may not see (a plan a restricted patient subscribes
-            # to): choosing it would show its id in the booking.
-            .where(visibility(Coverage, self.access))
-            # Choosing needs no identifiers: load them only if something asks.
-            .options(lazyload(Coverage.identifiers))
-        )
 
     def _visible_coverage(self, coverage_id: str) -> Coverage | None:
         if coverage_id not in self._seen:
@@ -198,6 +185,40 @@ class CoverageChooser:
             visible = coverage is not None and visible_coverage(self.db, coverage_id, self.access)
             self._seen[coverage_id] = coverage if visible else None
         return self._seen[coverage_id]
+
+
+def _own_statement(access: Access) -> Select[Coverage]:
+    """The coverages of the patient `patient_id` (bound) that `access` sees."""
+    return (
+        select(Coverage)
+        .where(Coverage.beneficiary_id == bindparam("patient_id"))
+        # Not one the caller may not see (a plan a restricted patient subscribes
+        # to): choosing it would show its id in the booking.
+        .where(visibility(Coverage, access))
+        # Choosing needs no identifiers: load them only if something asks.
+        .options(lazyload(Coverage.identifiers))
+    )
+
+
+def _own_and_seen(access: Access) -> Select[Coverage, bool]:
+    """`_own_statement`, each row with whether `access` sees the patient (for callers whose
+    view of patients is the restriction alone); built once per Access without granular
+    scopes (as `visibility` keeps its clauses)."""
+    return _own_and_seen_unscoped(access) if not access.narrowed else _with_seen(access)
+
+
+@functools.lru_cache(maxsize=16)
+def _own_and_seen_unscoped(access: Access) -> Select[Coverage, bool]:
+    return _with_seen(access)
+
+
+def _with_seen(access: Access) -> Select[Coverage, bool]:
+    seen = (
+        select(Patient.id)
+        .where(Patient.id == bindparam("patient_id"), visibility(Patient, access))
+        .exists()
+    )
+    return _own_statement(access).add_columns(seen)
 
 
 def _unusable(coverage: Coverage, patient_id: str, on: dt.datetime) -> str | None:
