@@ -15,19 +15,33 @@ commit, in their final state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from store.common import table_of
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
-#: Told, in the same transaction, of the versions about to be committed (the outbox).
-Observer = Callable[[Session, list[RecordVersion]], None]
+
+
+class Observer(Protocol):
+    """Told, in the same transaction, of the versions about to be committed (the outbox).
+
+    `question`: given the kinds (table names) of the versions, a boolean SQL expression
+    the statement that writes them also answers (RETURNING), or None; the answer comes
+    with the versions (None when nothing was asked). It costs the observer no statement
+    of its own, asked at the moment it would have asked it."""
+
+    def question(self, kinds: set[str]) -> ColumnElement[bool] | None: ...
+
+    def __call__(self, db: Session, versions: list[RecordVersion], answer: bool | None) -> None: ...
+
 
 _PENDING = "store.history.pending"
 
@@ -70,15 +84,27 @@ def keep_versions(
         if not rows:
             return
         # One INSERT, no unit of work; Core, on the connection (the flush above was the last).
-        db.connection().execute(_INSERT, rows)
+        question = observe.question({row["kind"] for row in rows}) if observe else None
+        if question is None:
+            db.connection().execute(_INSERT, rows)
+            answer = None
+        else:
+            answered = db.connection().scalars(_asking(question), rows).first()
+            answer = bool(answered)
         if observe is not None:
-            observe(db, [RecordVersion(**row) for row in rows])
+            observe(db, [RecordVersion(**row) for row in rows], answer)
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
 
 
 _INSERT = insert(table_of(RecordVersion))
+
+
+@functools.lru_cache(maxsize=8)
+def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
+    """The versions' INSERT, each row returning the observer's answer (built once)."""
+    return _INSERT.returning(question)
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:

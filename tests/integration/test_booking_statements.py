@@ -16,7 +16,7 @@ from tests.factories import make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, post
 
 #: Statements of one booking (its one transaction, BEGIN and COMMIT not counted).
-BOOKING_STATEMENTS = {"postgresql": 9, "sqlite": 9}
+BOOKING_STATEMENTS = {"postgresql": 8, "sqlite": 8}
 
 
 @pytest.fixture
