@@ -44,6 +44,7 @@ class Observer(Protocol):
 
 
 _PENDING = "store.history.pending"
+_CREATED = "store.history.created"
 
 
 def keep_versions(
@@ -64,6 +65,7 @@ def keep_versions(
     def write(db: Session) -> None:
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
+        db.info.pop(_CREATED, None)
         reloaded = _reload(db, [key for key, record in pending.items() if record is None])
         rows: list[dict[str, Any]] = []
         for key, record in pending.items():
@@ -130,14 +132,20 @@ def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[
 @contextmanager
 def savepoint(db: Session) -> Iterator[None]:
     """A SAVEPOINT in `db`'s transaction; when it is rolled back (an exception leaves
-    it), the versions its flushes gave are forgotten with it."""
+    it), the versions its flushes gave are forgotten with it, and the records it wrote
+    without the unit of work (`created`) leave the session, as the flush's new ones do."""
     before = dict(db.info.get(_PENDING, {}))
+    made = len(db.info.get(_CREATED, []))
     nested = db.begin_nested()
     try:
         yield
     except BaseException:
         nested.rollback()
         db.info[_PENDING] = before
+        for record in db.info.get(_CREATED, [])[made:]:
+            if record in db:
+                db.expunge(record)
+        del db.info.get(_CREATED, [])[made:]
         raise
     nested.commit()
 
@@ -152,10 +160,13 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
 
 def created(db: Session, records: Iterable[Base]) -> None:
     """New records written without the unit of work (Core INSERTs) and attached to `db`
-    as stored: their first version's snapshot is taken at commit, as a flush's would be."""
+    as stored: their first version's snapshot is taken at commit, as a flush's would be,
+    and a savepoint rolled back takes them out of the session again."""
     pending = db.info.setdefault(_PENDING, {})
+    made = db.info.setdefault(_CREATED, [])
     for record in records:
         pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+        made.append(record)
 
 
 def reloaded(db: Session, records: Iterable[Base]) -> None:

@@ -10,7 +10,8 @@ from sqlalchemy import event, select
 
 from fhir_facade.references import Vouched, checked_in
 from store.access import Access
-from store.models import Coverage
+from store.booking import BookingRequest
+from store.models import Booking, Coverage
 from store.scope import Store
 from tests.factories import make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, post
@@ -81,8 +82,6 @@ def test_the_answers_check_skips_only_the_references_the_write_vouched_for(datab
 def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
     """A single booking is written with Core INSERTs (no flush): what the request then
     reads of it (columns, links, version) costs no query, and it is stored as read."""
-    from store.booking import BookingRequest
-    from store.models import Booking
 
     def build(db):
         clinic = make_clinic(db)
@@ -126,3 +125,31 @@ def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
         assert [p.provider_id for p in stored.providers] == providers
         assert [c.coverage_id for c in stored.coverages] == coverages
         assert [(i.system, i.value) for i in stored.identifiers] == identifiers
+
+
+def test_a_booking_made_in_a_savepoint_rolled_back_leaves_the_session(database):
+    """Written without the unit of work, the booking is still forgotten with the
+    savepoint: the transaction does not go on seeing a row that was rolled back."""
+
+    def build(db):
+        return make_session(db, make_clinic(db)).id, make_patient(db).id
+
+    session_id, patient_id = database.write(build)
+
+    class Undo(Exception):
+        pass
+
+    def book(db):
+        store = Store(db, Access())
+        try:
+            with store.savepoint():
+                booking = store.book(BookingRequest(patient_id, session_id)).booking
+                raise Undo
+        except Undo:
+            pass
+        return booking.id, booking in db, db.get(Booking, booking.id)
+
+    booking_id, attached, found = database.write(book)
+    assert not attached and found is None
+    with database.reading() as db:
+        assert db.get(Booking, booking_id) is None
