@@ -30,15 +30,14 @@ class AuditEntry:
     description: str | None = None
 
 
-def record(db: Session, entry: AuditEntry) -> AuditRecord:
-    (audit,) = record_many(db, [entry])
-    return audit
+def record(db: Session, entry: AuditEntry) -> None:
+    record_many(db, [entry])
 
 
-def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
+def record_many(db: Session, entries: list[AuditEntry]) -> None:
     """Write audit records in the transaction, with one INSERT (no unit of work: a series
     writes 156). Who may read them is decided when they are read, from the patient's
-    restriction at that moment (store.visibility). The records are returned as written."""
+    restriction at that moment (store.visibility)."""
     now = utcnow()
     rows = [
         {
@@ -58,7 +57,6 @@ def record_many(db: Session, entries: list[AuditEntry]) -> list[AuditRecord]:
     if rows:
         db.flush()  # what the change left pending goes first, as an autoflush would send it
         db.connection().execute(_INSERT, rows)  # Core: the ORM adds nothing to plain rows
-    return [AuditRecord(**row) for row in rows]
 
 
 _INSERT = insert(table_of(AuditRecord))
