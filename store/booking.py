@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.access import Access
-from store.common import new_id
+from store.common import new_id, table_of
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -31,10 +32,11 @@ from store.errors import (
     SessionUnavailable,
     VersionMismatch,
 )
-from store.history import reloaded
+from store.history import created, reloaded
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
+    Base,
     Booking,
     BookingCoverage,
     BookingIdentifier,
@@ -183,14 +185,78 @@ def book_patients(
                 request.coverage_ids, session.start
             )
             booking = _new_booking(request, placement.booking_id, placement.series_link)
-            db.add(booking)
+            if links is not None:
+                db.add(booking)
             _apply(db, booking, request, session, links=links, place=place)
             _record_coverages(db, booking, coverage_ids, links=links)
             _record_identifiers(booking, request)
+            if links is None:
+                _insert_new(db, booking)
             results.append(BookingResult(booking, _session_warnings(session)))
         if links is not None:
             links.store(db)
     return results
+
+
+#: A new booking's columns with no value of their own (a single booking is written by
+#: `_insert_new`, which sets every column: none is left to a default or to be loaded).
+_UNSET = ("series_id", "recurrence_id", "queue_position", "offer_expires", "waitlist_note")
+
+
+def _insert_new(db: Session, booking: Booking) -> None:
+    """Write one new booking and its links with Core INSERTs (one per table with rows),
+    then attach it to `db` as the stored record it now is, with every column and link
+    loaded: the unit of work's flush costs more than the rest of a booking's writing.
+    The version snapshot is taken at commit, as for any new record (store.history)."""
+    for name in _UNSET:
+        if name not in booking.__dict__:
+            setattr(booking, name, None)
+    booking.version, booking.last_updated = 1, booking.created
+    connection = db.connection()
+    connection.execute(_BOOKING_INSERT, [_row(booking, _BOOKING_COLUMNS)])
+    collections: list[list[Any]] = [booking.providers, booking.coverages, booking.identifiers]
+    for links in collections:
+        if not links:
+            continue
+        columns, one, many = _LINK_INSERTS[type(links[0])]
+        for link in links:
+            link.booking_id = booking.id
+        rows = [_row(link, columns) for link in links]
+        # One row (the usual case) without the machinery that orders many rows' ids.
+        ids = connection.scalars(many, rows) if len(rows) > 1 else [connection.scalar(one, rows[0])]
+        for link, ident in zip(links, ids, strict=True):
+            link.id = ident
+            make_transient_to_detached(link)
+    make_transient_to_detached(booking)
+    db.add(booking)  # the links, detached too, come with it
+    created(db, [booking])
+
+
+def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
+    """(column name, attribute name) of each column of `kind` that a new row sets
+    (not an autoincrement id)."""
+    return tuple(
+        (attr.columns[0].name, attr.key)
+        for attr in sa_inspect(kind).column_attrs
+        if not (attr.columns[0].primary_key and attr.columns[0].autoincrement is True)
+    )
+
+
+def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    values = record.__dict__
+    return {column: values[attr] for column, attr in columns}
+
+
+_BOOKING_COLUMNS = _columns(Booking)
+_BOOKING_INSERT = insert(table_of(Booking))
+_LINK_INSERTS = {
+    kind: (
+        _columns(kind),
+        insert(table_of(kind)).returning(table_of(kind).c.id),
+        insert(table_of(kind)).returning(table_of(kind).c.id, sort_by_parameter_order=True),
+    )
+    for kind in (BookingProvider, BookingCoverage, BookingIdentifier)
+}
 
 
 class _Checks:

@@ -15,20 +15,36 @@ commit, in their final state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
+from store.common import table_of
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
-#: Told, in the same transaction, of the versions about to be committed (the outbox).
-Observer = Callable[[Session, list[RecordVersion]], None]
+
+
+class Observer(Protocol):
+    """Told, in the same transaction, of the versions about to be committed (the outbox).
+
+    `question`: given the kinds (table names) of the versions, a boolean SQL expression
+    the statement that writes them also answers (RETURNING), or None; the answer comes
+    with the versions (None when nothing was asked). It costs the observer no statement
+    of its own, asked at the moment it would have asked it."""
+
+    def question(self, kinds: set[str]) -> ColumnElement[bool] | None: ...
+
+    def __call__(self, db: Session, versions: list[RecordVersion], answer: bool | None) -> None: ...
+
 
 _PENDING = "store.history.pending"
+_CREATED = "store.history.created"
 
 
 def keep_versions(
@@ -49,6 +65,7 @@ def keep_versions(
     def write(db: Session) -> None:
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
+        db.info.pop(_CREATED, None)
         reloaded = _reload(db, [key for key, record in pending.items() if record is None])
         rows: list[dict[str, Any]] = []
         for key, record in pending.items():
@@ -68,12 +85,28 @@ def keep_versions(
             )
         if not rows:
             return
-        db.execute(insert(RecordVersion), rows)  # one INSERT, no unit of work
+        # One INSERT, no unit of work; Core, on the connection (the flush above was the last).
+        question = observe.question({row["kind"] for row in rows}) if observe else None
+        if question is None:
+            db.connection().execute(_INSERT, rows)
+            answer = None
+        else:
+            answered = db.connection().scalars(_asking(question), rows).first()
+            answer = bool(answered)
         if observe is not None:
-            observe(db, [RecordVersion(**row) for row in rows])
+            observe(db, [RecordVersion(**row) for row in rows], answer)
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
+
+
+_INSERT = insert(table_of(RecordVersion))
+
+
+@functools.lru_cache(maxsize=8)
+def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
+    """The versions' INSERT, each row returning the observer's answer (built once)."""
+    return _INSERT.returning(question)
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:
@@ -99,14 +132,20 @@ def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[
 @contextmanager
 def savepoint(db: Session) -> Iterator[None]:
     """A SAVEPOINT in `db`'s transaction; when it is rolled back (an exception leaves
-    it), the versions its flushes gave are forgotten with it."""
+    it), the versions its flushes gave are forgotten with it, and the records it wrote
+    without the unit of work (`created`) leave the session, as the flush's new ones do."""
     before = dict(db.info.get(_PENDING, {}))
+    made = len(db.info.get(_CREATED, []))
     nested = db.begin_nested()
     try:
         yield
     except BaseException:
         nested.rollback()
         db.info[_PENDING] = before
+        for record in db.info.get(_CREATED, [])[made:]:
+            if record in db:
+                db.expunge(record)
+        del db.info.get(_CREATED, [])[made:]
         raise
     nested.commit()
 
@@ -117,6 +156,17 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
     pending = db.info.setdefault(_PENDING, {})
     for ident in ids:
         pending[(kind, ident)] = None
+
+
+def created(db: Session, records: Iterable[Base]) -> None:
+    """New records written without the unit of work (Core INSERTs) and attached to `db`
+    as stored: their first version's snapshot is taken at commit, as a flush's would be,
+    and a savepoint rolled back takes them out of the session again."""
+    pending = db.info.setdefault(_PENDING, {})
+    made = db.info.setdefault(_CREATED, [])
+    for record in records:
+        pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+        made.append(record)
 
 
 def reloaded(db: Session, records: Iterable[Base]) -> None:

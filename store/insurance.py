@@ -8,10 +8,12 @@ date lives here, once, and is used by single bookings and series alike.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.common import new_id
@@ -114,7 +116,7 @@ class CoverageChooser:
         self.patient_id = patient_id
         self.access = access
         self._seen: dict[str, Coverage | None] = {}
-        self._own: list[Coverage] | None = None
+        self._own: list[CoverageTerms] | None = None
 
     def choose(self, chosen: tuple[str, ...], on: dt.datetime) -> list[str]:
         """With a choice: each must exist, be the patient's, be active and cover the date;
@@ -163,34 +165,20 @@ class CoverageChooser:
         where there are some (and the caller's view of patients is the restriction alone)."""
         if narrowed(Patient, self.access):
             return visible_patient(self.db, self.patient_id, self.access)
-        seen = (
-            select(Patient.id)
-            .where(Patient.id == self.patient_id, visibility(Patient, self.access))
-            .exists()
-        )
-        rows = self.db.execute(self._own_statement().add_columns(seen)).all()
+        statement = _own_and_seen(self.access)
+        rows = self.db.execute(statement, {"patient_id": self.patient_id}).all()
         if not rows:  # none the caller sees: the patient may still be visible
             return visible_patient(self.db, self.patient_id, self.access)
-        if not rows[0][1]:
+        if not rows[0][-1]:
             return False
-        self._own = [coverage for coverage, _ in rows]
+        self._own = [CoverageTerms(*row[:-1]) for row in rows]
         return True
 
-    def _own_coverages(self) -> list[Coverage]:
+    def _own_coverages(self) -> list[CoverageTerms]:
         if self._own is None:
-            self._own = list(self.db.scalars(self._own_statement()))
+            rows = self.db.execute(_own_statement(self.access), {"patient_id": self.patient_id})
+            self._own = [CoverageTerms(*row) for row in rows]
         return self._own
-
-    def _own_statement(self) -> Select[Coverage]:
-        return (
-            select(Coverage)
-            .where(Coverage.beneficiary_id == self.patient_id)
-            # Not one the caller may not see (a plan a restricted patient subscribes
-            # to): choosing it would show its id in the booking.
-            .where(visibility(Coverage, self.access))
-            # Choosing needs no identifiers: load them only if something asks.
-            .options(lazyload(Coverage.identifiers))
-        )
 
     def _visible_coverage(self, coverage_id: str) -> Coverage | None:
         if coverage_id not in self._seen:
@@ -200,7 +188,64 @@ class CoverageChooser:
         return self._seen[coverage_id]
 
 
-def _unusable(coverage: Coverage, patient_id: str, on: dt.datetime) -> str | None:
+@dataclass(frozen=True, slots=True)
+class CoverageTerms:
+    """What choosing among a patient's coverages reads of each (its columns only: no
+    document, no identifiers)."""
+
+    id: str
+    beneficiary_id: str
+    status: str
+    self_pay: bool
+    order: int | None
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+
+
+_TERMS = (
+    Coverage.id,
+    Coverage.beneficiary_id,
+    Coverage.status,
+    Coverage.self_pay,
+    Coverage.order,
+    Coverage.period_start,
+    Coverage.period_end,
+)
+
+
+def _own_statement(access: Access) -> Select[*tuple[Any, ...]]:
+    """The terms of the coverages of the patient `patient_id` (bound) that `access` sees."""
+    return (
+        select(*_TERMS)
+        .where(Coverage.beneficiary_id == bindparam("patient_id"))
+        # Not one the caller may not see (a plan a restricted patient subscribes
+        # to): choosing it would show its id in the booking.
+        .where(visibility(Coverage, access))
+    )
+
+
+def _own_and_seen(access: Access) -> Select[*tuple[Any, ...]]:
+    """`_own_statement`, each row with whether `access` sees the patient (for callers whose
+    view of patients is the restriction alone); built once per Access without granular
+    scopes (as `visibility` keeps its clauses)."""
+    return _own_and_seen_unscoped(access) if not access.narrowed else _with_seen(access)
+
+
+@functools.lru_cache(maxsize=16)
+def _own_and_seen_unscoped(access: Access) -> Select[*tuple[Any, ...]]:
+    return _with_seen(access)
+
+
+def _with_seen(access: Access) -> Select[*tuple[Any, ...]]:
+    seen = (
+        select(Patient.id)
+        .where(Patient.id == bindparam("patient_id"), visibility(Patient, access))
+        .exists()
+    )
+    return _own_statement(access).add_columns(seen)
+
+
+def _unusable(coverage: Coverage | CoverageTerms, patient_id: str, on: dt.datetime) -> str | None:
     if coverage.beneficiary_id != patient_id:
         return "is not this patient's coverage"
     if coverage.status != ACTIVE:

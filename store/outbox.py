@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -75,13 +75,20 @@ class EventRecorder:
     triggers: Triggers
     lens: LensOf
 
-    def __call__(self, db: Session, versions: list[RecordVersion]) -> None:
+    def question(self, kinds: set[str]) -> ColumnElement[bool] | None:
+        """Whether some subscription listens, asked by the statement that writes versions
+        some topic watches (store.history.Observer): the answer costs no statement."""
+        if not kinds & self.kinds:
+            return None
+        return _some_listening(_topic_key(self.topics))
+
+    def __call__(self, db: Session, versions: list[RecordVersion], answer: bool | None) -> None:
         relevant = sorted(
             (v for v in versions if v.kind in self.kinds), key=lambda v: (v.kind, v.record_id)
         )
-        if not relevant:
+        if not relevant or answer is False:
             return
-        subscriptions = listening(db, self.topics)
+        subscriptions = listening(db, self.topics, asked=answer is True)
         if not subscriptions:
             return
         triggered: dict[str, list[RecordVersion]] = {}
@@ -114,14 +121,15 @@ def bound_client(db: Session, subscription: Subscription) -> ApiClient | None:
     return db.get(ApiClient, subscription.client_id)
 
 
-def listening(db: Session, topics: Sequence[str]) -> list[Subscription]:
+def listening(db: Session, topics: Sequence[str], *, asked: bool = False) -> list[Subscription]:
     """Subscriptions to any of `topics` that are given events, in id order (the order in
     which their counters are locked, so two writers cannot deadlock on them).
 
-    Every write asks, and most find none: an existence test of one column comes first,
-    and the subscriptions are loaded only when there are some."""
+    Every write asks, and most find none: an existence test of one column comes first
+    (`asked`: it has found some already), and the subscriptions are loaded only when
+    there are some."""
     # Core, on the connection: the ORM adds nothing to a one-column lookup.
-    if db.connection().scalar(_any_listening(tuple(sorted(set(topics))))) is None:
+    if not asked and db.connection().scalar(_any_listening(_topic_key(topics))) is None:
         return []
     statement = (
         select(Subscription)
@@ -129,6 +137,20 @@ def listening(db: Session, topics: Sequence[str]) -> list[Subscription]:
         .order_by(Subscription.id)
     )
     return list(db.scalars(statement))
+
+
+@functools.lru_cache(maxsize=16)
+def _some_listening(topics: tuple[str, ...]) -> ColumnElement[bool]:
+    """`_any_listening` as an EXISTS, for a statement run with many rows (which takes no
+    list-valued parameters: each value is a parameter of its own)."""
+    return exists().where(
+        or_(*(Subscription.topic == topic for topic in topics)),
+        or_(*(Subscription.status == status for status in LISTENING)),
+    )
+
+
+def _topic_key(topics: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(topics)))
 
 
 @functools.lru_cache(maxsize=16)

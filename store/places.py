@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, bindparam, inspect, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
@@ -55,11 +57,16 @@ def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
     """`take_places`, the same one conditional UPDATE, which also reads back the sessions
     where a place was taken (RETURNING, on both backends), so a booking needs no SELECT
     after it. Sessions without room are left untouched and absent."""
-    rows = db.execute(_TAKE_READ, _taking(session_ids))
-    places = {  # the providers as ProviderSchedule.provider_ids gives them
-        session.id: Place(session, department_id, (provider_id,) if provider_id else ())
-        for session, department_id, provider_id in rows
-    }
+    # Core, on the connection: the ORM's UPDATE … RETURNING path rebuilds its statement
+    # on every call; the rows become sessions here (`_as_loaded`).
+    rows = db.connection().execute(_TAKE_READ, _taking(session_ids))
+    places = {}
+    for row in rows:
+        session = _as_loaded(db, row)
+        provider_id = row.provider_id  # as ProviderSchedule.provider_ids gives it
+        places[session.id] = Place(
+            session, row.department_id, (provider_id,) if provider_id else ()
+        )
     bumped(db, GroupSession, places)
     reloaded(db, [p.session for p in places.values()])  # the snapshot needs no second read
     return places
@@ -82,11 +89,33 @@ _TAKE = (
 )
 _TAKE_IDS = _TAKE.returning(GroupSession.id)
 _SCHEDULE = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
+#: Every column of the session (named as its attributes), and its calendar's defaults.
+_COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(GroupSession).column_attrs)
 _TAKE_READ = _TAKE.returning(
-    GroupSession,
-    _SCHEDULE.with_only_columns(ProviderSchedule.department_id).scalar_subquery(),
-    _SCHEDULE.with_only_columns(ProviderSchedule.provider_id).scalar_subquery(),
-).execution_options(populate_existing=True)
+    *(column.label(key) for key, column in _COLUMNS),
+    _SCHEDULE.with_only_columns(ProviderSchedule.department_id)
+    .scalar_subquery()
+    .label("department_id"),
+    _SCHEDULE.with_only_columns(ProviderSchedule.provider_id)
+    .scalar_subquery()
+    .label("provider_id"),
+)
+
+
+def _as_loaded(db: Session, row: Row[Any]) -> GroupSession:
+    """The session `row` returned, as if loaded with populate_existing: the copy `db`
+    holds is refreshed, or a new one is attached as stored (every column set; its
+    calendar is loaded if asked for)."""
+    values = {key: row._mapping[key] for key, _ in _COLUMNS}
+    held = db.identity_map.get(identity_key(GroupSession, values["id"]))
+    if isinstance(held, GroupSession):
+        for key, value in values.items():
+            set_committed_value(held, key, value)
+        return held
+    session = GroupSession(**values)
+    make_transient_to_detached(session)
+    db.add(session)
+    return session
 
 
 def _taking(session_ids: list[str]) -> dict[str, Any]:

@@ -57,7 +57,6 @@ from store.audit import record as record_entry
 from store.audit import record_many as record_entries
 from store.models import (
     ApiClient,
-    AuditRecord,
     Base,
     Booking,
     Coverage,
@@ -132,11 +131,11 @@ class Store:
 
     # The audit trail -------------------------------------------------------------------
 
-    def record(self, entry: AuditEntry) -> AuditRecord:
-        return record_entry(self._db, entry)
+    def record(self, entry: AuditEntry) -> None:
+        record_entry(self._db, entry)
 
-    def record_many(self, entries: list[AuditEntry]) -> list[AuditRecord]:
-        return record_entries(self._db, entries)
+    def record_many(self, entries: list[AuditEntry]) -> None:
+        record_entries(self._db, entries)
 
     def restricted_among(self, patient_ids: Iterable[str]) -> list[str]:
         """Which of these patients are restricted (and seen by the caller): disclosing
