@@ -490,7 +490,10 @@ def run(db: Session, query: Query) -> Page:
             more = False
         else:
             total = _count(db, query, condition)
-            if total is None:  # past the bound, and no estimate may be given: look ahead
+            bound = query.exact_up_to
+            if total is None and bound is not None and query.offset + len(rows) <= bound:
+                more = True  # past the bound: more than `bound` match, more than this page
+            elif total is None:  # past the bound, no estimate may be given: look ahead
                 beyond: Select[Any] = statement.with_only_columns(literal_column("1")).offset(
                     query.offset + query.limit
                 )
