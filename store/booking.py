@@ -327,7 +327,7 @@ class _NewLinks:
     """The providers and coverages of a batch of new bookings (a series), stored with one
     INSERT per table whose RETURNING hands them to their bookings. (The ORM would insert
     them row by row on SQLite, which cannot say which new row got which id: each row
-    names its booking instead.) A single booking keeps the ORM's own path."""
+    names its booking instead.) A single booking is written by `_insert_new`."""
 
     def __init__(self) -> None:
         self.providers: dict[str, tuple[Booking, list[str]]] = {}
