@@ -3,6 +3,8 @@ statement is a round trip plus ORM work, so a new one on the hot path shows here
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,17 +22,25 @@ from tests.integration.helpers import appointment, fhir, post
 BOOKING_STATEMENTS = {"postgresql": 8, "sqlite": 8}
 
 
-@pytest.fixture
-def statements(app) -> Any:
-    engine = app.extensions["fhir_facade.db"].engine
+@contextmanager
+def recorded(engine: Any) -> Iterator[list[str]]:
+    """The SQL `engine` runs while the block runs."""
     seen: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", count)
-    yield seen
-    event.remove(engine, "before_cursor_execute", count)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def statements(app) -> Iterator[list[str]]:
+    with recorded(app.extensions["fhir_facade.db"].engine) as seen:
+        yield seen
 
 
 def test_a_booking_costs_a_fixed_number_of_statements(client, app, mint, statements, database_url):
@@ -66,9 +76,7 @@ def test_the_answers_check_skips_only_the_references_the_write_vouched_for(datab
     references = [{"reference": f"Coverage/{c}"} for c in (hidden_plan, seen_plan)]
     answer = {"resourceType": "Appointment", "id": "a", "supportingInformation": references}
 
-    ran: list[str] = []
-    event.listen(database.engine, "before_cursor_execute", lambda *a: ran.append(a[2]))
-    with database.reading() as db:
+    with recorded(database.engine) as ran, database.reading() as db:
         store = Store(db, Access())
         checked = checked_in(store, Vouched(answer, {("Coverage", seen_plan)}))
         looked = len(ran)
@@ -98,18 +106,17 @@ def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
 
     def book(db):
         booking = Store(db, Access()).book(request).booking
-        ran: list[str] = []
-        event.listen(db.bind, "before_cursor_execute", lambda *a: ran.append(a[2]))
-        seen = (
-            [p.provider_id for p in booking.providers],
-            [c.coverage_id for c in booking.coverages],
-            [(i.system, i.value) for i in booking.identifiers],
-            booking.version,
-            booking.series_id,
-            booking.queue_position,
-            booking.offer_expires,
-            booking.waitlist_note,
-        )
+        with recorded(db.bind) as ran:
+            seen = (
+                [p.provider_id for p in booking.providers],
+                [c.coverage_id for c in booking.coverages],
+                [(i.system, i.value) for i in booking.identifiers],
+                booking.version,
+                booking.series_id,
+                booking.queue_position,
+                booking.offer_expires,
+                booking.waitlist_note,
+            )
         assert ran == [], ran
         assert booking in db and booking not in db.new and not db.dirty
         return booking.id, seen
