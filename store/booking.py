@@ -19,7 +19,6 @@ from sqlalchemy import insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 
 from store.access import Access
 from store.common import new_id, table_of
@@ -134,9 +133,9 @@ def book_patients(
 ) -> list[BookingResult | SessionFull | SessionUnavailable]:
     """Book many places at once (a series' occurrences) with a bounded number of
     statements, whatever their number: one conditional UPDATE takes every place that
-    is free (the same rule as `book_patient`), one query reads the sessions, one
-    flush stores the bookings. A session without room comes back as its refusal,
-    with nothing written for it; every other refusal raises.
+    is free (the same rule as `book_patient`) and reads the sessions, one INSERT per
+    table stores the bookings and their links (`_insert_new`). A session without room
+    comes back as its refusal, with nothing written for it; every other refusal raises.
     """
     ids = [p.request.session_id for p in placements]
     if any(
@@ -169,7 +168,7 @@ def book_patients(
         )
     }
     results: list[BookingResult | SessionFull | SessionUnavailable] = []
-    links = _NewLinks() if len(placements) > 1 else None
+    new: list[Booking] = []
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
             place = taken.get(session_id)
@@ -185,51 +184,59 @@ def book_patients(
                 request.coverage_ids, session.start
             )
             booking = _new_booking(request, placement.booking_id, placement.series_link)
-            if links is not None:
-                db.add(booking)
-            _apply(db, booking, request, session, links=links, place=place)
-            _record_coverages(db, booking, coverage_ids, links=links)
+            _apply(db, booking, request, session, place=place)
+            _record_coverages(db, booking, coverage_ids)
             _record_identifiers(booking, request)
-            if links is None:
-                _insert_new(db, booking)
+            new.append(booking)
             results.append(BookingResult(booking, _session_warnings(session)))
-        if links is not None:
-            links.store(db)
+        _insert_new(db, new)
     return results
 
 
-#: A new booking's columns with no value of their own (a single booking is written by
+#: A new booking's columns with no value of their own (a new booking is written by
 #: `_insert_new`, which sets every column: none is left to a default or to be loaded).
 _UNSET = ("series_id", "recurrence_id", "queue_position", "offer_expires", "waitlist_note")
 
 
-def _insert_new(db: Session, booking: Booking) -> None:
-    """Write one new booking and its links with Core INSERTs (one per table with rows),
-    then attach it to `db` as the stored record it now is, with every column and link
-    loaded: the unit of work's flush costs more than the rest of a booking's writing.
-    The version snapshot is taken at commit, as for any new record (store.history)."""
-    for name in _UNSET:
-        if name not in booking.__dict__:
-            setattr(booking, name, None)
-    booking.version, booking.last_updated = 1, booking.created
+def _insert_new(db: Session, bookings: list[Booking]) -> None:
+    """Write new bookings and their links with Core INSERTs, one per table with rows
+    however many bookings (a series stores 156), then attach them to `db` as the stored
+    records they now are, with every column and link loaded: the unit of work's flush
+    costs more than the rest of a booking's writing. Their version snapshots are taken
+    at commit, as for any new record (store.history)."""
+    if not bookings:
+        return
+    for booking in bookings:
+        values = booking.__dict__
+        for name in _UNSET:
+            if name not in values:
+                setattr(booking, name, None)
+        booking.version, booking.last_updated = 1, booking.created
     connection = db.connection()
-    connection.execute(_BOOKING_INSERT, [_row(booking, _BOOKING_COLUMNS)])
-    collections: list[list[Any]] = [booking.providers, booking.coverages, booking.identifiers]
-    for links in collections:
+    connection.execute(_BOOKING_INSERT, [_row(b, _BOOKING_COLUMNS) for b in bookings])
+    for collection in ("providers", "coverages", "identifiers"):
+        links: list[Any] = []
+        for booking in bookings:
+            for link in getattr(booking, collection):
+                link.booking_id = booking.id
+                links.append(link)
         if not links:
             continue
-        columns, one, many = _LINK_INSERTS[type(links[0])]
+        columns, statement, key = _LINK_INSERTS[type(links[0])]
+        # RETURNING names each row by its natural key: the order of the returned rows is
+        # not the parameters' on every backend (SQLite would insert row by row to keep it).
+        ids = {
+            tuple(row[1:]): row[0]
+            for row in connection.execute(statement, [_row(link, columns) for link in links])
+        }
         for link in links:
-            link.booking_id = booking.id
-        rows = [_row(link, columns) for link in links]
-        # One row (the usual case) without the machinery that orders many rows' ids.
-        ids = connection.scalars(many, rows) if len(rows) > 1 else [connection.scalar(one, rows[0])]
-        for link, ident in zip(links, ids, strict=True):
-            link.id = ident
+            values = link.__dict__
+            link.id = ids[tuple(values[attr] for attr in key)]
             make_transient_to_detached(link)
-    make_transient_to_detached(booking)
-    db.add(booking)  # the links, detached too, come with it
-    created(db, [booking])
+    for booking in bookings:
+        make_transient_to_detached(booking)
+    db.add_all(bookings)  # the links, detached too, come with them
+    created(db, bookings)
 
 
 def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
@@ -249,13 +256,22 @@ def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
 
 _BOOKING_COLUMNS = _columns(Booking)
 _BOOKING_INSERT = insert(table_of(Booking))
+#: Per link table: the columns a new row sets, its INSERT returning each row's id and
+#: natural key (a unique constraint's columns), and that key's attributes.
+_LINK_KEYS: dict[type[Base], tuple[str, ...]] = {
+    BookingProvider: ("booking_id", "provider_id"),
+    BookingCoverage: ("booking_id", "rank"),
+    BookingIdentifier: ("booking_id", "system", "value"),
+}
 _LINK_INSERTS = {
     kind: (
         _columns(kind),
-        insert(table_of(kind)).returning(table_of(kind).c.id),
-        insert(table_of(kind)).returning(table_of(kind).c.id, sort_by_parameter_order=True),
+        insert(table_of(kind)).returning(
+            table_of(kind).c.id, *(getattr(kind, attr) for attr in key)
+        ),
+        key,
     )
-    for kind in (BookingProvider, BookingCoverage, BookingIdentifier)
+    for kind, key in _LINK_KEYS.items()
 }
 
 
@@ -294,12 +310,11 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
     (`update_booking` to booked with a slot) takes one under the capacity rule.
 
     An explicit coverage choice is checked against the intended date and recorded;
-    without one the default choice is made when the draft is resolved. One flush
-    stores them all.
+    without one the default choice is made when the draft is resolved. One INSERT per
+    table stores them all (`_insert_new`).
     """
     checks = _Checks(db, access)
     results: list[BookingResult] = []
-    links = _NewLinks() if len(placements) > 1 else None
     with _saving(db, None):
         for placement in placements:
             request = placement.request
@@ -313,53 +328,12 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
                 on = request.start or utcnow()
                 coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
             booking = _new_booking(request, placement.booking_id, placement.series_link)
-            db.add(booking)
-            _apply(db, booking, request, None, links=links)
-            _record_coverages(db, booking, coverage_ids, links=links)
+            _apply(db, booking, request, None)
+            _record_coverages(db, booking, coverage_ids)
             _record_identifiers(booking, request)
             results.append(BookingResult(booking))
-        if links is not None:
-            links.store(db)
+        _insert_new(db, [r.booking for r in results])
     return results
-
-
-class _NewLinks:
-    """The providers and coverages of a batch of new bookings (a series), stored with one
-    INSERT per table whose RETURNING hands them to their bookings. (The ORM would insert
-    them row by row on SQLite, which cannot say which new row got which id: each row
-    names its booking instead.) A single booking is written by `_insert_new`."""
-
-    def __init__(self) -> None:
-        self.providers: dict[str, tuple[Booking, list[str]]] = {}
-        self.coverages: dict[str, tuple[Booking, list[str]]] = {}
-
-    def store(self, db: Session) -> None:
-        db.flush()  # the bookings first: their links refer to them
-        _store_links(db, BookingProvider, "providers", "provider_id", "position", 0, self.providers)
-        _store_links(db, BookingCoverage, "coverages", "coverage_id", "rank", 1, self.coverages)
-
-
-def _store_links(
-    db: Session,
-    kind: type[BookingProvider | BookingCoverage],
-    collection: str,
-    target: str,
-    order: str,
-    first: int,
-    wanted: dict[str, tuple[Booking, list[str]]],
-) -> None:
-    rows = [
-        {"booking_id": booking_id, target: ident, order: n}
-        for booking_id, (_, idents) in wanted.items()
-        for n, ident in enumerate(idents, first)
-    ]
-    loaded: dict[str, list[Any]] = {booking_id: [] for booking_id in wanted}
-    if rows:
-        found: list[Any] = list(db.scalars(insert(kind).returning(kind), rows))
-        for link in sorted(found, key=lambda link: getattr(link, order)):
-            loaded[link.booking_id].append(link)
-    for booking_id, (booking, _) in wanted.items():
-        set_committed_value(booking, collection, loaded[booking_id])
 
 
 def _new_booking(
@@ -536,7 +510,6 @@ def _apply(
     request: BookingRequest,
     session: GroupSession | None,
     *,
-    links: _NewLinks | None = None,
     place: Place | None = None,
 ) -> None:
     """`place`: the place just taken in `session`, with its calendar's defaults (read with
@@ -560,9 +533,6 @@ def _apply(
     booking.cancellation_reason = request.cancellation_reason
     booking.priority = request.priority
     provider_ids = request.provider_ids or default_providers
-    if links is not None:  # a new booking of a batch: stored with the others'
-        links.providers[booking.id] = (booking, list(provider_ids))
-        return
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):
         if booking.providers:
@@ -573,12 +543,7 @@ def _apply(
         )
 
 
-def _record_coverages(
-    db: Session, booking: Booking, coverage_ids: list[str], *, links: _NewLinks | None = None
-) -> None:
-    if links is not None:  # a new booking of a batch: stored with the others'
-        links.coverages[booking.id] = (booking, coverage_ids)
-        return
+def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) -> None:
     if [c.coverage_id for c in booking.coverages] == coverage_ids:
         return
     if booking.coverages:
