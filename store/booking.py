@@ -10,6 +10,7 @@ waitlist, in the same transaction (`store.promotion`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -18,10 +19,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from store.access import Access
-from store.common import new_id, table_of
+from store.common import new_id, stored, table_of
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -167,15 +168,14 @@ def book_patients(
             db.scalars(select(GroupSession).where(GroupSession.id.in_(missed))) if missed else ()
         )
     }
-    results: list[BookingResult | SessionFull | SessionUnavailable] = []
-    new: list[Booking] = []
+    outcomes: list[_New | SessionFull | SessionUnavailable] = []
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
             place = taken.get(session_id)
             if place is None:
                 if session_id not in refused:
                     raise NotFound("Slot", session_id, field="booking.slot")
-                results.append(_no_place(refused[session_id]))
+                outcomes.append(_no_place(refused[session_id]))
                 continue
             session = place.session
             request = placement.request
@@ -183,60 +183,103 @@ def book_patients(
             coverage_ids = checks.coverages(request.patient_id).choose(
                 request.coverage_ids, session.start
             )
-            booking = _new_booking(request, placement.booking_id, placement.series_link)
-            _apply(db, booking, request, session, place=place)
-            _record_coverages(db, booking, coverage_ids)
-            _record_identifiers(booking, request)
-            new.append(booking)
-            results.append(BookingResult(booking, _session_warnings(session)))
-        _insert_new(db, new)
-    return results
+            new = _new(placement, session, place, coverage_ids)
+            new.warnings = _session_warnings(session)
+            outcomes.append(new)
+        bookings = iter(_insert_new(db, [o for o in outcomes if isinstance(o, _New)]))
+    return [
+        BookingResult(next(bookings), o.warnings) if isinstance(o, _New) else o for o in outcomes
+    ]
 
 
-#: A new booking's columns with no value of their own (a new booking is written by
-#: `_insert_new`, which sets every column: none is left to a default or to be loaded).
-_UNSET = ("series_id", "recurrence_id", "queue_position", "offer_expires", "waitlist_note")
+@dataclass
+class _New:
+    """A new booking not yet written: its row (every column, by attribute) and its links'
+    rows (`_insert_new` writes them)."""
+
+    values: dict[str, Any]
+    providers: list[dict[str, Any]]
+    coverages: list[dict[str, Any]]
+    identifiers: list[dict[str, Any]]
+    warnings: list[Notice] = field(default_factory=list)
 
 
-def _insert_new(db: Session, bookings: list[Booking]) -> None:
+def _new(
+    placement: Placement,
+    session: GroupSession | None,
+    place: Place | None,
+    coverage_ids: list[str],
+) -> _New:
+    """A new booking of `placement.request`, in `session` (a draft: None): every column is
+    set here, none is left to a default or to be loaded."""
+    request, link = placement.request, placement.series_link
+    ident = placement.booking_id or new_id()
+    now = utcnow()
+    details, provider_ids = _details(request, session, place)
+    values = {
+        "id": ident,
+        "patient_id": request.patient_id,
+        **details,
+        "created": now,
+        "series_id": link.series_id if link is not None else None,
+        "recurrence_id": link.recurrence_id if link is not None else None,
+        "queue_position": None,
+        "offer_expires": None,
+        "waitlist_note": None,
+        "version": 1,
+        "last_updated": now,
+    }
+    return _New(
+        values,
+        [
+            {"booking_id": ident, "provider_id": pid, "position": i}
+            for i, pid in enumerate(provider_ids)
+        ],
+        [
+            {"booking_id": ident, "coverage_id": cid, "rank": rank}
+            for rank, cid in enumerate(coverage_ids, 1)
+        ],
+        [
+            {"booking_id": ident, "patient_id": request.patient_id, "system": s, "value": v}
+            for s, v in request.identifiers
+        ],
+    )
+
+
+def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     """Write new bookings and their links with Core INSERTs, one per table with rows
-    however many bookings (a series stores 156), then attach them to `db` as the stored
-    records they now are, with every column and link loaded: the unit of work's flush
-    costs more than the rest of a booking's writing. Their version snapshots are taken
-    at commit, as for any new record (store.history)."""
-    if not bookings:
-        return
-    for booking in bookings:
-        values = booking.__dict__
-        for name in _UNSET:
-            if name not in values:
-                setattr(booking, name, None)
-        booking.version, booking.last_updated = 1, booking.created
+    however many bookings (a series stores 156), and attach them to `db` as the stored
+    records they now are, every column and link loaded (`stored`): the unit of work's
+    flush, and building records through their change events, cost more than the rest of
+    a booking's writing. Their version snapshots are taken at commit, as for any new
+    record (store.history)."""
+    if not new:
+        return []
     connection = db.connection()
-    connection.execute(_BOOKING_INSERT, [_row(b, _BOOKING_COLUMNS) for b in bookings])
-    for collection in ("providers", "coverages", "identifiers"):
-        links: list[Any] = []
-        for booking in bookings:
-            for link in getattr(booking, collection):
-                link.booking_id = booking.id
-                links.append(link)
-        if not links:
-            continue
-        columns, statement, key = _LINK_INSERTS[type(links[0])]
-        # RETURNING names each row by its natural key: the order of the returned rows is
-        # not the parameters' on every backend (SQLite would insert row by row to keep it).
-        ids = {
-            tuple(row[1:]): row[0]
-            for row in connection.execute(statement, [_row(link, columns) for link in links])
-        }
-        for link in links:
-            values = link.__dict__
-            link.id = ids[tuple(values[attr] for attr in key)]
-            make_transient_to_detached(link)
-    for booking in bookings:
-        make_transient_to_detached(booking)
-    db.add_all(bookings)  # the links, detached too, come with them
+    connection.execute(_BOOKING_INSERT, [_row(n.values, _BOOKING_COLUMNS) for n in new])
+    links: dict[str, list[list[Any]]] = {}
+    for table in _LINKS:
+        rows: list[dict[str, Any]] = [row for n in new for row in getattr(n, table.collection)]
+        ids: dict[tuple[Any, ...], int] = {}
+        if rows:
+            # RETURNING names each row by its natural key: the returned rows' order is not
+            # the parameters' on every backend (SQLite would insert row by row to keep it).
+            found = connection.execute(table.insert, [_row(row, table.columns) for row in rows])
+            ids = {tuple(returned[1:]): returned[0] for returned in found}
+        links[table.collection] = [
+            [
+                stored(table.kind, {"id": ids[tuple(row[attr] for attr in table.key)], **row})
+                for row in getattr(n, table.collection)
+            ]
+            for n in new
+        ]
+    bookings = [
+        stored(Booking, n.values, **{c: found[i] for c, found in links.items()})
+        for i, n in enumerate(new)
+    ]
+    db.add_all(bookings)  # their links, stored too, come with them
     created(db, bookings)
+    return bookings
 
 
 def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
@@ -249,30 +292,39 @@ def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    values = record.__dict__
+def _row(values: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return {column: values[attr] for column, attr in columns}
 
 
 _BOOKING_COLUMNS = _columns(Booking)
 _BOOKING_INSERT = insert(table_of(Booking))
-#: Per link table: the columns a new row sets, its INSERT returning each row's id and
-#: natural key (a unique constraint's columns), and that key's attributes.
-_LINK_KEYS: dict[type[Base], tuple[str, ...]] = {
-    BookingProvider: ("booking_id", "provider_id"),
-    BookingCoverage: ("booking_id", "rank"),
-    BookingIdentifier: ("booking_id", "system", "value"),
-}
-_LINK_INSERTS = {
-    kind: (
-        _columns(kind),
-        insert(table_of(kind)).returning(
-            table_of(kind).c.id, *(getattr(kind, attr) for attr in key)
-        ),
-        key,
-    )
-    for kind, key in _LINK_KEYS.items()
-}
+
+
+@dataclass(frozen=True)
+class _LinkTable:
+    """A booking's links of one kind: its collection, the columns a new row sets, and the
+    INSERT that returns each new row's id with its natural key (`key`, the attributes of
+    a unique constraint)."""
+
+    kind: type[Base]
+    collection: str
+    key: tuple[str, ...]
+
+    @functools.cached_property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        return _columns(self.kind)
+
+    @functools.cached_property
+    def insert(self) -> Any:
+        table = table_of(self.kind)
+        return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
+
+
+_LINKS = (
+    _LinkTable(BookingProvider, "providers", ("booking_id", "provider_id")),
+    _LinkTable(BookingCoverage, "coverages", ("booking_id", "rank")),
+    _LinkTable(BookingIdentifier, "identifiers", ("booking_id", "system", "value")),
+)
 
 
 class _Checks:
@@ -314,7 +366,7 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
     table stores them all (`_insert_new`).
     """
     checks = _Checks(db, access)
-    results: list[BookingResult] = []
+    drafts: list[_New] = []
     with _saving(db, None):
         for placement in placements:
             request = placement.request
@@ -327,12 +379,8 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
             if request.coverage_ids:
                 on = request.start or utcnow()
                 coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
-            booking = _new_booking(request, placement.booking_id, placement.series_link)
-            _apply(db, booking, request, None)
-            _record_coverages(db, booking, coverage_ids)
-            _record_identifiers(booking, request)
-            results.append(BookingResult(booking))
-        _insert_new(db, [r.booking for r in results])
+            drafts.append(_new(placement, None, None, coverage_ids))
+        results = [BookingResult(booking) for booking in _insert_new(db, drafts)]
     return results
 
 
@@ -505,34 +553,11 @@ def _times_moved_with_slot(
 
 
 def _apply(
-    db: Session,
-    booking: Booking,
-    request: BookingRequest,
-    session: GroupSession | None,
-    *,
-    place: Place | None = None,
+    db: Session, booking: Booking, request: BookingRequest, session: GroupSession | None
 ) -> None:
-    """`place`: the place just taken in `session`, with its calendar's defaults (read with
-    the place; `session.schedule` is then not loaded)."""
-    booking.status = request.status
-    booking.session_id = session.id if session is not None else None
-    booking.start = session.start if session is not None else request.start
-    booking.end = session.end if session is not None else request.end
-    booking.appointment_type = request.appointment_type or (
-        session.appointment_type if session is not None else None
-    )
-    default_department, default_providers = (
-        (place.department_id, place.provider_ids)
-        if place is not None
-        else (session.schedule.department_id, session.schedule.provider_ids)
-        if session is not None
-        else (None, ())
-    )
-    booking.department_id = request.department_id or default_department
-    booking.comment = request.comment
-    booking.cancellation_reason = request.cancellation_reason
-    booking.priority = request.priority
-    provider_ids = request.provider_ids or default_providers
+    details, provider_ids = _details(request, session, None)
+    for name, value in details.items():
+        setattr(booking, name, value)
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):
         if booking.providers:
@@ -541,6 +566,34 @@ def _apply(
         booking.providers.extend(
             BookingProvider(provider_id=pid, position=i) for i, pid in enumerate(provider_ids)
         )
+
+
+def _details(
+    request: BookingRequest, session: GroupSession | None, place: Place | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The columns `request` gives a booking in `session` (a draft: None), by attribute,
+    and its providers. `place`: the place just taken in `session`, with its calendar's
+    defaults (read with the place; `session.schedule` is then not loaded)."""
+    default_department, default_providers = (
+        (place.department_id, place.provider_ids)
+        if place is not None
+        else (session.schedule.department_id, session.schedule.provider_ids)
+        if session is not None
+        else (None, ())
+    )
+    details = {
+        "status": request.status,
+        "session_id": session.id if session is not None else None,
+        "start": session.start if session is not None else request.start,
+        "end": session.end if session is not None else request.end,
+        "appointment_type": request.appointment_type
+        or (session.appointment_type if session is not None else None),
+        "department_id": request.department_id or default_department,
+        "comment": request.comment,
+        "cancellation_reason": request.cancellation_reason,
+        "priority": request.priority,
+    }
+    return details, tuple(request.provider_ids or default_providers)
 
 
 def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) -> None:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, bindparam, inspect, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from store.common import stored
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
@@ -112,8 +113,7 @@ def _as_loaded(db: Session, row: Row[Any]) -> GroupSession:
         for key, value in values.items():
             set_committed_value(held, key, value)
         return held
-    session = GroupSession(**values)
-    make_transient_to_detached(session)
+    session = stored(GroupSession, values)
     db.add(session)
     return session
 
