@@ -47,7 +47,7 @@ from store.models import (
     Provider,
     utcnow,
 )
-from store.places import Place, give_back_place, lock_sessions, take_places, take_places_read
+from store.places import Place, give_back_place, lock_sessions, take_places_read
 from store.promotion import check_change, fill_freed_places, reclaim_expired, settle
 from store.visibility import visible_patient
 
@@ -442,7 +442,7 @@ def update_booking(
 
     old_place = booking.session_id if booking.holds_place else None
     new_place = request.session_id if request.status in HOLDS_PLACE else None
-    session, warnings = _move_place(db, booking, new_place, request.session_id)
+    session, place, warnings = _move_place(db, booking, new_place, request.session_id)
     if request.status in HOLDS_PLACE and session is not None:
         _check_times(_times_moved_with_slot(request, booking, session), session)
     coverage_ids: list[str] | None = None
@@ -454,7 +454,7 @@ def update_booking(
         current = [c.coverage_id for c in booking.coverages]
         coverage_ids = keeping_hidden(db, current, coverage_ids, access)
     with _saving(db, request.session_id):
-        _apply(db, booking, request, session)
+        _apply(db, booking, request, session, place)
         settle(booking)
         if coverage_ids is not None:
             _record_coverages(db, booking, coverage_ids)
@@ -467,32 +467,35 @@ def update_booking(
 
 def _move_place(
     db: Session, booking: Booking, new_place: str | None, named: str | None
-) -> tuple[GroupSession | None, list[Notice]]:
+) -> tuple[GroupSession | None, Place | None, list[Notice]]:
     """Move the place `booking` holds to `new_place` (None: it holds none any more): the
     new place is taken before the old one is given back, so a full target changes
-    nothing. The session the booking names afterwards (`named`), and its warnings when a
-    place was taken in it."""
+    nothing. The session the booking names afterwards (`named`), the place taken in it
+    if one was, and then its warnings."""
     old_place = booking.session_id if booking.holds_place else None
     if old_place is not None and new_place is not None and new_place != old_place:
         lock_sessions(db, [old_place, new_place])
     session: GroupSession | None = None
+    place: Place | None = None
     warnings: list[Notice] = []
     if new_place is not None and new_place != old_place:
-        session = _take_place(db, new_place)
+        place = _take_place(db, new_place)
+        session = place.session
         warnings = _session_warnings(session)
     elif named is not None:
         session = _get_session(db, named)
     if old_place is not None and old_place != new_place:
         give_back_place(db, old_place)
-    return session, warnings
+    return session, place, warnings
 
 
-def _take_place(db: Session, session_id: str) -> GroupSession:
-    taken = take_places(db, [session_id])
-    session = _get_session(db, session_id)
+def _take_place(db: Session, session_id: str) -> Place:
+    """The place taken in the session, read back by the UPDATE that took it; a session
+    without room is read to say why (full, blocked, or no such session)."""
+    taken = take_places_read(db, [session_id])
     if session_id in taken:
-        return session
-    raise _no_place(session)
+        return taken[session_id]
+    raise _no_place(_get_session(db, session_id))
 
 
 def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
@@ -553,9 +556,13 @@ def _times_moved_with_slot(
 
 
 def _apply(
-    db: Session, booking: Booking, request: BookingRequest, session: GroupSession | None
+    db: Session,
+    booking: Booking,
+    request: BookingRequest,
+    session: GroupSession | None,
+    place: Place | None = None,
 ) -> None:
-    details, provider_ids = _details(request, session, None)
+    details, provider_ids = _details(request, session, place)
     for name, value in details.items():
         setattr(booking, name, value)
     current = [p.provider_id for p in booking.providers]
