@@ -101,5 +101,7 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
 
 def _checked(body: Any) -> list[Any]:
     """The resources in `body` that may name hidden records (a shared rendering names none;
-    a write's answer was checked before its commit)."""
+    a write's answer, a resource or a Bundle of them, was checked before its commit)."""
+    if isinstance(body, Unchecked | Checked):
+        return []
     return [r for r in resources_in(body) if not isinstance(r, Unchecked | Checked)]
