@@ -30,7 +30,7 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import new_id
+from store.common import any_of, new_id
 from store.errors import (
     Inactive,
     NotFound,
@@ -552,7 +552,7 @@ def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) ->
     rows = db.execute(
         select(Booking.session_id, Booking.id).where(
             Booking.patient_id == patient_id,
-            Booking.session_id.in_(wanted),
+            any_of(db, Booking.session_id, wanted),
             Booking.status.in_(list(HOLDS_PLACE)),
         )
     ).all()
