@@ -97,6 +97,7 @@ _TAKE_IDS = _TAKE.returning(GroupSession.id)
 _SCHEDULE = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
 #: Every column of the session (named as its attributes), and its calendar's defaults.
 _COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(GroupSession).column_attrs)
+_KEYS = tuple(key for key, _ in _COLUMNS)
 _READ = (
     *(column.label(key) for key, column in _COLUMNS),
     _SCHEDULE.with_only_columns(ProviderSchedule.department_id)
@@ -114,7 +115,7 @@ def _as_loaded(db: Session, row: Row[Any]) -> GroupSession:
     """The session `row` returned, as if loaded with populate_existing: the copy `db`
     holds is refreshed, or a new one is attached as stored (every column set; its
     calendar is loaded if asked for)."""
-    values = {key: row._mapping[key] for key, _ in _COLUMNS}
+    values = dict(zip(_KEYS, row, strict=False))  # the session's columns come first
     held = db.identity_map.get(identity_key(GroupSession, values["id"]))
     if isinstance(held, GroupSession):
         for key, value in values.items():
