@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
 from store.common import new_id, stored, table_of
@@ -274,7 +275,7 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             for n in new
         ]
     bookings = [
-        stored(Booking, n.values, **{c: found[i] for c, found in links.items()})
+        stored(Booking, n.values, **{name: made[i] for name, made in links.items()})
         for i, n in enumerate(new)
     ]
     db.add_all(bookings)  # their links, stored too, come with them
@@ -315,7 +316,7 @@ class _LinkTable:
         return _columns(self.kind)
 
     @functools.cached_property
-    def insert(self) -> Any:
+    def insert(self) -> ReturningInsert[Any]:
         table = table_of(self.kind)
         return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
 
