@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
-from store.common import new_id, stored, table_of
+from store.common import insert_from_arrays, new_id, on_postgresql, stored, table_of
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -257,6 +257,7 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     if not new:
         return []
     connection = db.connection()
+    postgresql = on_postgresql(db)
     connection.execute(_BOOKING_INSERT, [_row(n.values, _BOOKING_COLUMNS) for n in new])
     links: dict[str, list[list[Any]]] = {}
     for table in _LINKS:
@@ -265,7 +266,14 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
         if rows:
             # RETURNING names each row by its natural key: the returned rows' order is not
             # the parameters' on every backend (SQLite would insert row by row to keep it).
-            found = connection.execute(table.insert, [_row(row, table.columns) for row in rows])
+            found = (
+                connection.execute(
+                    table.insert_arrays,
+                    {column: [row[attr] for row in rows] for column, attr in table.columns},
+                )
+                if postgresql
+                else connection.execute(table.insert, [_row(row, table.columns) for row in rows])
+            )
             ids = {tuple(returned[1:]): returned[0] for returned in found}
         links[table.collection] = [
             [
@@ -319,6 +327,13 @@ class _LinkTable:
     def insert(self) -> ReturningInsert[Any]:
         table = table_of(self.kind)
         return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
+
+    @functools.cached_property
+    def insert_arrays(self) -> ReturningInsert[Any]:
+        """PostgreSQL: the same, the rows given as one array per column."""
+        table = table_of(self.kind)
+        statement = insert_from_arrays(table, [column for column, _ in self.columns])
+        return statement.returning(table.c.id, *(table.c[attr] for attr in self.key))
 
 
 _LINKS = (

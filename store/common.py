@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, BindParameter, ColumnElement, Table, any_, bindparam
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    ColumnElement,
+    Insert,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -51,7 +62,7 @@ def any_of(
 
 
 def array_parameter(
-    column: InstrumentedAttribute[Any], name: str | None, value: Any = None
+    column: InstrumentedAttribute[Any] | ColumnElement[Any], name: str | None, value: Any = None
 ) -> BindParameter[Any]:
     """A PostgreSQL array parameter of `column`'s type (see `any_of`)."""
     return bindparam(name, value, type_=ARRAY(column.type))
@@ -59,3 +70,16 @@ def array_parameter(
 
 def on_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
+
+
+def insert_from_arrays(table: Table, names: Sequence[str]) -> Insert:
+    """PostgreSQL: an INSERT of many rows given as one array parameter per column (named
+    as the column), unnested into rows. Its text does not depend on the number of rows,
+    unlike a VALUES list (see `any_of`); it is the cheaper way to insert many rows whose
+    ids come back with RETURNING."""
+    rows = (
+        func.unnest(*(array_parameter(table.c[name], name) for name in names))
+        .table_valued(*names)
+        .render_derived()
+    )
+    return insert(table).from_select(list(names), select(*(rows.c[name] for name in names)))
