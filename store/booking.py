@@ -131,13 +131,14 @@ class Placement:
 
 
 def book_patients(
-    db: Session, placements: list[Placement], access: Access
+    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
 ) -> list[BookingResult | SessionFull | SessionUnavailable]:
     """Book many places at once (a series' occurrences) with a bounded number of
     statements, whatever their number: one conditional UPDATE takes every place that
     is free (the same rule as `book_patient`) and reads the sessions, one INSERT per
     table stores the bookings and their links (`_insert_new`). A session without room
     comes back as its refusal, with nothing written for it; every other refusal raises.
+    `checks`: those of an earlier batch of the same request, for the same `access`.
     """
     ids = [p.request.session_id for p in placements]
     if any(
@@ -156,7 +157,7 @@ def book_patients(
     session_ids = [i for i in ids if i is not None]
     if len(set(session_ids)) != len(session_ids):
         raise RuleViolation("a session appears twice in one batch", field="booking.slot")
-    checks = _Checks(db, access)
+    checks = checks or Checks(db, access)
     for placement in placements:
         checks.request(placement.request)
     reclaim_expired(db, session_ids)  # a lapsed offer's place is the waitlist's first
@@ -343,8 +344,9 @@ _LINKS = (
 )
 
 
-class _Checks:
-    """Visibility, references and coverage choice for a batch, each looked up once."""
+class Checks:
+    """Visibility, references and coverage choice for the batches of one request (a
+    series' booked occurrences, then its drafts), each looked up once, for `access`."""
 
     def __init__(self, db: Session, access: Access) -> None:
         self.db = db
@@ -372,16 +374,18 @@ class _Checks:
         return self._choosers[patient_id]
 
 
-def store_drafts(db: Session, placements: list[Placement], access: Access) -> list[BookingResult]:
+def store_drafts(
+    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
+) -> list[BookingResult]:
     """Store occurrences that have no session yet as drafts: status proposed, no slot,
     the intended time kept (DESIGN §4). They hold no place; resolving one later
     (`update_booking` to booked with a slot) takes one under the capacity rule.
 
     An explicit coverage choice is checked against the intended date and recorded;
     without one the default choice is made when the draft is resolved. One INSERT per
-    table stores them all (`_insert_new`).
+    table stores them all (`_insert_new`). `checks`: as for `book_patients`.
     """
-    checks = _Checks(db, access)
+    checks = checks or Checks(db, access)
     drafts: list[_New] = []
     with _saving(db, None):
         for placement in placements:

@@ -23,6 +23,7 @@ from store.access import Access
 from store.booking import (
     BookingRequest,
     BookingResult,
+    Checks,
     Notice,
     Placement,
     SeriesLink,
@@ -226,9 +227,10 @@ def book_series(
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
     to_store = _partition(series, booking, kept, held, occurrences, result.notices)
-    outcomes = _book_matched(db, to_store, access)
+    checks = Checks(db, access)  # the drafts are the booked occurrences' patient's
+    outcomes = _book_matched(db, to_store, checks)
     drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
-    stored_drafts = iter(store_drafts(db, drafts, access))
+    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
     stored: set[int] = set()
     for entry in to_store:
         outcome = outcomes.get(entry.item.recurrence_id)
@@ -288,7 +290,7 @@ def _partition(
 
 
 def _book_matched(
-    db: Session, to_store: list[_ToStore], access: Access
+    db: Session, to_store: list[_ToStore], checks: Checks
 ) -> dict[int, BookingResult | SessionFull | SessionUnavailable]:
     """Book every occurrence that has a session, at once (`book_patients`): recurrence
     id -> the booking, or why its session had no place."""
@@ -299,7 +301,8 @@ def _book_matched(
             replace(e.placement, request=replace(e.request, status=BookingStatus.BOOKED))
             for e in matched
         ],
-        access,
+        checks.access,
+        checks=checks,
     )
     return {e.item.recurrence_id: outcome for e, outcome in zip(matched, booked, strict=True)}
 
