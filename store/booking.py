@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
-from store.common import insert_from_arrays, new_id, on_postgresql, stored, table_of
+from store.common import (
+    insert_from_arrays,
+    insert_rows,
+    new_id,
+    on_postgresql,
+    stored,
+    table_of,
+)
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -257,9 +264,9 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     record (store.history)."""
     if not new:
         return []
+    insert_rows(db, _BOOKING_TABLE, [_row(n.values, _BOOKING_COLUMNS) for n in new])
     connection = db.connection()
     postgresql = on_postgresql(db)
-    connection.execute(_BOOKING_INSERT, [_row(n.values, _BOOKING_COLUMNS) for n in new])
     links: dict[str, list[list[Any]]] = {}
     for table in _LINKS:
         rows: list[dict[str, Any]] = [row for n in new for row in getattr(n, table.collection)]
@@ -307,7 +314,7 @@ def _row(values: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> dict[s
 
 
 _BOOKING_COLUMNS = _columns(Booking)
-_BOOKING_INSERT = insert(table_of(Booking))
+_BOOKING_TABLE = table_of(Booking)
 
 
 @dataclass(frozen=True)
