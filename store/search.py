@@ -533,8 +533,10 @@ def _planned_rows(db: Session, statement: Select[Any]) -> int:
     return int(document[0]["Plan"]["Plan Rows"])
 
 
-#: Relationships a search page does not render: not joined into its SELECT (a 500-Slot
-#: page spent more time loading schedules, providers and departments than anything).
+#: Relationships a rendering does not need: not joined into the SELECT of the records an
+#: `_include` reads (`get_many`) or of a page read as ORM objects (a 500-Slot page, before
+#: it was read as plain rows, spent more time loading schedules, providers and
+#: departments than anything).
 _PAGE_LOADING: dict[type[Base], tuple[Any, ...]] = {
     GroupSession: (lazyload(GroupSession.schedule),),
 }
@@ -608,9 +610,39 @@ def _patient_page(db: Session, statement: Select[Any]) -> list[PatientRow]:
     return [PatientRow(*row, tuple(identifiers[row[0]]), tuple(phones[row[0]])) for row in found]
 
 
+class GroupSessionRow(NamedTuple):
+    """A group session as a Slot search page shows it: the columns `mappings.slot`
+    renders from, and the client's kept document, read as a plain row. Loading a
+    500-Slot page as ORM objects cost more than its query and its rendering together."""
+
+    id: str
+    version: int
+    last_updated: dt.datetime
+    schedule_id: str
+    start: dt.datetime
+    end: dt.datetime
+    capacity: int
+    booked: int
+    blocked: bool
+    closed: bool
+    service_type: str | None
+    appointment_type: str | None
+    comment: str | None
+    document: str | None
+
+
+_GROUP_SESSION_COLUMNS = tuple(getattr(GroupSession, name) for name in GroupSessionRow._fields)
+
+
+def _group_session_page(db: Session, statement: Select[Any]) -> list[GroupSessionRow]:
+    found = db.execute(statement.with_only_columns(*_GROUP_SESSION_COLUMNS))
+    return [GroupSessionRow._make(row) for row in found]
+
+
 #: Kinds whose search pages are read as plain rows, not ORM objects.
 _PAGE_LOADERS: dict[type[Base], Callable[[Session, Select[Any]], Sequence[Any]]] = {
     Patient: _patient_page,
+    GroupSession: _group_session_page,
 }
 
 

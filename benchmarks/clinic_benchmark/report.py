@@ -319,7 +319,7 @@ def render(report: dict[str, Any]) -> str:
                 "500-Slot page, in-process",
                 p["server_ms"],
                 f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
-                f"ORM {parts['query_orm']}, render {parts['render']} (each Slot anew "
+                f"rows {parts['query_rows']}, render {parts['render']} (each Slot anew "
                 f"{parts['render_uncached']}), bundle "
                 f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
                 f"{parts['floor_same_dicts']}, floor (plain records) "
