@@ -360,11 +360,12 @@ def render(report: dict[str, Any]) -> str:
                 f"{b['ratio_to_driver'] * 100:.0f}% of it",
             )
             if "floor" in b:
+                rate = b["floor"]["requests_per_s"]
                 row(
                     f"/metadata, {b['clients']} clients, HTTP (no database)",
                     b["floor"]["booking_ms"],
-                    f"{b['floor']['requests_per_s']} requests/s = "
-                    f"{b['floor']['requests_per_s'] / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
+                    f"{rate} requests/s = "
+                    f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
                     " of the driver's booking rate",
                 )
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
