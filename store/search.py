@@ -472,27 +472,30 @@ def _hash_ssn(kind: type[Base], ssn: SsnHasher | None, condition: Condition) -> 
 
 
 def run(db: Session, query: Query) -> Page:
-    """Execute a query: one SELECT for the page, one COUNT for the total."""
+    """Execute a query: one SELECT for the page, one COUNT for the total (for a kind read
+    as plain rows, the COUNT rides in the page's SELECT)."""
     condition = where_clause(query)
     statement: Select[Any] = select(query.kind).where(condition)
     # Without a total, one row past the page tells whether another page follows.
     peek = 0 if query.count_total or query.limit == 0 else 1
     order = _order_by(query.kind, query.sort)
     statement = statement.order_by(*order).offset(query.offset).limit(query.limit + peek)
+    counter = _Counter(db, query, condition) if query.count_total else None
+    counted: int | None = None
     load = _PAGE_LOADERS.get(query.kind)
     if load is not None:
-        rows: Sequence[Any] = load(db, statement, order)
+        rows, counted = load(db, statement, order, counter.statement if counter else None)
     else:
         rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
     total = None
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    if query.count_total:
+    if counter is not None:
         if len(rows) < query.limit and (rows or query.offset == 0):
             total = query.offset + len(rows)  # a page that is not full is the last one
             more = False
         else:
-            total = _count(db, query, condition)
+            total = counter.total(counted)
             bound = query.exact_up_to
             if total is None and bound is not None and query.offset + len(rows) <= bound:
                 more = True  # past the bound: more than `bound` match, more than this page
@@ -506,21 +509,35 @@ def run(db: Session, query: Query) -> Page:
     return Page(rows, total, more)
 
 
-def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int | None:
+class _Counter:
     """The number of matches: exact, or, past `query.exact_up_to` matches on PostgreSQL,
     the planner's estimate (a COUNT walks every match, so it grows with them). The
     estimate comes from statistics over the whole table, hidden records included, so a
     caller from whom anything of the kind is hidden gets none past the bound (None)."""
-    bound = query.exact_up_to
-    if bound is None or db.get_bind().dialect.name != "postgresql":
-        return db.scalar(select(func.count()).select_from(query.kind).where(condition)) or 0
-    matches: Select[Any] = select(literal_column("1")).select_from(query.kind).where(condition)
-    counted = db.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery())) or 0
-    if counted <= bound:
-        return counted
-    if not sees_all(query.kind, query.access):
-        return None
-    return max(counted, _planned_rows(db, matches))
+
+    def __init__(self, db: Session, query: Query, condition: ColumnElement[bool]) -> None:
+        self.db = db
+        self.query = query
+        self.bound = query.exact_up_to if db.get_bind().dialect.name == "postgresql" else None
+        #: The matches, counted up to the bound + 1 (bounded), or all of them.
+        self.matches: Select[Any] = (
+            select(literal_column("1")).select_from(query.kind).where(condition)
+        )
+        if self.bound is None:
+            self.statement = select(func.count()).select_from(query.kind).where(condition)
+        else:
+            bounded = self.matches.limit(self.bound + 1).subquery()
+            self.statement = select(func.count()).select_from(bounded)
+
+    def total(self, counted: int | None = None) -> int | None:
+        """The total from the count (`counted`, when the page's statement brought it)."""
+        if counted is None:
+            counted = self.db.scalar(self.statement) or 0
+        if self.bound is None or counted <= self.bound:
+            return counted
+        if not sees_all(self.query.kind, self.query.access):
+            return None
+        return max(counted, _planned_rows(self.db, self.matches))
 
 
 def _planned_rows(db: Session, statement: Select[Any]) -> int:
@@ -585,7 +602,9 @@ _PATIENT_COLUMNS = (
 )
 
 
-def _patient_page(db: Session, statement: Select[Any], order: Sequence[Any]) -> list[PatientRow]:
+def _patient_page(
+    db: Session, statement: Select[Any], order: Sequence[Any], counting: Select[Any] | None
+) -> tuple[list[PatientRow], int | None]:
     """The page in one statement. Its ids come first, off the name index alone (an
     index-only scan in name order stops at the page, however rare the planner thinks the
     name is: reading the patients too, it chose a bitmap scan and sort of every match
@@ -609,17 +628,19 @@ def _patient_page(db: Session, statement: Select[Any], order: Sequence[Any]) -> 
         PatientPhone.value,
         PatientPhone.use,
     )
+    # The count, when asked for, in the same statement: evaluated once (uncorrelated).
+    count = counting.scalar_subquery() if counting is not None else literal_column("NULL")
     found = db.execute(
-        select(*_PATIENT_COLUMNS, identifier_json, phone_json)
+        select(*_PATIENT_COLUMNS, identifier_json, phone_json, count)
         .join_from(Patient, ids, Patient.id == ids.c.id)
         .order_by(*order)
-    )
+    ).all()
     page = []
-    for *columns, held, numbers in found:
+    for *columns, held, numbers, _ in found:
         identifiers = tuple(IdentifierRow(*i[1:]) for i in _positioned(held))
         phones = tuple(PhoneRow(*p[1:]) for p in _positioned(numbers))
         page.append(PatientRow(*(*columns, identifiers, phones)))
-    return page
+    return page, found[0][-1] if found else None
 
 
 def _json_rows(dialect: str, owner: Any, *columns: Any) -> Any:
@@ -642,8 +663,16 @@ def _positioned(rows: str | None) -> list[list[Any]]:
     return sorted(parsed, key=lambda r: r[0])
 
 
-#: Kinds whose search pages are read as plain rows, not ORM objects.
-_PAGE_LOADERS: dict[type[Base], Callable[[Session, Select[Any], Sequence[Any]], Sequence[Any]]] = {
+#: Kinds whose search pages are read as plain rows, not ORM objects. A loader reads the
+#: page, and the count too when given its statement (the count is None when not given,
+#: or when the page is empty: the page's rows carry it).
+_PAGE_LOADERS: dict[
+    type[Base],
+    Callable[
+        [Session, Select[Any], Sequence[Any], Select[Any] | None],
+        tuple[Sequence[Any], int | None],
+    ],
+] = {
     Patient: _patient_page,
 }
 
