@@ -10,6 +10,7 @@ SQLite would otherwise probe the child index once per parent row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -518,16 +519,20 @@ class _Counter:
     def __init__(self, db: Session, query: Query, condition: ColumnElement[bool]) -> None:
         self.db = db
         self.query = query
+        self.condition = condition
         self.bound = query.exact_up_to if db.get_bind().dialect.name == "postgresql" else None
-        #: The matches, counted up to the bound + 1 (bounded), or all of them.
-        self.matches: Select[Any] = (
-            select(literal_column("1")).select_from(query.kind).where(condition)
-        )
+
+    @functools.cached_property
+    def matches(self) -> Select[Any]:
+        return select(literal_column("1")).select_from(self.query.kind).where(self.condition)
+
+    @functools.cached_property
+    def statement(self) -> Select[Any]:
+        """The COUNT: of the matches up to the bound + 1 when bounded, else of all."""
         if self.bound is None:
-            self.statement = select(func.count()).select_from(query.kind).where(condition)
-        else:
-            bounded = self.matches.limit(self.bound + 1).subquery()
-            self.statement = select(func.count()).select_from(bounded)
+            return select(func.count()).select_from(self.query.kind).where(self.condition)
+        bounded = self.matches.limit(self.bound + 1).subquery()
+        return select(func.count()).select_from(bounded)
 
     def total(self, counted: int | None = None) -> int | None:
         """The total from the count (`counted`, when the page's statement brought it)."""
