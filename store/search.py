@@ -616,23 +616,8 @@ def _patient_page(
     when it expected fewer than a page); then each patient's columns, with identifiers
     and phones as JSON arrays of [position, ...] (order restored here: SQLite's
     json_group_array takes no ORDER BY)."""
-    dialect = db.get_bind().dialect.name
     ids = statement.with_only_columns(Patient.id).subquery("page")
-    identifier_json = _json_rows(
-        dialect,
-        PatientIdentifier.patient_id,
-        PatientIdentifier.position,
-        PatientIdentifier.system,
-        PatientIdentifier.value,
-        PatientIdentifier.last4,
-    )
-    phone_json = _json_rows(
-        dialect,
-        PatientPhone.patient_id,
-        PatientPhone.position,
-        PatientPhone.value,
-        PatientPhone.use,
-    )
+    identifier_json, phone_json = _held_json(db.get_bind().dialect.name)
     # The count, when asked for, in the same statement: evaluated once (uncorrelated).
     count = counting.scalar_subquery() if counting is not None else literal_column("NULL")
     found = db.execute(
@@ -646,6 +631,28 @@ def _patient_page(
         phones = tuple(PhoneRow(*p[1:]) for p in _positioned(numbers))
         page.append(PatientRow(*(*columns, identifiers, phones)))
     return page, found[0][-1] if found else None
+
+
+@functools.cache
+def _held_json(dialect: str) -> tuple[Any, Any]:
+    """A patient's identifiers and phones, each as JSON (built once per dialect: SQL
+    expressions are immutable, one serves every statement that embeds it)."""
+    identifiers = _json_rows(
+        dialect,
+        PatientIdentifier.patient_id,
+        PatientIdentifier.position,
+        PatientIdentifier.system,
+        PatientIdentifier.value,
+        PatientIdentifier.last4,
+    )
+    phones = _json_rows(
+        dialect,
+        PatientPhone.patient_id,
+        PatientPhone.position,
+        PatientPhone.value,
+        PatientPhone.use,
+    )
+    return identifiers, phones
 
 
 def _json_rows(dialect: str, owner: Any, *columns: Any) -> Any:
