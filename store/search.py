@@ -432,13 +432,17 @@ for _kind, _columns in _SORT_COLUMNS.items():
 
 def _order_by(kind: type[Base], sort: list[tuple[str, bool]]) -> list[Any]:
     """ORDER BY for (key, descending) pairs, then the id; missing values last either way,
-    the same on SQLite and PostgreSQL."""
+    the same on SQLite and PostgreSQL. A column that cannot be missing is ordered without
+    NULLS LAST, which would keep an index from giving the order where the backend puts
+    NULLs first (SQLite always, PostgreSQL descending): the page would be sorted apart."""
     columns = _SORT_COLUMNS[kind]
     order = []
     for name, descending in sort:
         chosen = columns[name]
         for column in chosen if isinstance(chosen, tuple) else (chosen,):
-            order.append((column.desc() if descending else column.asc()).nulls_last())
+            ordered = column.desc() if descending else column.asc()
+            # An expression (not a column) may be NULL: it keeps NULLS LAST.
+            order.append(ordered.nulls_last() if getattr(column, "nullable", True) else ordered)
     order.append(columns["id"].asc())
     return order
 
