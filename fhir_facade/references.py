@@ -16,6 +16,7 @@ import orjson
 
 from fhir_facade.context import caller, database
 from mappings.references import (
+    NamesNoRecord,
     Unchecked,
     checked_references,
     resources_in,
@@ -100,8 +101,10 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
 
 
 def _checked(body: Any) -> list[Any]:
-    """The resources in `body` that may name hidden records (a shared rendering names none;
-    a write's answer, a resource or a Bundle of them, was checked before its commit)."""
-    if isinstance(body, Unchecked | Checked):
+    """The resources in `body` that may name hidden records (a shared rendering, or one
+    made of elements without references, names none; a write's answer, a resource or a
+    Bundle of them, was checked before its commit)."""
+    passed = Unchecked | NamesNoRecord | Checked
+    if isinstance(body, passed):
         return []
-    return [r for r in resources_in(body) if not isinstance(r, Unchecked | Checked)]
+    return [r for r in resources_in(body) if not isinstance(r, passed)]

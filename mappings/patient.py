@@ -20,6 +20,7 @@ from mappings.codes import (
 )
 from mappings.common import JSON, client_elements, meta, parse_resource
 from mappings.errors import Unprocessable
+from mappings.references import NamesNoRecord
 from store.models import Patient
 from store.patients import PatientSpec
 from store.search import PatientRow
@@ -38,10 +39,11 @@ def patient_to_fhir(patient: Patient | PatientRow) -> JSON:
     resource_meta = meta(patient.version, patient.last_updated)
     if patient.restricted:
         resource_meta["security"] = [RESTRICTED_LABEL.as_fhir()]
-    resource: JSON = {"resourceType": "Patient", "id": patient.id, "meta": resource_meta}
-    if patient.document:
-        resource.update(orjson.loads(patient.document))
-        return resource
+    if patient.document:  # as sent: it may name other records (Patient.link, extensions)
+        kept: JSON = {"resourceType": "Patient", "id": patient.id, "meta": resource_meta}
+        kept.update(orjson.loads(patient.document))
+        return kept
+    resource = NamesNoRecord(resourceType="Patient", id=patient.id, meta=resource_meta)
     identifiers = [_identifier(i.system, i.value, i.last4) for i in patient.identifiers]
     if identifiers:
         resource["identifier"] = identifiers

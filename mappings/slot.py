@@ -39,6 +39,7 @@ from mappings.common import (
 from mappings.errors import Unprocessable
 from mappings.references import Unchecked
 from store.models import Availability, GroupSession, availability_of
+from store.search import GroupSessionRow
 from store.sessions import SessionSpec
 
 SLOT_STATUS = {
@@ -90,19 +91,21 @@ _Columns = tuple[
 SHARED_SLOTS = 8192
 
 
-def slot_to_fhir(session: GroupSession) -> JSON:
+def slot_to_fhir(session: GroupSession | GroupSessionRow) -> JSON:
     """The Slot as a new dict, the caller's to change."""
     stored = session.document
     return _render(_columns(session), orjson.loads(stored) if stored else {})
 
 
-def shared_slot(session: GroupSession) -> JSON:
+def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
     """The Slot for a search: the same rendering as `slot_to_fhir`, shared
     between requests and closed to changes (subsets copy what they change). It is kept
     by every column it is rendered from, so a booking, a block or an edit (which change
     a column) can never return a stale one. Slots with a client's kept document are
     rendered each time: their elements may name records some callers may not see, and
     hiding those changes the resource in place."""
+    if isinstance(session, GroupSessionRow):  # a search page's plain row
+        return _shared(_columns(session)) if session.document is None else slot_to_fhir(session)
     # The values the query loaded, read in one call: through the ORM's attributes the
     # thirteen reads cost more than rendering. An expired or unloaded column (absent
     # here) is read through the ORM by `slot_to_fhir`.
@@ -134,22 +137,8 @@ _COLUMN_NAMES = (
 _loaded_columns: Callable[[dict[str, Any]], _Columns] = operator.itemgetter(*_COLUMN_NAMES)
 
 
-def _columns(session: GroupSession) -> _Columns:
-    return (
-        session.id,
-        session.version,
-        session.last_updated,
-        session.schedule_id,
-        session.start,
-        session.end,
-        session.capacity,
-        session.booked,
-        session.blocked,
-        session.closed,
-        session.service_type,
-        session.appointment_type,
-        session.comment,
-    )
+#: The columns of a session or of a search page's row, read in one call.
+_columns: Callable[[GroupSession | GroupSessionRow], _Columns] = operator.attrgetter(*_COLUMN_NAMES)
 
 
 #: (id, version) -> (the columns rendered, the rendering). Looked up by id and version

@@ -245,8 +245,11 @@ class Patient(Versioned, Base):
     # Folded names are search keys: compared and sorted bytewise on both backends
     # (SQLite's BINARY, PostgreSQL's "C" collation whatever the database's), so a name
     # prefix is an index range and a page of matches comes off the index in order.
+    # `restricted` last: staff's view (restricted patients hidden) is decided inside the
+    # index, so their bounded count is an index-only scan that stops at the bound
+    # (migration 0012); the key before it is unique, so it changes no order.
     __table_args__ = (
-        Index("ix_patient_name_order", "family_folded", "given_folded", "id"),
+        Index("ix_patient_name_order", "family_folded", "given_folded", "id", "restricted"),
         Index("ix_patient_given_prefix", "given_folded"),
         # The few restricted patients, found without scanning every patient (the audit
         # trail's visibility starts from them: store.search).

@@ -10,15 +10,19 @@ SQLite would otherwise probe the child index once per parent row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Text,
     and_,
+    cast,
     exists,
     false,
     func,
@@ -428,13 +432,17 @@ for _kind, _columns in _SORT_COLUMNS.items():
 
 def _order_by(kind: type[Base], sort: list[tuple[str, bool]]) -> list[Any]:
     """ORDER BY for (key, descending) pairs, then the id; missing values last either way,
-    the same on SQLite and PostgreSQL."""
+    the same on SQLite and PostgreSQL. A column that cannot be missing is ordered without
+    NULLS LAST, which would keep an index from giving the order where the backend puts
+    NULLs first (SQLite always, PostgreSQL descending): the page would be sorted apart."""
     columns = _SORT_COLUMNS[kind]
     order = []
     for name, descending in sort:
         chosen = columns[name]
         for column in chosen if isinstance(chosen, tuple) else (chosen,):
-            order.append((column.desc() if descending else column.asc()).nulls_last())
+            ordered = column.desc() if descending else column.asc()
+            # An expression (not a column) may be NULL: it keeps NULLS LAST.
+            order.append(ordered.nulls_last() if getattr(column, "nullable", True) else ordered)
     order.append(columns["id"].asc())
     return order
 
@@ -469,27 +477,30 @@ def _hash_ssn(kind: type[Base], ssn: SsnHasher | None, condition: Condition) -> 
 
 
 def run(db: Session, query: Query) -> Page:
-    """Execute a query: one SELECT for the page, one COUNT for the total."""
+    """Execute a query: one SELECT for the page, one COUNT for the total (for a kind read
+    as plain rows, the COUNT rides in the page's SELECT)."""
     condition = where_clause(query)
     statement: Select[Any] = select(query.kind).where(condition)
     # Without a total, one row past the page tells whether another page follows.
     peek = 0 if query.count_total or query.limit == 0 else 1
-    statement = statement.order_by(*_order_by(query.kind, query.sort))
-    statement = statement.offset(query.offset).limit(query.limit + peek)
+    order = _order_by(query.kind, query.sort)
+    statement = statement.order_by(*order).offset(query.offset).limit(query.limit + peek)
+    counter = _Counter(db, query, condition) if query.count_total else None
+    counted: int | None = None
     load = _PAGE_LOADERS.get(query.kind)
     if load is not None:
-        rows: Sequence[Any] = load(db, statement)
+        rows, counted = load(db, statement, order, counter)
     else:
         rows = db.scalars(statement.options(*_PAGE_LOADING.get(query.kind, ()))).unique().all()
     total = None
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    if query.count_total:
+    if counter is not None:
         if len(rows) < query.limit and (rows or query.offset == 0):
             total = query.offset + len(rows)  # a page that is not full is the last one
             more = False
         else:
-            total = _count(db, query, condition)
+            total = counter.total(counted)
             bound = query.exact_up_to
             if total is None and bound is not None and query.offset + len(rows) <= bound:
                 more = True  # past the bound: more than `bound` match, more than this page
@@ -503,21 +514,39 @@ def run(db: Session, query: Query) -> Page:
     return Page(rows, total, more)
 
 
-def _count(db: Session, query: Query, condition: ColumnElement[bool]) -> int | None:
+class _Counter:
     """The number of matches: exact, or, past `query.exact_up_to` matches on PostgreSQL,
     the planner's estimate (a COUNT walks every match, so it grows with them). The
     estimate comes from statistics over the whole table, hidden records included, so a
     caller from whom anything of the kind is hidden gets none past the bound (None)."""
-    bound = query.exact_up_to
-    if bound is None or db.get_bind().dialect.name != "postgresql":
-        return db.scalar(select(func.count()).select_from(query.kind).where(condition)) or 0
-    matches: Select[Any] = select(literal_column("1")).select_from(query.kind).where(condition)
-    counted = db.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery())) or 0
-    if counted <= bound:
-        return counted
-    if not sees_all(query.kind, query.access):
-        return None
-    return max(counted, _planned_rows(db, matches))
+
+    def __init__(self, db: Session, query: Query, condition: ColumnElement[bool]) -> None:
+        self.db = db
+        self.query = query
+        self.condition = condition
+        self.bound = query.exact_up_to if db.get_bind().dialect.name == "postgresql" else None
+
+    @functools.cached_property
+    def matches(self) -> Select[Any]:
+        return select(literal_column("1")).select_from(self.query.kind).where(self.condition)
+
+    @functools.cached_property
+    def statement(self) -> Select[Any]:
+        """The COUNT: of the matches up to the bound + 1 when bounded, else of all."""
+        if self.bound is None:
+            return select(func.count()).select_from(self.query.kind).where(self.condition)
+        bounded = self.matches.limit(self.bound + 1).subquery()
+        return select(func.count()).select_from(bounded)
+
+    def total(self, counted: int | None = None) -> int | None:
+        """The total from the count (`counted`, when the page's statement brought it)."""
+        if counted is None:
+            counted = self.db.scalar(self.statement) or 0
+        if self.bound is None or counted <= self.bound:
+            return counted
+        if not sees_all(self.query.kind, self.query.access):
+            return None
+        return max(counted, _planned_rows(self.db, self.matches))
 
 
 def _planned_rows(db: Session, statement: Select[Any]) -> int:
@@ -533,8 +562,10 @@ def _planned_rows(db: Session, statement: Select[Any]) -> int:
     return int(document[0]["Plan"]["Plan Rows"])
 
 
-#: Relationships a search page does not render: not joined into its SELECT (a 500-Slot
-#: page spent more time loading schedules, providers and departments than anything).
+#: Relationships a rendering does not need: not joined into the SELECT of the records an
+#: `_include` reads (`get_many`) or of a page read as ORM objects (a 500-Slot page, before
+#: it was read as plain rows, spent more time loading schedules, providers and
+#: departments than anything).
 _PAGE_LOADING: dict[type[Base], tuple[Any, ...]] = {
     GroupSession: (lazyload(GroupSession.schedule),),
 }
@@ -554,8 +585,7 @@ class PhoneRow(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class PatientRow:
     """A patient as a search page shows it: the columns and the identifiers and phones
-    `mappings.patient` renders, read as plain rows. Loading a page of 50 patients with
-    their identifiers and phones as ORM objects cost about twice these three queries."""
+    `mappings.patient` renders, read as plain rows (ORM objects cost about twice as much)."""
 
     id: str
     version: int
@@ -583,34 +613,119 @@ _PATIENT_COLUMNS = (
 )
 
 
-def _patient_page(db: Session, statement: Select[Any]) -> list[PatientRow]:
-    found = db.execute(statement.with_only_columns(*_PATIENT_COLUMNS)).all()
-    ids = [row[0] for row in found]
-    identifiers: dict[str, list[IdentifierRow]] = {ident: [] for ident in ids}
-    phones: dict[str, list[PhoneRow]] = {ident: [] for ident in ids}
-    if ids:
-        held = select(
-            PatientIdentifier.patient_id,
-            PatientIdentifier.system,
-            PatientIdentifier.value,
-            PatientIdentifier.last4,
-        ).where(PatientIdentifier.patient_id.in_(ids))
-        order = (PatientIdentifier.patient_id, PatientIdentifier.position)
-        for owner, system, value, last4 in db.execute(held.order_by(*order)):
-            identifiers[owner].append(IdentifierRow(system, value, last4))
-        numbers = select(PatientPhone.patient_id, PatientPhone.value, PatientPhone.use).where(
-            PatientPhone.patient_id.in_(ids)
-        )
-        for owner, number, use in db.execute(
-            numbers.order_by(PatientPhone.patient_id, PatientPhone.position)
-        ):
-            phones[owner].append(PhoneRow(number, use))
-    return [PatientRow(*row, tuple(identifiers[row[0]]), tuple(phones[row[0]])) for row in found]
+def _patient_page(
+    db: Session, statement: Select[Any], order: Sequence[Any], counter: _Counter | None
+) -> tuple[list[PatientRow], int | None]:
+    """The page in one statement. Its ids come first, off the name index alone (an
+    index-only scan in name order stops at the page, however rare the planner thinks the
+    name is: reading the patients too, it chose a bitmap scan and sort of every match
+    when it expected fewer than a page); then each patient's columns, with identifiers
+    and phones as JSON arrays of [position, ...] (order restored here: SQLite's
+    json_group_array takes no ORDER BY)."""
+    ids = statement.with_only_columns(Patient.id).subquery("page")
+    identifier_json, phone_json = _held_json(db.get_bind().dialect.name)
+    # The count, when asked for, in the same statement: evaluated once (uncorrelated).
+    count = counter.statement.scalar_subquery() if counter else literal_column("NULL")
+    found = db.execute(
+        select(*_PATIENT_COLUMNS, identifier_json, phone_json, count)
+        .join_from(Patient, ids, Patient.id == ids.c.id)
+        .order_by(*order)
+    ).all()
+    page = []
+    for *columns, held, numbers, _ in found:
+        identifiers = tuple(IdentifierRow(*i[1:]) for i in _positioned(held))
+        phones = tuple(PhoneRow(*p[1:]) for p in _positioned(numbers))
+        page.append(PatientRow(*(*columns, identifiers, phones)))
+    return page, found[0][-1] if found else None
 
 
-#: Kinds whose search pages are read as plain rows, not ORM objects.
-_PAGE_LOADERS: dict[type[Base], Callable[[Session, Select[Any]], Sequence[Any]]] = {
+class GroupSessionRow(NamedTuple):
+    """A group session as a Slot search page shows it: the columns `mappings.slot`
+    renders from, and the client's kept document, read as a plain row. Loading a
+    500-Slot page as ORM objects cost more than its query and its rendering together."""
+
+    id: str
+    version: int
+    last_updated: dt.datetime
+    schedule_id: str
+    start: dt.datetime
+    end: dt.datetime
+    capacity: int
+    booked: int
+    blocked: bool
+    closed: bool
+    service_type: str | None
+    appointment_type: str | None
+    comment: str | None
+    document: str | None
+
+
+_GROUP_SESSION_COLUMNS = tuple(getattr(GroupSession, name) for name in GroupSessionRow._fields)
+
+
+def _group_session_page(
+    db: Session, statement: Select[Any], _order: Sequence[Any], _counter: _Counter | None
+) -> tuple[list[GroupSessionRow], None]:
+    """The page alone: a Slot page (a week, a day) is seldom full, so its count, needed
+    only for a full page, is not asked with it."""
+    found = db.execute(statement.with_only_columns(*_GROUP_SESSION_COLUMNS))
+    return [GroupSessionRow._make(row) for row in found], None
+
+
+@functools.cache
+def _held_json(dialect: str) -> tuple[Any, Any]:
+    """A patient's identifiers and phones, each as JSON (built once per dialect: SQL
+    expressions are immutable, one serves every statement that embeds it)."""
+    identifiers = _json_rows(
+        dialect,
+        PatientIdentifier.patient_id,
+        PatientIdentifier.position,
+        PatientIdentifier.system,
+        PatientIdentifier.value,
+        PatientIdentifier.last4,
+    )
+    phones = _json_rows(
+        dialect,
+        PatientPhone.patient_id,
+        PatientPhone.position,
+        PatientPhone.value,
+        PatientPhone.use,
+    )
+    return identifiers, phones
+
+
+def _json_rows(dialect: str, owner: Any, *columns: Any) -> Any:
+    """A patient's rows of a child table as one JSON array of arrays, as text (NULL when
+    none): parsed by orjson here, not by psycopg's loader (the stdlib's, several times
+    slower)."""
+    rows: ColumnElement[Any]
+    if dialect == "postgresql":
+        rows = cast(func.json_agg(func.json_build_array(*columns)), Text)
+    else:
+        rows = func.json_group_array(func.json_array(*columns))
+    return select(rows).where(owner == Patient.id).scalar_subquery()
+
+
+def _positioned(rows: str | None) -> list[list[Any]]:
+    """JSON arrays of [position, ...], in position order."""
+    if rows is None:
+        return []
+    parsed: list[list[Any]] = orjson.loads(rows)
+    return sorted(parsed, key=lambda r: r[0])
+
+
+#: Kinds whose search pages are read as plain rows, not ORM objects. A loader reads the
+#: page, and may bring the count with it when a total is asked for (the count is None
+#: when it did not, or when the page is empty: the page's rows carry it).
+_PAGE_LOADERS: dict[
+    type[Base],
+    Callable[
+        [Session, Select[Any], Sequence[Any], _Counter | None],
+        tuple[Sequence[Any], int | None],
+    ],
+] = {
     Patient: _patient_page,
+    GroupSession: _group_session_page,
 }
 
 

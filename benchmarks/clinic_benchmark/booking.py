@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import insert, text
@@ -156,6 +157,25 @@ def http_booking(
     return run_clients(clients, plan, send, connect, lambda c: c.close())
 
 
+def http_floor(bench: Bench, server: Server, requests: int, clients: int) -> dict[str, Any]:
+    """The same clients asking the same server for its capability statement, the cheapest
+    FHIR answer (no database): what any request costs before its own work. Its rate bounds
+    the rate of every request the server can answer on this machine."""
+    headers = {"Authorization": f"Bearer {bench.token}", "Accept": FHIR_JSON}
+    path = urlsplit(server.base).path + "/metadata"
+
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+
+    def send(conn: http.client.HTTPConnection, _: object) -> int:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    return run_clients(clients, [None] * requests, send, connect, lambda c: c.close())
+
+
 def driver_booking(
     bench: Bench, plan: list[tuple[str, str]], clients: int, opened: list[Any]
 ) -> dict[str, Any]:
@@ -293,6 +313,10 @@ def measure_booking(
     result["http"] = http_booking(bench, server, http_plan, clients)
     result["http"]["cpu"] = meter.stop(len(http_plan))
     result["server_rss_mb_after_load"] = server.rss_mb()
+    meter = CpuMeter(server)
+    meter.start()
+    result["floor"] = http_floor(bench, server, len(http_plan), clients)
+    result["floor"]["cpu"] = meter.stop(len(http_plan))
     db_sessions = make_load_sessions(bench, "load-db", sessions, capacity)
     db_plan = load_plan(bench, db_sessions, capacity, 0.1, offset=5)
     meter = CpuMeter(None)

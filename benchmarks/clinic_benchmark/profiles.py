@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,58 @@ def profile(bench: Bench, folder: Path) -> dict[str, str]:
             job(i)
         profiler.stop()
         path = folder / f"{bench.target.backend}-{name}.txt"
-        path.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+        session = profiler.last_session
+        shares = _by_package(session.root_frame() if session else None, repeat)
+        if session is not None:  # for `pyinstrument --load=FILE` (the whole call tree)
+            session.save(str(path.with_suffix(".pyisession")))
+        path.write_text(shares + profiler.output_text(unicode=False, color=False, show_all=False))
         written[name] = str(path)
     return written
+
+
+#: A psycopg connection's wait for PostgreSQL's answer: the database's time, not ours.
+WAITING = "(waiting for PostgreSQL)"
+
+
+def _package(file_path: str | None) -> str:
+    """The package a frame's code belongs to: a project package, an installed one, or
+    Python's own library."""
+    if not file_path:
+        return "(unknown)"
+    parts = Path(file_path).parts
+    if "site-packages" in parts:
+        rest = parts[parts.index("site-packages") + 1 :]
+        return rest[0].removesuffix(".py") if rest else "(unknown)"
+    for ours in ("fhir_facade", "store", "mappings", "benchmarks"):
+        if ours in parts:
+            return ours
+    return "python (stdlib and C)" if "python3" in file_path else "(other)"
+
+
+def _by_package(root: Any, calls: int) -> str:
+    """Each package's own time (not its callees'), per call and as a share: which library
+    a path's time is spent in, whoever called it."""
+    if root is None:
+        return ""
+    spent: Counter[str] = Counter()
+
+    def walk(frame: Any, owner: str) -> None:
+        if frame.is_synthetic or owner == WAITING or (frame.file_path or "<").startswith("<"):
+            package = owner  # C functions and [self] count for their caller
+        else:
+            package = _package(frame.file_path)
+            if package == "psycopg" and frame.function.startswith("wait"):
+                package = WAITING
+        spent[package] += frame.time - sum(child.time for child in frame.children)
+        for child in frame.children:
+            walk(child, package)
+
+    walk(root, "(unknown)")
+    total = sum(spent.values()) or 1.0
+    lines = [f"Own time by package, per call ({calls} calls):"]
+    for package, seconds in spent.most_common():
+        if seconds / total >= 0.005:
+            lines.append(
+                f"  {package:<28} {seconds * 1000 / max(calls, 1):7.3f} ms  {seconds / total:6.1%}"
+            )
+    return "\n".join(lines) + "\n"

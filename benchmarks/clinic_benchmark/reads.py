@@ -93,7 +93,7 @@ def measure_page(bench: Bench, server: Server | None) -> dict[str, Any]:
         for k in (
             "parse",
             "sql",
-            "query_orm",
+            "query_rows",
             "render",
             "render_uncached",
             "bundle",
@@ -153,7 +153,7 @@ def measure_page(bench: Bench, server: Server | None) -> dict[str, Any]:
         for key, value in (
             ("parse", t1 - t0),
             ("sql", sql),
-            ("query_orm", t2 - t1 - sql),
+            ("query_rows", t2 - t1 - sql),
             ("render", t3 - t_render),
             ("render_uncached", uncached),
             ("bundle", t4 - t3),

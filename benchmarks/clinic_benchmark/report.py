@@ -118,6 +118,16 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 b["ratio_to_driver"] >= 0.25 if pg else None,
             )
         )
+        if "floor" in b:
+            floor = b["floor"]["requests_per_s"] / max(b["driver"]["bookings_per_s"], 0.001)
+            out.append(
+                (
+                    "  the floor: /metadata at the same load vs the driver's rate",
+                    f"{floor * 100:.0f}% ({b['floor']['requests_per_s']:.0f}/s): no request "
+                    "of this server can go faster",
+                    None,
+                )
+            )
         cpu = b["http"]["cpu"]
         server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
         database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
@@ -191,6 +201,14 @@ def checks(run: dict[str, Any]) -> list[tuple[str, str, bool]]:
                 sequential["statuses"] == {"201": sequential["requests"]},
             )
         )
+        if "floor" in b:
+            out.append(
+                (
+                    f"{b['clients']} clients asking /metadata: every answer is 200",
+                    f"statuses {b['floor']['statuses']}",
+                    b["floor"]["statuses"] == {"200": b["floor"]["requests"]},
+                )
+            )
         check = b["check"]
         out.append(
             (
@@ -301,7 +319,7 @@ def render(report: dict[str, Any]) -> str:
                 "500-Slot page, in-process",
                 p["server_ms"],
                 f"{p['entries']} of {p['total']}, {p['bytes'] // 1024} KiB; SQL {parts['sql']}, "
-                f"ORM {parts['query_orm']}, render {parts['render']} (each Slot anew "
+                f"rows {parts['query_rows']}, render {parts['render']} (each Slot anew "
                 f"{parts['render_uncached']}), bundle "
                 f"{parts['bundle']}, dumps {parts['dumps']}; floor (same dicts) "
                 f"{parts['floor_same_dicts']}, floor (plain records) "
@@ -341,11 +359,20 @@ def render(report: dict[str, Any]) -> str:
                 f"{b['driver']['bookings_per_s']} bookings/s; HTTP = "
                 f"{b['ratio_to_driver'] * 100:.0f}% of it",
             )
+            if "floor" in b:
+                rate = b["floor"]["requests_per_s"]
+                row(
+                    f"/metadata, {b['clients']} clients, HTTP (no database)",
+                    b["floor"]["booking_ms"],
+                    f"{rate} requests/s = "
+                    f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
+                    " of the driver's booking rate",
+                )
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
-            for label, cpu in (
-                ("HTTP load", b["http"]["cpu"]),
-                ("driver load", b["driver"]["cpu"]),
-            ):
+            loads = [("HTTP load", b["http"]["cpu"]), ("driver load", b["driver"]["cpu"])]
+            if "floor" in b:
+                loads.insert(1, ("/metadata load", b["floor"]["cpu"]))
+            for label, cpu in loads:
                 parts = ", ".join(
                     f"{k} {v['cpu_ms_per_booking']} ms"
                     for k, v in cpu.items()

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from tests.conftest import ADMIN_SCOPE
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.integration.helpers import (
     book,
@@ -15,6 +16,8 @@ from tests.integration.helpers import (
     ids,
     is_closed,
     places_left,
+    post,
+    slot,
 )
 
 DAY = dt.timedelta(days=1)
@@ -184,3 +187,26 @@ def test_a_sessions_slot_can_be_read_by_id_with_its_version(client, mint, week):
     assert capacity_of(slot) == "3/10"
     assert response.headers["ETag"] == f'W/"{slot["meta"]["versionId"]}"'
     assert slot["meta"]["versionId"] == "4"  # created, then three bookings
+
+
+def test_a_week_page_shows_each_slot_as_a_read_does(client, mint, week):
+    """A page is read as plain rows, a read through the ORM: the two must not differ, for
+    sessions made in the store or created through the API (the client's elements kept,
+    a held one among them)."""
+    clinic, _ = week
+    admin = mint(ADMIN_SCOPE)
+    specialty = [{"coding": [{"system": "http://snomed.info/sct", "code": "394913002"}]}]
+    kept = slot(clinic.schedule_id, MONDAY + 3 * DAY, comment="Room 4", specialty=specialty)
+    held = slot(clinic.schedule_id, MONDAY + 5 * DAY, status="busy")
+    created = [fhir(post(client, "/fhir/Slot", body, admin), 201) for body in (kept, held)]
+
+    page = entries(fhir(client.get(f"/fhir/Slot?{WEEK}&_count=100", headers=mint()), 200))
+
+    assert {c["id"] for c in created} <= {r["id"] for r in page}
+    for resource in page:
+        read = fhir(client.get(f"/fhir/Slot/{resource['id']}", headers=mint()), 200)
+        assert resource == read
+    shown = {r["id"]: r for r in page}
+    assert shown[created[0]["id"]]["comment"] == "Room 4"
+    assert shown[created[0]["id"]]["specialty"] == specialty
+    assert shown[created[1]["id"]]["status"] == "busy"

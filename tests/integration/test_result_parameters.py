@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -194,6 +195,24 @@ def test_past_the_bound_a_caller_kept_from_some_patients_gets_no_estimate_only_p
         assert isinstance(everyone["total"], int) and everyone["total"] >= 2
     else:  # SQLite counts exactly, and only what the caller may see
         assert staff["total"] == last["total"] == 2 and everyone["total"] == 3
+
+
+def test_a_patient_total_counts_only_visible_matches_on_full_empty_and_count_only_pages(
+    client, mint, clinic, database
+):
+    """A patient page brings its count in its own statement; a page past the last match,
+    or `_summary=count`, has no row to bring it and counts apart: the same total."""
+    database.write(lambda db: make_patient(db, family="Abbott", restricted=True))
+    officer = mint("user/*.cruds __patient.blocked")
+
+    def total(query: str, headers: dict[str, str]) -> Any:
+        return fhir(client.get(f"/fhir/Patient?family=abbott&{query}", headers=headers), 200)
+
+    full, past, only = (total(q, mint()) for q in ("_count=1", "_offset=5", "_summary=count"))
+    assert full["total"] == past["total"] == only["total"] == 2
+    assert len(ids(full)) == 1 and ids(past) == []
+    assert any(link["relation"] == "next" for link in full["link"])
+    assert [total(q, officer)["total"] for q in ("_count=1", "_offset=5")] == [3, 3]
 
 
 def test_sort_takes_several_keys_each_way_and_id_and_last_updated(client, mint, clinic):
