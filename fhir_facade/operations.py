@@ -18,6 +18,7 @@ from fhir_facade.audit import audit_bookings, failures_audited
 from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
 from fhir_facade.outcomes import BadRequest
+from fhir_facade.references import Vouched, checked_in
 from fhir_facade.registry import rendered
 from mappings.locations import Where, located
 from mappings.series import (
@@ -57,6 +58,7 @@ def book() -> Response:
     base = base_url()
 
     def work(store: Store) -> dict[str, Any]:
+        seen: set[tuple[str, str]] = set()
         if isinstance(parsed, list):
             bookings, notices = _resolve(store, parsed)
             audit_bookings(store, grants, "U", "operation", bookings)
@@ -66,10 +68,17 @@ def book() -> Response:
             bookings, notices = result.bookings, result.notices
             audit_bookings(store, grants, "C", "operation", bookings)
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
+            # New occurrences of a patient the caller sees, their coverages chosen among
+            # those the caller sees (store.booking), in this transaction: the answer's
+            # check for hidden references need not ask about them again.
+            seen = {("Appointment", b.id) for b in bookings} | {
+                ("Coverage", c.coverage_id) for b in bookings for c in b.coverages
+            }
         answer = bookings_to_fhir(base, bookings, notices, summary)
         for booking, entry in zip(bookings, answer["entry"], strict=False):
             rendered(booking, entry["resource"])  # their version snapshots, rendered once
-        return answer
+        # Checked here, before the commit, not in a transaction of its own when sent.
+        return checked_in(store, Vouched(answer, seen))
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
         bundle = database().write_as(grants.access, work)

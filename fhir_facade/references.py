@@ -102,7 +102,9 @@ def _hidden(store: Store, references: set[tuple[str, str]]) -> set[tuple[str, st
 
 def _checked(body: Any) -> list[Any]:
     """The resources in `body` that may name hidden records (a shared rendering, or one
-    made of elements without references, names none; a write's answer was checked
-    before its commit)."""
+    made of elements without references, names none; a write's answer, a resource or a
+    Bundle of them, was checked before its commit)."""
     passed = Unchecked | NamesNoRecord | Checked
+    if isinstance(body, passed):
+        return []
     return [r for r in resources_in(body) if not isinstance(r, passed)]

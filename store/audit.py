@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from store.common import new_id, table_of
+from store.common import insert_rows, new_id, table_of
 from store.models import AuditRecord, utcnow
 
 SUCCESS = "0"
@@ -56,7 +55,7 @@ def record_many(db: Session, entries: list[AuditEntry]) -> None:
     ]
     if rows:
         db.flush()  # what the change left pending goes first, as an autoflush would send it
-        db.connection().execute(_INSERT, rows)  # Core: the ORM adds nothing to plain rows
+        insert_rows(db, _TABLE, rows)  # Core: the ORM adds nothing to plain rows
 
 
-_INSERT = insert(table_of(AuditRecord))
+_TABLE = table_of(AuditRecord)

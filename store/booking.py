@@ -10,6 +10,7 @@ waitlist, in the same transaction (`store.promotion`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -18,11 +19,18 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
-from store.common import new_id, table_of
+from store.common import (
+    insert_from_arrays,
+    insert_rows,
+    new_id,
+    on_postgresql,
+    stored,
+    table_of,
+)
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -47,7 +55,7 @@ from store.models import (
     Provider,
     utcnow,
 )
-from store.places import Place, give_back_place, lock_sessions, take_places, take_places_read
+from store.places import Place, give_back_place, lock_sessions, take_places_read
 from store.promotion import check_change, fill_freed_places, reclaim_expired, settle
 from store.visibility import visible_patient
 
@@ -130,13 +138,14 @@ class Placement:
 
 
 def book_patients(
-    db: Session, placements: list[Placement], access: Access
+    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
 ) -> list[BookingResult | SessionFull | SessionUnavailable]:
     """Book many places at once (a series' occurrences) with a bounded number of
     statements, whatever their number: one conditional UPDATE takes every place that
-    is free (the same rule as `book_patient`), one query reads the sessions, one
-    flush stores the bookings. A session without room comes back as its refusal,
-    with nothing written for it; every other refusal raises.
+    is free (the same rule as `book_patient`) and reads the sessions, one INSERT per
+    table stores the bookings and their links (`_insert_new`). A session without room
+    comes back as its refusal, with nothing written for it; every other refusal raises.
+    `checks`: those of an earlier batch of the same request, for the same `access`.
     """
     ids = [p.request.session_id for p in placements]
     if any(
@@ -155,7 +164,7 @@ def book_patients(
     session_ids = [i for i in ids if i is not None]
     if len(set(session_ids)) != len(session_ids):
         raise RuleViolation("a session appears twice in one batch", field="booking.slot")
-    checks = _Checks(db, access)
+    checks = checks or Checks(db, access)
     for placement in placements:
         checks.request(placement.request)
     reclaim_expired(db, session_ids)  # a lapsed offer's place is the waitlist's first
@@ -168,15 +177,14 @@ def book_patients(
             db.scalars(select(GroupSession).where(GroupSession.id.in_(missed))) if missed else ()
         )
     }
-    results: list[BookingResult | SessionFull | SessionUnavailable] = []
-    links = _NewLinks() if len(placements) > 1 else None
+    outcomes: list[_New | SessionFull | SessionUnavailable] = []
     with _saving(db, session_ids[0] if len(session_ids) == 1 else None):
         for placement, session_id in zip(placements, session_ids, strict=True):
             place = taken.get(session_id)
             if place is None:
                 if session_id not in refused:
                     raise NotFound("Slot", session_id, field="booking.slot")
-                results.append(_no_place(refused[session_id]))
+                outcomes.append(_no_place(refused[session_id]))
                 continue
             session = place.session
             request = placement.request
@@ -184,52 +192,111 @@ def book_patients(
             coverage_ids = checks.coverages(request.patient_id).choose(
                 request.coverage_ids, session.start
             )
-            booking = _new_booking(request, placement.booking_id, placement.series_link)
-            if links is not None:
-                db.add(booking)
-            _apply(db, booking, request, session, links=links, place=place)
-            _record_coverages(db, booking, coverage_ids, links=links)
-            _record_identifiers(booking, request)
-            if links is None:
-                _insert_new(db, booking)
-            results.append(BookingResult(booking, _session_warnings(session)))
-        if links is not None:
-            links.store(db)
-    return results
+            new = _new(placement, session, place, coverage_ids)
+            new.warnings = _session_warnings(session)
+            outcomes.append(new)
+        bookings = iter(_insert_new(db, [o for o in outcomes if isinstance(o, _New)]))
+    return [
+        BookingResult(next(bookings), o.warnings) if isinstance(o, _New) else o for o in outcomes
+    ]
 
 
-#: A new booking's columns with no value of their own (a single booking is written by
-#: `_insert_new`, which sets every column: none is left to a default or to be loaded).
-_UNSET = ("series_id", "recurrence_id", "queue_position", "offer_expires", "waitlist_note")
+@dataclass
+class _New:
+    """A new booking not yet written: its row (every column, by attribute) and its links'
+    rows (`_insert_new` writes them)."""
+
+    values: dict[str, Any]
+    providers: list[dict[str, Any]]
+    coverages: list[dict[str, Any]]
+    identifiers: list[dict[str, Any]]
+    warnings: list[Notice] = field(default_factory=list)
 
 
-def _insert_new(db: Session, booking: Booking) -> None:
-    """Write one new booking and its links with Core INSERTs (one per table with rows),
-    then attach it to `db` as the stored record it now is, with every column and link
-    loaded: the unit of work's flush costs more than the rest of a booking's writing.
-    The version snapshot is taken at commit, as for any new record (store.history)."""
-    for name in _UNSET:
-        if name not in booking.__dict__:
-            setattr(booking, name, None)
-    booking.version, booking.last_updated = 1, booking.created
+def _new(
+    placement: Placement,
+    session: GroupSession | None,
+    place: Place | None,
+    coverage_ids: list[str],
+) -> _New:
+    """A new booking of `placement.request`, in `session` (a draft: None): every column is
+    set here, none is left to a default or to be loaded."""
+    request, link = placement.request, placement.series_link
+    ident = placement.booking_id or new_id()
+    now = utcnow()
+    details, provider_ids = _details(request, session, place)
+    values = {
+        "id": ident,
+        "patient_id": request.patient_id,
+        **details,
+        "created": now,
+        "series_id": link.series_id if link is not None else None,
+        "recurrence_id": link.recurrence_id if link is not None else None,
+        "queue_position": None,
+        "offer_expires": None,
+        "waitlist_note": None,
+        "version": 1,
+        "last_updated": now,
+    }
+    return _New(
+        values,
+        [
+            {"booking_id": ident, "provider_id": pid, "position": i}
+            for i, pid in enumerate(provider_ids)
+        ],
+        [
+            {"booking_id": ident, "coverage_id": cid, "rank": rank}
+            for rank, cid in enumerate(coverage_ids, 1)
+        ],
+        [
+            {"booking_id": ident, "patient_id": request.patient_id, "system": s, "value": v}
+            for s, v in request.identifiers
+        ],
+    )
+
+
+def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
+    """Write new bookings and their links with Core INSERTs, one per table with rows
+    however many bookings (a series stores 156), and attach them to `db` as the stored
+    records they now are, every column and link loaded (`stored`): the unit of work's
+    flush, and building records through their change events, cost more than the rest of
+    a booking's writing. Their version snapshots are taken at commit, as for any new
+    record (store.history)."""
+    if not new:
+        return []
+    insert_rows(db, _BOOKING_TABLE, [_row(n.values, _BOOKING_COLUMNS) for n in new])
     connection = db.connection()
-    connection.execute(_BOOKING_INSERT, [_row(booking, _BOOKING_COLUMNS)])
-    collections: list[list[Any]] = [booking.providers, booking.coverages, booking.identifiers]
-    for links in collections:
-        if not links:
-            continue
-        columns, one, many = _LINK_INSERTS[type(links[0])]
-        for link in links:
-            link.booking_id = booking.id
-        rows = [_row(link, columns) for link in links]
-        # One row (the usual case) without the machinery that orders many rows' ids.
-        ids = connection.scalars(many, rows) if len(rows) > 1 else [connection.scalar(one, rows[0])]
-        for link, ident in zip(links, ids, strict=True):
-            link.id = ident
-            make_transient_to_detached(link)
-    make_transient_to_detached(booking)
-    db.add(booking)  # the links, detached too, come with it
-    created(db, [booking])
+    postgresql = on_postgresql(db)
+    links: dict[str, list[list[Any]]] = {}
+    for table in _LINKS:
+        rows: list[dict[str, Any]] = [row for n in new for row in getattr(n, table.collection)]
+        ids: dict[tuple[Any, ...], int] = {}
+        if rows:
+            # RETURNING names each row by its natural key: the returned rows' order is not
+            # the parameters' on every backend (SQLite would insert row by row to keep it).
+            found = (
+                connection.execute(
+                    table.insert_arrays,
+                    {column: [row[attr] for row in rows] for column, attr in table.columns},
+                )
+                if postgresql
+                else connection.execute(table.insert, [_row(row, table.columns) for row in rows])
+            )
+            ids = {tuple(returned[1:]): returned[0] for returned in found}
+        links[table.collection] = [
+            [
+                stored(table.kind, {"id": ids[tuple(row[attr] for attr in table.key)], **row})
+                for row in getattr(n, table.collection)
+            ]
+            for n in new
+        ]
+    bookings = [
+        stored(Booking, n.values, **{name: made[i] for name, made in links.items()})
+        for i, n in enumerate(new)
+    ]
+    db.add_all(bookings)  # their links, stored too, come with them
+    created(db, bookings)
+    return bookings
 
 
 def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
@@ -242,25 +309,51 @@ def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _row(record: Base, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    values = record.__dict__
+def _row(values: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return {column: values[attr] for column, attr in columns}
 
 
 _BOOKING_COLUMNS = _columns(Booking)
-_BOOKING_INSERT = insert(table_of(Booking))
-_LINK_INSERTS = {
-    kind: (
-        _columns(kind),
-        insert(table_of(kind)).returning(table_of(kind).c.id),
-        insert(table_of(kind)).returning(table_of(kind).c.id, sort_by_parameter_order=True),
-    )
-    for kind in (BookingProvider, BookingCoverage, BookingIdentifier)
-}
+_BOOKING_TABLE = table_of(Booking)
 
 
-class _Checks:
-    """Visibility, references and coverage choice for a batch, each looked up once."""
+@dataclass(frozen=True)
+class _LinkTable:
+    """A booking's links of one kind: its collection, the columns a new row sets, and the
+    INSERT that returns each new row's id with its natural key (`key`, the attributes of
+    a unique constraint)."""
+
+    kind: type[Base]
+    collection: str
+    key: tuple[str, ...]
+
+    @functools.cached_property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        return _columns(self.kind)
+
+    @functools.cached_property
+    def insert(self) -> ReturningInsert[Any]:
+        table = table_of(self.kind)
+        return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
+
+    @functools.cached_property
+    def insert_arrays(self) -> ReturningInsert[Any]:
+        """PostgreSQL: the same, the rows given as one array per column."""
+        table = table_of(self.kind)
+        statement = insert_from_arrays(table, [column for column, _ in self.columns])
+        return statement.returning(table.c.id, *(table.c[attr] for attr in self.key))
+
+
+_LINKS = (
+    _LinkTable(BookingProvider, "providers", ("booking_id", "provider_id")),
+    _LinkTable(BookingCoverage, "coverages", ("booking_id", "rank")),
+    _LinkTable(BookingIdentifier, "identifiers", ("booking_id", "system", "value")),
+)
+
+
+class Checks:
+    """Visibility, references and coverage choice for the batches of one request (a
+    series' booked occurrences, then its drafts), each looked up once, for `access`."""
 
     def __init__(self, db: Session, access: Access) -> None:
         self.db = db
@@ -288,18 +381,19 @@ class _Checks:
         return self._choosers[patient_id]
 
 
-def store_drafts(db: Session, placements: list[Placement], access: Access) -> list[BookingResult]:
+def store_drafts(
+    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
+) -> list[BookingResult]:
     """Store occurrences that have no session yet as drafts: status proposed, no slot,
     the intended time kept (DESIGN §4). They hold no place; resolving one later
     (`update_booking` to booked with a slot) takes one under the capacity rule.
 
     An explicit coverage choice is checked against the intended date and recorded;
-    without one the default choice is made when the draft is resolved. One flush
-    stores them all.
+    without one the default choice is made when the draft is resolved. One INSERT per
+    table stores them all (`_insert_new`). `checks`: as for `book_patients`.
     """
-    checks = _Checks(db, access)
-    results: list[BookingResult] = []
-    links = _NewLinks() if len(placements) > 1 else None
+    checks = checks or Checks(db, access)
+    drafts: list[_New] = []
     with _saving(db, None):
         for placement in placements:
             request = placement.request
@@ -312,54 +406,9 @@ def store_drafts(db: Session, placements: list[Placement], access: Access) -> li
             if request.coverage_ids:
                 on = request.start or utcnow()
                 coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
-            booking = _new_booking(request, placement.booking_id, placement.series_link)
-            db.add(booking)
-            _apply(db, booking, request, None, links=links)
-            _record_coverages(db, booking, coverage_ids, links=links)
-            _record_identifiers(booking, request)
-            results.append(BookingResult(booking))
-        if links is not None:
-            links.store(db)
+            drafts.append(_new(placement, None, None, coverage_ids))
+        results = [BookingResult(booking) for booking in _insert_new(db, drafts)]
     return results
-
-
-class _NewLinks:
-    """The providers and coverages of a batch of new bookings (a series), stored with one
-    INSERT per table whose RETURNING hands them to their bookings. (The ORM would insert
-    them row by row on SQLite, which cannot say which new row got which id: each row
-    names its booking instead.) A single booking is written by `_insert_new`."""
-
-    def __init__(self) -> None:
-        self.providers: dict[str, tuple[Booking, list[str]]] = {}
-        self.coverages: dict[str, tuple[Booking, list[str]]] = {}
-
-    def store(self, db: Session) -> None:
-        db.flush()  # the bookings first: their links refer to them
-        _store_links(db, BookingProvider, "providers", "provider_id", "position", 0, self.providers)
-        _store_links(db, BookingCoverage, "coverages", "coverage_id", "rank", 1, self.coverages)
-
-
-def _store_links(
-    db: Session,
-    kind: type[BookingProvider | BookingCoverage],
-    collection: str,
-    target: str,
-    order: str,
-    first: int,
-    wanted: dict[str, tuple[Booking, list[str]]],
-) -> None:
-    rows = [
-        {"booking_id": booking_id, target: ident, order: n}
-        for booking_id, (_, idents) in wanted.items()
-        for n, ident in enumerate(idents, first)
-    ]
-    loaded: dict[str, list[Any]] = {booking_id: [] for booking_id in wanted}
-    if rows:
-        found: list[Any] = list(db.scalars(insert(kind).returning(kind), rows))
-        for link in sorted(found, key=lambda link: getattr(link, order)):
-            loaded[link.booking_id].append(link)
-    for booking_id, (booking, _) in wanted.items():
-        set_committed_value(booking, collection, loaded[booking_id])
 
 
 def _new_booking(
@@ -420,7 +469,7 @@ def update_booking(
 
     old_place = booking.session_id if booking.holds_place else None
     new_place = request.session_id if request.status in HOLDS_PLACE else None
-    session, warnings = _move_place(db, booking, new_place, request.session_id)
+    session, place, warnings = _move_place(db, booking, new_place, request.session_id)
     if request.status in HOLDS_PLACE and session is not None:
         _check_times(_times_moved_with_slot(request, booking, session), session)
     coverage_ids: list[str] | None = None
@@ -432,7 +481,7 @@ def update_booking(
         current = [c.coverage_id for c in booking.coverages]
         coverage_ids = keeping_hidden(db, current, coverage_ids, access)
     with _saving(db, request.session_id):
-        _apply(db, booking, request, session)
+        _apply(db, booking, request, session, place)
         settle(booking)
         if coverage_ids is not None:
             _record_coverages(db, booking, coverage_ids)
@@ -445,32 +494,35 @@ def update_booking(
 
 def _move_place(
     db: Session, booking: Booking, new_place: str | None, named: str | None
-) -> tuple[GroupSession | None, list[Notice]]:
+) -> tuple[GroupSession | None, Place | None, list[Notice]]:
     """Move the place `booking` holds to `new_place` (None: it holds none any more): the
     new place is taken before the old one is given back, so a full target changes
-    nothing. The session the booking names afterwards (`named`), and its warnings when a
-    place was taken in it."""
+    nothing. The session the booking names afterwards (`named`), the place taken in it
+    if one was, and then its warnings."""
     old_place = booking.session_id if booking.holds_place else None
     if old_place is not None and new_place is not None and new_place != old_place:
         lock_sessions(db, [old_place, new_place])
     session: GroupSession | None = None
+    place: Place | None = None
     warnings: list[Notice] = []
     if new_place is not None and new_place != old_place:
-        session = _take_place(db, new_place)
+        place = _take_place(db, new_place)
+        session = place.session
         warnings = _session_warnings(session)
     elif named is not None:
         session = _get_session(db, named)
     if old_place is not None and old_place != new_place:
         give_back_place(db, old_place)
-    return session, warnings
+    return session, place, warnings
 
 
-def _take_place(db: Session, session_id: str) -> GroupSession:
-    taken = take_places(db, [session_id])
-    session = _get_session(db, session_id)
+def _take_place(db: Session, session_id: str) -> Place:
+    """The place taken in the session, read back by the UPDATE that took it; a session
+    without room is read to say why (full, blocked, or no such session)."""
+    taken = take_places_read(db, [session_id])
     if session_id in taken:
-        return session
-    raise _no_place(session)
+        return taken[session_id]
+    raise _no_place(_get_session(db, session_id))
 
 
 def _no_place(session: GroupSession) -> SessionFull | SessionUnavailable:
@@ -535,34 +587,11 @@ def _apply(
     booking: Booking,
     request: BookingRequest,
     session: GroupSession | None,
-    *,
-    links: _NewLinks | None = None,
     place: Place | None = None,
 ) -> None:
-    """`place`: the place just taken in `session`, with its calendar's defaults (read with
-    the place; `session.schedule` is then not loaded)."""
-    booking.status = request.status
-    booking.session_id = session.id if session is not None else None
-    booking.start = session.start if session is not None else request.start
-    booking.end = session.end if session is not None else request.end
-    booking.appointment_type = request.appointment_type or (
-        session.appointment_type if session is not None else None
-    )
-    default_department, default_providers = (
-        (place.department_id, place.provider_ids)
-        if place is not None
-        else (session.schedule.department_id, session.schedule.provider_ids)
-        if session is not None
-        else (None, ())
-    )
-    booking.department_id = request.department_id or default_department
-    booking.comment = request.comment
-    booking.cancellation_reason = request.cancellation_reason
-    booking.priority = request.priority
-    provider_ids = request.provider_ids or default_providers
-    if links is not None:  # a new booking of a batch: stored with the others'
-        links.providers[booking.id] = (booking, list(provider_ids))
-        return
+    details, provider_ids = _details(request, session, place)
+    for name, value in details.items():
+        setattr(booking, name, value)
     current = [p.provider_id for p in booking.providers]
     if current != list(provider_ids):
         if booking.providers:
@@ -573,12 +602,35 @@ def _apply(
         )
 
 
-def _record_coverages(
-    db: Session, booking: Booking, coverage_ids: list[str], *, links: _NewLinks | None = None
-) -> None:
-    if links is not None:  # a new booking of a batch: stored with the others'
-        links.coverages[booking.id] = (booking, coverage_ids)
-        return
+def _details(
+    request: BookingRequest, session: GroupSession | None, place: Place | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The columns `request` gives a booking in `session` (a draft: None), by attribute,
+    and its providers. `place`: the place just taken in `session`, with its calendar's
+    defaults (read with the place; `session.schedule` is then not loaded)."""
+    default_department, default_providers = (
+        (place.department_id, place.provider_ids)
+        if place is not None
+        else (session.schedule.department_id, session.schedule.provider_ids)
+        if session is not None
+        else (None, ())
+    )
+    details = {
+        "status": request.status,
+        "session_id": session.id if session is not None else None,
+        "start": session.start if session is not None else request.start,
+        "end": session.end if session is not None else request.end,
+        "appointment_type": request.appointment_type
+        or (session.appointment_type if session is not None else None),
+        "department_id": request.department_id or default_department,
+        "comment": request.comment,
+        "cancellation_reason": request.cancellation_reason,
+        "priority": request.priority,
+    }
+    return details, tuple(request.provider_ids or default_providers)
+
+
+def _record_coverages(db: Session, booking: Booking, coverage_ids: list[str]) -> None:
     if [c.coverage_id for c in booking.coverages] == coverage_ids:
         return
     if booking.coverages:

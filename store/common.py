@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    ColumnElement,
+    Insert,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+R = TypeVar("R")
 
 
 def new_id() -> str:
@@ -17,3 +34,74 @@ def table_of(kind: Any) -> Table:
     table = kind.__table__
     assert isinstance(table, Table)
     return table
+
+
+def stored(kind: type[R], values: dict[str, Any], **collections: list[Any]) -> R:
+    """A record of `kind` as the database holds it, ready to be attached to a session
+    (`Session.add`) as a stored one: `values` its columns (by attribute; one left out
+    is loaded if read), `collections` its loaded one-to-many links (`stored` too).
+    Built the way a query loads one, without the change events of a record being
+    edited: what a Core INSERT just wrote needs no unit of work."""
+    record = kind()
+    vars(record).update(values)
+    for name, items in collections.items():
+        set_committed_value(record, name, items)
+    make_transient_to_detached(record)
+    return record
+
+
+def any_of(
+    db: Session, column: InstrumentedAttribute[Any], values: Collection[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`, for a list of any length (a series names 156 sessions): on
+    PostgreSQL `column = ANY(:values)`, one array parameter, so the statement's text is
+    the same whatever their number and the driver and the server reuse their work on it
+    (a list of 156 placeholders is parsed afresh each time, by both); elsewhere an IN."""
+    if on_postgresql(db):
+        return column == any_(array_parameter(column, None, list(values)))
+    return column.in_(values)
+
+
+def array_parameter(
+    column: InstrumentedAttribute[Any] | ColumnElement[Any], name: str | None, value: Any = None
+) -> BindParameter[Any]:
+    """A PostgreSQL array parameter of `column`'s type (see `any_of`)."""
+    return bindparam(name, value, type_=ARRAY(column.type))
+
+
+def on_postgresql(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
+def insert_rows(db: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (by column name, each naming the same columns) with one statement: on
+    PostgreSQL from one array per column (`insert_from_arrays`: a series' 156 bookings in
+    7.6 ms against 11.5 as an executemany, 156 audit records 4 against 6, measured alone),
+    elsewhere an executemany."""
+    if not rows:
+        return
+    connection = db.connection()
+    if on_postgresql(db) and len(rows) > 1:
+        names = tuple(rows[0])
+        arrays = {name: [row[name] for row in rows] for name in names}
+        connection.execute(_inserting_arrays(table, names), arrays)
+    else:
+        connection.execute(insert(table), rows)
+
+
+@functools.lru_cache(maxsize=32)
+def _inserting_arrays(table: Table, names: tuple[str, ...]) -> Insert:
+    return insert_from_arrays(table, names)
+
+
+def insert_from_arrays(table: Table, names: Sequence[str]) -> Insert:
+    """PostgreSQL: an INSERT of many rows given as one array parameter per column (named
+    as the column), unnested into rows. Its text does not depend on the number of rows,
+    unlike a VALUES list (see `any_of`); it is the cheaper way to insert many rows whose
+    ids come back with RETURNING."""
+    rows = (
+        func.unnest(*(array_parameter(table.c[name], name) for name in names))
+        .table_valued(*names)
+        .render_derived()
+    )
+    return insert(table).from_select(list(names), select(*(rows.c[name] for name in names)))

@@ -15,10 +15,11 @@ commit, in their final state.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
@@ -40,7 +41,18 @@ class Observer(Protocol):
 
     def question(self, kinds: set[str]) -> ColumnElement[bool] | None: ...
 
-    def __call__(self, db: Session, versions: list[RecordVersion], answer: bool | None) -> None: ...
+    def __call__(self, db: Session, versions: list[Version], answer: bool | None) -> None: ...
+
+
+class Version(NamedTuple):
+    """A version about to be committed, as observers are shown it (its `record_version`
+    row; plain data, not a record of the session)."""
+
+    kind: str
+    record_id: str
+    version: int
+    last_updated: dt.datetime
+    document: str
 
 
 _PENDING = "store.history.pending"
@@ -86,21 +98,29 @@ def keep_versions(
         if not rows:
             return
         # One INSERT, no unit of work; Core, on the connection (the flush above was the last).
+        connection = db.connection()
         question = observe.question({row["kind"] for row in rows}) if observe else None
+        answer = None
         if question is None:
-            db.connection().execute(_INSERT, rows)
-            answer = None
+            connection.execute(_INSERT, rows)
+        elif len(rows) <= _ASKED_WITH_AT_MOST:
+            answer = bool(connection.scalars(_asking(question), rows).first())
         else:
-            answered = db.connection().scalars(_asking(question), rows).first()
-            answer = bool(answered)
+            # Many rows with RETURNING are sent as one statement that holds every row (the
+            # driver's batched executemany cannot return): that costs more than asking apart.
+            connection.execute(_INSERT, rows)
+            answer = bool(connection.scalar(select(question)))
         if observe is not None:
-            observe(db, [RecordVersion(**row) for row in rows], answer)
+            observe(db, [Version(**row) for row in rows], answer)
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
 
 
 _INSERT = insert(table_of(RecordVersion))
+#: Versions written by the INSERT that also answers the observer's question (RETURNING);
+#: more (a series writes 313) are written by a plain INSERT and the question asked apart.
+_ASKED_WITH_AT_MOST = 20
 
 
 @functools.lru_cache(maxsize=8)

@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Select, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.access import Access
+from store.history import Version
 from store.models import ApiClient, Base, Notification, RecordVersion, Subscription, utcnow
 from store.search import AnyOf, Query, visible_ids, where_clause
 
@@ -82,7 +83,7 @@ class EventRecorder:
             return None
         return _some_listening(_topic_key(self.topics))
 
-    def __call__(self, db: Session, versions: list[RecordVersion], answer: bool | None) -> None:
+    def __call__(self, db: Session, versions: list[Version], answer: bool | None) -> None:
         relevant = sorted(
             (v for v in versions if v.kind in self.kinds), key=lambda v: (v.kind, v.record_id)
         )
@@ -91,7 +92,7 @@ class EventRecorder:
         subscriptions = listening(db, self.topics, asked=answer is True)
         if not subscriptions:
             return
-        triggered: dict[str, list[RecordVersion]] = {}
+        triggered: dict[str, list[Version]] = {}
         for version in relevant:
             before = previous_version(db, version.kind, version.record_id, version.version)
             document = before.document if before is not None else None

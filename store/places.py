@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, inspect, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import ColumnElement, Row, Update, any_, bindparam, inspect, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from store.common import any_of, array_parameter, on_postgresql, stored
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
@@ -28,7 +29,7 @@ def lock_sessions(db: Session, session_ids: list[str]) -> None:
     if len(ids) > 1:
         db.execute(
             select(GroupSession.id)
-            .where(GroupSession.id.in_(ids))
+            .where(any_of(db, GroupSession.id, ids))
             .order_by(GroupSession.id)
             .with_for_update()
         )
@@ -59,7 +60,8 @@ def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
     after it. Sessions without room are left untouched and absent."""
     # Core, on the connection: the ORM's UPDATE … RETURNING path rebuilds its statement
     # on every call; the rows become sessions here (`_as_loaded`).
-    rows = db.connection().execute(_TAKE_READ, _taking(session_ids))
+    statement = _TAKE_READ_PG if on_postgresql(db) else _TAKE_READ
+    rows = db.connection().execute(statement, _taking(session_ids))
     places = {}
     for row in rows:
         session = _as_loaded(db, row)
@@ -72,26 +74,31 @@ def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
     return places
 
 
-#: The conditional UPDATE that takes a place in each of the sessions `ids` with room,
-#: built once (`_taking` gives its parameters).
-_TAKE = (
-    update(GroupSession)
-    .where(
-        GroupSession.id.in_(bindparam("ids", expanding=True)),
-        GroupSession.availability == Availability.OPEN,  # booked < capacity, not blocked
+def _take(ids: ColumnElement[bool]) -> Update:
+    """The conditional UPDATE that takes a place in each of the sessions `ids` with room,
+    built once (`_taking` gives its parameters)."""
+    return (
+        update(GroupSession)
+        # Open: booked < capacity, and not blocked.
+        .where(ids, GroupSession.availability == Availability.OPEN)
+        .values(
+            booked=GroupSession.booked + 1,
+            version=GroupSession.version + 1,
+            last_updated=bindparam("now", type_=GroupSession.last_updated.type),
+        )
+        .execution_options(synchronize_session=False)
     )
-    .values(
-        booked=GroupSession.booked + 1,
-        version=GroupSession.version + 1,
-        last_updated=bindparam("now", type_=GroupSession.last_updated.type),
-    )
-    .execution_options(synchronize_session=False)
-)
+
+
+_TAKE = _take(GroupSession.id.in_(bindparam("ids", expanding=True)))
+# On PostgreSQL the ids are one array parameter (store.common.any_of).
+_TAKE_PG = _take(GroupSession.id == any_(array_parameter(GroupSession.id, "ids")))
 _TAKE_IDS = _TAKE.returning(GroupSession.id)
 _SCHEDULE = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
 #: Every column of the session (named as its attributes), and its calendar's defaults.
 _COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(GroupSession).column_attrs)
-_TAKE_READ = _TAKE.returning(
+_KEYS = tuple(key for key, _ in _COLUMNS)
+_READ = (
     *(column.label(key) for key, column in _COLUMNS),
     _SCHEDULE.with_only_columns(ProviderSchedule.department_id)
     .scalar_subquery()
@@ -100,20 +107,21 @@ _TAKE_READ = _TAKE.returning(
     .scalar_subquery()
     .label("provider_id"),
 )
+_TAKE_READ = _TAKE.returning(*_READ)
+_TAKE_READ_PG = _TAKE_PG.returning(*_READ)
 
 
 def _as_loaded(db: Session, row: Row[Any]) -> GroupSession:
     """The session `row` returned, as if loaded with populate_existing: the copy `db`
     holds is refreshed, or a new one is attached as stored (every column set; its
     calendar is loaded if asked for)."""
-    values = {key: row._mapping[key] for key, _ in _COLUMNS}
+    values = dict(zip(_KEYS, row, strict=False))  # the session's columns come first
     held = db.identity_map.get(identity_key(GroupSession, values["id"]))
     if isinstance(held, GroupSession):
         for key, value in values.items():
             set_committed_value(held, key, value)
         return held
-    session = GroupSession(**values)
-    make_transient_to_detached(session)
+    session = stored(GroupSession, values)
     db.add(session)
     return session
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from store.access import Access
 from store.audit import AuditEntry, record
+from store.common import any_of
 from store.errors import NotFound, RuleViolation
 from store.insurance import CoverageChooser
 from store.models import (
@@ -80,7 +81,7 @@ def reclaim_expired(
     lapsed = db.scalars(
         select(Booking)
         .where(
-            Booking.session_id.in_(ids),
+            any_of(db, Booking.session_id, ids),
             Booking.status == BookingStatus.PENDING,
             Booking.offer_expires <= now,
         )

@@ -23,6 +23,7 @@ from store.access import Access
 from store.booking import (
     BookingRequest,
     BookingResult,
+    Checks,
     Notice,
     Placement,
     SeriesLink,
@@ -30,7 +31,7 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import new_id
+from store.common import any_of, new_id
 from store.errors import (
     Inactive,
     NotFound,
@@ -226,9 +227,10 @@ def book_series(
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
     to_store = _partition(series, booking, kept, held, occurrences, result.notices)
-    outcomes = _book_matched(db, to_store, access)
+    checks = Checks(db, access)  # the drafts are the booked occurrences' patient's
+    outcomes = _book_matched(db, to_store, checks)
     drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
-    stored_drafts = iter(store_drafts(db, drafts, access))
+    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
     stored: set[int] = set()
     for entry in to_store:
         outcome = outcomes.get(entry.item.recurrence_id)
@@ -288,7 +290,7 @@ def _partition(
 
 
 def _book_matched(
-    db: Session, to_store: list[_ToStore], access: Access
+    db: Session, to_store: list[_ToStore], checks: Checks
 ) -> dict[int, BookingResult | SessionFull | SessionUnavailable]:
     """Book every occurrence that has a session, at once (`book_patients`): recurrence
     id -> the booking, or why its session had no place."""
@@ -299,7 +301,8 @@ def _book_matched(
             replace(e.placement, request=replace(e.request, status=BookingStatus.BOOKED))
             for e in matched
         ],
-        access,
+        checks.access,
+        checks=checks,
     )
     return {e.item.recurrence_id: outcome for e, outcome in zip(matched, booked, strict=True)}
 
@@ -552,7 +555,7 @@ def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) ->
     rows = db.execute(
         select(Booking.session_id, Booking.id).where(
             Booking.patient_id == patient_id,
-            Booking.session_id.in_(wanted),
+            any_of(db, Booking.session_id, wanted),
             Booking.status.in_(list(HOLDS_PLACE)),
         )
     ).all()

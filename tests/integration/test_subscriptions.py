@@ -234,6 +234,65 @@ def test_a_subscriber_receives_every_booking_cancellation_and_draft_resolution_i
     ] == "5"
 
 
+def test_a_transaction_writing_many_versions_gives_each_an_event(
+    client: FlaskClient, db: Database, world: World, receiver: Receiver, deliver: Deliver, mint
+):
+    """Many versions in one transaction (a series) are written by a plain INSERT and the
+    question whether some subscription listens is asked apart (store.history): every
+    version still gets its event, in the same transaction."""
+    staff = mint(STAFF_SCOPE)
+    subscribe(
+        client,
+        staff,
+        subscription(receiver.url, f"Appointment?actor=Practitioner/{world.provider}"),
+    )
+    deliver()
+    drafts = [
+        Placement(
+            BookingRequest(
+                world.ann,
+                None,
+                BookingStatus.PROPOSED,
+                provider_ids=(world.provider,),
+                start=MONDAY + dt.timedelta(days=day),
+                end=MONDAY + dt.timedelta(days=day, minutes=90),
+            )
+        )
+        for day in range(30)
+    ]
+    made = db.write(lambda s: [r.booking.id for r in store_drafts(s, drafts, STAFF)])
+    deliver()
+
+    assert received(receiver) == [
+        (n, f"Appointment/{ident}", "proposed") for n, ident in enumerate(sorted(made), 1)
+    ]
+
+
+def test_many_versions_without_subscribers_write_no_outbox_rows(
+    client: FlaskClient, db: Database, world: World
+):
+    from sqlalchemy import func, select
+
+    from store.models import Notification
+
+    drafts = [
+        Placement(
+            BookingRequest(
+                world.ann,
+                None,
+                BookingStatus.PROPOSED,
+                provider_ids=(world.provider,),
+                start=MONDAY + dt.timedelta(days=day),
+                end=MONDAY + dt.timedelta(days=day, minutes=90),
+            )
+        )
+        for day in range(30)
+    ]
+    assert len(db.write(lambda s: store_drafts(s, drafts, STAFF))) == 30
+    with db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Notification)) == 0
+
+
 def test_a_filter_on_the_patient_notifies_that_patients_appointments_only(
     client: FlaskClient, world: World, receiver: Receiver, deliver: Deliver, mint
 ):
