@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import os
 import signal
 import socket
@@ -399,6 +400,11 @@ def _gunicorn(host: str, port: int, workers: int, threads: int, *, deliver: bool
         def load(self) -> Any:
             return app
 
+    # The app's objects (modules, classes, tables: about 150,000) stay for the process's
+    # life: out of the collector's sight, a full collection costs milliseconds instead of
+    # ~100 ms, and the workers forked from here share their pages instead of copying them
+    # when the collector touches them (the gc module's advice for forking servers).
+    gc.freeze()
     Server().run()
 
 

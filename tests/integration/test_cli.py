@@ -105,3 +105,24 @@ def test_sweep_offers_passes_lapsed_offers_on_and_says_how_many(run):
 
     assert result.exit_code == 0, result.output
     assert result.output == "0 lapsed offer(s) passed on\n"
+
+
+def test_serve_freezes_the_apps_objects_before_its_workers_fork(run, monkeypatch):
+    """Out of the collector's sight, the app's ~150,000 lasting objects cost a full
+    collection nothing (it took ~100 ms a few times a minute under load), and forked
+    workers share their pages."""
+    import gc
+
+    from gunicorn.app.base import BaseApplication
+
+    frozen_at_start: list[int] = []
+    monkeypatch.setattr(
+        BaseApplication, "run", lambda _self: frozen_at_start.append(gc.get_freeze_count())
+    )
+    try:
+        result = run("serve", "--port", "0")
+    finally:
+        gc.unfreeze()
+
+    assert result.exit_code == 0, result.output
+    assert frozen_at_start and frozen_at_start[0] > 10_000
