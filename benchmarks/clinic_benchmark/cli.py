@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import random
 import sys
@@ -74,7 +73,6 @@ def run_one(backend: str, scale: float, args: argparse.Namespace, root: Path) ->
             }
         )
         token = app.extensions["fhir_facade.tokens"].mint("bench", SCOPE, dt.timedelta(hours=4))
-        gc.freeze()  # as `fhir-facade serve` does before its workers fork (fhir_facade.cli)
         database = app.extensions["fhir_facade.db"]
         bench = Bench(
             target,
