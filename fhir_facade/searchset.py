@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from mappings.references import Unchecked
 from mappings.search import SearchRequest
 
 
@@ -41,6 +42,8 @@ def searchset(
 
 
 def _entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:
+    if isinstance(resource, Unchecked):  # a shared rendering keeps its entry too
+        return resource.entry(base, mode)
     return {
         "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
         "resource": resource,

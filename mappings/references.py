@@ -57,6 +57,21 @@ class Unchecked(dict[str, Any]):
             kept = self.__dict__["_json"] = orjson.Fragment(orjson.dumps(dict(self)))
         return kept
 
+    def entry(self, base: str, mode: str) -> Unchecked:
+        """Its searchset entry (`fhir_facade.searchset`), shared and written once like
+        the rendering itself: a 500-Slot page built 500 entries per request. One is kept,
+        the last asked for (base URL and search mode), so no Host header can grow it."""
+        kept: tuple[str, str, Unchecked] | None = self.__dict__.get("_entry")
+        if kept is not None and kept[0] == base and kept[1] == mode:
+            return kept[2]
+        url = f"{base}/{self['resourceType']}/{self['id']}"
+        search = {"mode": mode}
+        made = Unchecked(fullUrl=url, resource=self, search=search)
+        written = orjson.dumps({"fullUrl": url, "resource": self.json(), "search": search})
+        made.__dict__["_json"] = orjson.Fragment(written)
+        self.__dict__["_entry"] = (base, mode, made)
+        return made
+
 
 def resources_in(body: Any) -> list[JSON]:
     """Every resource inside a response body (the body itself, Bundle entries, nested

@@ -157,6 +157,28 @@ def test_a_shared_slot_is_written_as_the_same_json_as_its_plain_rendering():
     assert json_bytes(page) == orjson.dumps(plain)
 
 
+def test_a_shared_slots_search_entry_is_written_as_a_plain_entry():
+    shared = shared_slot(loaded())
+    plain = slot_to_fhir(loaded())
+    url = f"http://fhir.example/fhir/Slot/{plain['id']}"
+    page = {"entry": [shared.entry("http://fhir.example/fhir", "match")]}
+    expected = {"entry": [{"fullUrl": url, "resource": plain, "search": {"mode": "match"}}]}
+    assert json_bytes(page) == orjson.dumps(expected)
+    assert page["entry"][0]["resource"] is shared  # readable as a dict, as any entry
+
+
+def test_a_shared_slot_keeps_one_entry_the_last_base_asked_for():
+    shared = shared_slot(loaded())
+    first = shared.entry("http://a.example/fhir", "match")
+    assert shared.entry("http://a.example/fhir", "match") is first
+    other = shared.entry("http://b.example/fhir", "match")
+    assert other["fullUrl"].startswith("http://b.example/fhir/Slot/")
+    assert shared.entry("http://a.example/fhir", "include") is not first
+    assert orjson.loads(json_bytes(shared.entry("http://a.example/fhir", "include")))["search"] == {
+        "mode": "include"
+    }
+
+
 def test_subclasses_of_json_types_are_written_as_their_plain_values():
     class Status(enum.StrEnum):
         BOOKED = "booked"
