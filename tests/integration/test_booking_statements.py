@@ -17,7 +17,7 @@ from store.booking import BookingRequest, BookingResult, Placement, book_patient
 from store.models import Booking, BookingStatus, Coverage
 from store.scope import Store
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
-from tests.integration.helpers import appointment, fhir, post
+from tests.integration.helpers import appointment, fhir, monday_series_find, post
 
 #: Statements of one booking (its one transaction, BEGIN and COMMIT not counted).
 BOOKING_STATEMENTS = {"postgresql": 8, "sqlite": 8}
@@ -273,27 +273,6 @@ def test_a_new_batch_is_attached_as_stored_with_everything_loaded(database):
 SERIES_BOOK_STATEMENTS = {"postgresql": 17, "sqlite": 17}
 
 
-def _series_body(first: dt.date, provider: str, patient: str, weeks: int) -> dict[str, Any]:
-    timing = {
-        "boundsPeriod": {"start": first.isoformat()},
-        "count": 3 * weeks,
-        "period": 1,
-        "periodUnit": "wk",
-        "dayOfWeek": ["mon", "wed", "fri"],
-        "timeOfDay": ["10:00:00"],
-        "duration": 90,
-        "durationUnit": "min",
-    }
-    return {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-            {"name": "practitioner", "valueReference": {"reference": f"Practitioner/{provider}"}},
-            {"name": "timing", "valueTiming": {"repeat": timing}},
-        ],
-    }
-
-
 @pytest.mark.parametrize("weeks", [2, 6])
 def test_booking_a_series_costs_a_fixed_number_of_statements(
     client, app, mint, statements, database_url, weeks
@@ -310,7 +289,9 @@ def test_booking_a_series_costs_a_fixed_number_of_statements(
 
     provider, patient = database.write(build)
     headers = mint("user/*.cruds")
-    body = _series_body(MONDAY.date(), provider, patient, weeks)
+    body = monday_series_find(
+        patient, provider, MONDAY.date().isoformat(), 3 * weeks, dayOfWeek=["mon", "wed", "fri"]
+    )
     preview = fhir(post(client, "/fhir/Appointment/$find", body, headers), 200)
     kept = [e["resource"] for e in preview["entry"] if e["search"]["mode"] == "match"]
     book = {

@@ -234,6 +234,23 @@ def test_a_subscriber_receives_every_booking_cancellation_and_draft_resolution_i
     ] == "5"
 
 
+def _thirty_drafts(world: World) -> list[Placement]:
+    """Thirty drafts for Ann with the world's provider: 30 versions in one transaction."""
+    return [
+        Placement(
+            BookingRequest(
+                world.ann,
+                None,
+                BookingStatus.PROPOSED,
+                provider_ids=(world.provider,),
+                start=MONDAY + dt.timedelta(days=day),
+                end=MONDAY + dt.timedelta(days=day, minutes=90),
+            )
+        )
+        for day in range(30)
+    ]
+
+
 def test_a_transaction_writing_many_versions_gives_each_an_event(
     client: FlaskClient, db: Database, world: World, receiver: Receiver, deliver: Deliver, mint
 ):
@@ -247,19 +264,7 @@ def test_a_transaction_writing_many_versions_gives_each_an_event(
         subscription(receiver.url, f"Appointment?actor=Practitioner/{world.provider}"),
     )
     deliver()
-    drafts = [
-        Placement(
-            BookingRequest(
-                world.ann,
-                None,
-                BookingStatus.PROPOSED,
-                provider_ids=(world.provider,),
-                start=MONDAY + dt.timedelta(days=day),
-                end=MONDAY + dt.timedelta(days=day, minutes=90),
-            )
-        )
-        for day in range(30)
-    ]
+    drafts = _thirty_drafts(world)
     made = db.write(lambda s: [r.booking.id for r in store_drafts(s, drafts, STAFF)])
     deliver()
 
@@ -275,19 +280,7 @@ def test_many_versions_without_subscribers_write_no_outbox_rows(
 
     from store.models import Notification
 
-    drafts = [
-        Placement(
-            BookingRequest(
-                world.ann,
-                None,
-                BookingStatus.PROPOSED,
-                provider_ids=(world.provider,),
-                start=MONDAY + dt.timedelta(days=day),
-                end=MONDAY + dt.timedelta(days=day, minutes=90),
-            )
-        )
-        for day in range(30)
-    ]
+    drafts = _thirty_drafts(world)
     assert len(db.write(lambda s: store_drafts(s, drafts, STAFF))) == 30
     with db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Notification)) == 0
