@@ -8,14 +8,13 @@ date lives here, once, and is used by single bookings and series alike.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from store.access import Access
+from store.access import Access, built_once_per_access
 from store.common import new_id
 from store.errors import NotFound, RuleViolation, VersionMismatch
 from store.models import Coverage, CoverageIdentifier, Patient, ProviderGroup
@@ -224,19 +223,10 @@ def _own_statement(access: Access) -> Select[*tuple[Any, ...]]:
     )
 
 
+@built_once_per_access(maxsize=16)
 def _own_and_seen(access: Access) -> Select[*tuple[Any, ...]]:
     """`_own_statement`, each row with whether `access` sees the patient (for callers whose
-    view of patients is the restriction alone); built once per Access without granular
-    scopes (as `visibility` keeps its clauses)."""
-    return _own_and_seen_unscoped(access) if not access.narrowed else _with_seen(access)
-
-
-@functools.lru_cache(maxsize=16)
-def _own_and_seen_unscoped(access: Access) -> Select[*tuple[Any, ...]]:
-    return _with_seen(access)
-
-
-def _with_seen(access: Access) -> Select[*tuple[Any, ...]]:
+    view of patients is the restriction alone)."""
     seen = (
         select(Patient.id)
         .where(Patient.id == bindparam("patient_id"), visibility(Patient, access))

@@ -14,7 +14,6 @@ ask `visible_patient` / `visible_coverage` here.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,29 +21,16 @@ from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, tru
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
-from store.access import Access
+from store.access import Access, built_once_per_access
 from store.models import AuditRecord, Base, Booking, BookingCoverage, Coverage, Patient
 
 
+@built_once_per_access(maxsize=64)  # most callers: a handful of shapes, each built once
 def visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     """What the caller may see of `kind`: restricted patients and their compartment vanish
     without the permission; granular scopes narrow further; a payer sees its members only.
     Every read path (read, search, include, revinclude, chain) and every use case's
     check goes through here."""
-    if not access.narrowed:  # most callers: a handful of shapes, each built once
-        return _unscoped(kind, access)
-    return _visibility(kind, access)
-
-
-@functools.lru_cache(maxsize=64)
-def _unscoped(kind: type[Base], access: Access) -> ColumnElement[bool]:
-    # Kept by the whole Access (without granular scopes, a few values), so no part of it
-    # can be left out of the key; SQL expressions are immutable: one serves every
-    # statement that embeds it.
-    return _visibility(kind, access)
-
-
-def _visibility(kind: type[Base], access: Access) -> ColumnElement[bool]:
     clauses = [_restriction(kind, access), _narrowing(kind, access)]
     if access.coverage_members and kind is Patient:
         # correlate(None): the subquery's coverage is its own, even inside a Coverage search.
