@@ -430,20 +430,38 @@ for _kind, _columns in _SORT_COLUMNS.items():
         _columns["last_updated"] = _kind.last_updated  # type: ignore[attr-defined]
 
 
+def _ordered(column: Any, descending: bool) -> Any:
+    """One ORDER BY term: missing values last either way, the same on SQLite and
+    PostgreSQL. A column that cannot be missing is ordered without NULLS LAST, which
+    would keep an index from giving the order where the backend puts NULLs first (SQLite
+    always, PostgreSQL descending): the page would be sorted apart. An expression (not a
+    column) may be NULL: it keeps NULLS LAST."""
+    ordered = column.desc() if descending else column.asc()
+    return ordered.nulls_last() if getattr(column, "nullable", True) else ordered
+
+
+#: Each kind's sort keys as ORDER BY terms, ascending and descending, built once (SQL
+#: expressions are immutable: one serves every statement).
+_ORDERINGS: dict[type[Base], dict[str, dict[bool, tuple[Any, ...]]]] = {
+    kind: {
+        name: {
+            descending: tuple(
+                _ordered(column, descending)
+                for column in (chosen if isinstance(chosen, tuple) else (chosen,))
+            )
+            for descending in (False, True)
+        }
+        for name, chosen in columns.items()
+    }
+    for kind, columns in _SORT_COLUMNS.items()
+}
+
+
 def _order_by(kind: type[Base], sort: list[tuple[str, bool]]) -> list[Any]:
-    """ORDER BY for (key, descending) pairs, then the id; missing values last either way,
-    the same on SQLite and PostgreSQL. A column that cannot be missing is ordered without
-    NULLS LAST, which would keep an index from giving the order where the backend puts
-    NULLs first (SQLite always, PostgreSQL descending): the page would be sorted apart."""
-    columns = _SORT_COLUMNS[kind]
-    order = []
-    for name, descending in sort:
-        chosen = columns[name]
-        for column in chosen if isinstance(chosen, tuple) else (chosen,):
-            ordered = column.desc() if descending else column.asc()
-            # An expression (not a column) may be NULL: it keeps NULLS LAST.
-            order.append(ordered.nulls_last() if getattr(column, "nullable", True) else ordered)
-    order.append(columns["id"].asc())
+    """ORDER BY for (key, descending) pairs, then the id."""
+    orderings = _ORDERINGS[kind]
+    order = [term for name, descending in sort for term in orderings[name][descending]]
+    order.extend(orderings["id"][False])
     return order
 
 
