@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, lazyload
 
 from store.access import Access
+from store.common import on_postgresql
 from store.models import (
     WAITLIST_ORDER,
     AuditRecord,
@@ -542,7 +543,7 @@ class _Counter:
         self.db = db
         self.query = query
         self.condition = condition
-        self.bound = query.exact_up_to if db.get_bind().dialect.name == "postgresql" else None
+        self.bound = query.exact_up_to if on_postgresql(db) else None
 
     @functools.cached_property
     def matches(self) -> Select[Any]:
