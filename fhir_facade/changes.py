@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from fhir_facade.auth import Grants
-from fhir_facade.references import Vouched, document_keeping_hidden
+from fhir_facade.references import Vouched, chosen_coverages, document_keeping_hidden
 from mappings.appointment import appointment_to_fhir
 from mappings.coverage import coverage_to_fhir
 from mappings.directory import (
@@ -62,9 +62,8 @@ def book(store: Store, spec: BookingRequest, ctx: WriteContext) -> Rendered:
         entry = store.join_waitlist(spec, booking_id=ctx.ident)
         return appointment_to_fhir(entry.booking), entry.warnings
     result = store.book(spec, booking_id=ctx.ident)
-    # A new booking's coverages were chosen among those the caller sees (store.booking),
-    # in this transaction: the answer's check for hidden references need not ask again.
-    seen = {("Coverage", c.coverage_id) for c in result.booking.coverages}
+    # The answer's check for hidden references need not ask about its coverages again.
+    seen = chosen_coverages([result.booking])
     return Vouched(appointment_to_fhir(result.booking), seen), result.warnings
 
 

@@ -18,7 +18,7 @@ from fhir_facade.audit import audit_bookings, failures_audited
 from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
 from fhir_facade.outcomes import BadRequest
-from fhir_facade.references import Vouched, checked_in
+from fhir_facade.references import Vouched, checked_in, chosen_coverages
 from fhir_facade.registry import rendered
 from mappings.locations import Where, located
 from mappings.series import (
@@ -68,12 +68,9 @@ def book() -> Response:
             bookings, notices = result.bookings, result.notices
             audit_bookings(store, grants, "C", "operation", bookings)
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
-            # New occurrences of a patient the caller sees, their coverages chosen among
-            # those the caller sees (store.booking), in this transaction: the answer's
-            # check for hidden references need not ask about them again.
-            seen = {("Appointment", b.id) for b in bookings} | {
-                ("Coverage", c.coverage_id) for b in bookings for c in b.coverages
-            }
+            # New occurrences of a patient the caller sees, and their coverages: the
+            # answer's check for hidden references need not ask about them again.
+            seen = {("Appointment", b.id) for b in bookings} | chosen_coverages(bookings)
         answer = bookings_to_fhir(base, bookings, notices, summary)
         for booking, entry in zip(bookings, answer["entry"], strict=False):
             rendered(booking, entry["resource"])  # their version snapshots, rendered once

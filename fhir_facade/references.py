@@ -10,6 +10,7 @@ restriction as it is at that moment, both ways.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from mappings.references import (
     without_references,
 )
 from mappings.search_params import SEARCHES
+from store.models import Booking
 from store.scope import Store
 
 
@@ -40,6 +42,12 @@ class Vouched(dict[str, Any]):
     def __init__(self, resource: dict[str, Any], seen: set[tuple[str, str]]) -> None:
         super().__init__(resource)
         self.seen = frozenset(seen)
+
+
+def chosen_coverages(bookings: Iterable[Booking]) -> set[tuple[str, str]]:
+    """What new bookings' writes vouch for (`Vouched`): their coverages, chosen among those
+    the caller sees (store.booking), in the write's own transaction."""
+    return {("Coverage", c.coverage_id) for booking in bookings for c in booking.coverages}
 
 
 def checked_in(store: Store, resource: dict[str, Any]) -> Checked:
