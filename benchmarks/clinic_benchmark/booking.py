@@ -18,9 +18,29 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import insert, text
 
-from benchmarks.clinic_benchmark.harness import FHIR_JSON, Bench, CpuMeter, Server, stats, timed
+from benchmarks.clinic_benchmark.harness import (
+    FHIR_JSON,
+    Bench,
+    CpuMeter,
+    Server,
+    start_server,
+    stats,
+    timed,
+)
 from benchmarks.clinic_data import patient_id
 from store.models import HOLDS_PLACE_SQL, GroupSession
+
+#: The database's own work for a booking, as `driver_booking` and the bare server
+#: (`bare.py`) send it: `{p}` a placeholder, `{f}` false, in the backend's spelling.
+TAKE_PLACE = (
+    "UPDATE group_session SET booked = booked + 1, version = version + 1, last_updated = {p} "
+    "WHERE id = {p} AND booked < capacity AND blocked = {f}"
+)
+ADD_BOOKING = (
+    "INSERT INTO booking (id, session_id, patient_id, status, start_at, end_at, "
+    "appointment_type, department_id, created, version, last_updated) "
+    "VALUES ({p}, {p}, {p}, 'booked', {p}, {p}, 'group-therapy', {p}, {p}, 1, {p})"
+)
 
 
 def make_load_sessions(bench: Bench, prefix: str, count: int, capacity: int) -> list[str]:
@@ -182,22 +202,13 @@ def driver_booking(
     """The database's own limit: the conditional UPDATE plus the INSERT, one transaction each,
     straight through the driver with the same concurrency."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    take = (
-        "UPDATE group_session SET booked = booked + 1, version = version + 1, last_updated = {p} "
-        "WHERE id = {p} AND booked < capacity AND blocked = {f}"
-    )
-    add = (
-        "INSERT INTO booking (id, session_id, patient_id, status, start_at, end_at, "
-        "appointment_type, department_id, created, version, last_updated) "
-        "VALUES ({p}, {p}, {p}, 'booked', {p}, {p}, 'group-therapy', {p}, {p}, 1, {p})"
-    )
     start = dt.datetime(2030, 1, 1, 12)
     end = start + dt.timedelta(minutes=90)
     department = bench.shape.schedule_department[bench.shape.schedules[0]]
     if bench.target.backend == "postgresql":
         import psycopg
 
-        take_sql, add_sql = take.format(p="%s", f="false"), add.format(p="%s")
+        take_sql, add_sql = TAKE_PLACE.format(p="%s", f="false"), ADD_BOOKING.format(p="%s")
 
         def connect() -> Any:
             return psycopg.connect(bench.target.conninfo)
@@ -214,7 +225,7 @@ def driver_booking(
             conn.commit()
             return 201
     else:
-        take_sql, add_sql = take.format(p="?", f="0"), add.format(p="?")
+        take_sql, add_sql = TAKE_PLACE.format(p="?", f="0"), ADD_BOOKING.format(p="?")
         fmt = "%Y-%m-%d %H:%M:%S.%f"
 
         def connect() -> Any:
@@ -251,6 +262,30 @@ def driver_booking(
     # Connections stay open (closed by the caller) so their server processes' CPU time can
     # still be read when the load ends.
     return run_clients(clients, plan, send, connect, opened.append)
+
+
+def bare_booking(
+    bench: Bench, clients: int, sessions: int, capacity: int, sizes: tuple[int, int]
+) -> dict[str, Any]:
+    """The same clients and plan against the bare booking server (`bare.py`): the
+    driver's two statements behind Flask and gunicorn, and nothing else."""
+    department = bench.shape.schedule_department[bench.shape.schedules[0]]
+    bare = start_server(bench.target, *sizes, bare_department=department)
+    try:
+        plan = load_plan(
+            bench,
+            make_load_sessions(bench, "load-bare", sessions, capacity),
+            capacity,
+            0.1,
+            offset=3,
+        )
+        meter = CpuMeter(bare)
+        meter.start()
+        result = http_booking(bench, bare, plan, clients)
+        result["cpu"] = meter.stop(len(plan))
+    finally:
+        bare.stop()
+    return result
 
 
 def overbooking_check(bench: Bench) -> dict[str, int]:
@@ -298,8 +333,14 @@ def in_process_booking(bench: Bench, capacity: int) -> dict[str, Any]:
 
 
 def measure_booking(
-    bench: Bench, server: Server, clients: int, sessions: int, capacity: int
+    bench: Bench,
+    server: Server,
+    clients: int,
+    sessions: int,
+    capacity: int,
+    sizes: tuple[int, int] = (4, 4),
 ) -> dict[str, Any]:
+    """`sizes`: the server's gunicorn workers and threads, which the bare server gets too."""
     result: dict[str, Any] = {"clients": clients, "sessions": sessions, "capacity": capacity}
     # Sequential latency first (one client, keep-alive), on sessions of its own.
     seq_sessions = make_load_sessions(bench, "load-seq", 20, capacity)
@@ -317,6 +358,8 @@ def measure_booking(
     meter.start()
     result["floor"] = http_floor(bench, server, len(http_plan), clients)
     result["floor"]["cpu"] = meter.stop(len(http_plan))
+    if bench.target.backend == "postgresql":
+        result["bare"] = bare_booking(bench, clients, sessions, capacity, sizes)
     db_sessions = make_load_sessions(bench, "load-db", sessions, capacity)
     db_plan = load_plan(bench, db_sessions, capacity, 0.1, offset=5)
     meter = CpuMeter(None)

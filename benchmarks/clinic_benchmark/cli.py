@@ -101,7 +101,12 @@ def run_one(backend: str, scale: float, args: argparse.Namespace, root: Path) ->
                 (
                     "booking",
                     lambda: measure_booking(
-                        bench, server, args.clients, args.load_sessions, args.capacity
+                        bench,
+                        server,
+                        args.clients,
+                        args.load_sessions,
+                        args.capacity,
+                        (args.workers, args.threads),
                     ),
                 ),
                 ("series", lambda: measure_series(bench, args.series_patients)),

@@ -39,6 +39,8 @@ FHIR_JSON = "application/fhir+json"
 MRN_SYSTEM = "http://fhir-facade.org/fhir/sid/mrn"
 #: The family-name search staff type most: its own row, and held against the MRN search.
 COMMON_FAMILY = "family=garc (common, ~0.5%)"
+#: The same search answering one entry: the name lookup without the page's 50 patients.
+FAMILY_ONE_ENTRY = "family=garc&_count=1 (one entry)"
 
 
 # -- small helpers -------------------------------------------------------------
@@ -284,7 +286,11 @@ def _free_port() -> int:
         return port
 
 
-def start_server(target: Target, workers: int, threads: int) -> Server:
+def start_server(
+    target: Target, workers: int, threads: int, *, bare_department: str | None = None
+) -> Server:
+    """`fhir-facade serve` on the target database; with `bare_department`, the bare
+    booking server (`bare.py`, PostgreSQL only) booking into that department instead."""
     folder = target.folder / f"server-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_FACADE_")}
@@ -297,18 +303,12 @@ def start_server(target: Target, workers: int, threads: int) -> Server:
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     )
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "fhir_facade.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-    ]
+    sizes = ["--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+    if bare_department is None:
+        command = [sys.executable, "-m", "fhir_facade.cli", "serve", *sizes]
+    else:
+        command = [sys.executable, "-m", "benchmarks.clinic_benchmark.bare", *sizes]
+        command += ["--conninfo", target.conninfo, "--department", bare_department]
     with (folder / "stdout.log").open("wb") as out, (folder / "stderr.log").open("wb") as err:
         process = subprocess.Popen(
             command,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.clinic_benchmark.harness import COMMON_FAMILY
+from benchmarks.clinic_benchmark.harness import COMMON_FAMILY, FAMILY_ONE_ENTRY
 
 
 def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -93,6 +93,26 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     ratio <= 1,
                 )
             )
+        one = searches.get(FAMILY_ONE_ENTRY)
+        if mrn and one:
+            ratio = one["in_process_ms"]["p50"] / mrn["in_process_ms"]["p50"]
+            out.append(
+                (
+                    "  the name lookup alone: family=garc&_count=1 vs the MRN search",
+                    f"{ratio:.2f}x: the rest is the page's other 49 patients",
+                    None,
+                )
+            )
+        if mrn and family and "statements_ms" in family:
+            extra = family["statements_ms"]["p50"] - mrn["statements_ms"]["p50"]
+            out.append(
+                (
+                    "  the page's statements alone: family=garc minus the MRN search's",
+                    f"{extra:.2f} ms = {extra / mrn['in_process_ms']['p50'] * 100:.0f}% of the "
+                    "MRN search, before any of the page's patients is rendered",
+                    None,
+                )
+            )
     if "booking" in run:
         b = run["booking"]
         rate = b["http"]["bookings_per_s"]
@@ -128,6 +148,16 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     None,
                 )
             )
+        if "bare" in b:
+            bare = b["bare"]["bookings_per_s"] / max(b["driver"]["bookings_per_s"], 0.001)
+            out.append(
+                (
+                    "  the floor: the driver's statements behind Flask/gunicorn, nothing else",
+                    f"{bare * 100:.0f}% ({b['bare']['bookings_per_s']:.0f}/s): no booking "
+                    "through this stack can go faster",
+                    None,
+                )
+            )
         cpu = b["http"]["cpu"]
         server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
         database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
@@ -160,6 +190,15 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         )
         ratio = s["book_ms"]["p50"] / s["find_ms"]["p50"]
         out.append(("$book <= 3x its $find", f"{ratio:.1f}x", ratio <= 3))
+        if "book_statements_ms" in s:
+            alone = s["book_statements_ms"]["p50"]
+            out.append(
+                (
+                    "  the floor: $book's statements alone (driver and database time)",
+                    f"{alone:.1f} ms = {alone / s['find_ms']['p50']:.1f}x its $find",
+                    None,
+                )
+            )
     return out
 
 
@@ -184,7 +223,10 @@ def checks(run: dict[str, Any]) -> list[tuple[str, str, bool]]:
     if "booking" in run:
         b = run["booking"]
         places = b["sessions"] * b["capacity"]
-        for label, load in (("over HTTP", b["http"]), ("through the driver", b["driver"])):
+        loads = [("over HTTP", b["http"]), ("through the driver", b["driver"])]
+        if "bare" in b:
+            loads.append(("to the bare server", b["bare"]))
+        for label, load in loads:
             expected = {"201": places, "409": load["requests"] - places}
             out.append(
                 (
@@ -368,10 +410,21 @@ def render(report: dict[str, Any]) -> str:
                     f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
                     " of the driver's booking rate",
                 )
+            if "bare" in b:
+                rate = b["bare"]["bookings_per_s"]
+                row(
+                    f"bare server, {b['clients']} clients, HTTP (the driver's statements only)",
+                    b["bare"]["booking_ms"],
+                    f"{rate} bookings/s = "
+                    f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
+                    " of the driver's booking rate",
+                )
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
             loads = [("HTTP load", b["http"]["cpu"]), ("driver load", b["driver"]["cpu"])]
             if "floor" in b:
                 loads.insert(1, ("/metadata load", b["floor"]["cpu"]))
+            if "bare" in b:
+                loads.insert(-1, ("bare server load", b["bare"]["cpu"]))
             for label, cpu in loads:
                 parts = ", ".join(
                     f"{k} {v['cpu_ms_per_booking']} ms"
