@@ -15,15 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
 from fhir_facade import create_app
-from tests.conftest import TEST_SECRET
+from tests.conftest import STAFF_SCOPE, TEST_SECRET, _admin_engine
 from tests.factories import make_patient
-from tests.integration.helpers import fhir, outcome
+from tests.integration.helpers import FHIR_JSON, fhir, outcome
 from tests.integration.tcp_proxy import BlackHoleProxy
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -113,3 +114,48 @@ def test_a_write_during_a_network_black_hole_gets_a_503_and_stores_nothing(
         proxied_app, "POST", "/fhir/Patient", json=body, content_type="application/fhir+json"
     )
     fhir(created, 201)
+
+
+def test_connections_the_database_ended_are_replaced_before_the_next_request(
+    app, client, mint, database_url
+):
+    """A restart, `pg_terminate_backend` or an idle timeout ends the pooled connections;
+    the next read and the next write each get a fresh one, without a failed request
+    (and without a round trip asking each connection first)."""
+    headers = mint(STAFF_SCOPE)
+    body = {"resourceType": "Patient", "name": [{"family": "Ended"}], "gender": "other"}
+    made = client.post("/fhir/Patient", json=body, headers=headers, content_type=FHIR_JSON)
+    patient = fhir(made, 201)["id"]
+    assert fhir(client.get(f"/fhir/Patient/{patient}", headers=headers), 200)["id"] == patient
+    pool = app.extensions["fhir_facade.db"].engine.pool
+    assert pool.checkedin() >= 1  # the requests' connections wait in the pool
+
+    ended = _end_other_connections(database_url)
+
+    assert ended >= pool.checkedin()
+    assert fhir(client.get(f"/fhir/Patient/{patient}", headers=headers), 200)["id"] == patient
+    again = client.post("/fhir/Patient", json=body, headers=headers, content_type=FHIR_JSON)
+    fhir(again, 201)
+    found = fhir(client.get("/fhir/Patient?family=ended", headers=headers), 200)
+    assert found["total"] == 2
+
+
+def _end_other_connections(database_url: str) -> int:
+    """Terminate the other connections to the test's database (the test's app's pool
+    among them; the suite's own for emptying it excepted), and wait until they are
+    gone; how many were."""
+    with _admin_engine(database_url).connect() as admin:
+        kept = admin.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    url = make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND pid <> %s AND backend_type = 'client backend'",
+                (kept,),
+            )
+        ]
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    return len(pids)
