@@ -31,6 +31,7 @@ from store.common import (
     stored,
     table_of,
 )
+from store.direct import Direct
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -275,9 +276,8 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             # RETURNING names each row by its natural key: the returned rows' order is not
             # the parameters' on every backend (SQLite would insert row by row to keep it).
             found = (
-                connection.execute(
-                    table.insert_arrays,
-                    {column: [row[attr] for row in rows] for column, attr in table.columns},
+                table.insert_arrays.rows(
+                    db, {column: [row[attr] for row in rows] for column, attr in table.columns}
                 )
                 if postgresql
                 else connection.execute(table.insert, [_row(row, table.columns) for row in rows])
@@ -337,11 +337,11 @@ class _LinkTable:
         return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
 
     @functools.cached_property
-    def insert_arrays(self) -> ReturningInsert[Any]:
-        """PostgreSQL: the same, the rows given as one array per column."""
+    def insert_arrays(self) -> Direct:
+        """PostgreSQL: the same, the rows given as one array per column, run directly."""
         table = table_of(self.kind)
         statement = insert_from_arrays(table, [column for column, _ in self.columns])
-        return statement.returning(table.c.id, *(table.c[attr] for attr in self.key))
+        return Direct(statement.returning(table.c.id, *(table.c[attr] for attr in self.key)))
 
 
 _LINKS = (

@@ -25,7 +25,8 @@ from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
-from store.common import table_of
+from store.common import insert_from_arrays, insert_rows, on_postgresql, table_of
+from store.direct import Direct
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
@@ -102,7 +103,10 @@ def keep_versions(
         question = observe.question({row["kind"] for row in rows}) if observe else None
         answer = None
         if question is None:
-            connection.execute(_INSERT, rows)
+            insert_rows(db, _TABLE, rows)
+        elif on_postgresql(db):  # the rows as one array per column, whatever their number
+            arrays = {name: [row[name] for row in rows] for name in _NAMES}
+            answer = bool(_asking_arrays(question).rows(db, arrays)[0][0])
         elif len(rows) <= _ASKED_WITH_AT_MOST:
             answer = bool(connection.scalars(_asking(question), rows).first())
         else:
@@ -117,9 +121,13 @@ def keep_versions(
     event.listen(sessions, "before_commit", write)
 
 
-_INSERT = insert(table_of(RecordVersion))
-#: Versions written by the INSERT that also answers the observer's question (RETURNING);
-#: more (a series writes 313) are written by a plain INSERT and the question asked apart.
+_TABLE = table_of(RecordVersion)
+_INSERT = insert(_TABLE)
+_NAMES = ("kind", "record_id", "version", "last_updated", "document")
+#: SQLite: versions written by the INSERT that also answers the observer's question
+#: (RETURNING); more (a series writes 313) are written by a plain INSERT and the question
+#: asked apart (the driver's executemany cannot return, so RETURNING sends one statement
+#: holding every row). PostgreSQL sends any number as arrays (`_asking_arrays`).
 _ASKED_WITH_AT_MOST = 20
 
 
@@ -127,6 +135,12 @@ _ASKED_WITH_AT_MOST = 20
 def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
     """The versions' INSERT, each row returning the observer's answer (built once)."""
     return _INSERT.returning(question)
+
+
+@functools.lru_cache(maxsize=8)
+def _asking_arrays(question: ColumnElement[bool]) -> Direct:
+    """PostgreSQL: the same, the rows given as one array per column, run directly."""
+    return Direct(insert_from_arrays(_TABLE, _NAMES).returning(question))
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:

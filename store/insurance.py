@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from store.access import Access, built_once_per_access
 from store.common import new_id
+from store.direct import direct
 from store.errors import NotFound, RuleViolation, VersionMismatch
 from store.models import Coverage, CoverageIdentifier, Patient, ProviderGroup
 from store.search import visible_ids
@@ -165,7 +166,13 @@ class CoverageChooser:
         if narrowed(Patient, self.access):
             return visible_patient(self.db, self.patient_id, self.access)
         statement = _own_and_seen(self.access)
-        rows = self.db.execute(statement, {"patient_id": self.patient_id}).all()
+        asked = {"patient_id": self.patient_id}
+        # Built once per access, so run directly (a narrowed access builds it per call).
+        rows = (
+            self.db.execute(statement, asked).all()
+            if self.access.narrowed
+            else direct(statement).rows(self.db, asked)
+        )
         if not rows:  # none the caller sees: the patient may still be visible
             return visible_patient(self.db, self.patient_id, self.access)
         if not rows[0][-1]:

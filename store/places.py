@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Update, any_, bindparam, inspect, select, update
+from sqlalchemy import ColumnElement, Update, any_, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from store.common import any_of, array_parameter, on_postgresql, stored
+from store.direct import Direct
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
@@ -61,14 +62,11 @@ def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
     # Core, on the connection: the ORM's UPDATE … RETURNING path rebuilds its statement
     # on every call; the rows become sessions here (`_as_loaded`).
     statement = _TAKE_READ_PG if on_postgresql(db) else _TAKE_READ
-    rows = db.connection().execute(statement, _taking(session_ids))
     places = {}
-    for row in rows:
+    for row in statement.rows(db, _taking(session_ids)):
         session = _as_loaded(db, row)
-        provider_id = row.provider_id  # as ProviderSchedule.provider_ids gives it
-        places[session.id] = Place(
-            session, row.department_id, (provider_id,) if provider_id else ()
-        )
+        *_, department_id, provider_id = row  # as ProviderSchedule.provider_ids gives it
+        places[session.id] = Place(session, department_id, (provider_id,) if provider_id else ())
     bumped(db, GroupSession, places)
     reloaded(db, [p.session for p in places.values()])  # the snapshot needs no second read
     return places
@@ -107,11 +105,11 @@ _READ = (
     .scalar_subquery()
     .label("provider_id"),
 )
-_TAKE_READ = _TAKE.returning(*_READ)
-_TAKE_READ_PG = _TAKE_PG.returning(*_READ)
+_TAKE_READ = Direct(_TAKE.returning(*_READ))
+_TAKE_READ_PG = Direct(_TAKE_PG.returning(*_READ))
 
 
-def _as_loaded(db: Session, row: Row[Any]) -> GroupSession:
+def _as_loaded(db: Session, row: tuple[Any, ...]) -> GroupSession:
     """The session `row` returned, as if loaded with populate_existing: the copy `db`
     holds is refreshed, or a new one is attached as stored (every column set; its
     calendar is loaded if asked for)."""

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from store.access import Access
 from store.audit import AuditEntry, record
 from store.common import any_of
+from store.direct import Direct
 from store.errors import NotFound, RuleViolation
 from store.insurance import CoverageChooser
 from store.models import (
@@ -112,13 +113,13 @@ def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
     anywhere had lapsed, and so needs no second lookup. An offer lapsing in the instant
     between is treated as the write found it: still live (the next write lets it go)."""
     now = now or utcnow()
-    found = db.connection().scalar(_ANY_LAPSED, {"now": now})  # Core: nothing to load
+    found = _ANY_LAPSED.first(db, {"now": now})  # Core, straight on the driver
     if found is None:
         db.info[_NONE_LAPSED] = now
     return found is not None
 
 
-_ANY_LAPSED = (
+_ANY_LAPSED = Direct(
     select(Booking.id)
     .where(
         Booking.offer_expires <= bindparam("now", type_=Booking.offer_expires.type),

@@ -1,0 +1,146 @@
+"""Statements a request runs every time, compiled once and run on the driver's cursor.
+
+`Connection.execute` spends about as much of the server's CPU around a statement as the
+driver and PostgreSQL's answer take together: it keys the statement for its compiled
+cache, builds an execution context, processes the parameters and wraps the cursor in a
+result object. A booking runs seven statements, so that was about 45 % of its CPU
+outside the database's wait. `Direct` keeps what is the same on every call, the SQL
+text and the parameter and result conversions of its types, and on PostgreSQL runs the
+statement straight on psycopg's cursor in the session's transaction, still telling the
+engine's listeners (`before_cursor_execute`, `after_cursor_execute`) and still raising
+SQLAlchemy's errors (an `IntegrityError` is one; a lost connection is invalidated).
+Elsewhere (SQLite), and for a statement that needs per-call work (an expanding `IN`
+list, a column default computed in Python), it is `Connection.execute`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.base import Executable
+
+
+class Direct:
+    """A Core statement (SELECT, or DML with or without RETURNING; an INSERT names its
+    values, `.values()` or `from_select`) run as rows of plain tuples, every value
+    converted by its column's type as `Connection.execute` would."""
+
+    __slots__ = ("statement", "_plans")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._plans: dict[Dialect, _Plan | None] = {}  # None: through `Connection.execute`
+
+    def rows(self, db: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        connection = db.connection()
+        dialect = connection.dialect
+        if dialect in self._plans:
+            plan = self._plans[dialect]
+        else:
+            plan = self._plans[dialect] = _Plan.of(self.statement, dialect)
+        if plan is not None:
+            return plan.run(connection, params)
+        result = connection.execute(self.statement, dict(params))
+        return [tuple(row) for row in result] if result.returns_rows else []
+
+    def first(self, db: Session, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        found = self.rows(db, params)
+        return found[0] if found else None
+
+
+@functools.lru_cache(maxsize=64)
+def direct(statement: Executable) -> Direct:
+    """The `Direct` of a statement built once elsewhere and kept (per access, say): one
+    compilation per statement object, not per call."""
+    return Direct(statement)
+
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    compiled: Any  # sqlalchemy.sql.compiler.SQLCompiler
+    binds: tuple[tuple[str, Processor], ...]  # (compiled parameter name, its conversion)
+    results: tuple[Processor | None, ...] | None  # per returned column; None: no rows
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> _Plan | None:
+        """The statement's plan on `dialect`, or None where it needs what only
+        `Connection.execute` does: rendering per call (expanding `IN` lists) or
+        computing column defaults in Python (a column the rows leave out)."""
+        if dialect.name != "postgresql":
+            return None
+        compiled: Any = cast(ClauseElement, statement).compile(dialect=dialect)
+        per_call = compiled.literal_execute_params or compiled.post_compile_params
+        if per_call or compiled.insert_prefetch or compiled.update_prefetch:
+            return None
+        binds = tuple(
+            (name, processor)
+            for bind, name in compiled.bind_names.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        )
+        returned = getattr(statement, "exported_columns", None)
+        results = None
+        if returned is not None and len(returned):
+            results = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in returned
+            )
+        return cls(compiled.string, compiled, binds, results)
+
+    def run(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        values = self.compiled.construct_params(params)
+        for name, processor in self.binds:
+            value = values.get(name)
+            if value is not None:
+                values[name] = processor(value)
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dispatch = connection.dispatch
+        cursor = dbapi_connection.cursor()
+        try:
+            dispatch.before_cursor_execute(connection, cursor, self.sql, values, None, False)
+            cursor.execute(self.sql, values)
+            found: list[tuple[Any, ...]] = (
+                list(cursor.fetchall()) if cursor.description is not None else []
+            )
+            dispatch.after_cursor_execute(connection, cursor, self.sql, values, None, False)
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise _translated(connection, error, self.sql, values, cursor) from error
+        finally:
+            cursor.close()
+        if not found or self.results is None or not any(self.results):
+            return found
+        results = self.results
+        return [
+            tuple(v if p is None or v is None else p(v) for p, v in zip(results, row, strict=True))
+            for row in found
+        ]
+
+
+def _translated(
+    connection: Connection, error: Any, sql: str, values: Any, cursor: Any
+) -> exc.StatementError:
+    """The error `Connection.execute` would raise (an `IntegrityError` for a broken
+    constraint, say), the connection invalidated if it is lost."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    if lost:
+        connection.invalidate(error)
+    translated: exc.StatementError = exc.DBAPIError.instance(
+        sql,
+        values,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+    return translated

@@ -1,0 +1,119 @@
+"""Statements run directly on the driver's cursor (`store.direct`) behave as
+`Connection.execute` does: values converted by their columns' types both ways, the
+engine's listeners told, SQLAlchemy's errors raised, and what it cannot do directly
+(a column default computed in Python) done by SQLAlchemy after all."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from store.common import table_of
+from store.direct import Direct
+from store.models import AuditRecord, RecordVersion
+
+WHEN = dt.datetime(2031, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
+_VERSIONS = table_of(RecordVersion)
+_ADD_VERSION = Direct(
+    insert(_VERSIONS)
+    .values(
+        kind=bindparam("kind"),
+        record_id=bindparam("record_id"),
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated", type_=RecordVersion.last_updated.type),
+        document=bindparam("document"),
+    )
+    .returning(_VERSIONS.c.record_id, _VERSIONS.c.last_updated)
+)
+
+
+def _version(record_id: str) -> dict[str, object]:
+    return {
+        "kind": "patient",
+        "record_id": record_id,
+        "version": 1,
+        "last_updated": WHEN,
+        "document": "{}",
+    }
+
+
+def test_values_go_in_and_come_back_as_their_types_make_them(database):
+    def run(db):
+        returned = _ADD_VERSION.rows(db, _version("typed"))
+        stored = db.scalars(select(RecordVersion).where(RecordVersion.record_id == "typed"))
+        return returned, stored.one().last_updated
+
+    returned, stored = database.write(run)
+
+    assert returned == [("typed", WHEN)]  # an aware UTC datetime, as the column gives it
+    assert stored == WHEN
+
+
+def test_a_time_given_in_another_zone_is_kept_as_the_same_instant(database):
+    elsewhere = WHEN.astimezone(dt.timezone(dt.timedelta(hours=-7)))
+    since = Direct(
+        select(RecordVersion.record_id).where(
+            RecordVersion.last_updated >= bindparam("since", type_=RecordVersion.last_updated.type)
+        )
+    )
+
+    def run(db):
+        returned = _ADD_VERSION.rows(db, {**_version("zoned"), "last_updated": elsewhere})
+        return (
+            returned,
+            since.rows(db, {"since": elsewhere}),
+            since.rows(db, {"since": WHEN + SECOND}),
+        )
+
+    returned, found, later = database.write(run)
+
+    assert returned == [("zoned", WHEN)]
+    assert found == [("zoned",)]
+    assert later == []
+
+
+def test_the_engines_listeners_see_each_statement_run_directly(database):
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_):
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        database.write(lambda db: _ADD_VERSION.rows(db, _version("heard")))
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    assert [s for s in seen if "INSERT INTO record_version" in s], seen
+
+
+def test_a_broken_constraint_raises_sqlalchemys_error_and_the_transaction_rolls_back(database):
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+
+    def again(db):
+        _ADD_VERSION.rows(db, _version("other"))
+        _ADD_VERSION.rows(db, _version("twice"))  # the same primary key
+
+    with pytest.raises(IntegrityError):
+        database.write(again)
+    with database.reading() as db:
+        ids = db.scalars(select(RecordVersion.record_id).order_by(RecordVersion.record_id))
+        assert list(ids) == ["twice"]  # "other" went with the rollback
+
+
+def test_a_column_left_to_its_python_default_still_gets_it(database):
+    """An INSERT leaving out `recorded` (default: now, computed in Python) cannot run
+    directly; it runs through SQLAlchemy, which fills it in."""
+    row = {"id": "no-time", "action": "C", "subtype": "create", "outcome": "0", "agent": "t"}
+    adding = Direct(insert(table_of(AuditRecord)).values({name: bindparam(name) for name in row}))
+    before = dt.datetime.now(dt.UTC)
+
+    database.write(lambda db: adding.rows(db, row))
+
+    with database.reading() as db:
+        recorded = db.scalars(select(AuditRecord.recorded).where(AuditRecord.id == "no-time"))
+        assert recorded.one() >= before.replace(microsecond=0)
