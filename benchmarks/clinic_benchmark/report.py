@@ -138,26 +138,13 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 b["ratio_to_driver"] >= 0.25 if pg else None,
             )
         )
-        if "floor" in b:
-            floor = b["floor"]["requests_per_s"] / max(b["driver"]["bookings_per_s"], 0.001)
-            out.append(
-                (
-                    "  the floor: /metadata at the same load vs the driver's rate",
-                    f"{floor * 100:.0f}% ({b['floor']['requests_per_s']:.0f}/s): no request "
-                    "of this server can go faster",
-                    None,
+        for key, label, unit, meaning in _FLOORS:
+            if key in b:
+                rate = b[key][unit]
+                share = rate / max(b["driver"]["bookings_per_s"], 0.001)
+                out.append(
+                    (f"  the floor: {label}", f"{share:.0%} ({rate:.0f}/s): {meaning}", None)
                 )
-            )
-        if "bare" in b:
-            bare = b["bare"]["bookings_per_s"] / max(b["driver"]["bookings_per_s"], 0.001)
-            out.append(
-                (
-                    "  the floor: the driver's statements behind Flask/gunicorn, nothing else",
-                    f"{bare * 100:.0f}% ({b['bare']['bookings_per_s']:.0f}/s): no booking "
-                    "through this stack can go faster",
-                    None,
-                )
-            )
         cpu = b["http"]["cpu"]
         server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
         database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
@@ -200,6 +187,23 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 )
             )
     return out
+
+
+#: The booking rate's floors (`booking.measure_booking`): (key, label, rate, meaning).
+_FLOORS = (
+    (
+        "floor",
+        "/metadata at the same load vs the driver's rate",
+        "requests_per_s",
+        "no request of this server can go faster",
+    ),
+    (
+        "bare",
+        "the driver's statements behind Flask/gunicorn, nothing else",
+        "bookings_per_s",
+        "no booking through this stack can go faster",
+    ),
+)
 
 
 def checks(run: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -401,24 +405,22 @@ def render(report: dict[str, Any]) -> str:
                 f"{b['driver']['bookings_per_s']} bookings/s; HTTP = "
                 f"{b['ratio_to_driver'] * 100:.0f}% of it",
             )
-            if "floor" in b:
-                rate = b["floor"]["requests_per_s"]
-                row(
-                    f"/metadata, {b['clients']} clients, HTTP (no database)",
-                    b["floor"]["booking_ms"],
-                    f"{rate} requests/s = "
-                    f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
-                    " of the driver's booking rate",
-                )
-            if "bare" in b:
-                rate = b["bare"]["bookings_per_s"]
-                row(
-                    f"bare server, {b['clients']} clients, HTTP (the driver's statements only)",
-                    b["bare"]["booking_ms"],
-                    f"{rate} bookings/s = "
-                    f"{rate / max(b['driver']['bookings_per_s'], 0.001) * 100:.0f}%"
-                    " of the driver's booking rate",
-                )
+            for key, label, what in (
+                ("floor", "/metadata, {} clients, HTTP (no database)", "requests"),
+                (
+                    "bare",
+                    "bare server, {} clients, HTTP (the driver's statements only)",
+                    "bookings",
+                ),
+            ):
+                if key in b:
+                    rate = b[key][f"{what}_per_s"]
+                    share = rate / max(b["driver"]["bookings_per_s"], 0.001)
+                    row(
+                        label.format(b["clients"]),
+                        b[key]["booking_ms"],
+                        f"{rate} {what}/s = {share:.0%} of the driver's booking rate",
+                    )
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
             loads = [("HTTP load", b["http"]["cpu"]), ("driver load", b["driver"]["cpu"])]
             if "floor" in b:
