@@ -118,7 +118,7 @@ def _closed_by_server(connection: psycopg.Connection[Any]) -> bool:
 
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every wait for the server (query, fetch, commit,
-    rollback, the pool's ping) gives up after `read_timeout` seconds.
+    rollback) gives up after `read_timeout` seconds.
 
     Keepalives and `tcp_user_timeout` only notice a peer whose packets go
     unacknowledged; a proxy or a half-dead server that acknowledges and never answers

@@ -107,8 +107,9 @@ def keep_versions(
             if question is None:
                 insert_rows(db, _TABLE, rows)
             else:
-                arrays = {name: [row[name] for row in rows] for name in _NAMES}
-                answer = bool(_asking_arrays(question).rows(db, arrays)[0][0])
+                names = tuple(rows[0])
+                arrays = {name: [row[name] for row in rows] for name in names}
+                answer = bool(_asking_arrays(question, names).rows(db, arrays)[0][0])
         elif question is None:
             connection.execute(_INSERT, rows)
         elif few:
@@ -127,7 +128,6 @@ def keep_versions(
 
 _TABLE = table_of(RecordVersion)
 _INSERT = insert(_TABLE)
-_NAMES = ("kind", "record_id", "version", "last_updated", "document")
 #: Versions written by the INSERT that also answers the observer's question (RETURNING;
 #: on PostgreSQL as arrays, run directly); more (a series writes 313) are written by a
 #: plain INSERT and the question asked apart: RETURNING makes the driver send one
@@ -143,9 +143,9 @@ def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
 
 
 @functools.lru_cache(maxsize=8)
-def _asking_arrays(question: ColumnElement[bool]) -> Direct:
+def _asking_arrays(question: ColumnElement[bool], names: tuple[str, ...]) -> Direct:
     """PostgreSQL: the same, the rows given as one array per column, run directly."""
-    return Direct(insert_from_arrays(_TABLE, _NAMES).returning(question))
+    return Direct(insert_from_arrays(_TABLE, names).returning(question))
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:
