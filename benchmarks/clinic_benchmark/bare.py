@@ -1,7 +1,7 @@
 """The bare booking server: the least any Flask app under gunicorn can do per booking.
 
 It answers `POST /fhir/Appointment` with the driver's own two statements (the
-conditional UPDATE and the INSERT, `booking.DRIVER_STATEMENTS`), in one transaction on
+conditional UPDATE and the INSERT, `booking.TAKE_PLACE` and `ADD_BOOKING`), in one transaction on
 one connection per thread, and nothing else: no token, no validation, no insurance, no
 audit record, no version, no notification. Started like the real server (gunicorn,
 gthread, the same workers and threads) and loaded by the same clients, its rate bounds

@@ -264,6 +264,18 @@ def driver_booking(
     return run_clients(clients, plan, send, connect, opened.append)
 
 
+def metered(
+    server: Server | None, units: int, load: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`load`'s result with the CPU time spent while it ran (`CpuMeter`: the server's,
+    PostgreSQL's, the clients'), per unit as well."""
+    meter = CpuMeter(server)
+    meter.start()
+    result = load()
+    result["cpu"] = meter.stop(units)
+    return result
+
+
 def bare_booking(
     bench: Bench, clients: int, sessions: int, capacity: int, sizes: tuple[int, int]
 ) -> dict[str, Any]:
@@ -279,10 +291,7 @@ def bare_booking(
             0.1,
             offset=3,
         )
-        meter = CpuMeter(bare)
-        meter.start()
-        result = http_booking(bench, bare, plan, clients)
-        result["cpu"] = meter.stop(len(plan))
+        result = metered(bare, len(plan), lambda: http_booking(bench, bare, plan, clients))
     finally:
         bare.stop()
     return result
@@ -349,24 +358,22 @@ def measure_booking(
     result["in_process"] = in_process_booking(bench, capacity)
     http_sessions = make_load_sessions(bench, "load-http", sessions, capacity)
     http_plan = load_plan(bench, http_sessions, capacity, 0.1, offset=1)
-    meter = CpuMeter(server)
-    meter.start()
-    result["http"] = http_booking(bench, server, http_plan, clients)
-    result["http"]["cpu"] = meter.stop(len(http_plan))
+    requests = len(http_plan)
+    result["http"] = metered(
+        server, requests, lambda: http_booking(bench, server, http_plan, clients)
+    )
     result["server_rss_mb_after_load"] = server.rss_mb()
-    meter = CpuMeter(server)
-    meter.start()
-    result["floor"] = http_floor(bench, server, len(http_plan), clients)
-    result["floor"]["cpu"] = meter.stop(len(http_plan))
+    result["floor"] = metered(
+        server, requests, lambda: http_floor(bench, server, requests, clients)
+    )
     if bench.target.backend == "postgresql":
         result["bare"] = bare_booking(bench, clients, sessions, capacity, sizes)
     db_sessions = make_load_sessions(bench, "load-db", sessions, capacity)
     db_plan = load_plan(bench, db_sessions, capacity, 0.1, offset=5)
-    meter = CpuMeter(None)
-    meter.start()
     opened: list[Any] = []
-    result["driver"] = driver_booking(bench, db_plan, clients, opened)
-    result["driver"]["cpu"] = meter.stop(len(db_plan))
+    result["driver"] = metered(
+        None, len(db_plan), lambda: driver_booking(bench, db_plan, clients, opened)
+    )
     for conn in opened:
         conn.close()
     result["ratio_to_driver"] = round(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.clinic_benchmark.harness import COMMON_FAMILY, FAMILY_ONE_ENTRY
 
@@ -138,13 +138,12 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 b["ratio_to_driver"] >= 0.25 if pg else None,
             )
         )
-        for key, label, unit, meaning in _FLOORS:
-            if key in b:
-                rate = b[key][unit]
+        for floor in _FLOORS:
+            if floor.key in b:
+                rate = b[floor.key][f"{floor.unit}_per_s"]
                 share = rate / max(b["driver"]["bookings_per_s"], 0.001)
-                out.append(
-                    (f"  the floor: {label}", f"{share:.0%} ({rate:.0f}/s): {meaning}", None)
-                )
+                found = f"{share:.0%} ({rate:.0f}/s): {floor.meaning}"
+                out.append((f"  the floor: {floor.label}", found, None))
         cpu = b["http"]["cpu"]
         server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
         database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
@@ -189,19 +188,32 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-#: The booking rate's floors (`booking.measure_booking`): (key, label, rate, meaning).
+class _Floor(NamedTuple):
+    """One of the booking rate's floors (`booking.measure_booking`): its key in the
+    booking report, what it counts (its rate is `{unit}_per_s`), its line among the
+    targets and its row in the table."""
+
+    key: str
+    unit: str
+    label: str
+    meaning: str
+    row: str  # `{}`: the number of clients
+
+
 _FLOORS = (
-    (
+    _Floor(
         "floor",
+        "requests",
         "/metadata at the same load vs the driver's rate",
-        "requests_per_s",
         "no request of this server can go faster",
+        "/metadata, {} clients, HTTP (no database)",
     ),
-    (
+    _Floor(
         "bare",
+        "bookings",
         "the driver's statements behind Flask/gunicorn, nothing else",
-        "bookings_per_s",
         "no booking through this stack can go faster",
+        "bare server, {} clients, HTTP (the driver's statements only)",
     ),
 )
 
@@ -405,21 +417,14 @@ def render(report: dict[str, Any]) -> str:
                 f"{b['driver']['bookings_per_s']} bookings/s; HTTP = "
                 f"{b['ratio_to_driver'] * 100:.0f}% of it",
             )
-            for key, label, what in (
-                ("floor", "/metadata, {} clients, HTTP (no database)", "requests"),
-                (
-                    "bare",
-                    "bare server, {} clients, HTTP (the driver's statements only)",
-                    "bookings",
-                ),
-            ):
-                if key in b:
-                    rate = b[key][f"{what}_per_s"]
+            for floor in _FLOORS:
+                if floor.key in b:
+                    rate = b[floor.key][f"{floor.unit}_per_s"]
                     share = rate / max(b["driver"]["bookings_per_s"], 0.001)
                     row(
-                        label.format(b["clients"]),
-                        b[key]["booking_ms"],
-                        f"{rate} {what}/s = {share:.0%} of the driver's booking rate",
+                        floor.row.format(b["clients"]),
+                        b[floor.key]["booking_ms"],
+                        f"{rate} {floor.unit}/s = {share:.0%} of the driver's booking rate",
                     )
             lines.append(f"| RSS after load (MB) | | | {b['server_rss_mb_after_load']} |")
             loads = [("HTTP load", b["http"]["cpu"]), ("driver load", b["driver"]["cpu"])]
