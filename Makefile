@@ -43,7 +43,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/fhir-facade demo --port $(PORT)
 
 # One test process per core (pytest-xdist); `make test PYTEST_ARGS=-n0` runs them in one.
-PYTEST_ARGS ?= -n auto
+PYTEST_ARGS ?= -n auto --dist worksteal
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

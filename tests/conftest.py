@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import gc
 import os
 import shutil
 import uuid
@@ -39,6 +40,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked slow first: with one test process per core they start at once and the
     short ones fill in beside them, instead of one long test running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (the app, the FHIR models, the fuzzers) lives until the end:
+    kept out of the garbage collector's full passes, which otherwise walk it again and
+    again."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
