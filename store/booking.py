@@ -24,7 +24,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
 from store.common import (
-    insert_from_arrays,
+    insert_from_json,
     insert_rows,
     new_id,
     on_postgresql,
@@ -275,12 +275,11 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
         if rows:
             # RETURNING names each row by its natural key: the returned rows' order is not
             # the parameters' on every backend (SQLite would insert row by row to keep it).
+            by_column = [_row(row, table.columns) for row in rows]
             found = (
-                table.insert_arrays.rows(
-                    db, {column: [row[attr] for row in rows] for column, attr in table.columns}
-                )
+                table.insert_json.rows(db, {"rows": by_column})
                 if postgresql
-                else connection.execute(table.insert, [_row(row, table.columns) for row in rows])
+                else connection.execute(table.insert, by_column)
             )
             ids = {tuple(returned[1:]): returned[0] for returned in found}
         links[table.collection] = [
@@ -337,10 +336,10 @@ class _LinkTable:
         return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
 
     @functools.cached_property
-    def insert_arrays(self) -> Direct:
-        """PostgreSQL: the same, the rows given as one array per column, run directly."""
+    def insert_json(self) -> Direct:
+        """PostgreSQL: the same, the rows given as one JSON parameter, run directly."""
         table = table_of(self.kind)
-        statement = insert_from_arrays(table, [column for column, _ in self.columns])
+        statement = insert_from_json(table, [column for column, _ in self.columns])
         return Direct(statement.returning(table.c.id, *(table.c[attr] for attr in self.key)))
 
 

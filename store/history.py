@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
-from store.common import insert_from_arrays, insert_rows, on_postgresql, table_of
+from store.common import insert_from_json, insert_rows, on_postgresql, table_of
 from store.direct import Direct
 from store.models import Base, RecordVersion, Versioned
 
@@ -98,27 +98,19 @@ def keep_versions(
             )
         if not rows:
             return
-        # One INSERT, no unit of work; Core, on the connection (the flush above was the last).
-        connection = db.connection()
+        # One INSERT, no unit of work; Core (the flush above was the last). On PostgreSQL
+        # the rows go as one JSON parameter, run directly, however many (a series: 313).
         question = observe.question({row["kind"] for row in rows}) if observe else None
         answer = None
-        few = len(rows) <= _ASKED_WITH_AT_MOST
-        if few and on_postgresql(db):  # a booking's two: as arrays, run directly
+        if on_postgresql(db):
             if question is None:
                 insert_rows(db, _TABLE, rows)
             else:
-                names = tuple(rows[0])
-                arrays = {name: [row[name] for row in rows] for name in names}
-                answer = bool(_asking_arrays(question, names).rows(db, arrays)[0][0])
+                answer = bool(_asking_json(question, tuple(rows[0])).rows(db, {"rows": rows})[0][0])
         elif question is None:
-            connection.execute(_INSERT, rows)
-        elif few:
-            answer = bool(connection.scalars(_asking(question), rows).first())
+            db.connection().execute(_INSERT, rows)
         else:
-            # Many rows with RETURNING are sent as one statement that holds every row (the
-            # driver's batched executemany cannot return): that costs more than asking apart.
-            connection.execute(_INSERT, rows)
-            answer = bool(connection.scalar(select(question)))
+            answer = bool(db.connection().scalars(_asking(question), rows).first())
         if observe is not None:
             observe(db, [Version(**row) for row in rows], answer)
 
@@ -128,12 +120,6 @@ def keep_versions(
 
 _TABLE = table_of(RecordVersion)
 _INSERT = insert(_TABLE)
-#: Versions written by the INSERT that also answers the observer's question (RETURNING;
-#: on PostgreSQL as arrays, run directly); more (a series writes 313) are written by a
-#: plain INSERT and the question asked apart: RETURNING makes the driver send one
-#: statement holding every row (313 documents sent as arrays with RETURNING took 81 ms,
-#: the plain INSERT and the question 19).
-_ASKED_WITH_AT_MOST = 20
 
 
 @functools.lru_cache(maxsize=8)
@@ -143,9 +129,9 @@ def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
 
 
 @functools.lru_cache(maxsize=8)
-def _asking_arrays(question: ColumnElement[bool], names: tuple[str, ...]) -> Direct:
-    """PostgreSQL: the same, the rows given as one array per column, run directly."""
-    return Direct(insert_from_arrays(_TABLE, names).returning(question))
+def _asking_json(question: ColumnElement[bool], names: tuple[str, ...]) -> Direct:
+    """PostgreSQL: the same, the rows given as one JSON parameter, run directly."""
+    return Direct(insert_from_json(_TABLE, names).returning(question))
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import bindparam, event, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from store.common import table_of
+from store.common import insert_rows, table_of
 from store.direct import Direct
 from store.models import AuditRecord, RecordVersion
 
@@ -117,3 +117,55 @@ def test_a_column_left_to_its_python_default_still_gets_it(database):
     with database.reading() as db:
         recorded = db.scalars(select(AuditRecord.recorded).where(AuditRecord.id == "no-time"))
         assert recorded.one() >= before.replace(microsecond=0)
+
+
+def test_many_rows_go_in_as_one_statement_each_value_converted_by_its_column(database):
+    """`insert_rows`: on PostgreSQL the rows travel as one JSON text, which PostgreSQL reads
+    as the table's rows: a time in another zone must still be the same instant (it ignores
+    an offset given for a column without a zone), a text keeps its quotes, backslashes
+    and non-ASCII letters, a missing value is NULL, and column names from SQLAlchemy
+    (str subclasses) are keys."""
+    east = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    text = 'say "ü" \\ {"n": 1}'
+    given = [
+        {
+            "id": f"many-{i}",
+            "recorded": (WHEN + i * SECOND).astimezone(east),
+            "action": "C",
+            "subtype": "create",
+            "outcome": "0",
+            "agent": "tester",
+            "description": text if i else None,
+        }
+        for i in range(3)
+    ]
+    names = [column.name for column in _AUDIT.c if column.name in given[0]]
+    rows = [{name: row[name] for name in names} for row in given]  # keys: quoted_name
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    def run(db):
+        event.listen(db.get_bind(), "before_cursor_execute", count)
+        try:
+            insert_rows(db, _AUDIT, rows)
+        finally:
+            event.remove(db.get_bind(), "before_cursor_execute", count)
+        found = db.scalars(
+            select(AuditRecord).where(AuditRecord.id.like("many-%")).order_by(AuditRecord.id)
+        )
+        return [(r.id, r.recorded, r.description) for r in found]
+
+    stored = database.write(run)
+
+    assert stored == [
+        ("many-0", WHEN, None),
+        ("many-1", WHEN + SECOND, text),
+        ("many-2", WHEN + 2 * SECOND, text),
+    ]
+    if database.engine.dialect.name == "postgresql":
+        assert len(statements) == 1 and "json_populate_recordset" in statements[0]
+
+
+_AUDIT = table_of(AuditRecord)
