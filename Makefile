@@ -42,7 +42,8 @@ install: $(VENV)/.installed $(GATE)/node_modules/.installed $(CLIENTS)/node_modu
 demo: $(VENV)/.installed
 	$(VENV)/bin/fhir-facade demo --port $(PORT)
 
-# One test process per core (pytest-xdist); `make test PYTEST_ARGS=-n0` runs them in one.
+# One test process per core (pytest-xdist), an idle one taking tests from the other;
+# `make test PYTEST_ARGS=-n0` runs them in one.
 PYTEST_ARGS ?= -n auto --dist worksteal
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
