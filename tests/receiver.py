@@ -91,7 +91,8 @@ def receiving() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/notify"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polls for shutdown every 10 ms: the default 0.5 s was waited out by every teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield receiver

@@ -131,7 +131,7 @@ def idp() -> Iterator[IdentityProvider]:
     provider = IdentityProvider()
     http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(provider))
     provider.port = http.server_address[1]
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread = threading.Thread(target=http.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield provider
     http.shutdown()

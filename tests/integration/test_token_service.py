@@ -311,7 +311,7 @@ def published_keys() -> Iterator[tuple[BackendClient, str]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield backend, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
