@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -42,6 +41,7 @@ from store.models import (
     GroupSession,
     ProviderSchedule,
 )
+from tests.validation import assert_valid
 
 PACKAGE = Path(__file__).resolve().parents[2] / "conformance" / "package"
 FHIR_JSON = "application/fhir+json"
@@ -56,10 +56,7 @@ OWN_TESTS = {"Subscription": "tests/integration/test_subscriptions.py"}
 
 
 def valid(resource: Resource) -> Resource:
-    """Parse with the R4B models (R4 for these types); a Bundle's entries one by one."""
-    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-    for entry in resource.get("entry", []) if resource["resourceType"] == "Bundle" else []:
-        valid(entry["resource"])
+    assert_valid(resource)
     return resource
 
 
