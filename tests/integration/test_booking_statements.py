@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from fhir_facade.references import Vouched, checked_in
 from store.access import Access
@@ -17,25 +15,10 @@ from store.booking import BookingRequest, BookingResult, Placement, book_patient
 from store.models import Booking, BookingStatus, Coverage
 from store.scope import Store
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
-from tests.integration.helpers import appointment, fhir, monday_series_find, post
+from tests.integration.helpers import appointment, fhir, monday_series_find, post, recorded
 
 #: Statements of one booking (its one transaction, BEGIN and COMMIT not counted).
 BOOKING_STATEMENTS = {"postgresql": 8, "sqlite": 8}
-
-
-@contextmanager
-def recorded(engine: Any) -> Iterator[list[str]]:
-    """The SQL `engine` runs while the block runs."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

@@ -8,16 +8,18 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from store.common import insert_rows, table_of
 from store.direct import Direct
 from store.models import AuditRecord, RecordVersion
+from tests.integration.helpers import recorded
 
 WHEN = dt.datetime(2031, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
 SECOND = dt.timedelta(seconds=1)
 _VERSIONS = table_of(RecordVersion)
+_AUDIT = table_of(AuditRecord)
 _ADD_VERSION = Direct(
     insert(_VERSIONS)
     .values(
@@ -77,16 +79,8 @@ def test_a_time_given_in_another_zone_is_kept_as_the_same_instant(database):
 
 
 def test_the_engines_listeners_see_each_statement_run_directly(database):
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_):
-        seen.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", record)
-    try:
+    with recorded(database.engine) as seen:
         database.write(lambda db: _ADD_VERSION.rows(db, _version("heard")))
-    finally:
-        event.remove(database.engine, "before_cursor_execute", record)
 
     assert [s for s in seen if "INSERT INTO record_version" in s], seen
 
@@ -141,23 +135,16 @@ def test_many_rows_go_in_as_one_statement_each_value_converted_by_its_column(dat
     ]
     names = [column.name for column in _AUDIT.c if column.name in given[0]]
     rows = [{name: row[name] for name in names} for row in given]  # keys: quoted_name
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
 
     def run(db):
-        event.listen(db.get_bind(), "before_cursor_execute", count)
-        try:
+        with recorded(db.get_bind()) as statements:
             insert_rows(db, _AUDIT, rows)
-        finally:
-            event.remove(db.get_bind(), "before_cursor_execute", count)
         found = db.scalars(
             select(AuditRecord).where(AuditRecord.id.like("many-%")).order_by(AuditRecord.id)
         )
-        return [(r.id, r.recorded, r.description) for r in found]
+        return statements, [(r.id, r.recorded, r.description) for r in found]
 
-    stored = database.write(run)
+    statements, stored = database.write(run)
 
     assert stored == [
         ("many-0", WHEN, None),
@@ -166,6 +153,3 @@ def test_many_rows_go_in_as_one_statement_each_value_converted_by_its_column(dat
     ]
     if database.engine.dialect.name == "postgresql":
         assert len(statements) == 1 and "json_populate_recordset" in statements[0]
-
-
-_AUDIT = table_of(AuditRecord)
