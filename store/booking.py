@@ -28,7 +28,7 @@ from store.common import (
     insert_rows,
     new_id,
     on_postgresql,
-    stored,
+    plain,
     table_of,
 )
 from store.direct import Direct
@@ -54,6 +54,7 @@ from store.models import (
     Department,
     GroupSession,
     Provider,
+    Series,
     utcnow,
 )
 from store.places import Place, give_back_place, lock_sessions, take_places_read
@@ -258,11 +259,12 @@ def _new(
 
 def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     """Write new bookings and their links with Core INSERTs, one per table with rows
-    however many bookings (a series stores 156), and attach them to `db` as the stored
-    records they now are, every column and link loaded (`stored`): the unit of work's
-    flush, and building records through their change events, cost more than the rest of
-    a booking's writing. Their version snapshots are taken at commit, as for any new
-    record (store.history)."""
+    however many bookings (a series stores 156), and answer them as plain records
+    (`store.common.plain`), every column and link set, and the series they start: no
+    unit of work, no records of the session (building and attaching those cost more
+    than the rest of a booking's writing). Their version snapshots are taken at commit,
+    as for any new record (`store.history.created`); a later change in the transaction
+    loads the booking afresh."""
     if not new:
         return []
     insert_rows(db, _BOOKING_TABLE, [_row(n.values, _BOOKING_COLUMNS) for n in new])
@@ -284,18 +286,27 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             ids = {tuple(returned[1:]): returned[0] for returned in found}
         links[table.collection] = [
             [
-                stored(table.kind, {"id": ids[tuple(row[attr] for attr in table.key)], **row})
+                plain(table.kind, {"id": ids[tuple(row[attr] for attr in table.key)], **row})
                 for row in getattr(n, table.collection)
             ]
             for n in new
         ]
     bookings = [
-        stored(Booking, n.values, **{name: made[i] for name, made in links.items()})
+        plain(
+            Booking,
+            {**n.values, "series": series, **{name: made[i] for name, made in links.items()}},
+        )
         for i, n in enumerate(new)
+        for series in [_series_of(db, n.values["series_id"])]
     ]
-    db.add_all(bookings)  # their links, stored too, come with them
     created(db, bookings)
     return bookings
+
+
+def _series_of(db: Session, series_id: str | None) -> Series | None:
+    """The series an occurrence belongs to (the answer renders its template): just
+    stored in this transaction, so in the session, read without a query."""
+    return None if series_id is None else db.get(Series, series_id)
 
 
 def _columns(kind: type[Base]) -> tuple[tuple[str, str], ...]:

@@ -9,8 +9,8 @@ the API showed it then (opaque JSON text).
 
 Versions are found by watching the write sessions: records new or with a changed
 `version` at each flush, plus the ids a Core UPDATE reports through `bumped` (the
-place-taking UPDATE bypasses the ORM). They are rendered once, just before
-commit, in their final state.
+place-taking UPDATE bypasses the ORM), plus the new records a Core INSERT wrote
+(`created`). They are rendered once, just before commit, in their final state.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class Version(NamedTuple):
 
 
 _PENDING = "store.history.pending"
-_CREATED = "store.history.created"
 
 
 def keep_versions(
@@ -73,12 +72,13 @@ def keep_versions(
                 pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
         for record in db.dirty:
             if isinstance(record, Versioned) and inspect(record).attrs.version.history.added:
-                pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
+                key = (type(record), record.id)  # type: ignore[attr-defined]
+                if _is_plain(pending.setdefault(key, record)):
+                    pending[key] = record  # loaded and changed since it was written
 
     def write(db: Session) -> None:
         db.flush()  # what changed since the last flush is collected too
         pending: dict[tuple[type[Base], str], Base | None] = db.info.pop(_PENDING, {})
-        db.info.pop(_CREATED, None)
         reloaded = _reload(db, [key for key, record in pending.items() if record is None])
         rows: list[dict[str, Any]] = []
         for key, record in pending.items():
@@ -116,6 +116,11 @@ def keep_versions(
 
     event.listen(sessions, "after_flush", collect)
     event.listen(sessions, "before_commit", write)
+
+
+def _is_plain(record: Base | None) -> bool:
+    """A record outside any session (`store.common.plain`)."""
+    return record is not None and "_sa_instance_state" not in vars(record)
 
 
 _TABLE = table_of(RecordVersion)
@@ -157,20 +162,15 @@ def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[
 @contextmanager
 def savepoint(db: Session) -> Iterator[None]:
     """A SAVEPOINT in `db`'s transaction; when it is rolled back (an exception leaves
-    it), the versions its flushes gave are forgotten with it, and the records it wrote
-    without the unit of work (`created`) leave the session, as the flush's new ones do."""
+    it), the versions it gave are forgotten with it: its flushes', and those of the
+    records it wrote without the unit of work (`created`)."""
     before = dict(db.info.get(_PENDING, {}))
-    made = len(db.info.get(_CREATED, []))
     nested = db.begin_nested()
     try:
         yield
     except BaseException:
         nested.rollback()
         db.info[_PENDING] = before
-        for record in db.info.get(_CREATED, [])[made:]:
-            if record in db:
-                db.expunge(record)
-        del db.info.get(_CREATED, [])[made:]
         raise
     nested.commit()
 
@@ -184,14 +184,14 @@ def bumped(db: Session, kind: type[Base], ids: Iterable[str]) -> None:
 
 
 def created(db: Session, records: Iterable[Base]) -> None:
-    """New records written without the unit of work (Core INSERTs) and attached to `db`
-    as stored: their first version's snapshot is taken at commit, as a flush's would be,
-    and a savepoint rolled back takes them out of the session again."""
+    """New records written without the unit of work (Core INSERTs), answered as plain
+    records outside the session (`store.common.plain`): their first version's snapshot
+    is taken at commit, as a flush's would be, unless the transaction loads and changes
+    them again (that copy's version is the one kept), and a savepoint rolled back
+    forgets it."""
     pending = db.info.setdefault(_PENDING, {})
-    made = db.info.setdefault(_CREATED, [])
     for record in records:
         pending.setdefault((type(record), record.id), record)  # type: ignore[attr-defined]
-        made.append(record)
 
 
 def reloaded(db: Session, records: Iterable[Base]) -> None:

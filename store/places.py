@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from store.common import any_of, array_parameter, on_postgresql, stored
+from store.common import any_of, array_parameter, on_postgresql, plain
 from store.direct import Direct
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
@@ -111,17 +111,15 @@ _TAKE_READ_PG = Direct(_TAKE_PG.returning(*_READ))
 
 def _as_loaded(db: Session, row: tuple[Any, ...]) -> GroupSession:
     """The session `row` returned, as if loaded with populate_existing: the copy `db`
-    holds is refreshed, or a new one is attached as stored (every column set; its
-    calendar is loaded if asked for)."""
+    holds is refreshed, or else a plain record (`store.common.plain`, every column set,
+    its calendar not: what the booking and its Slot's version read) answers it."""
     values = dict(zip(_KEYS, row, strict=False))  # the session's columns come first
     held = db.identity_map.get(identity_key(GroupSession, values["id"]))
     if isinstance(held, GroupSession):
         for key, value in values.items():
             set_committed_value(held, key, value)
         return held
-    session = stored(GroupSession, values)
-    db.add(session)
-    return session
+    return plain(GroupSession, values)
 
 
 def _taking(session_ids: list[str]) -> dict[str, Any]:

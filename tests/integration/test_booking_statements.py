@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import orjson
 import pytest
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
 from fhir_facade.references import Vouched, checked_in
 from store.access import Access
 from store.booking import BookingRequest, BookingResult, Placement, book_patients, store_drafts
-from store.models import Booking, BookingStatus, Coverage
+from store.models import Booking, BookingStatus, Coverage, RecordVersion
 from store.scope import Store
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, monday_series_find, post, recorded
@@ -71,9 +73,15 @@ def test_the_answers_check_skips_only_the_references_the_write_vouched_for(datab
     assert len(ran) == looked  # what the write vouched for is not looked up again
 
 
-def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
-    """A single booking is written with Core INSERTs (no flush): what the request then
-    reads of it (columns, links, version) costs no query, and it is stored as read."""
+def plain(record) -> bool:
+    """A record outside any session (`store.common.plain`): no ORM state at all."""
+    return sa_inspect(record, raiseerr=False) is None
+
+
+def test_a_new_booking_is_a_plain_record_with_everything_loaded(database):
+    """A single booking is written with Core INSERTs (no flush) and answered as a plain
+    record, in no session: what the request then reads of it (columns, links, version)
+    costs no query, and it is stored as read."""
 
     def build(db):
         clinic = make_clinic(db)
@@ -102,7 +110,9 @@ def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
                 booking.waitlist_note,
             )
         assert ran == [], ran
-        assert booking in db and booking not in db.new and not db.dirty
+        assert plain(booking) and not db.new and not db.dirty
+        again = db.get(Booking, booking.id)  # read in the same transaction: the stored row
+        assert again is not booking and again.comment == "first visit" and again.version == 1
         return booking.id, seen
 
     booking_id, seen = database.write(book)
@@ -118,9 +128,33 @@ def test_a_new_booking_is_attached_as_stored_with_everything_loaded(database):
         assert [(i.system, i.value) for i in stored.identifiers] == identifiers
 
 
+def test_a_booking_changed_in_the_transaction_that_made_it_keeps_its_last_version(app):
+    """The plain record answered for a new booking is not the one a later change in the
+    same transaction loads and edits: the version kept at commit is the changed one."""
+    database = app.extensions["fhir_facade.db"]  # the app's: it keeps versions
+
+    def build(db):
+        return make_session(db, make_clinic(db)).id, make_patient(db).id
+
+    session_id, patient_id = database.write(build)
+
+    def book_then_cancel(db):
+        store = Store(db, Access())
+        booking = store.book(BookingRequest(patient_id, session_id)).booking
+        cancel = BookingRequest(patient_id, session_id, status=BookingStatus.CANCELLED)
+        return store.rebook(booking.id, cancel).booking.id
+
+    booking_id = database.write(book_then_cancel)
+    with database.reading() as db:
+        kept = db.scalars(select(RecordVersion).where(RecordVersion.record_id == booking_id)).all()
+        assert [(v.version, orjson.loads(v.document)["status"]) for v in kept] == [(2, "cancelled")]
+        assert db.get(Booking, booking_id).version == 2
+
+
 def test_a_booking_made_in_a_savepoint_rolled_back_leaves_the_session(database):
     """Written without the unit of work, the booking is still forgotten with the
-    savepoint: the transaction does not go on seeing a row that was rolled back."""
+    savepoint: the transaction does not go on seeing a row that was rolled back, and no
+    version of it is kept."""
 
     def build(db):
         return make_session(db, make_clinic(db)).id, make_patient(db).id
@@ -138,17 +172,19 @@ def test_a_booking_made_in_a_savepoint_rolled_back_leaves_the_session(database):
                 raise Undo
         except Undo:
             pass
-        return booking.id, booking in db, db.get(Booking, booking.id)
+        return booking.id, db.get(Booking, booking.id)
 
-    booking_id, attached, found = database.write(book)
-    assert not attached and found is None
+    booking_id, found = database.write(book)
+    assert found is None
     with database.reading() as db:
         assert db.get(Booking, booking_id) is None
 
 
-def test_a_batch_booked_in_a_savepoint_rolled_back_leaves_the_session(database):
+def test_a_batch_booked_in_a_savepoint_rolled_back_leaves_the_session(app):
     """The batch path (a series' occurrences, booked and drafts) is written without the
-    unit of work too: rolling the savepoint back takes every booking and link out."""
+    unit of work too: rolling the savepoint back takes every booking, link and version
+    out."""
+    database = app.extensions["fhir_facade.db"]  # the app's: it keeps versions
 
     def build(db):
         clinic = make_clinic(db)
@@ -173,28 +209,26 @@ def test_a_batch_booked_in_a_savepoint_rolled_back_leaves_the_session(database):
                 )
                 drafts = store_drafts(db, [Placement(draft), Placement(draft)], Access())
                 made = [r.booking for r in [*booked, *drafts] if isinstance(r, BookingResult)]
-                assert len(made) == 4 and all(b in db for b in made)
+                assert len(made) == 4
                 raise Undo
         except Undo:
             pass
         links = [link for b in made for link in [*b.providers, *b.coverages]]
-        assert links, "the bookings had links to leave the session with them"
-        return (
-            [b.id for b in made],
-            [b for b in made if b in db],
-            [link for link in links if link in db],
-            [db.get(Booking, b.id) for b in made],
-        )
+        assert links, "the bookings had links, rolled back with them"
+        return [b.id for b in made], [db.get(Booking, b.id) for b in made]
 
-    ids, attached, links_attached, found = database.write(book)
-    assert attached == [] and links_attached == [] and found == [None] * 4
+    ids, found = database.write(book)
+    assert found == [None] * 4
     with database.reading() as db:
         assert db.scalars(select(Booking.id).where(Booking.id.in_(ids))).all() == []
+        kept = select(RecordVersion.record_id).where(RecordVersion.record_id.in_(ids))
+        assert db.scalars(kept).all() == []
 
 
-def test_a_new_batch_is_attached_as_stored_with_everything_loaded(database):
-    """The batch path writes its bookings with one INSERT per table: what the request
-    then reads of them costs no query, and they are stored as read."""
+def test_a_new_batch_is_plain_records_with_everything_loaded(database):
+    """The batch path writes its bookings with one INSERT per table and answers them as
+    plain records: what the request then reads of them costs no query, and they are
+    stored as read."""
 
     def build(db):
         clinic = make_clinic(db)
@@ -233,7 +267,7 @@ def test_a_new_batch_is_attached_as_stored_with_everything_loaded(database):
                 for b in made
             ]
         assert ran == [], ran
-        assert all(b in db and b not in db.new for b in made) and not db.dirty
+        assert all(plain(b) for b in made) and not db.new and not db.dirty
         return seen
 
     seen = database.write(book)
