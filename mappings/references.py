@@ -87,7 +87,7 @@ def resources_in(body: Any) -> list[JSON]:
             if isinstance(kind, str) and kind not in _CONTAINERS:
                 found.append(item)
             else:
-                stack.extend(v for v in item.values() if isinstance(v, dict | list))
+                stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
     return found
 
 
@@ -129,7 +129,7 @@ def _references(value: Any) -> set[tuple[str, str]]:
                 kind = kind.rpartition("/")[2]  # an absolute URL ends in Type/id too
                 if kind in CHECKED and ident:
                     found.add((kind, ident))
-            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
     return found
 
 

@@ -291,13 +291,17 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             ]
             for n in new
         ]
+    series = {ident: _series_of(db, ident) for ident in {n.values["series_id"] for n in new}}
     bookings = [
         plain(
             Booking,
-            {**n.values, "series": series, **{name: made[i] for name, made in links.items()}},
+            {
+                **n.values,
+                "series": series[n.values["series_id"]],
+                **{name: made[i] for name, made in links.items()},
+            },
         )
         for i, n in enumerate(new)
-        for series in [_series_of(db, n.values["series_id"])]
     ]
     created(db, bookings)
     return bookings

@@ -265,14 +265,20 @@ def _partition(
     occurrences: dict[int, Occurrence],
     notices: list[Notice],
 ) -> list[_ToStore]:
-    """The kept occurrences to store, in series order; one whose session already holds
-    the patient is left out with a notice. The first stored one originates the series."""
+    """The kept occurrences to store, in series order, with the series' coverages, and
+    booked if matched; one whose session already holds the patient is left out with a
+    notice. The first stored one originates the series."""
     zone = series.timezone
     to_store: list[_ToStore] = []
     for item in kept:
-        request = replace(
-            item.request, coverage_ids=booking.coverage_ids or item.request.coverage_ids
-        )
+        request = item.request
+        changes: dict[str, object] = {}
+        if booking.coverage_ids and booking.coverage_ids != request.coverage_ids:
+            changes["coverage_ids"] = booking.coverage_ids
+        if request.session_id is not None and request.status != BookingStatus.BOOKED:
+            changes["status"] = BookingStatus.BOOKED  # matched: booked (`_book_matched`)
+        if changes:
+            request = replace(request, **changes)  # type: ignore[arg-type]
         name = label(occurrences[item.recurrence_id], zone)
         if request.session_id is not None and request.session_id in held:
             notices.append(
@@ -295,15 +301,7 @@ def _book_matched(
     """Book every occurrence that has a session, at once (`book_patients`): recurrence
     id -> the booking, or why its session had no place."""
     matched = [entry for entry in to_store if entry.request.session_id is not None]
-    booked = book_patients(
-        db,
-        [
-            replace(e.placement, request=replace(e.request, status=BookingStatus.BOOKED))
-            for e in matched
-        ],
-        checks.access,
-        checks=checks,
-    )
+    booked = book_patients(db, [e.placement for e in matched], checks.access, checks=checks)
     return {e.item.recurrence_id: outcome for e, outcome in zip(matched, booked, strict=True)}
 
 
