@@ -160,6 +160,27 @@ LIMITS: dict[str, dict[str, Element]] = {
 #: expression only when something there is refused.
 _Path = tuple[Any, Any] | None
 
+#: Per resource type, its limited elements as a tree of their names: name -> (the
+#: element's limits if it has some, the tree below it if it has one). The walk carries
+#: the subtree it is in, so it names no path it does not refuse.
+_Tree = dict[str, tuple[Element | None, "_Tree | None"]]
+
+
+def _tree(elements: dict[str, Element]) -> _Tree:
+    tree: _Tree = {}
+    for path, element in elements.items():
+        *parents, last = path.split(".")
+        level = tree
+        for name in parents:
+            limits, below = level.get(name, (None, None))
+            level[name] = (limits, below if below is not None else {})
+            level = level[name][1]  # type: ignore[assignment]
+        level[last] = (element, level.get(last, (None, None))[1])
+    return tree
+
+
+_TREES: dict[str, _Tree] = {kind: _tree(elements) for kind, elements in LIMITS.items()}
+
 
 def check_body(body: Any, *, characters: bool = True) -> None:
     """Refuse a parsed JSON body nested too deep, holding a forbidden character
@@ -174,16 +195,18 @@ def check_body(body: Any, *, characters: bool = True) -> None:
     start = root if isinstance(root, str) and _ID.fullmatch(root) else "$"
     if isinstance(body, str) and characters:
         _text(body, start, None)
-    # (container, where it is, resource type, element path within that resource, depth)
-    stack: list[tuple[Any, _Path, str | None, str, int]] = [(body, None, root, "", 0)]
+    # (container, where it is, the limits tree its keys or items are in, the limits of
+    # a list's items, depth)
+    stack: list[tuple[Any, _Path, _Tree | None, Element | None, int]] = [
+        (body, None, _TREES.get(root) if isinstance(root, str) else None, None, 0)
+    ]
     while stack:
-        value, path, owner, element, depth = stack.pop()
+        value, path, tree, limit, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidResource(
                 f"the body nests deeper than {MAX_DEPTH} levels", expression=start
             )
         if isinstance(value, list):
-            limit = _element(owner, element)
             if limit is not None and limit.joined and all(isinstance(v, str) for v in value):
                 _check_length(" ".join(value), start, path, limit)
             for index, item in enumerate(value):
@@ -193,26 +216,28 @@ def check_body(body: Any, *, characters: bool = True) -> None:
                     if limit is not None and not limit.joined:
                         _check_length(item, start, (path, index), limit)
                 elif isinstance(item, (dict, list)):
-                    stack.append((item, (path, index), owner, element, depth + 1))
+                    stack.append((item, (path, index), tree, limit, depth + 1))
             continue
         if not isinstance(value, dict):
             continue
-        if depth and isinstance(kind := value.get("resourceType"), str) and kind in LIMITS:
-            owner, element = kind, ""
-        table = LIMITS.get(owner or "")
+        if depth and isinstance(kind := value.get("resourceType"), str) and kind in _TREES:
+            tree = _TREES[kind]
         # Without a forbidden character's escape in the text there is none to look for
         # (`characters`): a Bundle of 156 Appointments has 6,000 keys.
         for key, item in value.items():
             if characters:
                 _text(key, start, path)
-            sub = f"{element}.{key}" if element else key
+            below = tree.get(key) if tree else None
             if isinstance(item, str):
                 if characters:
                     _text(item, start, (path, key))
-                if table and (limit := table.get(sub)) is not None:
-                    _check_length(item, start, (path, key), limit)
+                if below is not None and below[0] is not None:
+                    _check_length(item, start, (path, key), below[0])
             elif isinstance(item, (dict, list)):
-                stack.append((item, (path, key), owner, sub, depth + 1))
+                if below is None:
+                    stack.append((item, (path, key), None, None, depth + 1))
+                else:
+                    stack.append((item, (path, key), below[1], below[0], depth + 1))
 
 
 def _expression(start: str, path: _Path) -> str:
@@ -226,10 +251,6 @@ def _expression(start: str, path: _Path) -> str:
 def _text(text: str, start: str, path: _Path) -> None:
     if _FORBIDDEN.search(text):
         check_text(text, _expression(start, path), InvalidResource)
-
-
-def _element(owner: str | None, path: str) -> Element | None:
-    return LIMITS.get(owner or "", {}).get(path)
 
 
 def _check_length(text: str, start: str, path: _Path, element: Element) -> None:
