@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,7 +25,6 @@ from sqlalchemy.sql.dml import ReturningInsert
 from store.access import Access
 from store.common import (
     insert_from_json,
-    insert_rows,
     new_id,
     on_postgresql,
     plain,
@@ -267,30 +266,46 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     loads the booking afresh."""
     if not new:
         return []
-    insert_rows(db, _BOOKING_TABLE, [_row(n.values, _BOOKING_COLUMNS) for n in new])
-    connection = db.connection()
-    postgresql = on_postgresql(db)
-    links: dict[str, list[list[Any]]] = {}
-    for table in _LINKS:
-        rows: list[dict[str, Any]] = [row for n in new for row in getattr(n, table.collection)]
-        ids: dict[tuple[Any, ...], int] = {}
-        if rows:
-            # RETURNING names each row by its natural key: the returned rows' order is not
-            # the parameters' on every backend (SQLite would insert row by row to keep it).
-            by_column = [_row(row, table.columns) for row in rows]
-            found = (
-                table.insert_json.rows(db, {"rows": by_column})
-                if postgresql
-                else connection.execute(table.insert, by_column)
-            )
-            ids = {tuple(returned[1:]): returned[0] for returned in found}
-        links[table.collection] = [
+    rows = [_row(n.values, _BOOKING_COLUMNS) for n in new]
+    links: dict[str, list[dict[str, Any]]] = {
+        table.collection: [
+            _row(row, table.columns) for n in new for row in getattr(n, table.collection)
+        ]
+        for table in _LINKS
+    }
+    # Each link row's new id, by its natural key (RETURNING's rows need not come in the
+    # parameters' order on every backend; SQLite would insert row by row to keep it).
+    ids: dict[str, dict[tuple[Any, ...], int]]
+    if on_postgresql(db):
+        # One statement: the bookings and every link, the links' ids back as JSON arrays.
+        found = _INSERT_ALL.first(db, {"rows": rows, **links})
+        assert found is not None
+        ids = {
+            table.collection: {tuple(made[1:]): made[0] for made in returned or ()}
+            for table, returned in zip(_LINKS, found, strict=True)
+        }
+    else:
+        connection = db.connection()
+        connection.execute(insert(_BOOKING_TABLE), rows)
+        ids = {
+            table.collection: {
+                tuple(made[1:]): made[0]
+                for made in (connection.execute(table.insert, given) if given else ())
+            }
+            for table in _LINKS
+            for given in [links[table.collection]]
+        }
+    made = {
+        table.collection: [
             [
-                plain(table.kind, {"id": ids[tuple(row[attr] for attr in table.key)], **row})
+                plain(table.kind, {"id": found_ids[tuple(row[attr] for attr in table.key)], **row})
                 for row in getattr(n, table.collection)
             ]
             for n in new
         ]
+        for table in _LINKS
+        for found_ids in [ids[table.collection]]
+    }
     series = {ident: _series_of(db, ident) for ident in {n.values["series_id"] for n in new}}
     bookings = [
         plain(
@@ -298,7 +313,7 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             {
                 **n.values,
                 "series": series[n.values["series_id"]],
-                **{name: made[i] for name, made in links.items()},
+                **{name: per_booking[i] for name, per_booking in made.items()},
             },
         )
         for i, n in enumerate(new)
@@ -350,19 +365,35 @@ class _LinkTable:
         table = table_of(self.kind)
         return insert(table).returning(table.c.id, *(table.c[attr] for attr in self.key))
 
-    @functools.cached_property
-    def insert_json(self) -> Direct:
-        """PostgreSQL: the same, the rows given as one JSON parameter, run directly."""
-        table = table_of(self.kind)
-        statement = insert_from_json(table, [column for column, _ in self.columns])
-        return Direct(statement.returning(table.c.id, *(table.c[attr] for attr in self.key)))
-
 
 _LINKS = (
     _LinkTable(BookingProvider, "providers", ("booking_id", "provider_id")),
     _LinkTable(BookingCoverage, "coverages", ("booking_id", "rank")),
     _LinkTable(BookingIdentifier, "identifiers", ("booking_id", "system", "value")),
 )
+
+
+def _inserting_all() -> Direct:
+    """PostgreSQL: new bookings and all their links in one statement, each table's rows
+    one JSON parameter (`insert_from_json`: the bookings `rows`, the links by their
+    collection's name, empty for none); it returns, per link table, a JSON array of the
+    new rows' ids with their natural keys. The links' foreign keys are checked at the
+    statement's end, when the bookings beside them are in."""
+    bookings = insert_from_json(_BOOKING_TABLE, [column for column, _ in _BOOKING_COLUMNS])
+    returned = []
+    for link in _LINKS:
+        table = table_of(link.kind)
+        names = [column for column, _ in link.columns]
+        made = (
+            insert_from_json(table, names, link.collection)
+            .returning(table.c.id, *(table.c[attr] for attr in link.key))
+            .cte(f"new_{link.collection}")
+        )
+        returned.append(select(func.json_agg(func.json_build_array(*made.c))).scalar_subquery())
+    return Direct(select(*returned).add_cte(bookings.cte("new_bookings")))
+
+
+_INSERT_ALL = _inserting_all()
 
 
 class Checks:

@@ -107,10 +107,11 @@ def _inserting_json(table: Table, names: tuple[str, ...]) -> Direct:
     return Direct(insert_from_json(table, names))
 
 
-def insert_from_json(table: Table, names: Sequence[str]) -> Insert:
+def insert_from_json(table: Table, names: Sequence[str], parameter: str = "rows") -> Insert:
     """PostgreSQL: an INSERT of many rows given as one parameter, `rows`: a list of dicts
     by column name, sent as one JSON text and read back as rows of the table by
-    `json_populate_recordset`. Its text does not depend on the number of rows, unlike a
+    `json_populate_recordset` (`parameter` names it otherwise, for statements that
+    insert into several tables at once). Its text does not depend on the number of rows, unlike a
     VALUES list (see `any_of`), and it is the cheap way to send many rows, RETURNING or
     not: the driver dumps an array parameter element by element in Python (a series'
     156 bookings as arrays cost 10 ms of the server's CPU; as JSON, orjson's 0.3 ms), and
@@ -118,7 +119,7 @@ def insert_from_json(table: Table, names: Sequence[str]) -> Insert:
     assert _PLAIN_NAME.fullmatch(table.name), table.name
     source = func.json_populate_recordset(
         literal_column(f"NULL::{table.name}"),
-        cast(bindparam("rows", type_=_JSONRows(table, names)), JSON),
+        cast(bindparam(parameter, type_=_JSONRows(table, names)), JSON),
     ).table_valued(*names)
     return insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
 
