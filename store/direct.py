@@ -3,8 +3,8 @@
 `Connection.execute` spends about as much of the server's CPU around a statement as the
 driver and PostgreSQL's answer take together: it keys the statement for its compiled
 cache, builds an execution context, processes the parameters and wraps the cursor in a
-result object. A booking runs eight statements: that was about 45 % of its CPU outside
-the database's wait. `Direct` keeps what is the same on every call, the SQL
+result object. A booking ran eight statements then: that was about 45 % of its CPU
+outside the database's wait. `Direct` keeps what is the same on every call, the SQL
 text and the parameter and result conversions of its types, and on PostgreSQL runs the
 statement straight on psycopg's cursor in the session's transaction, still telling the
 engine's listeners (`before_cursor_execute`, `after_cursor_execute`) and still raising
