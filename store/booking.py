@@ -287,25 +287,21 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
     else:
         connection = db.connection()
         connection.execute(insert(_BOOKING_TABLE), rows)
-        ids = {
-            table.collection: {
-                tuple(made[1:]): made[0]
-                for made in (connection.execute(table.insert, given) if given else ())
-            }
-            for table in _LINKS
-            for given in [links[table.collection]]
-        }
-    made = {
-        table.collection: [
+        ids = {}
+        for table in _LINKS:
+            given = links[table.collection]
+            found_rows = connection.execute(table.insert, given) if given else ()
+            ids[table.collection] = {tuple(made[1:]): made[0] for made in found_rows}
+    made: dict[str, list[list[Any]]] = {}
+    for table in _LINKS:
+        found_ids = ids[table.collection]
+        made[table.collection] = [
             [
                 plain(table.kind, {"id": found_ids[tuple(row[attr] for attr in table.key)], **row})
                 for row in getattr(n, table.collection)
             ]
             for n in new
         ]
-        for table in _LINKS
-        for found_ids in [ids[table.collection]]
-    }
     series = {ident: _series_of(db, ident) for ident in {n.values["series_id"] for n in new}}
     bookings = [
         plain(

@@ -50,8 +50,8 @@ def plain(kind: type[R], values: dict[str, Any]) -> R:
     columns by attribute, and any links a reader needs, `plain` too) read as attributes,
     as a renderer reads them, and nothing more: no session, no change events, no lazy
     loading (reading an attribute not in `values` raises). What a Core INSERT or UPDATE
-    just wrote, to be answered and versioned, needs no record of the unit of work: one
-    costs a plain object's time twentyfold to build and attach (a series has 468)."""
+    just wrote, to be answered and versioned, needs no record of the unit of work, which
+    costs some twenty times as much to build and attach (a series writes 468)."""
     record = kind.__new__(kind)
     vars(record).update(values)
     return record
@@ -108,14 +108,14 @@ def _inserting_json(table: Table, names: tuple[str, ...]) -> Direct:
 
 
 def insert_from_json(table: Table, names: Sequence[str], parameter: str = "rows") -> Insert:
-    """PostgreSQL: an INSERT of many rows given as one parameter, `rows`: a list of dicts
-    by column name, sent as one JSON text and read back as rows of the table by
-    `json_populate_recordset` (`parameter` names it otherwise, for statements that
-    insert into several tables at once). Its text does not depend on the number of rows, unlike a
-    VALUES list (see `any_of`), and it is the cheap way to send many rows, RETURNING or
-    not: the driver dumps an array parameter element by element in Python (a series'
-    156 bookings as arrays cost 10 ms of the server's CPU; as JSON, orjson's 0.3 ms), and
-    sends an executemany's rows one by one (a series' 313 versions)."""
+    """PostgreSQL: an INSERT of many rows given as one parameter, `rows` (or `parameter`,
+    for a statement inserting into several tables): a list of dicts by column name, sent
+    as one JSON text and read back as rows of the table by `json_populate_recordset`.
+    Its text does not depend on the number of rows, unlike a VALUES list (see `any_of`),
+    and it is the cheap way to send many rows, RETURNING or not: the driver dumps an
+    array parameter element by element in Python (a series' 156 bookings as arrays cost
+    10 ms of the server's CPU; as JSON, orjson's 0.3 ms), and sends an executemany's
+    rows one by one (a series' 313 versions)."""
     assert _PLAIN_NAME.fullmatch(table.name), table.name
     source = func.json_populate_recordset(
         literal_column(f"NULL::{table.name}"),

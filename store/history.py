@@ -120,7 +120,7 @@ def keep_versions(
 
 def _is_plain(record: Base | None) -> bool:
     """A record outside any session (`store.common.plain`)."""
-    return record is not None and "_sa_instance_state" not in vars(record)
+    return record is not None and inspect(record, raiseerr=False) is None
 
 
 _TABLE = table_of(RecordVersion)
