@@ -279,21 +279,22 @@ _RENDERED = "fhir_facade.registry.rendered"
 def snapshot(record: Base) -> str:
     """A record as the API shows it, as JSON text: what `store.history` keeps per version.
     A rendering the request already made of this version (`rendered`) is reused."""
-    resource = None
     if has_app_context() and (made := g.get(_RENDERED)):
-        resource = made.pop(_version_key(record), None)
-    if resource is None:
-        resource = _BY_KIND[type(record)].to_fhir(record)
-    return orjson.dumps(resource).decode()
+        kept: str | None = made.pop(_version_key(record), None)
+        if kept is not None:
+            return kept
+    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
 
 
 def rendered(record: Base, resource: dict[str, Any]) -> None:
     """Say that `resource` is how the API shows `record` now, to be reused for the
     snapshot of this version when the request's transaction commits (a series' answer
-    renders 156 Appointments: they are not rendered twice). Nothing may change either
-    before the commit; a new version of the record is rendered afresh."""
+    renders 156 Appointments: they are not rendered twice). It is kept as its JSON text,
+    taken now: what the answer then hides from its caller, in place, stays in the
+    snapshot. Nothing may change the record before the commit; a new version of it is
+    rendered afresh."""
     if has_app_context():
-        g.setdefault(_RENDERED, {})[_version_key(record)] = resource
+        g.setdefault(_RENDERED, {})[_version_key(record)] = orjson.dumps(resource).decode()
 
 
 def _version_key(record: Base) -> tuple[Any, ...]:

@@ -809,3 +809,49 @@ def test_a_visible_patients_booking_on_a_hidden_plan_keeps_the_plan_out_of_sight
     ]
     set_restriction(client, officer, w.restricted, restricted=True)
     assert "supportingInformation" not in seen(series, staff)
+
+
+def test_a_draft_resolved_by_staff_keeps_its_hidden_plan_in_the_version_it_gets(
+    app, client, database
+):
+    """Staff resolve V's draft on the family plan (its subscriber R restricted): their
+    answer leaves the plan out, but the version the resolution made, as kept for history,
+    is the Appointment itself, plan and all (what the caller may not see is hidden as it
+    is sent, never in what is stored)."""
+    w = build_world(app, client, database)
+    officer = token(app, PRIVACY_OFFICER, "privacy-officer")
+    staff = token(app, STAFF, "front-desk")
+    unmatched = {
+        key: value
+        for key, value in proposal_for(w.spare_session, w.clinic, w.visible).items()
+        if key not in ("slot", "start", "end")
+    } | {"requestedPeriod": [{"start": "2027-01-11T15:00:00Z", "end": "2027-01-11T16:30:00Z"}]}
+    made = fhir(
+        send(client, "POST", "/fhir/Appointment/$book",
+             book_parameters([unmatched], w.family_plan), officer),
+        200,
+    )  # fmt: skip
+    draft = made["entry"][0]["resource"]
+    assert draft["status"] == "proposed"
+    family = [{"reference": f"Coverage/{w.family_plan}"}]
+    assert draft["supportingInformation"] == family
+
+    seen = fhir(client.get(f"/fhir/Appointment/{draft['id']}", headers=staff), 200)
+    assert "supportingInformation" not in seen
+    choice = {k: v for k, v in seen.items() if k != "requestedPeriod"}
+    choice["slot"] = [{"reference": f"Slot/{w.spare_session}"}]
+    resolved = fhir(
+        send(client, "POST", "/fhir/Appointment/$book", book_parameters([choice]), staff), 200
+    )
+    answer = resolved["entry"][0]["resource"]
+    assert answer["status"] == "booked" and "supportingInformation" not in answer
+
+    # Once a later version exists, version 2 is read from what history kept of it.
+    current = fhir(client.get(f"/fhir/Appointment/{draft['id']}", headers=officer), 200)
+    fhir(send(client, "PUT", f"/fhir/Appointment/{draft['id']}",
+              {**current, "status": "cancelled"}, officer), 200)  # fmt: skip
+    version = answer["meta"]["versionId"]
+    kept = fhir(
+        client.get(f"/fhir/Appointment/{draft['id']}/_history/{version}", headers=officer), 200
+    )
+    assert (kept["status"], kept["supportingInformation"]) == ("booked", family)
