@@ -12,6 +12,7 @@ from store.booking import BookingRequest, Notice, book_patient, update_booking
 from store.errors import (
     AlreadyBooked,
     CapacityBelowBooked,
+    NotFound,
     RuleViolation,
     SessionFull,
     SessionUnavailable,
@@ -304,3 +305,57 @@ def test_booking_a_closed_session_succeeds_with_a_session_closed_notice(database
     assert [n.code for n in result.warnings] == ["session-closed"]
     assert isinstance(result.warnings[0], Notice)
     assert booked(database, session_id) == 1
+
+
+@pytest.mark.parametrize(
+    ("providers", "department", "refused"),
+    [
+        (("other", "missing-a", "missing-b"), "dept", ("Practitioner", "missing-a")),
+        (("provider", "other"), "missing-dept", ("Location", "missing-dept")),
+        (("missing-a",), "missing-dept", ("Practitioner", "missing-a")),
+        (("provider", "provider"), "dept", None),  # exists, but listed twice
+    ],
+)
+def test_a_booking_naming_a_provider_or_department_that_does_not_exist_is_refused_by_name(
+    database, clinic, providers, department, refused
+):
+    """The references are looked up together; a refusal names the first one missing, in
+    the request's order, providers first; then a provider listed twice is refused."""
+    session_id = new_session(database, clinic)
+    (patient_id,) = new_patients(database)
+    known = {"provider": clinic.provider_id, "other": clinic.other_provider_id}
+    request = BookingRequest(
+        patient_id,
+        session_id,
+        provider_ids=tuple(known.get(p, p) for p in providers),
+        department_id=clinic.department_id if department == "dept" else department,
+    )
+    before = state(database)
+
+    with pytest.raises((NotFound, RuleViolation)) as refusal:
+        database.write(lambda db: book_patient(db, request, STAFF))
+
+    if refused is None:
+        assert isinstance(refusal.value, RuleViolation) and "twice" in str(refusal.value)
+    else:
+        assert isinstance(refusal.value, NotFound)
+        assert (refusal.value.kind, refusal.value.ident) == refused
+    assert state(database) == before
+
+
+def test_a_booking_naming_existing_providers_and_its_department_is_stored_with_them(
+    database, clinic
+):
+    session_id = new_session(database, clinic)
+    (patient_id,) = new_patients(database)
+    providers = (clinic.other_provider_id, clinic.provider_id)
+    request = BookingRequest(
+        patient_id, session_id, provider_ids=providers, department_id=clinic.department_id
+    )
+
+    booking_id = database.write(lambda db: book_patient(db, request, STAFF).booking.id)
+
+    with database.reading() as db:
+        stored = db.get(Booking, booking_id)
+        assert [p.provider_id for p in stored.providers] == list(providers)
+        assert stored.department_id == clinic.department_id
