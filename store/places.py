@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from store.common import any_of, array_parameter, on_postgresql, plain
+from store.common import array_parameter, on_postgresql, plain
 from store.direct import Direct
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
@@ -28,12 +28,16 @@ def lock_sessions(db: Session, session_ids: list[str]) -> None:
     (SQLite needs nothing: its write transactions already run one at a time.)"""
     ids = sorted(set(session_ids))
     if len(ids) > 1:
-        db.execute(
-            select(GroupSession.id)
-            .where(any_of(db, GroupSession.id, ids))
-            .order_by(GroupSession.id)
-            .with_for_update()
-        )
+        (_LOCK_PG if on_postgresql(db) else _LOCK).rows(db, {"ids": ids})
+
+
+def _lock(ids: ColumnElement[bool]) -> Direct:
+    return Direct(select(GroupSession.id).where(ids).order_by(GroupSession.id).with_for_update())
+
+
+_LOCK = _lock(GroupSession.id.in_(bindparam("ids", expanding=True)))
+# On PostgreSQL the ids are one array parameter (store.common.any_of), run directly.
+_LOCK_PG = _lock(GroupSession.id == any_(array_parameter(GroupSession.id, "ids")))
 
 
 def take_places(db: Session, session_ids: list[str]) -> set[str]:

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, any_, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -31,7 +31,8 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import any_of, new_id
+from store.common import array_parameter, new_id, on_postgresql
+from store.direct import Direct
 from store.errors import (
     Inactive,
     NotFound,
@@ -50,7 +51,7 @@ from store.matching import (
     propose_all,
 )
 from store.models import (
-    HOLDS_PLACE,
+    HOLDS_PLACE_SQL,
     Booking,
     BookingStatus,
     Department,
@@ -550,14 +551,24 @@ def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) ->
     wanted = {s for s in session_ids if s is not None}
     if not wanted:
         return {}
-    rows = db.execute(
-        select(Booking.session_id, Booking.id).where(
-            Booking.patient_id == patient_id,
-            any_of(db, Booking.session_id, wanted),
-            Booking.status.in_(list(HOLDS_PLACE)),
-        )
-    ).all()
+    statement = _HELD_PG if on_postgresql(db) else _HELD
+    rows = statement.rows(db, {"patient": patient_id, "sessions": sorted(wanted)})
     return {session_id: booking_id for session_id, booking_id in rows if session_id}
+
+
+def _held(sessions: ColumnElement[bool]) -> Direct:
+    return Direct(
+        select(Booking.session_id, Booking.id).where(
+            Booking.patient_id == bindparam("patient", type_=Booking.patient_id.type),
+            sessions,
+            text(HOLDS_PLACE_SQL),
+        )
+    )
+
+
+_HELD = _held(Booking.session_id.in_(bindparam("sessions", expanding=True)))
+# On PostgreSQL the ids are one array parameter (store.common.any_of), run directly.
+_HELD_PG = _held(Booking.session_id == any_(array_parameter(Booking.session_id, "sessions")))
 
 
 def _record_recurrence(
