@@ -222,29 +222,29 @@ def book_series(
 
     series = Series(id=new_id(), patient_id=patient_id, department_id=department.id)
     _record_recurrence(series, recurrence, first.appointment_type)
-    db.add(series)
-    db.flush()  # the occurrences reference it
     result = SeriesResult(series, [])
-    # Book every matched occurrence at once, then store the rest (and those whose
-    # session filled up since the preview) as drafts: a bounded number of statements.
     to_store = _partition(series, booking, kept, held, occurrences, result.notices)
-    checks = Checks(db, access)  # the drafts are the booked occurrences' patient's
-    outcomes = _book_matched(db, to_store, checks)
-    drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
-    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
-    stored: set[int] = set()
-    for entry in to_store:
-        outcome = outcomes.get(entry.item.recurrence_id)
-        done = outcome if isinstance(outcome, BookingResult) else next(stored_drafts)
-        result.bookings.append(done.booking)
-        stored.add(entry.item.recurrence_id)
-    if not stored:
+    if not to_store:
         raise RuleViolation(
             "nothing to store: the patient already holds a place in every kept session",
             field=FIELD_KEPT,
         )
+    # Every occurrence to store is stored, booked or as a draft: the series is written
+    # once, whole, before the occurrences that reference it.
+    stored = {entry.item.recurrence_id for entry in to_store}
     series.excluded = ",".join(str(i) for i in sorted(occurrences) if i not in stored)
+    db.add(series)
     db.flush()
+    # Book every matched occurrence at once, then store the rest (and those whose
+    # session filled up since the preview) as drafts: a bounded number of statements.
+    checks = Checks(db, access)  # the drafts are the booked occurrences' patient's
+    outcomes = _book_matched(db, to_store, checks)
+    drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
+    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
+    for entry in to_store:
+        outcome = outcomes.get(entry.item.recurrence_id)
+        done = outcome if isinstance(outcome, BookingResult) else next(stored_drafts)
+        result.bookings.append(done.booking)
     return result
 
 
