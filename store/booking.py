@@ -405,14 +405,22 @@ class Checks:
         self._references: set[tuple[tuple[str, ...], str | None]] = set()
         self._choosers: dict[str, CoverageChooser] = {}
 
+    def visible(self, patient_id: str, *, choosing: bool) -> bool:
+        """Whether the caller sees the patient, asked once; when the default coverage
+        choice will be made (`choosing`), asked with loading the coverages it picks from."""
+        if patient_id not in self._patients:
+            if choosing:
+                seen = self.coverages(patient_id).patient_visible()
+            else:
+                seen = visible_patient(self.db, patient_id, self.access)
+            if not seen:
+                return False
+            self._patients.add(patient_id)
+        return True
+
     def request(self, request: BookingRequest) -> None:
-        if request.patient_id not in self._patients:
-            if request.coverage_ids:
-                _visible_patient(self.db, request.patient_id, self.access)
-            elif not self.coverages(request.patient_id).patient_visible():
-                # Asked with loading the coverages the default choice picks from.
-                raise NotFound("Patient", request.patient_id, field="booking.participant")
-            self._patients.add(request.patient_id)
+        if not self.visible(request.patient_id, choosing=not request.coverage_ids):
+            raise NotFound("Patient", request.patient_id, field="booking.participant")
         key = (request.provider_ids, request.department_id)
         if key not in self._references:
             _check_references(self.db, request)

@@ -204,7 +204,9 @@ def book_series(
     patient_id = first.patient_id
     if any(k.request.patient_id != patient_id for k in booking.kept):
         raise RuleViolation("all occurrences of a series are for one patient", field=FIELD_KEPT)
-    if not visible_patient(db, patient_id, access):
+    # The default coverage choice (no series coverage) loads what it picks from with it.
+    checks = Checks(db, access)
+    if not checks.visible(patient_id, choosing=not booking.coverage_ids):
         raise NotFound("Patient", patient_id, field=FIELD_KEPT)
     department = _series_department(db, first)
     recurrence = replace(booking.recurrence, timezone=department.timezone)
@@ -237,7 +239,6 @@ def book_series(
     db.flush()
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
-    checks = Checks(db, access)  # the drafts are the booked occurrences' patient's
     outcomes = _book_matched(db, to_store, checks)
     drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
     stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))

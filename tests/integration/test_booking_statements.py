@@ -296,7 +296,7 @@ def test_a_new_batch_is_plain_records_with_everything_loaded(database):
 #: Statements of a series' $book (its one transaction, BEGIN and COMMIT not counted),
 #: at most, whatever the number of its occurrences, booked or drafts (a long one asks
 #: whether some subscription listens apart from writing its versions: store.history).
-SERIES_BOOK_STATEMENTS = {"postgresql": 13, "sqlite": 17}
+SERIES_BOOK_STATEMENTS = {"postgresql": 12, "sqlite": 16}
 
 
 @pytest.mark.parametrize("weeks", [2, 6])
