@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
 from store.common import (
-    array_parameter,
+    Listing,
     insert_from_json,
     new_id,
     on_postgresql,
@@ -603,8 +603,7 @@ def _check_references(db: Session, request: BookingRequest) -> None:
     if department is not None and _held(db, Department, department):
         department = None
     if providers or department is not None:
-        statement = _REFERENCES_PG if on_postgresql(db) else _REFERENCES
-        found = statement.first(db, {"providers": providers, "department": department})
+        found = _REFERENCES.first(db, {"providers": providers, "department": department})
         assert found is not None
         if found[0] != len(providers):
             missing = next(p for p in providers if db.get(Provider, p) is None)
@@ -620,21 +619,15 @@ def _held(db: Session, kind: type[Base], ident: str) -> bool:
     return db.identity_map.get(identity_key(kind, ident)) is not None
 
 
-def _references(providers: ColumnElement[bool]) -> Direct:
-    """How many of the named providers exist, and whether the named department does."""
-    return Direct(
-        select(
-            select(func.count()).where(providers).scalar_subquery(),
-            select(func.count())
-            .where(Department.id == bindparam("department", type_=Department.id.type))
-            .scalar_subquery(),
-        )
+#: How many of the named providers exist, and whether the named department does.
+_REFERENCES = Listing(
+    lambda listed: select(
+        select(func.count()).where(listed(Provider.id, "providers")).scalar_subquery(),
+        select(func.count())
+        .where(Department.id == bindparam("department", type_=Department.id.type))
+        .scalar_subquery(),
     )
-
-
-_REFERENCES = _references(Provider.id.in_(bindparam("providers", expanding=True)))
-# On PostgreSQL the ids are one array parameter (store.common.any_of).
-_REFERENCES_PG = _references(Provider.id == any_(array_parameter(Provider.id, "providers")))
+)
 
 
 def _check_times(request: BookingRequest, session: GroupSession) -> None:

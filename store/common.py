@@ -76,6 +76,38 @@ def array_parameter(
     return bindparam(name, value, type_=ARRAY(column.type))
 
 
+#: `column IN :name` for a list bound per call, as one backend takes it (`Listing`).
+Listed = Callable[[InstrumentedAttribute[Any], str], ColumnElement[bool]]
+
+
+class Listing:
+    """A statement with list parameters, built once for each kind of backend and run
+    directly (`Direct`): `build` makes it from `listed(column, name)`, that backend's
+    `column IN :name`. On PostgreSQL the list is one array parameter (`= ANY`, as in
+    `any_of`: one statement text whatever the list's length), elsewhere an expanding
+    IN (which `Connection.execute` renders per call)."""
+
+    __slots__ = ("_postgresql", "_other")
+
+    def __init__(self, build: Callable[[Listed], Any]) -> None:
+        self._postgresql = Direct(build(_any_array))
+        self._other = Direct(build(_expanding))
+
+    def rows(self, db: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return (self._postgresql if on_postgresql(db) else self._other).rows(db, params)
+
+    def first(self, db: Session, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        return (self._postgresql if on_postgresql(db) else self._other).first(db, params)
+
+
+def _any_array(column: InstrumentedAttribute[Any], name: str) -> ColumnElement[bool]:
+    return column == any_(array_parameter(column, name))
+
+
+def _expanding(column: InstrumentedAttribute[Any], name: str) -> ColumnElement[bool]:
+    return column.in_(bindparam(name, expanding=True))
+
+
 def on_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, any_, bindparam, inspect, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from store.common import array_parameter, on_postgresql, plain
-from store.direct import Direct
+from store.common import Listing, plain
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
@@ -28,16 +27,17 @@ def lock_sessions(db: Session, session_ids: list[str]) -> None:
     (SQLite needs nothing: its write transactions already run one at a time.)"""
     ids = sorted(set(session_ids))
     if len(ids) > 1:
-        (_LOCK_PG if on_postgresql(db) else _LOCK).rows(db, {"ids": ids})
+        _LOCK.rows(db, {"ids": ids})
 
 
-def _lock(ids: ColumnElement[bool]) -> Direct:
-    return Direct(select(GroupSession.id).where(ids).order_by(GroupSession.id).with_for_update())
-
-
-_LOCK = _lock(GroupSession.id.in_(bindparam("ids", expanding=True)))
-# On PostgreSQL the ids are one array parameter (store.common.any_of), run directly.
-_LOCK_PG = _lock(GroupSession.id == any_(array_parameter(GroupSession.id, "ids")))
+_LOCK = Listing(
+    lambda listed: (
+        select(GroupSession.id)
+        .where(listed(GroupSession.id, "ids"))
+        .order_by(GroupSession.id)
+        .with_for_update()
+    )
+)
 
 
 def take_places(db: Session, session_ids: list[str]) -> set[str]:
@@ -65,9 +65,8 @@ def take_places_read(db: Session, session_ids: list[str]) -> dict[str, Place]:
     after it. Sessions without room are left untouched and absent."""
     # Core, on the connection: the ORM's UPDATE … RETURNING path rebuilds its statement
     # on every call; the rows become sessions here (`_as_loaded`).
-    statement = _TAKE_READ_PG if on_postgresql(db) else _TAKE_READ
     places = {}
-    for row in statement.rows(db, _taking(session_ids)):
+    for row in _TAKE_READ.rows(db, _taking(session_ids)):
         session = _as_loaded(db, row)
         *_, department_id, provider_id = row  # as ProviderSchedule.provider_ids gives it
         places[session.id] = Place(session, department_id, (provider_id,) if provider_id else ())
@@ -92,10 +91,7 @@ def _take(ids: ColumnElement[bool]) -> Update:
     )
 
 
-_TAKE = _take(GroupSession.id.in_(bindparam("ids", expanding=True)))
-# On PostgreSQL the ids are one array parameter (store.common.any_of).
-_TAKE_PG = _take(GroupSession.id == any_(array_parameter(GroupSession.id, "ids")))
-_TAKE_IDS = _TAKE.returning(GroupSession.id)
+_TAKE_IDS = _take(GroupSession.id.in_(bindparam("ids", expanding=True))).returning(GroupSession.id)
 _SCHEDULE = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
 #: Every column of the session (named as its attributes), and its calendar's defaults.
 _COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(GroupSession).column_attrs)
@@ -109,8 +105,7 @@ _READ = (
     .scalar_subquery()
     .label("provider_id"),
 )
-_TAKE_READ = Direct(_TAKE.returning(*_READ))
-_TAKE_READ_PG = Direct(_TAKE_PG.returning(*_READ))
+_TAKE_READ = Listing(lambda listed: _take(listed(GroupSession.id, "ids")).returning(*_READ))
 
 
 def _as_loaded(db: Session, row: tuple[Any, ...]) -> GroupSession:

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import ColumnElement, any_, bindparam, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from store.access import Access
@@ -31,8 +31,7 @@ from store.booking import (
     store_drafts,
     update_booking,
 )
-from store.common import array_parameter, new_id, on_postgresql
-from store.direct import Direct
+from store.common import Listing, new_id
 from store.errors import (
     Inactive,
     NotFound,
@@ -552,24 +551,17 @@ def _places_held(db: Session, patient_id: str, session_ids: list[str | None]) ->
     wanted = {s for s in session_ids if s is not None}
     if not wanted:
         return {}
-    statement = _HELD_PG if on_postgresql(db) else _HELD
-    rows = statement.rows(db, {"patient": patient_id, "sessions": sorted(wanted)})
+    rows = _HELD.rows(db, {"patient": patient_id, "sessions": sorted(wanted)})
     return {session_id: booking_id for session_id, booking_id in rows if session_id}
 
 
-def _held(sessions: ColumnElement[bool]) -> Direct:
-    return Direct(
-        select(Booking.session_id, Booking.id).where(
-            Booking.patient_id == bindparam("patient", type_=Booking.patient_id.type),
-            sessions,
-            text(HOLDS_PLACE_SQL),
-        )
+_HELD = Listing(
+    lambda listed: select(Booking.session_id, Booking.id).where(
+        Booking.patient_id == bindparam("patient", type_=Booking.patient_id.type),
+        listed(Booking.session_id, "sessions"),
+        text(HOLDS_PLACE_SQL),  # the partial unique index's own predicate
     )
-
-
-_HELD = _held(Booking.session_id.in_(bindparam("sessions", expanding=True)))
-# On PostgreSQL the ids are one array parameter (store.common.any_of), run directly.
-_HELD_PG = _held(Booking.session_id == any_(array_parameter(Booking.session_id, "sessions")))
+)
 
 
 def _record_recurrence(
