@@ -20,12 +20,12 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
 from store.common import (
     Listing,
+    held,
     insert_from_json,
     new_id,
     on_postgresql,
@@ -596,11 +596,11 @@ def _visible_patient(db: Session, patient_id: str, access: Access) -> None:
 
 
 def _check_references(db: Session, request: BookingRequest) -> None:
-    """The providers and department a request names exist: those not already in the
-    session are looked up together, in one statement (two `get`s were two)."""
-    providers = [p for p in dict.fromkeys(request.provider_ids) if not _held(db, Provider, p)]
+    """The providers and department a request names exist: those the session does not
+    hold yet are looked up together, in one statement, not one `get` each."""
+    providers = [p for p in dict.fromkeys(request.provider_ids) if held(db, Provider, p) is None]
     department = request.department_id
-    if department is not None and _held(db, Department, department):
+    if department is not None and held(db, Department, department) is not None:
         department = None
     if providers or department is not None:
         found = _REFERENCES.first(db, {"providers": providers, "department": department})
@@ -612,11 +612,6 @@ def _check_references(db: Session, request: BookingRequest) -> None:
             raise NotFound("Location", department, field="booking.participant")
     if len(set(request.provider_ids)) != len(request.provider_ids):
         raise RuleViolation("a provider is listed twice", field="booking.participant")
-
-
-def _held(db: Session, kind: type[Base], ident: str) -> bool:
-    """Whether the session holds the record already (`Session.get` would ask nothing)."""
-    return db.identity_map.get(identity_key(kind, ident)) is not None
 
 
 #: How many of the named providers exist, and whether the named department does.

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm.util import identity_key
 
 from store.direct import Direct
 
@@ -106,6 +107,13 @@ def _any_array(column: InstrumentedAttribute[Any], name: str) -> ColumnElement[b
 
 def _expanding(column: InstrumentedAttribute[Any], name: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))
+
+
+def held(db: Session, kind: type[R], ident: str) -> R | None:
+    """The record of `kind` the session already holds under `ident` (what `Session.get`
+    would answer without a query), or None."""
+    found = db.identity_map.get(identity_key(kind, ident))
+    return found if isinstance(found, kind) else None
 
 
 def on_postgresql(db: Session) -> bool:

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Update, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
-from store.common import Listing, plain
+from store.common import Listing, held, plain
 from store.history import bumped, reloaded
 from store.models import Availability, GroupSession, ProviderSchedule, utcnow
 
@@ -43,8 +42,7 @@ _LOCK = Listing(
 def take_places(db: Session, session_ids: list[str]) -> set[str]:
     """Take one place in each session that has room, in one conditional UPDATE; the ids
     of the sessions where a place was taken. Sessions without room are left untouched."""
-    taken = db.execute(_TAKE_IDS, _taking(session_ids))
-    ids = set(taken.scalars())
+    ids = {ident for (ident,) in _TAKE_IDS.rows(db, _taking(session_ids))}
     bumped(db, GroupSession, ids)
     return ids
 
@@ -91,7 +89,7 @@ def _take(ids: ColumnElement[bool]) -> Update:
     )
 
 
-_TAKE_IDS = _take(GroupSession.id.in_(bindparam("ids", expanding=True))).returning(GroupSession.id)
+_TAKE_IDS = Listing(lambda listed: _take(listed(GroupSession.id, "ids")).returning(GroupSession.id))
 _SCHEDULE = select(ProviderSchedule).where(ProviderSchedule.id == GroupSession.schedule_id)
 #: Every column of the session (named as its attributes), and its calendar's defaults.
 _COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(GroupSession).column_attrs)
@@ -113,11 +111,11 @@ def _as_loaded(db: Session, row: tuple[Any, ...]) -> GroupSession:
     holds is refreshed, or else a plain record (`store.common.plain`, every column set,
     its calendar not: what the booking and its Slot's version read) answers it."""
     values = dict(zip(_KEYS, row, strict=False))  # the session's columns come first
-    held = db.identity_map.get(identity_key(GroupSession, values["id"]))
-    if isinstance(held, GroupSession):
+    loaded = held(db, GroupSession, values["id"])
+    if loaded is not None:
         for key, value in values.items():
-            set_committed_value(held, key, value)
-        return held
+            set_committed_value(loaded, key, value)
+        return loaded
     return plain(GroupSession, values)
 
 
