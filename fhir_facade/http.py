@@ -107,15 +107,21 @@ def parse_json(raw: bytes) -> Any:
 
     orjson refuses what JSON itself forbids: NaN and Infinity, trailing data, invalid
     UTF-8, lone surrogates in escapes, more than 1024 levels. `check_body` then refuses
-    deep nesting, forbidden characters and over-long elements (mappings.limits), and a
-    second, stdlib pass refuses an object naming one key twice at any depth, which
-    parsers answer differently (last or first wins) and so cannot be trusted.
+    deep nesting, forbidden characters and over-long elements (mappings.limits), and an
+    object naming one key twice at any depth, which parsers answer differently (last or
+    first wins) and so cannot be trusted, is refused too. orjson keeps the last; text
+    that is exactly what orjson writes back for the body (compact JSON, as clients
+    mostly send it) names no key twice, since it is written from dicts, so only other
+    text needs the second, stdlib pass that sees every key as written (25 times
+    orjson's time: 3.3 ms for a series' `$book`).
     """
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}", code="structure") from None
     check_body(body, characters=_ESCAPED_CONTROL.search(raw) is not None)
+    if orjson.dumps(body) == raw:
+        return body
     try:
         json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
     except _DuplicateKey as exc:

@@ -568,6 +568,19 @@ BAD = [
         "structure",
     ),
     Bad(
+        "a duplicate key deep inside compact JSON",
+        "POST",
+        "/fhir/Appointment",
+        lambda s: {
+            "data": json.dumps(s.new_booking(), separators=(",", ":")).replace(
+                '"status":"accepted"', '"status":"accepted","status":"declined"'
+            ),
+            "content_type": FHIR_JSON,
+        },
+        400,
+        "structure",
+    ),
+    Bad(
         "NaN in JSON",
         "POST",
         "/fhir/Appointment",
