@@ -135,11 +135,24 @@ def coming_monday(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=7 - day.weekday())
 
 
+def demo_dates(today: dt.date | None, now: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
+    """The day the demo is set up for (the machine's date unless given) and the Monday its
+    sessions start from: that day's week, or the week before while a department's clock
+    still shows the day before (just after midnight UTC on a Monday it is Sunday in
+    Denver, and the staff app opens on the department's own week, which ends that day)."""
+    if today is not None:
+        return today, monday_of(today)
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone().date()  # the machine's own date, as `date` says
+    local = min(now.astimezone(ZoneInfo(zone)).date() for _, _, zone in DEPARTMENTS)
+    return today, monday_of(min(today, local))
+
+
 def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> bool:
     """Load the demo clinic unless data is already present. Returns True when loaded."""
     if db.scalar(select(func.count()).select_from(Department)):
         return False
-    today = today or dt.date.today()
+    today, start_week = demo_dates(today)
     rng = random.Random(seed)
     db.add(
         ProviderGroup(
@@ -166,7 +179,6 @@ def load_demo(db: Session, *, today: dt.date | None = None, seed: int = 42) -> b
             )
         )
     db.flush()
-    start_week = monday_of(today)
     horizon_start = dt.datetime.combine(start_week, dt.time(0), tzinfo=dt.UTC)
     for schedule_id, provider_id, department_id, *_ in SESSIONS:
         if db.get(ProviderSchedule, schedule_id) is None:
@@ -199,8 +211,7 @@ def extend_demo(db: Session, *, today: dt.date | None = None) -> int:
         db.get(ProviderSchedule, schedule_id) is None for schedule_id, *_ in SESSIONS
     ):
         return 0
-    today = today or dt.date.today()
-    start_week = monday_of(today)
+    today, start_week = demo_dates(today)
     added = _add_sessions(db, start_week)
     horizon_end = dt.datetime.combine(start_week, dt.time(0), tzinfo=dt.UTC)
     horizon_end += dt.timedelta(weeks=WEEKS)

@@ -16,6 +16,7 @@ from store.demo import (
     WALKTHROUGH_PATIENT,
     WEEKS,
     coming_monday,
+    demo_dates,
     extend_demo,
     load_demo,
     monday_of,
@@ -108,3 +109,17 @@ def test_a_copied_demo_clinic_holds_what_loading_it_writes_and_takes_new_booking
         booked = db.get(Booking, result.booking.id)
         assert booked is not None and booked.patient_id == WALKTHROUGH_PATIENT
         assert [link.provider_id for link in booked.providers] == ["prac-rivera"]
+
+
+def test_the_demo_starts_on_the_week_the_staff_app_opens_on_in_every_department() -> None:
+    """The staff app opens on the department's own week. Just after midnight UTC on a
+    Monday it is still Sunday in Denver, where that week is the one ending today: the
+    demo's sessions start then, not on the Monday the machine's clock shows."""
+    denver_sunday = dt.datetime(2026, 11, 30, 0, 30, tzinfo=dt.UTC)  # 17:30 Sunday there
+    _, first = demo_dates(None, now=denver_sunday)
+    assert first == dt.date(2026, 11, 23)
+    everywhere_monday = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)  # 01:00 in Denver
+    _, first = demo_dates(None, now=everywhere_monday)
+    assert first == dt.date(2026, 11, 30)
+    # A day given (`db load-demo --as-of`, the tests) is taken as it is.
+    assert demo_dates(LOADED, now=denver_sunday) == (LOADED, LOADED)
