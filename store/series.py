@@ -255,7 +255,13 @@ class _ToStore:
     item: KeptOccurrence
     request: BookingRequest
     placement: Placement
-    label: str
+    occurrence: Occurrence
+    zone: str
+
+    @property
+    def label(self) -> str:
+        """How a notice names it (only a notice needs it: most occurrences get none)."""
+        return label(self.occurrence, self.zone)
 
 
 def _partition(
@@ -280,19 +286,20 @@ def _partition(
             changes["status"] = BookingStatus.BOOKED  # matched: booked (`_book_matched`)
         if changes:
             request = replace(request, **changes)  # type: ignore[arg-type]
-        name = label(occurrences[item.recurrence_id], zone)
+        occurrence = occurrences[item.recurrence_id]
         if request.session_id is not None and request.session_id in held:
             notices.append(
                 Notice(
                     ALREADY_BOOKED,
-                    f"{name}: the patient already holds a place in that session "
+                    f"{label(occurrence, zone)}: the patient already holds a place in that session "
                     f"(Appointment/{held[request.session_id]}); the occurrence was not stored",
                 )
             )
             continue
         booking_id = None if to_store else series.id
         link = SeriesLink(series.id, item.recurrence_id)
-        to_store.append(_ToStore(item, request, Placement(request, booking_id, link), name))
+        placement = Placement(request, booking_id, link)
+        to_store.append(_ToStore(item, request, placement, occurrence, zone))
     return to_store
 
 
