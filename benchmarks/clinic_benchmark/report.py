@@ -185,6 +185,15 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     None,
                 )
             )
+        if s.get("book_phases_ms"):
+            largest = list(s["book_phases_ms"].items())[:12]
+            out.append(
+                (
+                    "  where $book's time goes (median ms; a phase includes those it calls)",
+                    "; ".join(f"{name} {ms:.1f}" for name, ms in largest),
+                    None,
+                )
+            )
     return out
 
 

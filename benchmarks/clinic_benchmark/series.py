@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from benchmarks.clinic_benchmark.harness import FHIR_JSON, Bench, stats
+from benchmarks.clinic_benchmark.phases import Phases, medians
 from benchmarks.clinic_data import LOCAL_TIMES, ClinicShape
 
 
@@ -57,15 +58,19 @@ def measure_series(bench: Bench, patients: int | None = None) -> dict[str, Any]:
     schedule = shape.schedules[0]
     find_ms, book_ms, find_sql, book_sql, matched, booked = [], [], [], [], [], []
     book_driver_ms: list[float] = []
+    book_phases: list[dict[str, float]] = []
+    phases = Phases(bench.engine)
 
     def timed(operation: str, body: dict[str, Any], ms: list[float], sql: list[int]) -> Any:
         """POST an operation in-process; record its time and SQL statements (for `$book`
         also its statements' own time, in the driver and the database)."""
+        data = orjson.dumps(body)
         bench.counter.reset()
+        phases.start()
         started = time.perf_counter()
         response = bench.client.post(
             f"/fhir/Appointment/{operation}",
-            data=orjson.dumps(body),
+            data=data,
             content_type=FHIR_JSON,
             headers=bench.headers,
         )
@@ -73,22 +78,26 @@ def measure_series(bench: Bench, patients: int | None = None) -> dict[str, Any]:
         sql.append(bench.counter.count)
         if operation == "$book":
             book_driver_ms.append(bench.counter.seconds * 1000)
+            book_phases.append(phases.take())
         assert response.status_code == 200, response.get_data(as_text=True)[:500]
         return orjson.loads(response.get_data())
 
-    for patient in shape.series_patients[:patients]:
-        preview = timed("$find", series_find_body(shape, patient), find_ms, find_sql)
-        book = series_book_body(preview)
-        matched.append(sum(1 for p in book["parameter"] if p["resource"].get("slot")))
-        answer = timed("$book", book, book_ms, book_sql)
-        booked.append(
-            sum(
-                1
-                for e in answer["entry"]
-                if e["resource"].get("resourceType") == "Appointment"
-                and e["resource"].get("status") == "booked"
+    try:
+        for patient in shape.series_patients[:patients]:
+            preview = timed("$find", series_find_body(shape, patient), find_ms, find_sql)
+            book = series_book_body(preview)
+            matched.append(sum(1 for p in book["parameter"] if p["resource"].get("slot")))
+            answer = timed("$book", book, book_ms, book_sql)
+            booked.append(
+                sum(
+                    1
+                    for e in answer["entry"]
+                    if e["resource"].get("resourceType") == "Appointment"
+                    and e["resource"].get("status") == "booked"
+                )
             )
-        )
+    finally:
+        phases.close()
     return {
         "schedule": schedule,
         "occurrences": 156,
@@ -101,4 +110,6 @@ def measure_series(bench: Bench, patients: int | None = None) -> dict[str, Any]:
         "book_ms_first_call": round(book_ms[0], 2),
         "book_sql": book_sql,
         "book_statements_ms": stats(book_driver_ms[1:] or book_driver_ms),
+        # Real time by phase (nested phases are inside their callers': not a sum).
+        "book_phases_ms": medians(book_phases[1:] or book_phases),
     }
