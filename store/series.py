@@ -239,7 +239,7 @@ def book_series(
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
     outcomes = _book_matched(db, to_store, checks)
-    drafts = _drafts_of(to_store, outcomes, occurrences, result.notices)
+    drafts = _drafts_of(to_store, outcomes, result.notices)
     stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
     for entry in to_store:
         outcome = outcomes.get(entry.item.recurrence_id)
@@ -316,7 +316,6 @@ def _book_matched(
 def _drafts_of(
     to_store: list[_ToStore],
     outcomes: dict[int, BookingResult | SessionFull | SessionUnavailable],
-    occurrences: dict[int, Occurrence],
     notices: list[Notice],
 ) -> list[Placement]:
     """The occurrences not booked, as drafts at their intended time, each with a notice
@@ -324,7 +323,7 @@ def _drafts_of(
     ones' warnings are passed on."""
     drafts: list[Placement] = []
     for entry in to_store:
-        occurrence = occurrences[entry.item.recurrence_id]
+        occurrence = entry.occurrence
         outcome = outcomes.get(entry.item.recurrence_id)
         if isinstance(outcome, BookingResult):
             notices.extend(Notice(w.code, f"{entry.label}: {w.text}") for w in outcome.warnings)

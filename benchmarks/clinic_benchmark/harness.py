@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: How many of a statement's first words name it (`StatementCounter.by_statement`).
+STATEMENT_WORDS = 5
+
+
 class StatementCounter:
-    """Counts statements and sums their driver time on an engine (before/after cursor execute)."""
+    """Counts statements and sums their driver time on an engine (before/after cursor
+    execute), in all and by statement (its first words)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.count = 0
         self.seconds = 0.0
+        self.by_statement: defaultdict[str, float] = defaultdict(float)
         self.captured: list[tuple[str, Any]] | None = None
         self._local = threading.local()
         event.listen(engine, "before_cursor_execute", self._before)
@@ -120,16 +127,20 @@ class StatementCounter:
 
     def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         self.count += 1
-        self._local.started = time.perf_counter()
+        self._local.started = (statement, time.perf_counter())
         if self.captured is not None:
             self.captured.append((statement, parameters))
 
     def _after(self, *_: Any) -> None:
-        self.seconds += time.perf_counter() - getattr(self._local, "started", time.perf_counter())
+        statement, started = getattr(self._local, "started", ("", time.perf_counter()))
+        spent = time.perf_counter() - started
+        self.seconds += spent
+        self.by_statement[" ".join(statement.split()[:STATEMENT_WORDS])] += spent
 
     def reset(self) -> None:
         self.count = 0
         self.seconds = 0.0
+        self.by_statement.clear()
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._before)

@@ -3,9 +3,9 @@
 pyinstrument's hooks slow call-heavy code (SQLAlchemy, the per-occurrence Python of a
 series) more than the rest, so its shares lean that way. Here named functions of the
 request's path are timed around each call (a few per request: the wrappers cost
-microseconds) and the statements by their first words, in the driver and the
-database. A series' `$book` spreads its cost over 156 occurrences in many places; this
-is the table that shows which.
+microseconds), beside the statements by their first words, in the driver and the
+database (`StatementCounter.by_statement`). A series' `$book` spreads its cost over
+156 occurrences in many places; this is the table that shows which.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import functools
 import importlib
 import statistics
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from benchmarks.clinic_benchmark.harness import StatementCounter
 
 #: (module, function): what a series' `$book` does, outermost first. A function is
 #: replaced in its module and in every module of the project that imported it by name.
@@ -44,18 +42,18 @@ BOOK_PHASES = (
     ("fhir_facade.http", "fhir_response"),
 )
 _OWN = ("fhir_facade", "store", "mappings")
-#: How many of a statement's first words name it in the table.
-_WORDS = 5
 
 
 class Phases:
-    """Times `phases` and each statement on `engine` while installed; `take()` gives one
-    request's milliseconds by phase (statements as "SQL <first words>")."""
+    """Times `phases` while installed; `take()` gives one request's milliseconds by
+    phase, with its statements' from `counter` ("SQL <first words>"), both counted from
+    `start()` (the counter from its last reset)."""
 
-    def __init__(self, engine: Engine, phases: tuple[tuple[str, str], ...] = BOOK_PHASES) -> None:
-        self.engine = engine
+    def __init__(
+        self, counter: StatementCounter, phases: tuple[tuple[str, str], ...] = BOOK_PHASES
+    ) -> None:
+        self.counter = counter
         self._spent: defaultdict[str, float] = defaultdict(float)
-        self._local = threading.local()
         self._replaced: list[tuple[Any, str, Any]] = []
         for module_name, name in phases:
             module = importlib.import_module(module_name)
@@ -66,8 +64,6 @@ class Phases:
                 if owner.split(".")[0] in _OWN and getattr(other, name, None) is original:
                     self._replaced.append((other, name, original))
                     setattr(other, name, timed)
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
 
     def _timed(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         spent = self._spent
@@ -82,27 +78,17 @@ class Phases:
 
         return timed
 
-    def _before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        self._local.started = (statement, time.perf_counter())
-
-    def _after(self, *_: Any) -> None:
-        statement, started = self._local.started
-        name = "SQL " + " ".join(statement.split()[:_WORDS])
-        self._spent[name] += time.perf_counter() - started
-
     def start(self) -> None:
         self._spent.clear()
 
     def take(self) -> dict[str, float]:
-        taken = {name: seconds * 1000 for name, seconds in self._spent.items()}
+        spent = {**self._spent, **{f"SQL {s}": t for s, t in self.counter.by_statement.items()}}
         self._spent.clear()
-        return taken
+        return {name: seconds * 1000 for name, seconds in spent.items()}
 
     def close(self) -> None:
         for module, name, original in self._replaced:
             setattr(module, name, original)
-        event.remove(self.engine, "before_cursor_execute", self._before)
-        event.remove(self.engine, "after_cursor_execute", self._after)
 
 
 def medians(samples: list[dict[str, float]]) -> dict[str, float]:

@@ -59,7 +59,7 @@ def measure_series(bench: Bench, patients: int | None = None) -> dict[str, Any]:
     find_ms, book_ms, find_sql, book_sql, matched, booked = [], [], [], [], [], []
     book_driver_ms: list[float] = []
     book_phases: list[dict[str, float]] = []
-    phases = Phases(bench.engine)
+    phases = Phases(bench.counter)
 
     def timed(operation: str, body: dict[str, Any], ms: list[float], sql: list[int]) -> Any:
         """POST an operation in-process; record its time and SQL statements (for `$book`
