@@ -13,6 +13,7 @@ recurrenceTemplate as cross-version extensions (mappings.timing).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from mappings.codes import (
@@ -30,66 +31,131 @@ from store.models import Booking, BookingStatus
 _PARTICIPANT_TYPES = ("Patient", "Practitioner", "Location")
 
 
+#: The attributes an Appointment is rendered from, in this order (`_values`).
+_RENDERED = (
+    "id",
+    "version",
+    "last_updated",
+    "series_id",
+    "recurrence_id",
+    "offer_expires",
+    "waitlist_note",
+    "identifiers",
+    "status",
+    "cancellation_reason",
+    "appointment_type",
+    "priority",
+    "session_id",
+    "start",
+    "end",
+    "coverages",
+    "created",
+    "comment",
+    "patient_id",
+    "providers",
+    "department_id",
+)
+_loaded_values = operator.itemgetter(*_RENDERED)
+_attribute_values = operator.attrgetter(*_RENDERED)
+
+
+def _values(booking: Booking) -> tuple[Any, ...]:
+    """The booking's `_RENDERED` values in one call, from the values the record holds
+    (the ORM keeps what it loaded in the instance's dict, and a plain record is nothing
+    else): read one by one through the ORM's attributes they were half the rendering's
+    cost. An attribute not loaded (expired, deferred, a collection never read) is read
+    through the ORM, which loads it."""
+    values: tuple[Any, ...]
+    try:
+        values = _loaded_values(vars(booking))
+    except KeyError:
+        values = _attribute_values(booking)
+    return values
+
+
 def appointment_to_fhir(booking: Booking) -> JSON:
+    (
+        ident,
+        version,
+        last_updated,
+        series_id,
+        recurrence_id,
+        offer_expires,
+        waitlist_note,
+        identifiers,
+        status,
+        cancellation_reason,
+        appointment_type,
+        priority,
+        session_id,
+        start,
+        end,
+        coverages,
+        created,
+        comment,
+        patient_id,
+        providers,
+        department_id,
+    ) = _values(booking)
     resource: JSON = {
         "resourceType": "Appointment",
-        "id": booking.id,
-        "meta": meta(booking.version, booking.last_updated),
+        "id": ident,
+        "meta": meta(version, last_updated),
     }
     extensions: list[JSON] = []
-    if booking.series_id is not None:
-        # R5 series elements as cross-version extensions (DESIGN §4).
-        extensions.extend(series_extensions(booking))
-    if booking.offer_expires is not None:
-        extensions.append(
-            {"url": EXT_OFFER_EXPIRES, "valueInstant": instant(booking.offer_expires)}
-        )
-    if booking.waitlist_note:
-        extensions.append({"url": EXT_WAITLIST_PASSED_OVER, "valueString": booking.waitlist_note})
+    if series_id is not None:
+        # R5 series elements as cross-version extensions (DESIGN §4); the first stored
+        # occurrence (its id is the series') carries the series' template.
+        template = booking.series if series_id == ident else None
+        extensions.extend(series_extensions(series_id, recurrence_id, template))
+    if offer_expires is not None:
+        extensions.append({"url": EXT_OFFER_EXPIRES, "valueInstant": instant(offer_expires)})
+    if waitlist_note:
+        extensions.append({"url": EXT_WAITLIST_PASSED_OVER, "valueString": waitlist_note})
     if extensions:
         resource["extension"] = extensions
-    if booking.identifiers:
+    if identifiers:
         resource["identifier"] = [
             {"system": i.system, "value": i.value} if i.system else {"value": i.value}
-            for i in booking.identifiers
+            for i in identifiers
         ]
-    resource["status"] = booking.status
-    if booking.cancellation_reason:
-        resource["cancelationReason"] = {"text": booking.cancellation_reason}
-    if booking.appointment_type and (kind := APPOINTMENT_TYPES.get(booking.appointment_type)):
+    resource["status"] = status
+    if cancellation_reason:
+        resource["cancelationReason"] = {"text": cancellation_reason}
+    if appointment_type and (kind := APPOINTMENT_TYPES.get(appointment_type)):
         resource["appointmentType"] = codeable(kind.as_fhir())
-    if booking.priority is not None:
-        resource["priority"] = booking.priority
-    draft = booking.status == BookingStatus.PROPOSED and booking.session_id is None
-    if draft and booking.start is not None:
+    if priority is not None:
+        resource["priority"] = priority
+    draft = status == BookingStatus.PROPOSED and session_id is None
+    if draft and start is not None:
         # A draft has no session yet: its intended time is a request, not a booking.
-        period: JSON = {"start": instant(booking.start)}
-        if booking.end is not None:
-            period["end"] = instant(booking.end)
+        period: JSON = {"start": instant(start)}
+        if end is not None:
+            period["end"] = instant(end)
         resource["requestedPeriod"] = [period]
     else:
-        if booking.start is not None:
-            resource["start"] = instant(booking.start)
-        if booking.end is not None:
-            resource["end"] = instant(booking.end)
-    if booking.session_id is not None:
-        resource["slot"] = [{"reference": f"Slot/{booking.session_id}"}]
-    if booking.coverages:
+        if start is not None:
+            resource["start"] = instant(start)
+        if end is not None:
+            resource["end"] = instant(end)
+    if session_id is not None:
+        resource["slot"] = [{"reference": f"Slot/{session_id}"}]
+    if coverages:
         # The insurance chosen for the visit, primary (or self-pay) first.
         resource["supportingInformation"] = [
-            {"reference": f"Coverage/{c.coverage_id}"} for c in booking.coverages
+            {"reference": f"Coverage/{c.coverage_id}"} for c in coverages
         ]
-    resource["created"] = instant(booking.created)
-    if booking.comment:
-        resource["comment"] = booking.comment
+    resource["created"] = instant(created)
+    if comment:
+        resource["comment"] = comment
     # A draft and an offer wait on the patient's answer.
-    answer = draft or booking.status == BookingStatus.PENDING
+    answer = draft or status == BookingStatus.PENDING
     participants: list[JSON] = [
-        _participant("Patient", booking.patient_id, "needs-action" if answer else "accepted")
+        _participant("Patient", patient_id, "needs-action" if answer else "accepted")
     ]
-    participants.extend(_participant("Practitioner", p.provider_id) for p in booking.providers)
-    if booking.department_id:
-        participants.append(_participant("Location", booking.department_id))
+    participants.extend(_participant("Practitioner", p.provider_id) for p in providers)
+    if department_id:
+        participants.append(_participant("Location", department_id))
     resource["participant"] = participants
     return resource
 

@@ -27,7 +27,7 @@ from typing import Any
 from mappings.codes import CANONICAL
 from mappings.common import JSON
 from mappings.errors import InvalidResource, Unprocessable
-from store.models import Booking
+from store.models import Series
 from store.recurrence import Frequency, Recurrence, weekday_codes
 from store.series import excluded_ids, recurrence_of
 
@@ -157,25 +157,26 @@ def recurrence_to_timing(rec: Recurrence) -> JSON:
     return {"repeat": repeat}
 
 
-def series_extensions(booking: Booking) -> list[JSON]:
-    """R5 series elements of an occurrence: the template on the originating one, a link to
-    it on the others, and every occurrence's position (recurrenceId)."""
-    if booking.series_id is None:
-        return []
+def series_extensions(
+    series_id: str, recurrence_id: int | None, template: Series | None
+) -> list[JSON]:
+    """R5 series elements of an occurrence of series `series_id`: the template on the
+    originating one (`template`: its series; None for the others), a link to it on the
+    others, and every occurrence's position (recurrenceId)."""
     extensions: list[JSON] = []
-    if booking.originates_series and booking.series is not None:
-        rec = recurrence_of(booking.series)
-        extensions.append(recurrence_template(rec, excluded_ids(booking.series)))
+    if template is not None:
+        rec = recurrence_of(template)
+        extensions.append(recurrence_template(rec, excluded_ids(template)))
         extensions.append({"url": EXT_SERIES_TIMING, "valueTiming": recurrence_to_timing(rec)})
     else:
         extensions.append(
             {
                 "url": EXT_ORIGINATING_APPOINTMENT,
-                "valueReference": {"reference": f"Appointment/{booking.series_id}"},
+                "valueReference": {"reference": f"Appointment/{series_id}"},
             }
         )
-    if booking.recurrence_id is not None:
-        extensions.append({"url": EXT_RECURRENCE_ID, "valuePositiveInt": booking.recurrence_id})
+    if recurrence_id is not None:
+        extensions.append({"url": EXT_RECURRENCE_ID, "valuePositiveInt": recurrence_id})
     return extensions
 
 
