@@ -93,8 +93,9 @@ SHARED_SLOTS = 8192
 
 def slot_to_fhir(session: GroupSession | GroupSessionRow) -> JSON:
     """The Slot as a new dict, the caller's to change."""
-    stored = session.document
-    return _render(_columns(session), orjson.loads(stored) if stored else {})
+    loaded = None if isinstance(session, GroupSessionRow) else _loaded(session)
+    columns, stored = loaded or (_columns(session), session.document)
+    return _render(columns, orjson.loads(stored) if stored else {})
 
 
 def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
@@ -106,17 +107,23 @@ def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
     hiding those changes the resource in place."""
     if isinstance(session, GroupSessionRow):  # a search page's plain row
         return _shared(_columns(session)) if session.document is None else slot_to_fhir(session)
-    # The values the query loaded, read in one call: through the ORM's attributes the
-    # thirteen reads cost more than rendering. An expired or unloaded column (absent
-    # here) is read through the ORM by `slot_to_fhir`.
-    loaded = session.__dict__
-    if loaded.get("document", True) is not None:
+    # An expired or unloaded column is read through the ORM by `slot_to_fhir`.
+    loaded = _loaded(session)
+    if loaded is None or loaded[1] is not None:
         return slot_to_fhir(session)
+    return _shared(loaded[0])
+
+
+def _loaded(session: GroupSession) -> tuple[_Columns, str | None] | None:
+    """The columns a Slot is rendered from and the client's kept document, as the record
+    holds them (the ORM keeps what it loaded in the instance's dict; a plain record is
+    nothing else), read in one call: through the ORM's attributes the fourteen reads
+    cost more than rendering. None when one is not loaded."""
+    values = vars(session)
     try:
-        columns = _loaded_columns(loaded)
+        return _loaded_columns(values), values["document"]
     except KeyError:
-        return slot_to_fhir(session)
-    return _shared(columns)
+        return None
 
 
 _COLUMN_NAMES = (
