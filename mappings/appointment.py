@@ -22,7 +22,16 @@ from mappings.codes import (
     EXT_WAITLIST_PASSED_OVER,
     concept_code,
 )
-from mappings.common import JSON, aware, codeable, instant, meta, parse_reference, parse_resource
+from mappings.common import (
+    JSON,
+    aware,
+    codeable,
+    held,
+    instant,
+    meta,
+    parse_reference,
+    parse_resource,
+)
 from mappings.errors import Unprocessable
 from mappings.timing import series_extensions
 from store.booking import BookingRequest
@@ -31,7 +40,7 @@ from store.models import Booking, BookingStatus
 _PARTICIPANT_TYPES = ("Patient", "Practitioner", "Location")
 
 
-#: The attributes an Appointment is rendered from, in this order (`_values`).
+#: The attributes an Appointment is rendered from, in this order.
 _RENDERED = (
     "id",
     "version",
@@ -59,21 +68,9 @@ _loaded_values = operator.itemgetter(*_RENDERED)
 _attribute_values = operator.attrgetter(*_RENDERED)
 
 
-def _values(booking: Booking) -> tuple[Any, ...]:
-    """The booking's `_RENDERED` values in one call, from the values the record holds
-    (the ORM keeps what it loaded in the instance's dict, and a plain record is nothing
-    else): read one by one through the ORM's attributes they were half the rendering's
-    cost. An attribute not loaded (expired, deferred, a collection never read) is read
-    through the ORM, which loads it."""
-    values: tuple[Any, ...]
-    try:
-        values = _loaded_values(vars(booking))
-    except KeyError:
-        values = _attribute_values(booking)
-    return values
-
-
 def appointment_to_fhir(booking: Booking) -> JSON:
+    # As the record holds them (through the ORM's attributes, half the rendering's cost).
+    values: tuple[Any, ...] = held(booking, _loaded_values) or _attribute_values(booking)
     (
         ident,
         version,
@@ -96,7 +93,7 @@ def appointment_to_fhir(booking: Booking) -> JSON:
         patient_id,
         providers,
         department_id,
-    ) = _values(booking)
+    ) = values
     resource: JSON = {
         "resourceType": "Appointment",
         "id": ident,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -86,6 +87,19 @@ def _fhirpath(resource_type: str, loc: tuple[Any, ...]) -> str:
         elif part not in ("__root__",) and not str(part).startswith("function-"):
             path += f".{str(part).removesuffix('__ext')}"
     return path
+
+
+def held(record: Any, values: Callable[[dict[str, Any]], Any]) -> Any | None:
+    """A record's values as it holds them, read in one call by `values` (an
+    `operator.itemgetter` of attribute names) from the instance's dict, where the ORM
+    keeps what it loaded (a plain record holds nothing else): read one by one through
+    the ORM's attributes they can cost as much as the rendering they feed. None when
+    one is not loaded (expired, deferred, a collection never read): read it through the
+    ORM, which loads it."""
+    try:
+        return values(vars(record))
+    except KeyError:
+        return None
 
 
 def instant(value: dt.datetime) -> str:

@@ -30,6 +30,7 @@ from mappings.common import (
     JSON,
     aware,
     codeable,
+    held,
     instant,
     kept_document,
     meta,
@@ -116,14 +117,10 @@ def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
 
 def _loaded(session: GroupSession) -> tuple[_Columns, str | None] | None:
     """The columns a Slot is rendered from and the client's kept document, as the record
-    holds them (the ORM keeps what it loaded in the instance's dict; a plain record is
-    nothing else), read in one call: through the ORM's attributes the fourteen reads
-    cost more than rendering. None when one is not loaded."""
-    values = vars(session)
-    try:
-        return _loaded_columns(values), values["document"]
-    except KeyError:
-        return None
+    holds them (`mappings.common.held`: through the ORM's attributes the fourteen reads
+    cost more than rendering); None when one is not loaded."""
+    found = held(session, _loaded_values)
+    return None if found is None else (found[:-1], found[-1])
 
 
 _COLUMN_NAMES = (
@@ -141,7 +138,9 @@ _COLUMN_NAMES = (
     "appointment_type",
     "comment",
 )
-_loaded_columns: Callable[[dict[str, Any]], _Columns] = operator.itemgetter(*_COLUMN_NAMES)
+_loaded_values: Callable[[dict[str, Any]], tuple[Any, ...]] = operator.itemgetter(
+    *_COLUMN_NAMES, "document"
+)
 
 
 #: The columns of a session or of a search page's row, read in one call.
