@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.util import identity_key
 
-from store.direct import Direct
+from store.direct import BinaryArray, Direct
 
 R = TypeVar("R")
 
@@ -161,6 +161,21 @@ def insert_from_json(table: Table, names: Sequence[str], parameter: str = "rows"
         literal_column(f"NULL::{table.name}"),
         cast(bindparam(parameter, type_=_JSONRows(table, names)), JSON),
     ).table_valued(*names)
+    return insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
+
+
+def insert_from_arrays(table: Table, names: Sequence[str]) -> Insert:
+    """PostgreSQL, run by `Direct`: an INSERT of many rows given column by column, each
+    column a list parameter named after it, sent in the binary format (`BinaryArray`),
+    read back as rows by `unnest`. For rows with long text: inside `insert_from_json`'s
+    JSON text a document is escaped by the client and parsed back by the server, which
+    was half of the INSERT of a series' 313 versions."""
+    columns = [table.c[name] for name in names]
+    source = (
+        func.unnest(*(bindparam(c.name, type_=BinaryArray(c.type)) for c in columns))
+        .table_valued(*names)
+        .render_derived()  # `AS anon_1(kind, ...)`: the columns named
+    )
     return insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
 
 

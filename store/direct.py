@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy import ARRAY, Connection, Dialect, TypeDecorator, exc
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
@@ -61,6 +61,16 @@ def direct(statement: Executable) -> Direct:
     return Direct(statement)
 
 
+class BinaryArray(TypeDecorator[list[Any]]):
+    """An array parameter (`BinaryArray(item_type)`) that `Direct` sends in PostgreSQL's
+    binary format: psycopg writes each element's bytes as they are, and PostgreSQL reads
+    them without parsing. For long text (the versions' documents: as text, or inside a
+    JSON text, every quote is escaped by the client and parsed back by the server)."""
+
+    impl = ARRAY
+    cache_ok = True
+
+
 Processor = Callable[[Any], Any]
 
 
@@ -94,7 +104,13 @@ class _Plan:
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in returned
             )
-        return cls(compiled.string, compiled, binds, results)
+        sql = compiled.string
+        for bind, name in compiled.bind_names.items():
+            if isinstance(bind.type, BinaryArray):  # psycopg: `%(name)b`, the binary format
+                text = f"%({name})s"
+                assert sql.count(text) == 1, (name, sql)
+                sql = sql.replace(text, f"%({name})b")
+        return cls(sql, compiled, binds, results)
 
     def run(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         values = self.compiled.construct_params(params)

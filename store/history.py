@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, event, insert, inspect, select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
-from store.common import insert_from_json, insert_rows, on_postgresql, table_of
+from store.common import insert_from_arrays, on_postgresql, table_of
 from store.direct import Direct
 from store.models import Base, RecordVersion, Versioned
 
@@ -99,14 +99,15 @@ def keep_versions(
         if not rows:
             return
         # One INSERT, no unit of work; Core (the flush above was the last). On PostgreSQL
-        # the rows go as one JSON parameter, run directly, however many (a series: 313).
+        # the rows go column by column, one binary array each (`insert_from_arrays`: the
+        # documents are not escaped and parsed again), run directly, however many (a
+        # series: 313).
         question = observe.question({row["kind"] for row in rows}) if observe else None
         answer = None
         if on_postgresql(db):
-            if question is None:
-                insert_rows(db, _TABLE, rows)
-            else:
-                answer = bool(_asking_json(question, tuple(rows[0])).rows(db, {"rows": rows})[0][0])
+            columns = {name: [row[name] for row in rows] for name in _NAMES}
+            found = _inserting(question).rows(db, columns)
+            answer = None if question is None else bool(found[0][0])
         elif question is None:
             db.connection().execute(_INSERT, rows)
         else:
@@ -124,6 +125,7 @@ def _is_plain(record: Base | None) -> bool:
 
 
 _TABLE = table_of(RecordVersion)
+_NAMES = ("kind", "record_id", "version", "last_updated", "document")
 _INSERT = insert(_TABLE)
 
 
@@ -134,9 +136,10 @@ def _asking(question: ColumnElement[bool]) -> ReturningInsert[bool]:
 
 
 @functools.lru_cache(maxsize=8)
-def _asking_json(question: ColumnElement[bool], names: tuple[str, ...]) -> Direct:
-    """PostgreSQL: the same, the rows given as one JSON parameter, run directly."""
-    return Direct(insert_from_json(_TABLE, names).returning(question))
+def _inserting(question: ColumnElement[bool] | None) -> Direct:
+    """PostgreSQL: the same, run directly, the rows given as one array per column."""
+    statement = insert_from_arrays(_TABLE, _NAMES)
+    return Direct(statement if question is None else statement.returning(question))
 
 
 def _reload(db: Session, keys: list[tuple[type[Base], str]]) -> dict[tuple[type[Base], str], Base]:

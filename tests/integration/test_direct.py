@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from store.common import insert_rows, table_of
+from store.common import insert_from_arrays, insert_rows, table_of
 from store.direct import Direct
 from store.models import AuditRecord, RecordVersion
 from tests.integration.helpers import recorded
@@ -153,3 +153,44 @@ def test_many_rows_go_in_as_one_statement_each_value_converted_by_its_column(dat
     ]
     if database.engine.dialect.name == "postgresql":
         assert len(statements) == 1 and "json_populate_recordset" in statements[0]
+
+
+def test_rows_given_as_binary_arrays_go_in_unchanged_as_one_statement(database):
+    """`insert_from_arrays` (the versions' INSERT on PostgreSQL): each column one array
+    parameter in the binary format, so a document's quotes, backslashes, line breaks and
+    non-ASCII letters are stored byte for byte as given, with no escaping, and a time in
+    another zone is still the same instant."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statement; elsewhere the versions are an executemany")
+    east = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    documents = ['{"text":"say \\"ü\\" \\\\ 中"}', 'line\none\t"two"\\', "{}" * 2000]
+    names = ("kind", "record_id", "version", "last_updated", "document")
+    statement = Direct(insert_from_arrays(_VERSIONS, names))
+
+    def run(db):
+        with recorded(db.get_bind()) as statements:
+            statement.rows(
+                db,
+                {
+                    "kind": ["patient"] * 3,
+                    "record_id": ["arrays-0", "arrays-1", "arrays-2"],
+                    "version": [1, 2, 3],
+                    "last_updated": [(WHEN + i * SECOND).astimezone(east) for i in range(3)],
+                    "document": documents,
+                },
+            )
+        found = db.execute(
+            select(RecordVersion.record_id, RecordVersion.version)
+            .add_columns(RecordVersion.last_updated, RecordVersion.document)
+            .where(RecordVersion.record_id.like("arrays-%"))
+            .order_by(RecordVersion.record_id)
+        )
+        return statements, [tuple(row) for row in found]
+
+    statements, stored = database.write(run)
+
+    assert stored == [
+        (f"arrays-{i}", i + 1, WHEN + i * SECOND, document) for i, document in enumerate(documents)
+    ]
+    assert len(statements) == 1 and "unnest(" in statements[0]
+    assert "%(document)b" in statements[0]  # sent in the binary format, not as text
