@@ -106,8 +106,10 @@ def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
     a column) can never return a stale one. Slots with a client's kept document are
     rendered each time: their elements may name records some callers may not see, and
     hiding those changes the resource in place."""
-    if isinstance(session, GroupSessionRow):  # a search page's plain row
-        return _shared(_columns(session)) if session.document is None else slot_to_fhir(session)
+    if isinstance(session, GroupSessionRow):  # a search page's plain row: its columns first
+        return (
+            _shared(session[:_ROW_COLUMNS]) if session.document is None else slot_to_fhir(session)
+        )
     # An expired or unloaded column is read through the ORM by `slot_to_fhir`.
     loaded = _loaded(session)
     if loaded is None or loaded[1] is not None:
@@ -142,6 +144,12 @@ _loaded_values: Callable[[dict[str, Any]], tuple[Any, ...]] = operator.itemgette
     *_COLUMN_NAMES, "document"
 )
 
+
+#: A search page's row starts with the columns, in this order (a slice of a tuple is
+#: cheaper than reading them by name: 360 shared Slots 0.15 -> 0.1 ms in a micro-benchmark,
+#: 0.22 -> 0.19 ms in the 500-Slot page's).
+_ROW_COLUMNS = len(_COLUMN_NAMES)
+assert GroupSessionRow._fields[:_ROW_COLUMNS] == _COLUMN_NAMES
 
 #: The columns of a session or of a search page's row, read in one call.
 _columns: Callable[[GroupSession | GroupSessionRow], _Columns] = operator.attrgetter(*_COLUMN_NAMES)
