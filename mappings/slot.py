@@ -12,7 +12,7 @@ import datetime as dt
 import operator
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -108,7 +108,9 @@ def shared_slot(session: GroupSession | GroupSessionRow) -> JSON:
     hiding those changes the resource in place."""
     if isinstance(session, GroupSessionRow):  # a search page's plain row: its columns first
         return (
-            _shared(session[:_ROW_COLUMNS]) if session.document is None else slot_to_fhir(session)
+            _shared(cast(_Columns, session[:_ROW_COLUMNS]))
+            if session.document is None
+            else slot_to_fhir(session)
         )
     # An expired or unloaded column is read through the ORM by `slot_to_fhir`.
     loaded = _loaded(session)
