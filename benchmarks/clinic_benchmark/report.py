@@ -144,6 +144,9 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 share = rate / max(b["driver"]["bookings_per_s"], 0.001)
                 found = f"{share:.0%} ({rate:.0f}/s): {floor.meaning}"
                 out.append((f"  the floor: {floor.label}", found, None))
+        budget = _budget_at_a_quarter(b) if pg else None
+        if budget is not None:
+            out.append(("  the budget at 25%: CPU per booking, all processes", budget, None))
         cpu = b["http"]["cpu"]
         server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
         database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
@@ -195,6 +198,34 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 )
             )
     return out
+
+
+def _budget_at_a_quarter(b: dict[str, Any]) -> str | None:
+    """The CPU a booking may cost, all processes together, for the machine's cores to
+    book at 25 % of the driver's rate; against it, what PostgreSQL spent per booking of
+    this server's load, and what Flask, gunicorn and the clients spent per booking of the
+    bare server's (its two statements and nothing else): what is left of the budget is
+    what this server's own work may cost."""
+    cpu, bare = b["http"]["cpu"], _dig(b, ("bare", "cpu"))
+    database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
+    stack = [_dig(bare, (k, "cpu_ms_per_booking")) for k in _BARE_STACK]
+    ours = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
+    if database is None or ours is None or None in stack:
+        return None
+    rate = b["driver"]["bookings_per_s"] / 4
+    budget = cpu["cores"] * 1000 / rate
+    stack_ms = sum(stack)
+    left = budget - database - stack_ms
+    return (
+        f"{budget:.2f} ms ({cpu['cores']} cores at {rate:.0f}/s); PostgreSQL's work for one of "
+        f"this server's bookings {database:.2f} ms + Flask, gunicorn and the clients alone "
+        f"(the bare server) {stack_ms:.2f} ms leave {left:.2f} ms for this server's own work, "
+        f"which took {ours - _dig(bare, ('server (gunicorn)', 'cpu_ms_per_booking')):.2f} ms "
+        f"more than the bare server's"
+    )
+
+
+_BARE_STACK = ("server (gunicorn)", "client (this process)")
 
 
 class _Floor(NamedTuple):
