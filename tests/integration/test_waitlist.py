@@ -7,9 +7,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from mappings.codes import EXT_OFFER_EXPIRES, EXT_WAITLIST_PASSED_OVER, EXT_WAITLIST_POLICY
+from store.access import Access
+from store.booking import BookingRequest, BookingResult, Placement, SessionFull, book_patients
 from store.models import (
     AuditRecord,
     Booking,
@@ -18,7 +20,7 @@ from store.models import (
     ProviderSchedule,
     utcnow,
 )
-from store.promotion import WAITLIST_AGENT, sweep_expired_offers
+from store.promotion import WAITLIST_AGENT, has_lapsed_offers, sweep_expired_offers
 from tests.conftest import ADMIN_SCOPE
 from tests.factories import MONDAY, Clinic, make_clinic, make_coverage, make_patient, make_session
 from tests.integration.helpers import (
@@ -411,6 +413,83 @@ def test_the_sweep_passes_lapsed_offers_on_without_any_other_write(client, datab
     assert read(client, mint, first["id"])["status"] == "cancelled"
     assert read(client, mint, second["id"])["status"] == "pending"
     assert booked(database, w.session) == 2
+
+
+def test_a_series_booking_lets_a_lapsed_offer_go_before_it_takes_places(client, database, mint):
+    """A batch of bookings (a series' occurrences) reclaims the lapsed offers of its
+    sessions first, like any write touching them: the lapsed offer is cancelled and its
+    place goes down the queue (here to the next waiting patient), not to the batch. With
+    no offer lapsed anywhere, one probe stands for that reclaiming."""
+    w = full_session(database, policy="offer", offer_seconds=3600)
+    first = join(client, mint, w, w.waiting[0])
+    second = join(client, mint, w, w.waiting[1])
+    cancel(client, mint, w.seated[0])
+    database.write(  # the hour passes
+        lambda db: db.execute(
+            update(Booking)
+            .where(Booking.id == first["id"])
+            .values(offer_expires=utcnow() - dt.timedelta(seconds=1))
+        )
+    )
+    other = database.write(lambda db: make_session(db, w.clinic, capacity=2).id)
+    requests = [BookingRequest(w.waiting[2], s) for s in (w.session, other)]
+
+    results = database.write(
+        lambda db: book_patients(db, [Placement(r) for r in requests], Access())
+    )
+
+    assert isinstance(results[0], SessionFull)  # the lapsed offer's place went down the queue
+    assert isinstance(results[1], BookingResult)
+    assert read(client, mint, first["id"])["status"] == "cancelled"
+    assert read(client, mint, second["id"])["status"] == "pending"
+    assert booked(database, w.session) == 2
+    assert any("expired" in a for a in waitlist_audits(database, first["id"]))
+
+
+def test_the_lapsed_offer_probe_of_every_write_reads_live_offers_only(database):
+    """Offers that lapsed or were declined are cancelled and keep their expiry: a clinic's
+    history fills up with them. The probe every write makes for lapsed offers must not
+    read them (an index on the expiry alone walked through every one, on every write)."""
+
+    def build(db):
+        clinic = make_clinic(db)
+        session = make_session(db, clinic, capacity=40)
+        return session.id, [make_patient(db).id for _ in range(30)]
+
+    session_id, patients = database.write(build)
+    old_offers = book(database, session_id, *patients)
+    database.write(
+        lambda db: db.execute(
+            update(Booking)
+            .where(Booking.id.in_(old_offers))
+            .values(status="cancelled", offer_expires=utcnow() - dt.timedelta(days=3))
+        )
+    )
+    engine = database.engine
+    ran: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        ran.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with database.reading() as db:
+            assert has_lapsed_offers(db) is False
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    ((probe, parameters),) = [(s, p) for s, p in ran if "FROM booking" in s]
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a table this small
+            (plan,) = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {probe}", parameters
+            ).scalar_one()
+            scan = plan["Plan"]["Plans"][0]
+            assert scan["Index Name"] == "ix_booking_offer_pending", scan
+            assert scan.get("Rows Removed by Filter", 0) == 0, scan
+        else:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {probe}", parameters).all()
+            assert any("INDEX ix_booking_offer_pending" in row[3] for row in plan), plan
 
 
 # -- the schedule's policy -----------------------------------------------------------
