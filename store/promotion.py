@@ -81,7 +81,7 @@ def reclaim_expired(
     looked = db.info.pop(_NONE_LAPSED, None)
     if now is None and looked is not None:
         return []  # this transaction just found none lapsed anywhere (has_lapsed_offers)
-    if now is None and len(ids) > 1 and _ANY_LAPSED.first(db, {"now": utcnow()}) is None:
+    if now is None and len(ids) > 1 and not _lapsed_anywhere(db, utcnow()):
         return []  # none lapsed anywhere: one indexed probe, not a locking read of them all
     now = now or utcnow()
     lapsed = db.scalars(
@@ -118,10 +118,16 @@ def has_lapsed_offers(db: Session, *, now: dt.datetime | None = None) -> bool:
     anywhere had lapsed, and so needs no second lookup. An offer lapsing in the instant
     between is treated as the write found it: still live (the next write lets it go)."""
     now = now or utcnow()
-    found = _ANY_LAPSED.first(db, {"now": now})  # Core, straight on the driver
-    if found is None:
+    found = _lapsed_anywhere(db, now)
+    if not found:
         db.info[_NONE_LAPSED] = now
-    return found is not None
+    return found
+
+
+def _lapsed_anywhere(db: Session, now: dt.datetime) -> bool:
+    """Whether some offer has lapsed by `now` and still holds its place: one lookup in
+    the index of live offers, in Core, straight on the driver."""
+    return _ANY_LAPSED.first(db, {"now": now}) is not None
 
 
 _ANY_LAPSED = Direct(
