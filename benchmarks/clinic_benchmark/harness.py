@@ -246,6 +246,14 @@ def _postgres_pids() -> list[int]:
     return pids
 
 
+#: The process groups a `CpuMeter` reports, by these names.
+CLIENT_CPU, POSTGRES_CPU, SERVER_CPU = (
+    "client (this process)",
+    "postgres (local)",
+    "server (gunicorn)",
+)
+
+
 class CpuMeter:
     """CPU seconds spent by the server, by PostgreSQL (if local) and by this process
     (the load clients) between start() and stop()."""
@@ -254,9 +262,9 @@ class CpuMeter:
         self.server = server
 
     def _groups(self) -> dict[str, list[int]]:
-        groups = {"client (this process)": [os.getpid()], "postgres (local)": _postgres_pids()}
+        groups = {CLIENT_CPU: [os.getpid()], POSTGRES_CPU: _postgres_pids()}
         if self.server is not None:
-            groups["server (gunicorn)"] = [self.server.process.pid, *self.server.workers()]
+            groups[SERVER_CPU] = [self.server.process.pid, *self.server.workers()]
         return groups
 
     def _sample(self) -> dict[str, dict[int, float]]:

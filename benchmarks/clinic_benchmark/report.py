@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from benchmarks.clinic_benchmark.harness import COMMON_FAMILY, FAMILY_ONE_ENTRY
+from benchmarks.clinic_benchmark.harness import (
+    CLIENT_CPU,
+    COMMON_FAMILY,
+    FAMILY_ONE_ENTRY,
+    POSTGRES_CPU,
+    SERVER_CPU,
+)
 
 
 def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -148,8 +154,8 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         if budget is not None:
             out.append(("  the budget at 25%: CPU per booking, all processes", budget, None))
         cpu = b["http"]["cpu"]
-        server = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
-        database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
+        server = _dig(cpu, (SERVER_CPU, "cpu_ms_per_booking"))
+        database = _dig(cpu, (POSTGRES_CPU, "cpu_ms_per_booking"))
         if pg and server is not None and database:
             out.append(
                 (
@@ -207,25 +213,21 @@ def _budget_at_a_quarter(b: dict[str, Any]) -> str | None:
     bare server's (its two statements and nothing else): what is left of the budget is
     what this server's own work may cost."""
     cpu, bare = b["http"]["cpu"], _dig(b, ("bare", "cpu"))
-    database = _dig(cpu, ("postgres (local)", "cpu_ms_per_booking"))
-    stack = [_dig(bare, (k, "cpu_ms_per_booking")) for k in _BARE_STACK]
-    ours = _dig(cpu, ("server (gunicorn)", "cpu_ms_per_booking"))
-    if database is None or ours is None or None in stack:
+    database, ours = (_dig(cpu, (k, "cpu_ms_per_booking")) for k in (POSTGRES_CPU, SERVER_CPU))
+    bare_server, bare_clients = (
+        _dig(bare, (k, "cpu_ms_per_booking")) for k in (SERVER_CPU, CLIENT_CPU)
+    )
+    if None in (database, ours, bare_server, bare_clients):
         return None
     rate = b["driver"]["bookings_per_s"] / 4
     budget = cpu["cores"] * 1000 / rate
-    stack_ms = sum(stack)
-    left = budget - database - stack_ms
+    stack = bare_server + bare_clients
     return (
         f"{budget:.2f} ms ({cpu['cores']} cores at {rate:.0f}/s); PostgreSQL's work for one of "
         f"this server's bookings {database:.2f} ms + Flask, gunicorn and the clients alone "
-        f"(the bare server) {stack_ms:.2f} ms leave {left:.2f} ms for this server's own work, "
-        f"which took {ours - _dig(bare, ('server (gunicorn)', 'cpu_ms_per_booking')):.2f} ms "
-        f"more than the bare server's"
+        f"(the bare server) {stack:.2f} ms leave {budget - database - stack:.2f} ms for this "
+        f"server's own work, which took {ours - bare_server:.2f} ms more than the bare server's"
     )
-
-
-_BARE_STACK = ("server (gunicorn)", "client (this process)")
 
 
 class _Floor(NamedTuple):
