@@ -39,7 +39,7 @@ WEEKS_BEFORE_NOW = 51  # the calendar runs from 51 weeks ago to 53 weeks ahead
 SESSION_MINUTES = 90
 CAPACITY = 10
 CHUNK = 20_000
-SERIES_PATIENTS = 5
+SERIES_PATIENTS = 12  # each books a series ($find, then $book): the first is a warm-up
 
 # Common surnames (accents included, so folding matters) get most of the weight;
 # a long tail of syllable-made names gets the rest.

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--capacity", type=int, default=20, help="places per load session")
     parser.add_argument(
-        "--series-patients", type=int, help="patients booked into a series (default: all 5)"
+        "--series-patients", type=int, help="patients booked into a series (default: all 12)"
     )
     parser.add_argument(
         "--only",
