@@ -157,23 +157,24 @@ assert GroupSessionRow._fields[:_ROW_COLUMNS] == _COLUMN_NAMES
 _columns: Callable[[GroupSession | GroupSessionRow], _Columns] = operator.attrgetter(*_COLUMN_NAMES)
 
 
-#: (id, version) -> (the columns rendered, the rendering). Looked up by id and version
-#: and kept only while every column is equal: hashing the three timestamps of each of a
-#: page's rows, as a key of all the columns, cost more than everything else in a look-up.
-_SHARED: dict[tuple[str, int], tuple[_Columns, Unchecked]] = {}
+#: id -> (the columns rendered, the rendering): a session's latest rendering, kept only
+#: while every column (its version among them) is equal. Hashing the three timestamps of
+#: each of a page's rows, as a key of all the columns, cost more than everything else in
+#: a look-up; keyed by id alone, a look-up builds and hashes no tuple.
+_SHARED: dict[str, tuple[_Columns, Unchecked]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def _shared(columns: _Columns) -> JSON:
-    key = (columns[0], columns[1])
+    key = columns[0]
     kept = _SHARED.get(key)
     if kept is not None and kept[0] == columns:
         return kept[1]
     rendering = Unchecked(_render(columns, {}))  # its one reference names its Schedule
     with _SHARED_LOCK:
-        if len(_SHARED) >= SHARED_SLOTS:
+        if key not in _SHARED and len(_SHARED) >= SHARED_SLOTS:
             del _SHARED[next(iter(_SHARED))]  # the oldest kept goes first
-        _SHARED[key] = (columns, rendering)
+        _SHARED[key] = (columns, rendering)  # a session's new version takes its place
     return rendering
 
 

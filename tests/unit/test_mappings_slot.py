@@ -150,6 +150,18 @@ def test_shared_slots_are_kept_up_to_the_bound_the_oldest_going_first(monkeypatc
     assert shared_slot(loaded(id="kept-1")) is not first  # it had gone: rendered again
 
 
+def test_a_session_keeps_one_shared_rendering_its_latest_version(monkeypatch):
+    monkeypatch.setattr(slot_mapping, "SHARED_SLOTS", 2)
+    monkeypatch.setattr(slot_mapping, "_SHARED", {})
+    other = shared_slot(loaded(id="other"))
+    shared_slot(loaded(id="booked-into", version=1, booked=3))
+    latest = shared_slot(loaded(id="booked-into", version=2, booked=4))
+    assert len(slot_mapping._SHARED) == 2  # the new version took the old one's place
+    assert shared_slot(loaded(id="booked-into", version=2, booked=4)) is latest
+    assert capacity_parts(latest) == {"capacity": 10, "booked": 4}
+    assert shared_slot(loaded(id="other")) is other  # nothing else went to make room
+
+
 def test_a_shared_slot_is_written_as_the_same_json_as_its_plain_rendering():
     shared = shared_slot(loaded())
     page = {"resourceType": "Bundle", "entry": [{"resource": shared}, {"resource": shared}]}
