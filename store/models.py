@@ -473,11 +473,6 @@ class Booking(Versioned, Base):
     def holds_place(self) -> bool:
         return self.session_id is not None and self.status in HOLDS_PLACE
 
-    @property
-    def originates_series(self) -> bool:
-        """The first stored occurrence carries the series' template (its id is the series id)."""
-        return self.series_id is not None and self.series_id == self.id
-
 
 #: Waitlist order (store.waitlist): a priority of 1 (highest) to 9 first, entries without
 #: one after them, each group first come, first served by its join sequence.
