@@ -81,10 +81,10 @@ def profile(bench: Bench, folder: Path) -> dict[str, str]:
                 {"c": f"cov-{pid}", "id": pid, "t": True, "now": now.replace(tzinfo=None)},
             )
     previews = []
-    for pid in extra:
+    for n, pid in enumerate(extra):  # each with a provider of its own, as measured
         response = bench.client.post(
             "/fhir/Appointment/$find",
-            data=orjson.dumps(series_find_body(bench.shape, pid)),
+            data=orjson.dumps(series_find_body(bench.shape, pid, n % len(bench.shape.providers))),
             content_type=FHIR_JSON,
             headers=bench.headers,
         )
