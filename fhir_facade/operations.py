@@ -19,7 +19,7 @@ from fhir_facade.context import caller, database, settings
 from fhir_facade.http import base_url, fhir_response, if_match_version, read_json_body
 from fhir_facade.outcomes import BadRequest
 from fhir_facade.references import Vouched, checked_in, chosen_coverages
-from fhir_facade.registry import rendered
+from fhir_facade.registry import prerendered, rendered
 from mappings.locations import Where, located
 from mappings.series import (
     BOOK_TIMING,
@@ -61,21 +61,25 @@ def book() -> Response:
         seen: set[tuple[str, str]] = set()
         if isinstance(parsed, list):
             bookings, notices = _resolve(store, parsed)
-            audit_bookings(store, grants, "U", "operation", bookings)
-            summary = f"{len(bookings)} drafts booked"
+            action, summary = "U", f"{len(bookings)} drafts booked"
         else:
             result = store.book_series(parsed, today=_today(), limits=_limits())
             bookings, notices = result.bookings, result.notices
-            audit_bookings(store, grants, "C", "operation", bookings)
+            action = "C"
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
             # New occurrences of a patient the caller sees, and their coverages: the
             # answer's check for hidden references need not ask about them again.
             seen = {("Appointment", b.id) for b in bookings} | chosen_coverages(bookings)
+        # The answer is made while the database may still be writing a series' bookings
+        # (`store.direct.Direct.start`); the audit's INSERT, the next statement, waits.
         answer = bookings_to_fhir(base, bookings, notices, summary)
         for booking, entry in zip(bookings, answer["entry"], strict=False):
             rendered(booking, entry["resource"])  # their version snapshots, rendered once
         # Checked here, before the commit, not in a transaction of its own when sent.
-        return checked_in(store, Vouched(answer, seen))
+        checked = checked_in(store, Vouched(answer, seen))
+        prerendered(store.session_versions_to_keep())  # the Slots' new versions, meanwhile
+        audit_bookings(store, grants, action, "operation", bookings)
+        return checked
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
         bundle = database().write_as(grants.access, work)

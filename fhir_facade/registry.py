@@ -9,7 +9,7 @@ from this table, so what we declare is what the routes do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,6 +295,20 @@ def rendered(record: Base, resource: dict[str, Any]) -> None:
     rendered afresh."""
     if has_app_context():
         g.setdefault(_RENDERED, {})[_version_key(record)] = orjson.dumps(resource).decode()
+
+
+def prerendered(records: Iterable[Base]) -> None:
+    """Render the snapshots of `records`' versions now, those not yet `rendered`, for
+    the commit to use (a series' `$book` renders the 156 Slots whose places it took
+    while PostgreSQL still writes its bookings). A record changed again before the
+    commit has a new version: that one is rendered afresh."""
+    if not has_app_context():
+        return
+    made = g.setdefault(_RENDERED, {})
+    for record in records:
+        key = _version_key(record)
+        if key not in made:
+            made[key] = orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
 
 
 def _version_key(record: Base) -> tuple[Any, ...]:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.access import Access
+from store.direct import background_failure
 from store.errors import DatabaseUnavailable
 from store.history import Observer, Renderer, keep_versions
 from store.scope import Store
@@ -202,7 +203,7 @@ class Database:
         while True:
             try:
                 with self._unavailable(), self._write_sessions() as session, session.begin():
-                    return work(session)
+                    return _worked(work, session)
             except DBAPIError as exc:
                 attempt += 1
                 if attempt > self.max_retries or not _retryable(exc):
@@ -227,6 +228,19 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _worked(work: Callable[[Session], T], session: Session) -> T:
+    """`work`'s result; if it failed while a statement of its transaction was running in
+    the background (`Direct.start`), that statement's own refusal when it had one (the
+    work's next statement then only found the transaction aborted)."""
+    try:
+        return work(session)
+    except BaseException as exc:
+        failed = background_failure(session)
+        if failed is not None and failed is not exc:
+            raise failed from failed.__cause__  # the statement's own error, if translated
+        raise
 
 
 def _unreachable(exc: DBAPIError) -> bool:

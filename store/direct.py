@@ -16,11 +16,12 @@ list, a column default computed in Python), it is `Connection.execute`.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Connection, Dialect, TypeDecorator, exc
+from sqlalchemy import ARRAY, Connection, Dialect, Engine, TypeDecorator, event, exc
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
@@ -39,11 +40,7 @@ class Direct:
 
     def rows(self, db: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         connection = db.connection()
-        dialect = connection.dialect
-        if dialect in self._plans:
-            plan = self._plans[dialect]
-        else:
-            plan = self._plans[dialect] = _Plan.of(self.statement, dialect)
+        plan = self._plan(connection)
         if plan is not None:
             return plan.run(connection, params)
         result = connection.execute(self.statement, dict(params))
@@ -52,6 +49,119 @@ class Direct:
     def first(self, db: Session, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         found = self.rows(db, params)
         return found[0] if found else None
+
+    def start(
+        self,
+        db: Session,
+        params: Mapping[str, Any],
+        then: Callable[[list[tuple[Any, ...]]], None],
+        refusal: Callable[[Exception], Exception],
+    ) -> None:
+        """Run the statement while the request goes on, and `then` with its rows, when
+        nothing the request does next needs them (a series' bookings: while PostgreSQL
+        writes them, the request renders its answer, on the other core). On PostgreSQL
+        it runs on a thread of its own, in the session's transaction: the driver lets
+        one statement at a time use the connection, so the request's next statement
+        waits for it, and the commit waits for it and raises what refused it, through
+        `refusal` (`settle`), as does `Database.write` if the request failed meanwhile.
+        Elsewhere (SQLite) it runs now, and raises now."""
+        settle(db)  # one at a time in a transaction
+        connection = db.connection()
+        plan = self._plan(connection)
+        if plan is None:
+            try:
+                rows = self.rows(db, params)
+            except Exception as exc:
+                found = refusal(exc)
+                if found is exc:
+                    raise
+                raise found from exc
+            then(rows)
+            return
+        running = _Running(refusal, connection.info)
+
+        def run() -> None:
+            try:
+                then(plan.run(connection, params))
+            except BaseException as exc:  # raised where it is settled
+                running.error = exc
+
+        running.thread = threading.Thread(target=run, name="statement", daemon=True)
+        db.info[_RUNNING] = connection.info[_RUNNING] = running
+        running.thread.start()
+
+    def _plan(self, connection: Connection) -> _Plan | None:
+        dialect = connection.dialect
+        if dialect in self._plans:
+            return self._plans[dialect]
+        plan = self._plans[dialect] = _Plan.of(self.statement, dialect)
+        return plan
+
+
+#: `Session.info` key of the statement the transaction runs in the background (`Direct.start`).
+_RUNNING = "store.direct.running"
+
+
+@dataclass(eq=False)
+class _Running:
+    refusal: Callable[[Exception], Exception]
+    on: dict[Any, Any]  # the connection's `info`: its other statements wait (`_in_turn`)
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+
+
+def settle(db: Session) -> None:
+    """Wait for the statement the transaction runs in the background (`Direct.start`),
+    if any, and raise what refused it, as its `refusal` names it."""
+    error = background_failure(db)
+    if error is not None:
+        raise error
+
+
+def background_failure(db: Session) -> BaseException | None:
+    """Wait for the statement the transaction runs in the background, if any: what
+    refused it, as its `refusal` names it, or None."""
+    running: _Running | None = db.info.pop(_RUNNING, None)
+    if running is None:
+        return None
+    assert running.thread is not None
+    running.thread.join()
+    running.on.pop(_RUNNING, None)
+    error = running.error
+    if isinstance(error, Exception):
+        return _refused(running.refusal, error)
+    return error
+
+
+def _refused(refusal: Callable[[Exception], Exception], error: Exception) -> Exception:
+    found = refusal(error)
+    if found is not error:
+        found.__cause__ = error
+    return found
+
+
+def _forget(db: Session, *_: Any) -> None:
+    """A rolled-back transaction's background statement (the rollback waited for it):
+    what refused it no longer matters."""
+    background_failure(db)
+
+
+def _in_turn(connection: Connection, *_: Any) -> None:
+    """Before any other statement on a connection running one in the background: that
+    one first, so statements still run in the order the request gives them (the driver
+    alone would let whichever thread comes first go first). If it failed, the next finds
+    the transaction aborted; `Database.write` raises the first failure."""
+    running: _Running | None = connection.info.get(_RUNNING)
+    if running is not None and running.thread is not threading.current_thread():
+        assert running.thread is not None
+        running.thread.join()
+
+
+# Every session: the commit waits for the transaction's background statement first, and
+# fails as it did; a rollback forgets it. Every engine: other statements wait their turn.
+event.listen(Session, "before_commit", settle)
+event.listen(Session, "after_rollback", _forget)
+event.listen(Engine, "before_cursor_execute", _in_turn)
 
 
 @functools.lru_cache(maxsize=64)

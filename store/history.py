@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
 from store.common import insert_from_arrays, on_postgresql, table_of
-from store.direct import Direct
+from store.direct import Direct, background_failure, settle
 from store.models import Base, RecordVersion, Versioned
 
 Renderer = Callable[[Base], str]
@@ -171,7 +171,11 @@ def savepoint(db: Session) -> Iterator[None]:
     nested = db.begin_nested()
     try:
         yield
+        # A statement it left running in the background (`Direct.start`) is its own:
+        # its refusal rolls the savepoint back, and the savepoint's rollback forgets it.
+        settle(db)
     except BaseException:
+        background_failure(db)
         nested.rollback()
         db.info[_PENDING] = before
         raise
@@ -206,6 +210,14 @@ def reloaded(db: Session, records: Iterable[Base]) -> None:
         key = (type(record), record.id)  # type: ignore[attr-defined]
         if key in pending and pending[key] is None:
             pending[key] = record
+
+
+def held_pending(db: Session) -> list[Base]:
+    """The records whose new versions the commit will keep, as `db` holds them now (not
+    those to be read again first). Their snapshots may be rendered before the commit
+    (`fhir_facade.registry.prerendered`): one of a version changed since is not used."""
+    pending: dict[tuple[type[Base], str], Base | None] = db.info.get(_PENDING, {})
+    return [record for record in pending.values() if record is not None]
 
 
 def version_of(db: Session, kind: type[Base], ident: str, version: int) -> RecordVersion | None:

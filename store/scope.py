@@ -129,6 +129,12 @@ class Store:
             return None
         return history.version_of(self._db, kind, ident, version)
 
+    def session_versions_to_keep(self) -> list[GroupSession]:
+        """The group sessions whose new versions this transaction's commit keeps, as held
+        now (`history.held_pending`): a series' `$book` renders their snapshots while
+        its bookings are still being written. (Sessions hold no patient data.)"""
+        return [r for r in history.held_pending(self._db) if isinstance(r, GroupSession)]
+
     # The audit trail -------------------------------------------------------------------
 
     def record(self, entry: AuditEntry) -> None:

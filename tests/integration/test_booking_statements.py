@@ -13,8 +13,16 @@ from sqlalchemy import select
 
 from fhir_facade.references import Vouched, checked_in
 from store.access import Access
-from store.booking import BookingRequest, BookingResult, Placement, book_patients, store_drafts
-from store.models import Booking, BookingStatus, Coverage, RecordVersion
+from store.booking import (
+    IN_BACKGROUND,
+    BookingRequest,
+    BookingResult,
+    Placement,
+    book_patients,
+    store_drafts,
+)
+from store.errors import AlreadyBooked
+from store.models import Booking, BookingStatus, Coverage, GroupSession, RecordVersion
 from store.scope import Store
 from tests.factories import MONDAY, make_clinic, make_patient, make_session
 from tests.integration.helpers import appointment, fhir, monday_series_find, post, recorded
@@ -339,3 +347,82 @@ def test_booking_a_series_costs_a_fixed_number_of_statements(
     assert len(ran) <= SERIES_BOOK_STATEMENTS[backend], "\n".join(
         " ".join(s.split())[:100] for s in ran
     )
+
+
+# -- a long batch, written in the background (`store.booking.IN_BACKGROUND`) -------------
+
+
+def _sessions_and_patient(database, count: int) -> tuple[list[str], str]:
+    def build(db):
+        clinic = make_clinic(db)
+        sessions = [
+            make_session(db, clinic, start=MONDAY + dt.timedelta(days=d)).id for d in range(count)
+        ]
+        return sessions, make_patient(db).id
+
+    return database.write(build)
+
+
+def _placements(patient_id: str, sessions: list[str]) -> list[Placement]:
+    return [Placement(BookingRequest(patient_id, s)) for s in sessions]
+
+
+def _booked(database, sessions: list[str]) -> dict[str, int]:
+    with database.reading() as db:
+        found = select(GroupSession.id, GroupSession.booked).where(GroupSession.id.in_(sessions))
+        return {ident: booked for ident, booked in db.execute(found)}
+
+
+def test_a_long_batch_is_answered_at_once_and_its_links_numbered_by_the_commit(database):
+    sessions, patient_id = _sessions_and_patient(database, IN_BACKGROUND)
+
+    def book(db):
+        results = book_patients(db, _placements(patient_id, sessions), Access())
+        return [r.booking for r in results if isinstance(r, BookingResult)]
+
+    made = database.write(book)
+
+    assert len(made) == IN_BACKGROUND
+    with database.reading() as db:
+        for booking in made:
+            stored = db.get(Booking, booking.id)
+            assert stored is not None and stored.session_id == booking.session_id
+            assert [(p.id, p.provider_id) for p in booking.providers] == [
+                (p.id, p.provider_id) for p in stored.providers
+            ]
+            assert [(c.id, c.coverage_id) for c in booking.coverages] == [
+                (c.id, c.coverage_id) for c in stored.coverages
+            ]
+    assert _booked(database, sessions) == dict.fromkeys(sessions, 1)
+
+
+def test_a_long_batch_the_database_refuses_refuses_the_whole_transaction(database):
+    """The patient already holds a place in one session: the database's unique index
+    refuses the batch's INSERT (on PostgreSQL while the request goes on), and the request
+    fails as it would have at once, with nothing written."""
+    sessions, patient_id = _sessions_and_patient(database, IN_BACKGROUND + 4)
+    database.write(lambda db: book_patients(db, _placements(patient_id, sessions[7:8]), Access()))
+
+    with pytest.raises(AlreadyBooked):
+        database.write(lambda db: book_patients(db, _placements(patient_id, sessions), Access()))
+
+    with database.reading() as db:
+        held = db.scalars(select(Booking.session_id).where(Booking.patient_id == patient_id))
+        assert held.all() == [sessions[7]]
+    assert _booked(database, sessions) == {s: int(s == sessions[7]) for s in sessions}
+
+
+def test_a_long_batch_refused_in_a_savepoint_leaves_the_rest_of_the_transaction(database):
+    sessions, patient_id = _sessions_and_patient(database, IN_BACKGROUND + 4)
+    database.write(lambda db: book_patients(db, _placements(patient_id, sessions[3:4]), Access()))
+
+    def book(db):
+        with pytest.raises(AlreadyBooked), Store(db, Access()).savepoint():
+            book_patients(db, _placements(patient_id, sessions), Access())
+        book_patients(db, _placements(patient_id, sessions[:1]), Access())
+
+    database.write(book)
+
+    assert _booked(database, sessions) == {
+        s: int(s in sessions[:1] + sessions[3:4]) for s in sessions
+    }

@@ -6,10 +6,12 @@ engine's listeners told, SQLAlchemy's errors raised, and what it cannot do direc
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Dialect, Text, TypeDecorator, bindparam, insert, literal_column, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from store.common import insert_from_arrays, insert_rows, table_of
 from store.direct import Direct
@@ -194,3 +196,125 @@ def test_rows_given_as_binary_arrays_go_in_unchanged_as_one_statement(database):
     ]
     assert len(statements) == 1 and "unnest(" in statements[0]
     assert "%(document)b" in statements[0]  # sent in the binary format, not as text
+
+
+# -- a statement run in the background (`Direct.start`) ----------------------------------
+
+#: The same INSERT, a quarter of a second slow on PostgreSQL: its caller gets on meanwhile.
+_SLOW_VERSION = Direct(
+    insert(_VERSIONS).from_select(
+        ["kind", "record_id", "version", "last_updated", "document"],
+        select(
+            bindparam("kind"),
+            bindparam("record_id"),
+            bindparam("version"),
+            bindparam("last_updated", type_=RecordVersion.last_updated.type),
+            bindparam("document"),
+        ).where(literal_column("pg_sleep(0.25) IS NOT NULL")),
+    )
+)
+
+
+class _SlowToSend(TypeDecorator[str]):
+    """Text whose conversion takes a fifth of a second: a statement using it reaches the
+    driver late, after whatever its caller runs next, unless that waits its turn."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        time.sleep(0.2)
+        return value
+
+
+_LATE_VERSION = Direct(
+    insert(_VERSIONS).values(
+        kind=bindparam("kind"),
+        record_id=bindparam("record_id"),
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated", type_=RecordVersion.last_updated.type),
+        document=bindparam("document", type_=_SlowToSend()),
+    )
+)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refusal(exc: Exception) -> Exception:
+    return _Refused("twice") if isinstance(exc, IntegrityError) else exc
+
+
+def test_a_statement_started_in_the_background_is_written_with_the_transaction(database):
+    done: list[object] = []
+    waited = []
+
+    def run(db):
+        started = time.perf_counter()
+        adding = _ADD_VERSION if database.is_sqlite else _SLOW_VERSION
+        adding.start(db, _version("behind"), done.append, _refusal)
+        waited.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    database.write(run)
+    took = time.perf_counter() - started
+
+    if not database.is_sqlite:
+        assert waited[0] < 0.2 < took  # the caller went on; the commit waited for it
+    assert len(done) == 1  # its rows were handed over
+    with database.reading() as db:
+        assert db.scalars(select(RecordVersion.record_id)).all() == ["behind"]
+
+
+def test_the_next_statement_waits_for_the_one_in_the_background(database):
+    """Statements run in the order the request gives them: a read right after a
+    background INSERT finds its row, though the INSERT reached the driver after it."""
+
+    def run(db):
+        _LATE_VERSION.start(db, _version("first"), lambda rows: None, _refusal)
+        return db.scalars(select(RecordVersion.record_id)).all()
+
+    assert database.write(run) == ["first"]
+
+
+def test_a_background_statement_refused_by_the_database_refuses_the_commit(database):
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+
+    def run(db):
+        _ADD_VERSION.rows(db, _version("other"))
+        _ADD_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)
+
+    with pytest.raises(_Refused):  # as its refusal names it, at the commit
+        database.write(run)
+    with database.reading() as db:
+        assert db.scalars(select(RecordVersion.record_id)).all() == ["twice"]
+
+
+def test_a_request_failing_after_a_refused_background_statement_says_what_refused_it(database):
+    """The next statement finds the transaction aborted; the error raised is still the
+    background statement's own, so a client is told why (409, not 500)."""
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+
+    def run(db):
+        _ADD_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)
+        _ADD_VERSION.rows(db, _version("after"))
+
+    with pytest.raises(_Refused):
+        database.write(run)
+    with database.reading() as db:
+        assert db.scalars(select(RecordVersion.record_id)).all() == ["twice"]
+
+
+def test_a_rolled_back_transaction_forgets_its_background_statement(database):
+    if database.is_sqlite:
+        pytest.skip("SQLite runs the statement at once: nothing is left running")
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+    with Session(database.engine) as db:
+        with pytest.raises(KeyError), db.begin():
+            _ADD_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)
+            raise KeyError("the request failed for another reason")
+        with db.begin():  # the same session's next transaction knows nothing of it
+            _ADD_VERSION.rows(db, _version("next"))
+    with database.reading() as db:
+        assert sorted(db.scalars(select(RecordVersion.record_id))) == ["next", "twice"]

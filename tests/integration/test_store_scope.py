@@ -334,6 +334,7 @@ NO_PATIENT_DATA = {
     "as_": "returns a Store, whose methods are probed here",
     "record": "writes an audit record; reading it back goes through `search`",
     "record_many": "writes audit records; reading them back goes through `search`",
+    "session_versions_to_keep": "returns group sessions the transaction changed: no patient data",
     "register_patient": "creates a new patient (marking it restricted is probed below)",
     "create_schedule": "the clinic's own records carry no patient data",
     "update_schedule": "the clinic's own records carry no patient data",
