@@ -32,7 +32,7 @@ from store.common import (
     plain,
     table_of,
 )
-from store.direct import Direct
+from store.direct import IN_BACKGROUND, Direct
 from store.errors import (
     AlreadyBooked,
     DuplicateIdentifier,
@@ -307,12 +307,6 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             for n in new
         ]
     return _answered(db, new, made)
-
-
-#: From this many bookings on (a series' occurrences), PostgreSQL writes them while the
-#: request goes on (`Direct.start`): a series' 156 take it about 8 ms, in which the
-#: request renders its answer. Fewer are written at once: a thread costs more than they.
-IN_BACKGROUND = 16
 
 
 def _started(

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.util import identity_key
 
-from store.direct import BinaryArray, Direct
+from store.direct import IN_BACKGROUND, BinaryArray, Direct
 
 R = TypeVar("R")
 
@@ -132,8 +132,18 @@ def insert_rows(db: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     names = tuple(rows[0])
     if len(rows) == 1:
         _inserting_one(table, names).rows(db, rows[0])
+    elif len(rows) >= IN_BACKGROUND:  # nothing waits for it but the request's next statement
+        _inserting_json(table, names).start(db, {"rows": rows}, _ignored, _as_it_is)
     else:
         _inserting_json(table, names).rows(db, {"rows": rows})
+
+
+def _ignored(_: list[tuple[Any, ...]]) -> None:
+    pass
+
+
+def _as_it_is(exc: Exception) -> Exception:
+    return exc
 
 
 @functools.lru_cache(maxsize=32)

@@ -349,7 +349,7 @@ def test_booking_a_series_costs_a_fixed_number_of_statements(
     )
 
 
-# -- a long batch, written in the background (`store.booking.IN_BACKGROUND`) -------------
+# -- a long batch, written in the background (`store.direct.IN_BACKGROUND`) --------------
 
 
 def _sessions_and_patient(database, count: int) -> tuple[list[str], str]:

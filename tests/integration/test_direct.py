@@ -306,6 +306,40 @@ def test_a_request_failing_after_a_refused_background_statement_says_what_refuse
         assert db.scalars(select(RecordVersion.record_id)).all() == ["twice"]
 
 
+def test_a_request_failing_otherwise_meanwhile_says_what_refused_the_statement_first(database):
+    """What went wrong first, in the order the request ran, is what the client is told."""
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+
+    def run(db):
+        _ADD_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)
+        raise KeyError("later")
+
+    with pytest.raises(_Refused):
+        database.write(run)
+
+
+def test_background_statements_run_in_turn_and_the_first_refusal_is_raised(database):
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+    later: list[object] = []
+
+    def run(db):
+        _LATE_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)  # refused
+        _ADD_VERSION.start(db, _version("after"), later.append, lambda exc: KeyError("second"))
+
+    with pytest.raises(_Refused):
+        database.write(run)
+    assert later == []  # not run: the transaction was already lost
+
+    def both(db):
+        _LATE_VERSION.start(db, _version("a"), later.append, _refusal)
+        _ADD_VERSION.start(db, _version("b"), later.append, _refusal)
+
+    database.write(both)
+    with database.reading() as db:
+        assert sorted(db.scalars(select(RecordVersion.record_id))) == ["a", "b", "twice"]
+    assert len(later) == 2
+
+
 def test_a_rolled_back_transaction_forgets_its_background_statement(database):
     if database.is_sqlite:
         pytest.skip("SQLite runs the statement at once: nothing is left running")
