@@ -421,6 +421,8 @@ class Booking(Versioned, Base):
             sqlite_where=text(_WAITLIST_SQL),
             postgresql_where=text(_WAITLIST_SQL),
         ),
+        # Also the index of a session's bookings (its first column): a second index on
+        # session_id alone cost every booking an index entry and served no query better.
         UniqueConstraint("session_id", "queue_position", name="uq_booking_queue_position"),
         # Live offers by expiry: the lapsed-offer probe of every write and the sweep
         # (a lapsed or declined offer keeps its expiry; it is not read).
@@ -435,7 +437,7 @@ class Booking(Versioned, Base):
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    session_id: Mapped[str | None] = mapped_column(ForeignKey("group_session.id"), index=True)
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("group_session.id"))
     patient_id: Mapped[str] = mapped_column(ForeignKey("patient.id"))
     status: Mapped[str] = mapped_column(String(20))
     start: Mapped[dt.datetime | None] = mapped_column("start_at", UTCDateTime)

@@ -426,3 +426,20 @@ def test_a_long_batch_refused_in_a_savepoint_leaves_the_rest_of_the_transaction(
     assert _booked(database, sessions) == {
         s: int(s in sessions[:1] + sessions[3:4]) for s in sessions
     }
+
+
+def test_a_sessions_bookings_are_found_by_one_index_that_new_bookings_keep(database):
+    """The unique (session_id, queue_position) constraint's index serves lookups by
+    session; no second index on session_id alone costs every new booking an entry."""
+    indexes = sa_inspect(database.engine).get_indexes("booking")
+    assert [i["name"] for i in indexes if i["column_names"] == ["session_id"]] == []
+    lookup = "SELECT id FROM booking WHERE session_id = 'session-x'"
+    with database.engine.connect() as connection:
+        if database.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a table this small
+            plan = connection.exec_driver_sql(f"EXPLAIN {lookup}").scalars().all()
+            found = "uq_booking_queue_position"
+        else:  # SQLite names a unique constraint's index itself
+            plan = [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {lookup}")]
+            found = "USING INDEX sqlite_autoindex_booking_"
+    assert any(found in line for line in plan), plan
