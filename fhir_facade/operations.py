@@ -31,6 +31,7 @@ from mappings.series import (
     preview_to_fhir,
     summary_of,
 )
+from store.audit import Audited
 from store.booking import Notice
 from store.models import Booking
 from store.scope import Store
@@ -61,24 +62,25 @@ def book() -> Response:
         seen: set[tuple[str, str]] = set()
         if isinstance(parsed, list):
             bookings, notices = _resolve(store, parsed)
-            action, summary = "U", f"{len(bookings)} drafts booked"
+            audit_bookings(store, grants, "U", "operation", bookings)
+            summary = f"{len(bookings)} drafts booked"
         else:
-            result = store.book_series(parsed, today=_today(), limits=_limits())
+            # Each occurrence audited in the INSERT that stores it.
+            audited = Audited("C", "operation", grants.subject)
+            result = store.book_series(parsed, today=_today(), limits=_limits(), audited=audited)
             bookings, notices = result.bookings, result.notices
-            action = "C"
             summary = f"series Appointment/{result.series.id}: {summary_of(bookings)}"
             # New occurrences of a patient the caller sees, and their coverages: the
             # answer's check for hidden references need not ask about them again.
             seen = {("Appointment", b.id) for b in bookings} | chosen_coverages(bookings)
-        # The answer is made while the database may still be writing a series' bookings
-        # (`store.direct.Direct.start`); the audit's INSERT, the next statement, waits.
+        # Made while the database may still be writing a series' bookings, on the other
+        # core (`store.direct.Direct.start`): the answer, then the Slots' new versions.
         answer = bookings_to_fhir(base, bookings, notices, summary)
         for booking, entry in zip(bookings, answer["entry"], strict=False):
             rendered(booking, entry["resource"])  # their version snapshots, rendered once
         # Checked here, before the commit, not in a transaction of its own when sent.
         checked = checked_in(store, Vouched(answer, seen))
-        prerendered(store.session_versions_to_keep())  # the Slots' new versions, meanwhile
-        audit_bookings(store, grants, action, "operation", bookings)
+        prerendered(store.session_versions_to_keep())
         return checked
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):

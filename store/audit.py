@@ -33,12 +33,33 @@ def record(db: Session, entry: AuditEntry) -> None:
     record_many(db, [entry])
 
 
+@dataclass(frozen=True)
+class Audited:
+    """Who is changing records, and how: for a store function that writes them to audit
+    each in the same statement (`store.booking`: a series' bookings)."""
+
+    action: str
+    subtype: str
+    agent: str
+
+    def of(self, kind: str, ident: str, patient_id: str | None) -> AuditEntry:
+        return AuditEntry(self.action, self.subtype, self.agent, kind, ident, patient_id)
+
+
 def record_many(db: Session, entries: list[AuditEntry]) -> None:
     """Write audit records in the transaction, with one INSERT (no unit of work: a series
     writes 156). Who may read them is decided when they are read, from the patient's
     restriction at that moment (store.visibility)."""
+    rows = audit_rows(entries)
+    if rows:
+        db.flush()  # what the change left pending goes first, as an autoflush would send it
+        insert_rows(db, _TABLE, rows)  # Core: the ORM adds nothing to plain rows
+
+
+def audit_rows(entries: list[AuditEntry]) -> list[dict[str, object]]:
+    """The audit records' rows, by column name."""
     now = utcnow()
-    rows = [
+    return [
         {
             "id": new_id(),
             "recorded": now,
@@ -53,9 +74,6 @@ def record_many(db: Session, entries: list[AuditEntry]) -> None:
         }
         for entry in entries
     ]
-    if rows:
-        db.flush()  # what the change left pending goes first, as an autoflush would send it
-        insert_rows(db, _TABLE, rows)  # Core: the ORM adds nothing to plain rows
 
 
 _TABLE = table_of(AuditRecord)

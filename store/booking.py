@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from store.access import Access
+from store.audit import Audited, audit_rows
 from store.common import (
     Listing,
     held,
@@ -46,6 +47,7 @@ from store.history import created, reloaded
 from store.insurance import CoverageChooser, choose_coverages, keeping_hidden
 from store.models import (
     HOLDS_PLACE,
+    AuditRecord,
     Base,
     Booking,
     BookingCoverage,
@@ -141,14 +143,20 @@ class Placement:
 
 
 def book_patients(
-    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
+    db: Session,
+    placements: list[Placement],
+    access: Access,
+    *,
+    checks: Checks | None = None,
+    audited: Audited | None = None,
 ) -> list[BookingResult | SessionFull | SessionUnavailable]:
     """Book many places at once (a series' occurrences) with a bounded number of
     statements, whatever their number: one conditional UPDATE takes every place that
     is free (the same rule as `book_patient`) and reads the sessions, one INSERT per
     table stores the bookings and their links (`_insert_new`). A session without room
     comes back as its refusal, with nothing written for it; every other refusal raises.
-    `checks`: those of an earlier batch of the same request, for the same `access`.
+    `checks`: those of an earlier batch of the same request, for the same `access`;
+    `audited`: who books, for an audit record of each booking in the same INSERT.
     """
     ids = [p.request.session_id for p in placements]
     if any(
@@ -198,7 +206,7 @@ def book_patients(
             new = _new(placement, session, place, coverage_ids)
             new.warnings = _session_warnings(session)
             outcomes.append(new)
-        bookings = iter(_insert_new(db, [o for o in outcomes if isinstance(o, _New)]))
+        bookings = iter(_insert_new(db, [o for o in outcomes if isinstance(o, _New)], audited))
     return [
         BookingResult(next(bookings), o.warnings) if isinstance(o, _New) else o for o in outcomes
     ]
@@ -258,7 +266,7 @@ def _new(
     )
 
 
-def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
+def _insert_new(db: Session, new: list[_New], audited: Audited | None = None) -> list[Booking]:
     """Write new bookings and their links with Core INSERTs, one per table with rows
     however many bookings (a series stores 156), and answer them as plain records
     (`store.common.plain`), every column and link set, and the series they start: no
@@ -275,14 +283,19 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
         ]
         for table in _LINKS
     }
+    audit = audit_rows(
+        [audited.of("Appointment", n.values["id"], n.values["patient_id"]) for n in new]
+        if audited is not None
+        else []
+    )
     if on_postgresql(db) and len(new) >= IN_BACKGROUND:
-        return _started(db, new, rows, links)
+        return _started(db, new, rows, links, audit)
     # Each link row's new id, by its natural key (RETURNING's rows need not come in the
     # parameters' order on every backend; SQLite would insert row by row to keep it).
     ids: dict[str, dict[tuple[Any, ...], int]]
     if on_postgresql(db):
         # One statement: the bookings and every link, the links' ids back as JSON arrays.
-        found = _INSERT_ALL.first(db, {"rows": rows, **links})
+        found = _INSERT_ALL.first(db, {"rows": rows, **links, "audit": audit})
         assert found is not None
         ids = {
             table.collection: {tuple(made[1:]): made[0] for made in returned or ()}
@@ -296,6 +309,8 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
             given = links[table.collection]
             found_rows = connection.execute(table.insert, given) if given else ()
             ids[table.collection] = {tuple(made[1:]): made[0] for made in found_rows}
+        if audit:
+            connection.execute(insert(_AUDIT_TABLE), audit)
     made: dict[str, list[list[Any]]] = {}
     for table in _LINKS:
         found_ids = ids[table.collection]
@@ -310,7 +325,11 @@ def _insert_new(db: Session, new: list[_New]) -> list[Booking]:
 
 
 def _started(
-    db: Session, new: list[_New], rows: list[dict[str, Any]], links: dict[str, list[Any]]
+    db: Session,
+    new: list[_New],
+    rows: list[dict[str, Any]],
+    links: dict[str, list[Any]],
+    audit: list[dict[str, Any]],
 ) -> list[Booking]:
     """`_insert_new` on PostgreSQL, the statement started in the background: the plain
     records are answered at once, their links' ids set when the statement returns them
@@ -331,7 +350,8 @@ def _started(
                     held = vars(record)
                     held["id"] = ids[tuple(held[a] for a in table.key)]
 
-    _INSERT_ALL.start(db, {"rows": rows, **links}, numbered, lambda exc: _refusal(exc, None))
+    params = {"rows": rows, **links, "audit": audit}
+    _INSERT_ALL.start(db, params, numbered, lambda exc: _refusal(exc, None))
     return _answered(db, new, made)
 
 
@@ -376,6 +396,7 @@ def _row(values: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> dict[s
 
 _BOOKING_COLUMNS = _columns(Booking)
 _BOOKING_TABLE = table_of(Booking)
+_AUDIT_TABLE = table_of(AuditRecord)
 
 
 @dataclass(frozen=True)
@@ -406,12 +427,14 @@ _LINKS = (
 
 
 def _inserting_all() -> Direct:
-    """PostgreSQL: new bookings and all their links in one statement, each table's rows
-    one JSON parameter (`insert_from_json`: the bookings `rows`, the links by their
-    collection's name, empty for none); it returns, per link table, a JSON array of the
-    new rows' ids with their natural keys. The links' foreign keys are checked at the
-    statement's end, when the bookings beside them are in."""
+    """PostgreSQL: new bookings, all their links and their audit records in one
+    statement, each table's rows one JSON parameter (`insert_from_json`: the bookings
+    `rows`, the links by their collection's name, the audit records `audit`, empty for
+    none); it returns, per link table, a JSON array of the new rows' ids with their
+    natural keys. The links' foreign keys are checked at the statement's end, when the
+    bookings beside them are in."""
     bookings = insert_from_json(_BOOKING_TABLE, [column for column, _ in _BOOKING_COLUMNS])
+    audit = insert_from_json(_AUDIT_TABLE, [c.name for c in _AUDIT_TABLE.columns], "audit")
     returned = []
     for link in _LINKS:
         table = table_of(link.kind)
@@ -422,7 +445,7 @@ def _inserting_all() -> Direct:
             .cte(f"new_{link.collection}")
         )
         returned.append(select(func.json_agg(func.json_build_array(*made.c))).scalar_subquery())
-    return Direct(select(*returned).add_cte(bookings.cte("new_bookings")))
+    return Direct(select(*returned).add_cte(bookings.cte("new_bookings"), audit.cte("new_audit")))
 
 
 _INSERT_ALL = _inserting_all()
@@ -467,7 +490,12 @@ class Checks:
 
 
 def store_drafts(
-    db: Session, placements: list[Placement], access: Access, *, checks: Checks | None = None
+    db: Session,
+    placements: list[Placement],
+    access: Access,
+    *,
+    checks: Checks | None = None,
+    audited: Audited | None = None,
 ) -> list[BookingResult]:
     """Store occurrences that have no session yet as drafts: status proposed, no slot,
     the intended time kept (DESIGN §4). They hold no place; resolving one later
@@ -475,7 +503,7 @@ def store_drafts(
 
     An explicit coverage choice is checked against the intended date and recorded;
     without one the default choice is made when the draft is resolved. One INSERT per
-    table stores them all (`_insert_new`). `checks`: as for `book_patients`.
+    table stores them all (`_insert_new`). `checks`, `audited`: as for `book_patients`.
     """
     checks = checks or Checks(db, access)
     drafts: list[_New] = []
@@ -492,7 +520,7 @@ def store_drafts(
                 on = request.start or utcnow()
                 coverage_ids = checks.coverages(request.patient_id).choose(request.coverage_ids, on)
             drafts.append(_new(placement, None, None, coverage_ids))
-        results = [BookingResult(booking) for booking in _insert_new(db, drafts)]
+        results = [BookingResult(booking) for booking in _insert_new(db, drafts, audited)]
     return results
 
 

@@ -52,7 +52,7 @@ from store import (
 )
 from store import search as queries
 from store.access import Access
-from store.audit import AuditEntry
+from store.audit import Audited, AuditEntry
 from store.audit import record as record_entry
 from store.audit import record_many as record_entries
 from store.models import (
@@ -288,9 +288,16 @@ class Store:
         return series.preview_series(self._db, query, self.access, today=today, limits=limits)
 
     def book_series(
-        self, request: series.SeriesBooking, *, today: dt.date, limits: series.Limits
+        self,
+        request: series.SeriesBooking,
+        *,
+        today: dt.date,
+        limits: series.Limits,
+        audited: Audited | None = None,
     ) -> series.SeriesResult:
-        return series.book_series(self._db, request, self.access, today=today, limits=limits)
+        return series.book_series(
+            self._db, request, self.access, today=today, limits=limits, audited=audited
+        )
 
     def resolve_draft(
         self,

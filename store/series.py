@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from store.access import Access
+from store.audit import Audited
 from store.booking import (
     BookingRequest,
     BookingResult,
@@ -189,8 +190,10 @@ def book_series(
     *,
     today: dt.date,
     limits: Limits = Limits(),
+    audited: Audited | None = None,
 ) -> SeriesResult:
-    """Store the kept occurrences as one series, in the caller's transaction.
+    """Store the kept occurrences as one series, in the caller's transaction (`audited`:
+    each stored occurrence audited as so changed, with it).
 
     Matched occurrences are booked (`book_patient`); one whose session filled up or
     was blocked since the preview becomes a draft, with a notice; a closed session
@@ -238,9 +241,9 @@ def book_series(
     db.flush()
     # Book every matched occurrence at once, then store the rest (and those whose
     # session filled up since the preview) as drafts: a bounded number of statements.
-    outcomes = _book_matched(db, to_store, checks)
+    outcomes = _book_matched(db, to_store, checks, audited)
     drafts = _drafts_of(to_store, outcomes, result.notices)
-    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks))
+    stored_drafts = iter(store_drafts(db, drafts, access, checks=checks, audited=audited))
     for entry in to_store:
         outcome = outcomes.get(entry.item.recurrence_id)
         done = outcome if isinstance(outcome, BookingResult) else next(stored_drafts)
@@ -304,12 +307,14 @@ def _partition(
 
 
 def _book_matched(
-    db: Session, to_store: list[_ToStore], checks: Checks
+    db: Session, to_store: list[_ToStore], checks: Checks, audited: Audited | None
 ) -> dict[int, BookingResult | SessionFull | SessionUnavailable]:
     """Book every occurrence that has a session, at once (`book_patients`): recurrence
     id -> the booking, or why its session had no place."""
     matched = [entry for entry in to_store if entry.request.session_id is not None]
-    booked = book_patients(db, [e.placement for e in matched], checks.access, checks=checks)
+    booked = book_patients(
+        db, [e.placement for e in matched], checks.access, checks=checks, audited=audited
+    )
     return {e.item.recurrence_id: outcome for e, outcome in zip(matched, booked, strict=True)}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from mappings.audit import AGENT_SYSTEM
 from store.access import PRIVACY_OFFICER as PRIVACY
 from store.booking import BookingRequest, book_patient
+from store.direct import IN_BACKGROUND
 from store.models import AuditRecord, Booking, Patient
 from tests.factories import MONDAY, make_clinic, make_coverage, make_patient, make_session
 from tests.integration.helpers import (
@@ -394,6 +396,42 @@ def test_booking_and_cancelling_a_series_through_the_operations_is_audited(app, 
     updated = {summary(e)[2] for e in events if summary(e)[0] == "U" and e["outcome"] == "0"}
     assert created == {f"Appointment/{a}" for a in appointments}
     assert updated == {f"Appointment/{a}" for a in appointments}
+
+
+def test_every_occurrence_of_a_long_series_is_audited_with_its_booking(app, client, database):
+    """A long series' bookings and drafts are written with their audit records, in one
+    statement each (`store.booking`, in the background on PostgreSQL): one event per
+    stored occurrence, naming who booked it."""
+    weeks = IN_BACKGROUND + 2
+
+    def build(db):
+        clinic = make_clinic(db)
+        first = MONDAY.astimezone(ZoneInfo("America/New_York"))  # 2027-01-04 10:00
+        for week in range(weeks):  # every Monday at 10:00 New York, summer time too
+            start = (first + dt.timedelta(weeks=week)).astimezone(dt.UTC)
+            make_session(db, clinic, start=start)
+        return clinic, make_patient(db).id
+
+    clinic, patient = database.write(build)
+    dana = token(app, STAFF, "dana")
+    count = weeks + IN_BACKGROUND  # then as many drafts, with no session
+    find = monday_series_find(patient, clinic.provider_id, "2027-01-04", count, frequency=1)
+    preview = fhir(send(client, "POST", "/fhir/Appointment/$find", find, dana), 200)
+    kept = [{"name": "appointment-resource", "resource": p} for p in entries(preview)]
+    book = {"resourceType": "Parameters", "parameter": kept}
+
+    stored = fhir(send(client, "POST", "/fhir/Appointment/$book", book, dana), 200)
+
+    appointments = {
+        e["resource"]["id"]: e["resource"]["status"]
+        for e in stored["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+    }
+    assert sorted(appointments.values()) == ["booked"] * weeks + ["proposed"] * IN_BACKGROUND
+    events = trail(client, app, agent="dana")
+    created = [summary(e) for e in events if summary(e)[0] == "C"]
+    assert sorted(e[2] for e in created) == sorted(f"Appointment/{a}" for a in appointments)
+    assert {(e[0], e[1]) for e in created} == {("C", "operation")}
 
 
 def test_an_auditor_without_the_privacy_permission_sees_no_restricted_patients_events(
