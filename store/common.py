@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -36,7 +36,13 @@ R = TypeVar("R")
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID's 32 hex digits, from 16 random bytes with the version
+    and variant bits set, as `uuid.uuid4().hex` gives them without building the UUID
+    object: a third of its time (a series' `$book` makes 312)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return raw.hex()
 
 
 def table_of(kind: Any) -> Table:
