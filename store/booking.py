@@ -295,7 +295,7 @@ def _insert_new(db: Session, new: list[_New], audited: Audited | None = None) ->
     ids: dict[str, dict[tuple[Any, ...], int]]
     if on_postgresql(db):
         # One statement: the bookings and every link, the links' ids back as JSON arrays.
-        found = _INSERT_ALL.first(db, {"rows": rows, **links, "audit": audit})
+        found = _INSERT_ALL[bool(audit)].first(db, _parameters(rows, links, audit))
         assert found is not None
         ids = {
             table.collection: {tuple(made[1:]): made[0] for made in returned or ()}
@@ -350,9 +350,16 @@ def _started(
                     held = vars(record)
                     held["id"] = ids[tuple(held[a] for a in table.key)]
 
-    params = {"rows": rows, **links, "audit": audit}
-    _INSERT_ALL.start(db, params, numbered, lambda exc: _refusal(exc, None))
+    params = _parameters(rows, links, audit)
+    _INSERT_ALL[bool(audit)].start(db, params, numbered, lambda exc: _refusal(exc, None))
     return _answered(db, new, made)
+
+
+def _parameters(
+    rows: list[dict[str, Any]], links: dict[str, list[Any]], audit: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The parameters of `_INSERT_ALL`'s statement (audited or not)."""
+    return {"rows": rows, **links, **({"audit": audit} if audit else {})}
 
 
 def _answered(db: Session, new: list[_New], made: dict[str, list[list[Any]]]) -> list[Booking]:
@@ -426,15 +433,17 @@ _LINKS = (
 )
 
 
-def _inserting_all() -> Direct:
-    """PostgreSQL: new bookings, all their links and their audit records in one
-    statement, each table's rows one JSON parameter (`insert_from_json`: the bookings
-    `rows`, the links by their collection's name, the audit records `audit`, empty for
-    none); it returns, per link table, a JSON array of the new rows' ids with their
-    natural keys. The links' foreign keys are checked at the statement's end, when the
-    bookings beside them are in."""
-    bookings = insert_from_json(_BOOKING_TABLE, [column for column, _ in _BOOKING_COLUMNS])
-    audit = insert_from_json(_AUDIT_TABLE, [c.name for c in _AUDIT_TABLE.columns], "audit")
+def _inserting_all(audited: bool) -> Direct:
+    """PostgreSQL: new bookings, all their links and (`audited`) their audit records in
+    one statement, each table's rows one JSON parameter (`insert_from_json`: the
+    bookings `rows`, the links by their collection's name, the audit records `audit`,
+    empty for none); it returns, per link table, a JSON array of the new rows' ids with
+    their natural keys. The links' foreign keys are checked at the statement's end, when
+    the bookings beside them are in."""
+    ctes = [insert_from_json(_BOOKING_TABLE, [c for c, _ in _BOOKING_COLUMNS]).cte("new_bookings")]
+    if audited:
+        names = [c.name for c in _AUDIT_TABLE.columns]
+        ctes.append(insert_from_json(_AUDIT_TABLE, names, "audit").cte("new_audit"))
     returned = []
     for link in _LINKS:
         table = table_of(link.kind)
@@ -445,10 +454,12 @@ def _inserting_all() -> Direct:
             .cte(f"new_{link.collection}")
         )
         returned.append(select(func.json_agg(func.json_build_array(*made.c))).scalar_subquery())
-    return Direct(select(*returned).add_cte(bookings.cte("new_bookings"), audit.cte("new_audit")))
+    return Direct(select(*returned).add_cte(*ctes))
 
 
-_INSERT_ALL = _inserting_all()
+#: The bookings' statement, without and with their audit records (a single booking is
+#: audited by its interaction, after the fact; a series' occurrences in it).
+_INSERT_ALL = {False: _inserting_all(False), True: _inserting_all(True)}
 
 
 class Checks:

@@ -11,6 +11,11 @@ engine's listeners (`before_cursor_execute`, `after_cursor_execute`) and still r
 SQLAlchemy's errors (an `IntegrityError` is one; a lost connection is invalidated).
 Elsewhere (SQLite), and for a statement that needs per-call work (an expanding `IN`
 list, a column default computed in Python), it is `Connection.execute`.
+
+A long INSERT whose result the request does not need at once can run in the background
+(`Direct.start`): PostgreSQL writes a series' bookings while the request renders its
+answer, on the other core. Statements still run in the order the request gives them,
+and the first refusal is what the request fails with (`_in_turn`, `settle`).
 """
 
 from __future__ import annotations
@@ -57,14 +62,14 @@ class Direct:
         then: Callable[[list[tuple[Any, ...]]], None],
         refusal: Callable[[Exception], Exception],
     ) -> None:
-        """Run the statement while the request goes on, and `then` with its rows, when
-        nothing the request does next needs them (a series' bookings: while PostgreSQL
-        writes them, the request renders its answer, on the other core). On PostgreSQL
-        it runs on a thread of its own, in the session's transaction: the driver lets
-        one statement at a time use the connection, so the request's next statement
-        waits for it, and the commit waits for it and raises what refused it, through
-        `refusal` (`settle`), as does `Database.write` if the request failed meanwhile.
-        Elsewhere (SQLite) it runs now, and raises now."""
+        """Run the statement while the request goes on, and `then` with its rows (on the
+        statement's thread), when nothing the request does next needs them (a series'
+        bookings: while PostgreSQL writes them, the request renders its answer, on the
+        other core). On PostgreSQL it runs on a thread of its own, in the session's
+        transaction, after any started before it. The request's next statement on the
+        connection, and the commit, wait for it and raise what refused it, as `refusal`
+        names it (`_in_turn`); so does `settle`, and `Database.write` when the request
+        failed otherwise meanwhile. Elsewhere (SQLite) it runs now, and raises now."""
         connection = db.connection()
         plan = self._plan(connection)
         if plan is None:
