@@ -58,7 +58,7 @@ def book() -> Response:
     parsed = book_from_fhir(read_json_body())
     base = base_url()
 
-    def work(store: Store) -> dict[str, Any]:
+    def work(store: Store) -> Response:
         seen: set[tuple[str, str]] = set()
         if isinstance(parsed, list):
             bookings, notices = _resolve(store, parsed)
@@ -74,18 +74,18 @@ def book() -> Response:
             # answer's check for hidden references need not ask about them again.
             seen = {("Appointment", b.id) for b in bookings} | chosen_coverages(bookings)
         # Made while the database may still be writing a series' bookings, on the other
-        # core (`store.direct.Direct.start`): the answer, then the Slots' new versions.
+        # core (`store.direct.Direct.start`): the answer, the Slots' new versions and the
+        # response's bytes (sent only if the commit then succeeds).
         answer = bookings_to_fhir(base, bookings, notices, summary)
         for booking, entry in zip(bookings, answer["entry"], strict=False):
             rendered(booking, entry["resource"])  # their version snapshots, rendered once
         # Checked here, before the commit, not in a transaction of its own when sent.
-        checked = checked_in(store, Vouched(answer, seen))
+        response = fhir_response(checked_in(store, Vouched(answer, seen)))
         prerendered(store.session_versions_to_keep())
-        return checked
+        return response
 
     with located(Where({"Timing": BOOK_TIMING})), failures_audited("C", "operation", "Appointment"):
-        bundle = database().write_as(grants.access, work)
-    return fhir_response(bundle)
+        return database().write_as(grants.access, work)
 
 
 def cancel(ident: str) -> Response:
