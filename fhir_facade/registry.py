@@ -283,7 +283,7 @@ def snapshot(record: Base) -> str:
         kept: str | None = made.pop(_version_key(record), None)
         if kept is not None:
             return kept
-    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
+    return _rendering(record)
 
 
 def rendered(record: Base, resource: dict[str, Any]) -> None:
@@ -308,7 +308,11 @@ def prerendered(records: Iterable[Base]) -> None:
     for record in records:
         key = _version_key(record)
         if key not in made:
-            made[key] = orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
+            made[key] = _rendering(record)
+
+
+def _rendering(record: Base) -> str:
+    return orjson.dumps(_BY_KIND[type(record)].to_fhir(record)).decode()
 
 
 def _version_key(record: Base) -> tuple[Any, ...]:

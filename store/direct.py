@@ -175,21 +175,16 @@ def background_failure(db: Session) -> BaseException | None:
 
 
 def _in_turn(connection: Connection, *_: Any) -> None:
-    """Before any other statement on a connection running some in the background: those
-    first, so statements run in the order the request gives them (the driver alone lets
-    whichever thread comes first go first), and what refused one is raised, not the
-    aborted transaction the statement would find."""
+    """Before any other statement on a connection running some in the background, and
+    before its commit: those first, so statements run in the order the request gives
+    them (the driver alone lets whichever thread comes first go first), and what refused
+    one is raised, not the aborted transaction the statement would find (PostgreSQL
+    would answer the COMMIT of one with a rollback, and no error)."""
     running: _Running | None = connection.info.get(_RUNNING)
     if running is not None and not running.runs_on(threading.current_thread()):
         error = running.outcome()
         if error is not None:
             raise error
-
-
-def _before_commit(connection: Connection) -> None:
-    """The commit waits for them too, and fails as the first that failed did (PostgreSQL
-    would answer COMMIT with a rollback, and no error)."""
-    _in_turn(connection)
 
 
 def _forget(db: Session, *_: Any) -> None:
@@ -201,7 +196,7 @@ def _forget(db: Session, *_: Any) -> None:
 # On every engine, other statements wait their turn and the commit waits for them all; in
 # every session, a rollback forgets them.
 event.listen(Engine, "before_cursor_execute", _in_turn)
-event.listen(Engine, "commit", _before_commit)
+event.listen(Engine, "commit", _in_turn)
 event.listen(Session, "after_rollback", _forget)
 
 
