@@ -231,9 +231,9 @@ class Database:
 
 
 def _worked(work: Callable[[Session], T], session: Session) -> T:
-    """`work`'s result; if it failed while a statement of its transaction was running in
-    the background (`Direct.start`), that statement's own refusal when it had one (the
-    work's next statement then only found the transaction aborted)."""
+    """`work`'s result. If it failed (say, in Python) while a statement of its
+    transaction ran in the background (`Direct.start`) and that statement was refused,
+    the refusal is raised: it went wrong first."""
     try:
         return work(session)
     except BaseException as exc:
