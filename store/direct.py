@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from sqlalchemy import ARRAY, Connection, Dialect, Engine, TypeDecorator, event, exc
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
 
@@ -193,11 +194,20 @@ def _forget(db: Session, *_: Any) -> None:
     background_failure(db)
 
 
+def _returned(_dbapi_connection: Any, record: Any) -> None:
+    """A connection back in the pool (its transaction rolled back, if the session closed
+    without ending it) keeps nothing running for the next one, nor its refusal."""
+    running: _Running | None = record.info.get(_RUNNING) if record is not None else None
+    if running is not None:
+        running.outcome()
+
+
 # On every engine, other statements wait their turn and the commit waits for them all; in
-# every session, a rollback forgets them.
+# every session, a rollback forgets them, and so does every pool for its connections.
 event.listen(Engine, "before_cursor_execute", _in_turn)
 event.listen(Engine, "commit", _in_turn)
 event.listen(Session, "after_rollback", _forget)
+event.listen(Pool, "checkin", _returned)
 
 
 @functools.lru_cache(maxsize=64)

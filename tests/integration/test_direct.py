@@ -352,3 +352,21 @@ def test_a_rolled_back_transaction_forgets_its_background_statement(database):
             _ADD_VERSION.rows(db, _version("next"))
     with database.reading() as db:
         assert sorted(db.scalars(select(RecordVersion.record_id))) == ["next", "twice"]
+
+
+def test_a_connection_goes_back_to_the_pool_with_nothing_left_running(database):
+    """A session closed without a commit or a rollback of its own (the pool rolls the
+    connection back) leaves no background statement, nor its refusal, to the next
+    transaction that gets the connection."""
+    if database.is_sqlite:
+        pytest.skip("SQLite runs the statement at once: nothing is left running")
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("twice")))
+    db = Session(database.engine)
+    db.begin()
+    _ADD_VERSION.start(db, _version("twice"), lambda rows: None, _refusal)  # refused
+    db.close()
+
+    database.write(lambda db: _ADD_VERSION.rows(db, _version("next")))
+
+    with database.reading() as db:
+        assert sorted(db.scalars(select(RecordVersion.record_id))) == ["next", "twice"]
