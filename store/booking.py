@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -288,52 +288,9 @@ def _insert_new(db: Session, new: list[_New], audited: Audited | None = None) ->
         if audited is not None
         else []
     )
-    if on_postgresql(db) and len(new) >= IN_BACKGROUND:
-        return _started(db, new, rows, links, audit)
-    # Each link row's new id, by its natural key (RETURNING's rows need not come in the
-    # parameters' order on every backend; SQLite would insert row by row to keep it).
-    ids: dict[str, dict[tuple[Any, ...], int]]
-    if on_postgresql(db):
-        # One statement: the bookings and every link, the links' ids back as JSON arrays.
-        found = _INSERT_ALL[bool(audit)].first(db, _parameters(rows, links, audit))
-        assert found is not None
-        ids = {
-            table.collection: {tuple(made[1:]): made[0] for made in returned or ()}
-            for table, returned in zip(_LINKS, found, strict=True)
-        }
-    else:
-        connection = db.connection()
-        connection.execute(insert(_BOOKING_TABLE), rows)
-        ids = {}
-        for table in _LINKS:
-            given = links[table.collection]
-            found_rows = connection.execute(table.insert, given) if given else ()
-            ids[table.collection] = {tuple(made[1:]): made[0] for made in found_rows}
-        if audit:
-            connection.execute(insert(_AUDIT_TABLE), audit)
-    made: dict[str, list[list[Any]]] = {}
-    for table in _LINKS:
-        found_ids = ids[table.collection]
-        made[table.collection] = [
-            [
-                plain(table.kind, {"id": found_ids[tuple(row[attr] for attr in table.key)], **row})
-                for row in getattr(n, table.collection)
-            ]
-            for n in new
-        ]
-    return _answered(db, new, made)
-
-
-def _started(
-    db: Session,
-    new: list[_New],
-    rows: list[dict[str, Any]],
-    links: dict[str, list[Any]],
-    audit: list[dict[str, Any]],
-) -> list[Booking]:
-    """`_insert_new` on PostgreSQL, the statement started in the background: the plain
-    records are answered at once, their links' ids set when the statement returns them
-    (nothing reads a link's id before the commit, which waits for them)."""
+    # The links as plain records, each numbered when its INSERT returns its new id (by
+    # its natural key: RETURNING's rows need not come in the parameters' order on every
+    # backend; SQLite would insert row by row to keep it).
     made = {
         table.collection: [
             [plain(table.kind, {"id": None, **row}) for row in getattr(n, table.collection)]
@@ -342,17 +299,43 @@ def _started(
         for table in _LINKS
     }
 
-    def numbered(found: list[tuple[Any, ...]]) -> None:
-        for table, returned in zip(_LINKS, found[0], strict=True):
-            ids = {tuple(row[1:]): row[0] for row in returned or ()}
+    def numbered(returned: Iterable[Iterable[Sequence[Any]] | None]) -> None:
+        for table, rows_back in zip(_LINKS, returned, strict=True):
+            ids = {tuple(row[1:]): row[0] for row in rows_back or ()}
             for per_booking in made[table.collection]:
                 for record in per_booking:
                     held = vars(record)
                     held["id"] = ids[tuple(held[a] for a in table.key)]
 
-    params = _parameters(rows, links, audit)
-    _INSERT_ALL[bool(audit)].start(db, params, numbered, lambda exc: _refusal(exc, None))
+    if on_postgresql(db):
+        # One statement: the bookings, every link and the audit records, the links' ids
+        # back as JSON arrays; a long one runs while the request goes on (nothing reads a
+        # link's id before the commit, which waits for it).
+        statement, params = _INSERT_ALL[bool(audit)], _parameters(rows, links, audit)
+        if len(new) >= IN_BACKGROUND:
+            statement.start(db, params, lambda found: numbered(found[0]), _refused_batch)
+        else:
+            found = statement.first(db, params)
+            assert found is not None
+            numbered(found)
+    else:
+        connection = db.connection()
+        connection.execute(insert(_BOOKING_TABLE), rows)
+        numbered(
+            [
+                connection.execute(table.insert, links[table.collection]).all()
+                if links[table.collection]
+                else []
+                for table in _LINKS
+            ]
+        )
+        if audit:
+            connection.execute(insert(_AUDIT_TABLE), audit)
     return _answered(db, new, made)
+
+
+def _refused_batch(exc: Exception) -> Exception:
+    return _refusal(exc, None)
 
 
 def _parameters(
